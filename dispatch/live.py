@@ -1,0 +1,36 @@
+"""Live updates for the board, pushed through Redis so that any process can publish.
+
+Web processes subscribe (Flask-SocketIO's client manager); workers publish with a
+write-only manager and never import the web app. Events are hints that something
+changed (ids and counts), never phone numbers or report text: the board re-reads the
+record from the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+DEFAULT_CHANNEL = "rapidresponse"
+
+
+def live_events_manager(redis_url: str, channel: str | None = None,
+                        write_only: bool = False) -> socketio.RedisManager:
+    """The Redis pub/sub manager shared by the web app (subscriber) and workers (publishers).
+
+    Built explicitly because Flask-SocketIO only recognises redis:// URLs by itself,
+    and the embedded Redis listens on a unix:// socket.
+    """
+    return socketio.RedisManager(redis_url, channel=channel or DEFAULT_CHANNEL,
+                                 write_only=write_only)
+
+
+class LivePublisher:
+    """Emits Socket.IO events from outside the web app (workers, the CLI)."""
+
+    def __init__(self, redis_url: str, channel: str | None = None) -> None:
+        self._manager = live_events_manager(redis_url, channel, write_only=True)
+
+    def emit(self, event: str, data: dict[str, Any], room: str | None = None) -> None:
+        self._manager.emit(event, data, namespace="/", room=room)

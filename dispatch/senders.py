@@ -1,0 +1,159 @@
+"""SMS senders: one small interface, chosen by SMS_BACKEND.
+
+Like healthchecks' transports, a sender has one method, ``send()``, which returns the
+provider's message id or raises ``SendError``; ``permanent`` tells the caller not to
+retry. Error messages never carry the phone number or the text (they end up in logs and
+in RQ's failed-job registry).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+from urllib.parse import urlencode
+
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from rapidresponse.config import Settings
+from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.db import Database
+from rapidresponse.models import OutboxMessage
+from rapidresponse.sms import segment
+
+# Twilio error codes that will not get better by retrying. 21610: the recipient texted
+# STOP to our number; 21211: invalid 'To'; 21614: not a mobile number; 30005: unknown
+# or inactive destination; 30006: landline or unreachable carrier.
+OPTED_OUT_CODES = frozenset({21610})
+BAD_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
+# 21408: no permission to send to that region; 21612: no route between the numbers.
+# Configuration errors (401 bad credentials, 21606 bad sender) are NOT permanent for the
+# recipient: they are fixed by an operator, after which the delivery must still go out.
+PERMANENT_CODES = OPTED_OUT_CODES | BAD_NUMBER_CODES | frozenset({21408, 21612})
+
+OUTBOX_PURPOSE_TO = "outbox.to"
+OUTBOX_PURPOSE_BODY = "outbox.body"
+PHONE_INDEX_PURPOSE = "phone"
+
+
+class SendError(Exception):
+    """The provider did not accept the message.
+
+    Args:
+        message: what went wrong, without the number or the text.
+        permanent: retrying will not help (bad number, opted out).
+        code: the provider's error code, when it gave one.
+        retry_after: seconds the provider asked us to wait, when it said.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, code: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    def send(self, to: str, body: str, *, callback_id: str | None = None,
+             validity_period: int | None = None) -> str:
+        """Send ``body`` to the E.164 number ``to``; return the provider's message id.
+
+        Args:
+            to: the recipient, E.164.
+            body: the text.
+            callback_id: names the Delivery in the StatusCallback URL, when tracked.
+            validity_period: seconds after which the carrier should drop it undelivered.
+
+        Raises:
+            SendError: the provider refused or could not be reached.
+        """
+        ...
+
+
+def status_callback_url(public_url: str, callback_id: str) -> str:
+    return f"{public_url}/sms/status?{urlencode({'delivery': callback_id})}"
+
+
+class TwilioSender:
+    """Sends through Twilio's Messages API with the official SDK.
+
+    ``api_url`` replaces https://api.twilio.com, so tests and staging can point the
+    sender at a local Twilio-compatible server.
+    """
+
+    def __init__(self, account_sid: str, auth_token: str, sender: str, *, public_url: str,
+                 api_url: str = "https://api.twilio.com", timeout: float = 10.0) -> None:
+        if not sender:
+            raise ValueError("sender: a phone number or a Messaging Service sid is needed")
+        self.public_url = public_url.rstrip("/")
+        self.sender = sender
+        self.client = Client(account_sid, auth_token,
+                             http_client=TwilioHttpClient(timeout=timeout))
+        self.client.api.base_url = api_url.rstrip("/")
+
+    def send(self, to: str, body: str, *, callback_id: str | None = None,
+             validity_period: int | None = None) -> str:
+        options: dict[str, object] = {"to": to, "body": body}
+        if self.sender.startswith("MG"):
+            options["messaging_service_sid"] = self.sender
+        else:
+            options["from_"] = self.sender
+        if callback_id is not None:
+            options["status_callback"] = status_callback_url(self.public_url, callback_id)
+        if validity_period is not None:
+            options["validity_period"] = validity_period
+        try:
+            message = self.client.messages.create(**options)  # type: ignore[arg-type]
+        except TwilioRestException as exc:
+            raise _send_error(exc) from None
+        except (TwilioException, OSError) as exc:
+            # Connection refused, timeout, TLS failure: the outcome may be unknown.
+            raise SendError(f"could not reach the provider ({exc.__class__.__name__})") from None
+        return str(message.sid)
+
+
+def _send_error(exc: TwilioRestException) -> SendError:
+    code = exc.code if isinstance(exc.code, int) else None
+    permanent = code in PERMANENT_CODES
+    # Twilio's own message can quote the 'To' number, so we build ours from the code.
+    return SendError(f"provider answered HTTP {exc.status} (error {code})", permanent=permanent,
+                     code=code)
+
+
+class SimulatorSender:
+    """Keeps outbound messages in the database outbox that the simulator page shows.
+
+    The number and the text are sealed like everything else, so the demo database
+    is no softer a target than a real one.
+    """
+
+    def __init__(self, database: Database, cipher: FieldCipher, index: BlindIndex) -> None:
+        self.database = database
+        self.cipher = cipher
+        self.index = index
+
+    def send(self, to: str, body: str, *, callback_id: str | None = None,
+             validity_period: int | None = None) -> str:
+        sid = "SM" + uuid.uuid4().hex
+        with self.database.session() as session:
+            session.add(OutboxMessage(
+                sid=sid,
+                to_index=self.index.digest(to, PHONE_INDEX_PURPOSE),
+                to_sealed=self.cipher.encrypt(to, OUTBOX_PURPOSE_TO),
+                body_sealed=self.cipher.encrypt(body, OUTBOX_PURPOSE_BODY),
+                segments=segment(body).segments,
+            ))
+        return sid
+
+
+def make_sender(settings: Settings, database: Database, cipher: FieldCipher,
+                index: BlindIndex) -> Sender:
+    """The sender SMS_BACKEND names."""
+    if settings.sms_backend == "twilio":
+        assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+        return TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token,
+                            settings.twilio_from, public_url=settings.public_url,
+                            api_url=settings.twilio_api_url)
+    return SimulatorSender(database, cipher, index)

@@ -1,0 +1,76 @@
+"""What a process needs to move messages, built once from the settings.
+
+The web app and every worker build one ``Services``. RQ forks a work horse per job; the
+horse inherits these objects and ``Database.after_fork`` drops the parent's pooled
+connections (redis-py does the same for its pool on its own).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from dispatch.redis_conn import EmbeddedRedis, connect
+from dispatch.senders import Sender, make_sender
+from rapidresponse.config import Settings
+from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    redis_url: str
+    redis: Redis
+    cipher: FieldCipher
+    index: BlindIndex
+    sender: Sender
+    embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        """Connect to the database and Redis (starting the embedded one if needed)."""
+        embedded = None
+        redis_url = settings.redis_url
+        if redis_url is None:
+            embedded = EmbeddedRedis(settings.instance_path / "redis")
+            redis_url = embedded.start()
+            if embedded.owned:
+                atexit.register(embedded.stop)
+        database = Database(settings.database_url)
+        cipher = FieldCipher(settings.data_keys)
+        index = BlindIndex(settings.index_key)
+        return cls(settings=settings, database=database, redis_url=redis_url,
+                   redis=connect(redis_url), cipher=cipher, index=index,
+                   sender=make_sender(settings, database, cipher, index),
+                   embedded_redis=embedded)
+
+    def close(self) -> None:
+        self.redis.close()
+        self.database.dispose()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+
+
+_current: Services | None = None
+_lock = threading.Lock()
+
+
+def install(services: Services | None) -> None:
+    """Make ``services`` the ones jobs in this process use (tests install their own)."""
+    global _current
+    with _lock:
+        _current = services
+
+
+def current() -> Services:
+    """The process's services, built from the environment on first use."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Services.build(Settings.from_env())
+        return _current

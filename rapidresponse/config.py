@@ -1,0 +1,337 @@
+"""Settings read from the environment, once, for the web app, the workers and the CLI.
+
+Every variable is parsed by a small typed helper that fails loudly with a ConfigError
+naming the variable, so that a typo stops start-up with one clear line instead of
+surfacing as a strange failure during a raid. Every secret may also be given as
+``NAME_FILE`` (a path whose contents are the value), as Docker and systemd secrets do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+Environment = Literal["development", "production"]
+SmsBackend = Literal["simulator", "twilio"]
+AlertPolicy = Literal["approve", "auto"]
+
+# Secrets that the development mode generates once and keeps under instance/.
+GENERATED_SECRETS = ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY")
+SECRETS_FILENAME = "secrets.json"
+KEY_BYTES = 32
+MIN_SECRET_KEY_LENGTH = 32
+
+_ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed. The message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, already validated."""
+
+    env: Environment
+    instance_path: Path
+    database_url: str
+    redis_url: str | None
+    secret_key: str = field(repr=False)
+    data_keys: tuple[bytes, ...] = field(repr=False)
+    index_key: bytes = field(repr=False)
+    public_url: str
+    sms_backend: SmsBackend
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None = field(repr=False)
+    twilio_from: str | None
+    twilio_api_url: str
+    send_rate: float | None  # messages per second; None means unlimited
+    alert_policy: AlertPolicy
+    verify_quorum: int
+    phone_region: str
+    log_level: str
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def twilio_from_is_messaging_service(self) -> bool:
+        return bool(self.twilio_from and self.twilio_from.startswith("MG"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the settings.
+
+        Args:
+            environ: the variables to read; ``os.environ`` when omitted.
+
+        Raises:
+            ConfigError: a variable is malformed, or a secret is missing in production.
+        """
+        return _load(_Env(os.environ if environ is None else environ))
+
+
+class _Env:
+    """Reads raw values, honouring NAME_FILE, and reports errors by variable name."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def get(self, name: str) -> str | None:
+        direct = self.environ.get(name, "").strip()
+        path = self.environ.get(f"{name}_FILE", "").strip()
+        if direct and path:
+            raise ConfigError(f"{name}: set either {name} or {name}_FILE, not both")
+        if path:
+            return _read_secret_file(name, path)
+        return direct or None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = (self.get(name) or default).lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum} (got {value})")
+        return value
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}_FILE: cannot read {path} ({exc.__class__.__name__})") from None
+    if not value:
+        raise ConfigError(f"{name}_FILE: {path} is empty")
+    return value
+
+
+def _load(env: _Env) -> Settings:
+    mode = env.choice("RR_ENV", ("development", "production"), "development")
+    instance_path = Path(env.get("INSTANCE_PATH") or "instance").resolve()
+    secret_values = _secret_values(env, mode, instance_path)
+    sms_backend = _sms_backend(env)
+    settings = Settings(
+        env="production" if mode == "production" else "development",
+        instance_path=instance_path,
+        database_url=_database_url(env, instance_path),
+        redis_url=_redis_url(env),
+        secret_key=_secret_key(secret_values["SECRET_KEY"], mode),
+        data_keys=parse_data_keys(secret_values["DATA_KEYS"]),
+        index_key=parse_key("INDEX_KEY", secret_values["INDEX_KEY"]),
+        public_url=_public_url(env, mode),
+        sms_backend="twilio" if sms_backend == "twilio" else "simulator",
+        twilio_account_sid=_account_sid(env),
+        twilio_auth_token=env.get("TWILIO_AUTH_TOKEN"),
+        twilio_from=_twilio_from(env),
+        twilio_api_url=_http_url("TWILIO_API_URL", env.get("TWILIO_API_URL"))
+        or "https://api.twilio.com",
+        send_rate=_send_rate(env),
+        alert_policy="auto" if env.choice("ALERT_POLICY", ("approve", "auto"), "approve") == "auto"
+        else "approve",
+        verify_quorum=env.integer("VERIFY_QUORUM", default=1, minimum=1),
+        phone_region=_phone_region(env),
+        log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper(),
+    )
+    _check_twilio_complete(settings)
+    return settings
+
+
+def _sms_backend(env: _Env) -> str:
+    has_credentials = bool(env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN"))
+    return env.choice("SMS_BACKEND", ("simulator", "twilio"), "twilio" if has_credentials
+                      else "simulator")
+
+
+def _check_twilio_complete(settings: Settings) -> None:
+    if settings.sms_backend != "twilio":
+        return
+    for name, value in (
+        ("TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
+        ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token),
+        ("TWILIO_FROM", settings.twilio_from),
+    ):
+        if not value:
+            # Without the auth token we could not check webhook signatures: fail closed.
+            raise ConfigError(f"{name} is required when SMS_BACKEND=twilio")
+
+
+def _secret_values(env: _Env, mode: str, instance_path: Path) -> dict[str, str]:
+    given = {name: env.get(name) for name in GENERATED_SECRETS}
+    missing = [name for name, value in given.items() if value is None]
+    if missing and mode == "production":
+        raise ConfigError(
+            f"{missing[0]} is required when RR_ENV=production (set it or {missing[0]}_FILE)"
+        )
+    stored = load_or_create_dev_secrets(instance_path) if missing else {}
+    return {name: value or stored[name] for name, value in given.items()}
+
+
+def load_or_create_dev_secrets(instance_path: Path) -> dict[str, str]:
+    """Return the development secrets under instance/, creating them on first use.
+
+    The file is created with O_EXCL and mode 0600, so two processes starting at once
+    (web and worker in ``demo``) agree on one set of keys, and nobody else can read it.
+    """
+    path = instance_path / SECRETS_FILENAME
+    instance_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fresh = {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "DATA_KEYS": new_key(),
+        "INDEX_KEY": new_key(),
+    }
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_dev_secrets(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(fresh, handle)
+    return fresh
+
+
+def _read_dev_secrets(path: Path) -> dict[str, str]:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(f"cannot read the generated secrets in {path}; restore or delete it")\
+            from None
+    if not isinstance(stored, dict) or not all(isinstance(stored.get(n), str)
+                                               for n in GENERATED_SECRETS):
+        raise ConfigError(f"the generated secrets in {path} are incomplete; restore or delete it")
+    return {name: stored[name] for name in GENERATED_SECRETS}
+
+
+def new_key() -> str:
+    """A fresh 256-bit key in the text form DATA_KEYS and INDEX_KEY expect."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode("ascii")
+
+
+def parse_key(name: str, text: str) -> bytes:
+    """Decode one base64 (standard or URL-safe) 256-bit key."""
+    try:
+        raw = base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_").encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise ConfigError(f"{name} must be base64 of {KEY_BYTES} random bytes") from None
+    if len(raw) != KEY_BYTES:
+        raise ConfigError(f"{name} must be base64 of {KEY_BYTES} random bytes (got {len(raw)})")
+    return raw
+
+
+def parse_data_keys(text: str) -> tuple[bytes, ...]:
+    """DATA_KEYS: comma-separated keys, newest first; the newest encrypts, all decrypt."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ConfigError("DATA_KEYS must hold at least one key")
+    keys = tuple(parse_key("DATA_KEYS", part) for part in parts)
+    if len(set(keys)) != len(keys):
+        raise ConfigError("DATA_KEYS lists the same key twice")
+    return keys
+
+
+def _secret_key(value: str, mode: str) -> str:
+    if mode == "production" and len(value) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
+    return value
+
+
+def _database_url(env: _Env, instance_path: Path) -> str:
+    raw = env.get("DATABASE_URL")
+    if raw is None:
+        return f"sqlite:///{instance_path / 'rapidresponse.sqlite3'}"
+    scheme = raw.split(":", 1)[0].lower()
+    # We ship psycopg 3; point the bare postgres schemes at it.
+    if scheme in ("postgres", "postgresql"):
+        return "postgresql+psycopg:" + raw.split(":", 1)[1]
+    if scheme.startswith(("sqlite", "postgresql+")):
+        return raw
+    raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL (got {scheme}://…)")
+
+
+def _redis_url(env: _Env) -> str | None:
+    raw = env.get("REDIS_URL")
+    if raw is None:
+        return None
+    scheme = urlsplit(raw).scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL (got {scheme!r})")
+    return raw
+
+
+def _http_url(name: str, raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL such as https://example.org")
+    return raw.rstrip("/")
+
+
+def _public_url(env: _Env, mode: str) -> str:
+    url = _http_url("PUBLIC_URL", env.get("PUBLIC_URL"))
+    if url is None:
+        if mode == "production":
+            raise ConfigError("PUBLIC_URL is required when RR_ENV=production")
+        return "http://127.0.0.1:5000"
+    if mode == "production" and not url.startswith("https://"):
+        raise ConfigError("PUBLIC_URL must use https:// when RR_ENV=production")
+    return url
+
+
+def _account_sid(env: _Env) -> str | None:
+    sid = env.get("TWILIO_ACCOUNT_SID")
+    if sid is not None and not _ACCOUNT_SID.match(sid):
+        raise ConfigError("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
+    return sid
+
+
+def _twilio_from(env: _Env) -> str | None:
+    value = env.get("TWILIO_FROM")
+    if value is None or _E164.match(value) or _MESSAGING_SERVICE_SID.match(value):
+        return value
+    raise ConfigError(
+        "TWILIO_FROM must be an E.164 number (+15035550100) or a Messaging Service sid (MG…)"
+    )
+
+
+def _send_rate(env: _Env) -> float | None:
+    raw = env.get("SEND_RATE")
+    if raw is None:
+        return 1.0  # a US long code's default: one segment per second
+    if raw.lower() in ("unlimited", "0", "none"):
+        return None
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0 < rate <= 10_000:
+        raise ConfigError(f"SEND_RATE must be messages per second (0–10000) or 'unlimited' "
+                          f"(got {raw!r})")
+    return rate
+
+
+def _phone_region(env: _Env) -> str:
+    region = (env.get("PHONE_REGION") or "US").upper()
+    if not re.fullmatch(r"[A-Z]{2}", region):
+        raise ConfigError(f"PHONE_REGION must be a two-letter country code (got {region!r})")
+    return region

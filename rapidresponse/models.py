@@ -1,0 +1,399 @@
+"""The system of record: SQLAlchemy 2 models of the core entities.
+
+Redis is only transport; everything that must survive a crash lives here. Phone numbers
+and report text are stored sealed (see ``crypto``), with a blind index for lookups; no
+column holds a phone number in the clear.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so Alembic migrations behave the same on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # Stored as plain strings with a CHECK, readable in psql and portable to SQLite.
+    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True, create_constraint=True)
+
+
+class Language(str, enum.Enum):
+    EN = "en"
+    ES = "es"
+
+
+class SubscriberStatus(str, enum.Enum):
+    ACTIVE = "active"
+    OPTED_OUT = "opted_out"  # a carrier STOP keyword: nothing is sent until START
+    UNDELIVERABLE = "undeliverable"  # the carrier said the number cannot take SMS
+
+
+class SubscriptionStatus(str, enum.Enum):
+    PENDING = "pending"  # asked to JOIN, has not answered YES yet
+    CONFIRMED = "confirmed"
+
+
+class IncidentState(str, enum.Enum):
+    REPORTED = "reported"
+    DISPATCHED = "dispatched"
+    CONFIRMED = "confirmed"
+    FALSE_ALARM = "false_alarm"
+    UNVERIFIED = "unverified"
+    CLOSED = "closed"
+
+
+class DispatchState(str, enum.Enum):
+    PAGED = "paged"
+    GOING = "going"
+    TIMED_OUT = "timed_out"
+    DONE = "done"
+
+
+class Verdict(str, enum.Enum):
+    CONFIRM = "confirm"
+    FALSE = "false"
+    UNCLEAR = "unclear"
+
+
+class AlertKind(str, enum.Enum):
+    ALERT = "alert"
+    UPDATE = "update"
+    ALL_CLEAR = "all_clear"
+    CORRECTION = "correction"
+    ANNOUNCEMENT = "announcement"
+
+
+class AlertStatus(str, enum.Enum):
+    DRAFT = "draft"
+    APPROVED = "approved"  # the ledger is written; deliveries are pending or in flight
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(str, enum.Enum):
+    PENDING = "pending"
+    CLAIMED = "claimed"  # a worker holds the lease and may be talking to the provider
+    SENT = "sent"  # the provider accepted it
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    UNDELIVERABLE = "undeliverable"
+    OPTED_OUT = "opted_out"
+    EXPIRED = "expired"
+
+
+class StaffRole(str, enum.Enum):
+    COORDINATOR = "coordinator"
+    DISPATCHER = "dispatcher"
+    RESPONDER = "responder"
+
+
+class ReportChannel(str, enum.Enum):
+    SMS = "sms"
+    WEB = "web"
+
+
+class Area(Base):
+    """A neighborhood people subscribe to and reports are placed in."""
+
+    __tablename__ = "areas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    region: Mapped[str] = mapped_column(String(120), default="")
+    aliases: Mapped[list[str]] = mapped_column(default=list)
+    zips: Mapped[list[str]] = mapped_column(default=list)
+    geometry: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # GeoJSON
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    phone_index: Mapped[str] = mapped_column(String(64), unique=True)
+    language: Mapped[Language] = mapped_column(_enum(Language), default=Language.EN)
+    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus),
+                                                     default=SubscriberStatus.ACTIVE)
+    opted_out_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber",
+                                                             cascade="all, delete-orphan")
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("subscriber_id", "area_id"),
+                      Index("ix_subscriptions_area_status", "area_id", "status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"))
+    status: Mapped[SubscriptionStatus] = mapped_column(_enum(SubscriptionStatus),
+                                                       default=SubscriptionStatus.PENDING)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    area: Mapped[Area] = relationship()
+
+
+responder_areas = Table(
+    "responder_areas",
+    Base.metadata,
+    Column("responder_id", ForeignKey("responders.id", ondelete="CASCADE"), primary_key=True),
+    Column("area_id", ForeignKey("areas.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Responder(Base):
+    """A trained volunteer who goes to look and gives a verdict."""
+
+    __tablename__ = "responders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    phone_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    phone_index: Mapped[str] = mapped_column(String(64), unique=True)
+    phone_last4: Mapped[str] = mapped_column(String(4))  # for masked display only
+    language: Mapped[Language] = mapped_column(_enum(Language), default=Language.EN)
+    on_shift: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    areas: Mapped[list[Area]] = relationship(secondary=responder_areas)
+
+
+class Incident(Base):
+    """One real-world event that one or more reports describe."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_area_state", "area_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    state: Mapped[IncidentState] = mapped_column(_enum(IncidentState),
+                                                 default=IncidentState.REPORTED)
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), default=None)
+    latitude: Mapped[float | None] = mapped_column(Float, default=None)
+    longitude: Mapped[float | None] = mapped_column(Float, default=None)
+    possible_flood: Mapped[bool] = mapped_column(Boolean, default=False)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    area: Mapped[Area | None] = relationship()
+    reports: Mapped[list[Report]] = relationship(back_populates="incident")
+
+
+class Report(Base):
+    """What one person said they saw. The reporter's number is never stored."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), default=None,
+                                                    index=True)
+    channel: Mapped[ReportChannel] = mapped_column(_enum(ReportChannel))
+    # HMAC under a key that rotates daily and is destroyed: links follow-ups, then forgets.
+    reporter_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    text_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # S.A.L.U.T.E. fields
+    eyewitness: Mapped[bool] = mapped_column(Boolean, default=False)
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), default=None)
+    latitude: Mapped[float | None] = mapped_column(Float, default=None)
+    longitude: Mapped[float | None] = mapped_column(Float, default=None)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    text_purged_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    incident: Mapped[Incident | None] = relationship(back_populates="reports")
+
+
+class Dispatch(Base):
+    """One responder paged to one incident, and what they answered."""
+
+    __tablename__ = "dispatches"
+    __table_args__ = (UniqueConstraint("incident_id", "responder_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id"))
+    state: Mapped[DispatchState] = mapped_column(_enum(DispatchState),
+                                                 default=DispatchState.PAGED)
+    verdict: Mapped[Verdict | None] = mapped_column(_enum(Verdict), default=None)
+    note_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    paged_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    verdict_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    incident: Mapped[Incident] = relationship()
+    responder: Mapped[Responder] = relationship()
+
+
+alert_areas = Table(
+    "alert_areas",
+    Base.metadata,
+    Column("alert_id", ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    Column("area_id", ForeignKey("areas.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Alert(Base):
+    """A broadcast: the alert itself or a follow-up to exactly its recipients."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[AlertKind] = mapped_column(_enum(AlertKind), default=AlertKind.ALERT)
+    status: Mapped[AlertStatus] = mapped_column(_enum(AlertStatus), default=AlertStatus.DRAFT)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), default=None)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), default=None)
+    texts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # language -> message text
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    areas: Mapped[list[Area]] = relationship(secondary=alert_areas)
+
+
+def new_delivery_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Delivery(Base):
+    """One recipient of one alert: the ledger row that makes 'exactly once' checkable.
+
+    Its id goes into the StatusCallback URL, so a send whose HTTP answer was lost is
+    still recognised when the provider calls back.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("alert_id", "subscriber_id"),
+                      Index("ix_deliveries_alert_status", "alert_id", "status"),
+                      Index("ix_deliveries_status_lease", "status", "lease_expires_at"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_delivery_id)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    language: Mapped[Language] = mapped_column(_enum(Language), default=Language.EN)
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus),
+                                                   default=DeliveryStatus.PENDING)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_sid: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(16), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    role: Mapped[StaffRole] = mapped_column(_enum(StaffRole))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id"), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained record of staff actions and incident transitions."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))  # "staff:3", "responder:7", "system"
+    action: Mapped[str] = mapped_column(String(60))
+    subject: Mapped[str] = mapped_column(String(60), default="")  # "incident:12"
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class OutboxMessage(Base):
+    """What the simulator 'sent': the demo's stand-in for a phone's inbox."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(40), unique=True)
+    to_index: Mapped[str] = mapped_column(String(64), index=True)
+    to_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    segments: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,56 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from dispatch.live import live_events_manager
+from dispatch.services import Services, install
+from rapidresponse.config import Settings
+from web.extensions import socketio
+from web.security import add_security_headers
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None,
+               test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the web app.
+
+    Args:
+        settings: defaults to ``Settings.from_env()``.
+        services: database/Redis/sender wiring; built from ``settings`` when omitted.
+        test_config: Flask config overrides for tests.
+    """
+    settings = settings or (services.settings if services else Settings.from_env())
+    services = services or Services.build(settings)
+    install(services)
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=64 * 1024,  # webhooks and forms are small; refuse floods early
+        RR_SETTINGS=settings,
+    )
+    app.config.update(test_config or {})
+    app.extensions["rapidresponse"] = services
+    _register_blueprints(app, settings)
+    app.after_request(add_security_headers)
+    socketio.init_app(app, async_mode="threading",
+                      client_manager=live_events_manager(services.redis_url,
+                                                         app.config.get("SOCKETIO_CHANNEL")),
+                      cors_allowed_origins=[settings.public_url], logger=False,
+                      engineio_logger=False)
+    return app
+
+
+def _register_blueprints(app: Flask, settings: Settings) -> None:
+    from web import errors, health, home, simulator
+
+    app.register_blueprint(home.bp)
+    app.register_blueprint(health.bp)
+    errors.register(app)
+    if settings.sms_backend == "simulator":
+        app.register_blueprint(simulator.bp)

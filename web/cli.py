@@ -1,0 +1,225 @@
+"""The ``rapidresponse`` command: a Flask FlaskGroup, so ``routes`` and ``shell`` come free."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+from sqlalchemy.orm import Session
+
+from dispatch.redis_conn import EmbeddedRedis, RedisUnavailable
+from rapidresponse.areas import find_area, import_areas
+from rapidresponse.config import ConfigError, Settings
+from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.db import Database, upgrade
+from rapidresponse.models import Area, Language, StaffRole
+from rapidresponse.passwords import WeakPassword, generate_password
+from rapidresponse.people import AlreadyExists, add_responder, add_staff_user
+from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
+from rapidresponse.regions import PropertyNames, RegionError, load_region_file
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _create_app() -> Flask:
+    from web import create_app
+
+    return create_app()
+
+
+cli = FlaskGroup(
+    name="rapidresponse", create_app=_create_app, add_version_option=False,
+    load_dotenv=False, set_debug_flag=False,
+    help="A rapid-response alert network: reports, verification and SMS alerts.",
+)
+
+
+def settings_from_env() -> Settings:
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
+    return settings
+
+
+@contextmanager
+def database_session(settings: Settings) -> Iterator[Session]:
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            yield session
+    finally:
+        database.dispose()
+
+
+@cli.command("init-db", with_appcontext=False)
+def init_db_command() -> None:
+    """Create or upgrade the database schema (safe to run again)."""
+    settings = settings_from_env()
+    upgrade(settings.database_url)
+    click.echo("Database schema is up to date.")
+
+
+@cli.command("web", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def web_command(host: str, port: int) -> None:
+    """Serve the web app (webhooks, report form, board)."""
+    from web.server import serve
+
+    settings = settings_from_env()
+    _ensure_redis_url(settings)
+    serve(host, port, settings.log_level)
+
+
+def _ensure_redis_url(settings: Settings) -> None:
+    """Without REDIS_URL, start the embedded Redis and tell our child processes about it."""
+    if settings.redis_url is not None:
+        return
+    embedded = EmbeddedRedis(settings.instance_path / "redis")
+    os.environ["REDIS_URL"] = embedded.start()
+    if embedded.owned:
+        atexit.register(embedded.stop)
+
+
+@cli.command("worker", with_appcontext=False)
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--scheduler/--no-scheduler", default=True, show_default=True,
+              help="Also run RQ's scheduler (jobs enqueued for later).")
+@click.option("--name", default=None, help="Worker name (default: RQ picks one).")
+def worker_command(burst: bool, scheduler: bool, name: str | None) -> None:
+    """Run an RQ worker over the alerts, replies and bulk queues, in that order."""
+    from dispatch.services import Services
+    from dispatch.worker import run_worker
+
+    settings = settings_from_env()
+    services = Services.build(settings)
+    try:
+        run_worker(services, burst=burst, with_scheduler=scheduler, name=name)
+    finally:
+        services.close()
+
+
+@cli.group("region")
+def region_group() -> None:
+    """Neighborhoods: import a region pack."""
+
+
+@region_group.command("import", with_appcontext=False)
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--region", "region_name", default=None,
+              help="A label for this region (default: the file name).")
+@click.option("--name-property", default="name", show_default=True)
+@click.option("--slug-property", default="slug", show_default=True)
+@click.option("--aliases-property", default="aliases", show_default=True)
+@click.option("--zips-property", default="zips", show_default=True)
+def region_import_command(path: Path, region_name: str | None, name_property: str,
+                          slug_property: str, aliases_property: str,
+                          zips_property: str) -> None:
+    """Load neighborhoods from a GeoJSON FeatureCollection (e.g. a city's open data)."""
+    settings = settings_from_env()
+    names = PropertyNames(name=name_property, slug=slug_property, aliases=aliases_property,
+                          zips=zips_property)
+    try:
+        specs = load_region_file(path, names)
+    except RegionError as error:
+        raise click.ClickException(str(error)) from None
+    with database_session(settings) as session:
+        summary = import_areas(session, specs, region_name or path.stem)
+    click.echo(f"{summary.added} areas added, {summary.updated} updated.")
+    if summary.kept:
+        click.echo(f"Not in the file but kept (still referenced): {', '.join(summary.kept)}")
+
+
+@cli.group("responder")
+def responder_group() -> None:
+    """Trained responders who verify reports."""
+
+
+@responder_group.command("add", with_appcontext=False)
+@click.option("--name", required=True)
+@click.option("--phone", required=True, help="Their mobile number.")
+@click.option("--area", "area_names", required=True, multiple=True,
+              help="An area they cover (slug or name); repeat for several.")
+@click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True)
+def responder_add_command(name: str, phone: str, area_names: tuple[str, ...], lang: str) -> None:
+    """Add a responder covering one or more areas."""
+    settings = settings_from_env()
+    try:
+        e164 = normalize(phone, settings.phone_region)
+    except InvalidPhoneNumber as error:
+        raise click.BadParameter(str(error), param_hint="--phone") from None
+    with database_session(settings) as session:
+        areas = [_area_or_fail(session, text) for text in area_names]
+        try:
+            responder = add_responder(session, FieldCipher(settings.data_keys),
+                                      BlindIndex(settings.index_key), name=name,
+                                      phone_e164=e164, areas=areas, language=Language(lang))
+        except AlreadyExists as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"Responder #{responder.id} {responder.name} ({masked(e164)}) covers "
+                   f"{', '.join(area.name for area in areas)}.")
+
+
+def _area_or_fail(session: Session, text: str) -> Area:
+    area = find_area(session, text)
+    if area is None:
+        raise click.BadParameter(f"no area called {text!r}; import a region first",
+                                 param_hint="--area")
+    return area
+
+
+@cli.group("user")
+def user_group() -> None:
+    """Staff accounts (coordinators, dispatchers, responders)."""
+
+
+@user_group.command("add", with_appcontext=False)
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice([role.value for role in StaffRole]))
+@click.option("--password-file", type=click.File("r"), default=None,
+              help="Read the password from this file ('-' for stdin) instead of generating one.")
+def user_add_command(email: str, role: str, password_file: click.utils.LazyFile | None) -> None:
+    """Add a staff account. Without --password-file, a password is generated and shown once."""
+    settings = settings_from_env()
+    password = password_file.read().strip() if password_file else generate_password()
+    with database_session(settings) as session:
+        try:
+            user = add_staff_user(session, email=email, role=StaffRole(role), password=password)
+        except (AlreadyExists, WeakPassword, ValueError) as error:
+            raise click.ClickException(str(error)) from None
+        click.echo(f"User #{user.id} {user.email} ({user.role.value}) added.")
+    if password_file is None:
+        click.echo(f"Password (shown once): {password}")
+
+
+@cli.command("demo", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def demo_command(host: str, port: int) -> None:
+    """Run web + worker + scheduler on embedded defaults with a demo region and accounts."""
+    from web.demo import run_demo
+
+    sys.exit(run_demo(settings_from_env(), host, port))
+
+
+def main() -> None:
+    """Console entry point: configuration problems end in one clear line, not a traceback."""
+    try:
+        cli.main(prog_name="rapidresponse")
+    except ConfigError as error:
+        click.echo(f"rapidresponse: configuration error: {error}", err=True)
+        sys.exit(2)
+    except RedisUnavailable as error:
+        click.echo(f"rapidresponse: {error}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Serving the app with gunicorn's threaded worker, as Flask-SocketIO's threading mode wants.
+
+One process: Socket.IO needs sticky sessions, which gunicorn's own balancer cannot give.
+Scale out by running more ``rapidresponse web`` processes behind a sticky load balancer;
+they share events through the Redis message queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+THREADS = 64  # each open Socket.IO connection holds one
+
+
+class WebServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, host: str, port: int, log_level: str) -> None:
+        self.options = {
+            "bind": f"{host}:{port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": THREADS,
+            "timeout": 60,
+            "graceful_timeout": 10,
+            "loglevel": log_level.lower(),
+            "accesslog": None,  # access logs are a record of who reported what, when
+            "errorlog": "-",
+            "proc_name": "rapidresponse-web",
+            "control_socket_disable": True,  # no admin socket in the user's home directory
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        # Built in the worker process, after the fork: connections are never shared.
+        from web import create_app
+
+        return create_app()
+
+    def init(self, parser: Any, opts: Any, args: Any) -> None:
+        return None
+
+
+def serve(host: str, port: int, log_level: str) -> None:
+    WebServer(host, port, log_level).run()
