@@ -8,11 +8,15 @@ in RQ's failed-job registry).
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import uuid
-from typing import Protocol
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -31,6 +35,9 @@ BAD_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
 # Configuration errors (401 bad credentials, 21606 bad sender) are NOT permanent for the
 # recipient: they are fixed by an operator, after which the delivery must still go out.
 PERMANENT_CODES = OPTED_OUT_CODES | BAD_NUMBER_CODES | frozenset({21408, 21612})
+
+MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+MIN_TWILIO_ERROR_CODE = 10000  # Twilio's codes have five digits; smaller ones are HTTP statuses
 
 OUTBOX_PURPOSE_TO = "outbox.to"
 OUTBOX_PURPOSE_BODY = "outbox.body"
@@ -89,14 +96,15 @@ class TwilioSender:
             raise ValueError("sender: a phone number or a Messaging Service sid is needed")
         self.public_url = public_url.rstrip("/")
         self.sender = sender
-        self.client = Client(account_sid, auth_token,
-                             http_client=TwilioHttpClient(timeout=timeout))
+        self.http = _HeaderKeepingHttpClient(timeout=timeout)
+        self.client = Client(account_sid, auth_token, http_client=self.http)
         self.client.api.base_url = api_url.rstrip("/")
 
     def send(self, to: str, body: str, *, callback_id: str | None = None,
              validity_period: int | None = None) -> str:
         options: dict[str, object] = {"to": to, "body": body}
-        if self.sender.startswith("MG"):
+        # An alphanumeric sender id may start with "MG" too; only a real sid is a service.
+        if MESSAGING_SERVICE_SID.fullmatch(self.sender):
             options["messaging_service_sid"] = self.sender
         else:
             options["from_"] = self.sender
@@ -106,20 +114,55 @@ class TwilioSender:
             options["validity_period"] = validity_period
         try:
             message = self.client.messages.create(**options)  # type: ignore[arg-type]
-        except TwilioRestException as exc:
-            raise _send_error(exc) from None
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _send_error(exc, self.http.last_headers()) from None
         except (TwilioException, OSError) as exc:
             # Connection refused, timeout, TLS failure: the outcome may be unknown.
             raise SendError(f"could not reach the provider ({exc.__class__.__name__})") from None
         return str(message.sid)
 
 
-def _send_error(exc: TwilioRestException) -> SendError:
-    code = exc.code if isinstance(exc.code, int) else None
-    permanent = code in PERMANENT_CODES
+class _HeaderKeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """The SDK's client, remembering each thread's last response headers.
+
+    The SDK's exceptions drop the headers, and with them Twilio's Retry-After.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._local = threading.local()
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self._local.headers = None
+        response = super().request(*args, **kwargs)
+        self._local.headers = response.headers
+        return response
+
+    def last_headers(self) -> Any:
+        return getattr(self._local, "headers", None)
+
+
+def _send_error(exc: TwilioRestException | TwilioServiceException, headers: Any) -> SendError:
+    code = exc.code if isinstance(exc.code, int) and exc.code >= MIN_TWILIO_ERROR_CODE else None
     # Twilio's own message can quote the 'To' number, so we build ours from the code.
-    return SendError(f"provider answered HTTP {exc.status} (error {code})", permanent=permanent,
-                     code=code)
+    return SendError(f"provider answered HTTP {exc.status} (error {code})",
+                     permanent=code in PERMANENT_CODES, code=code,
+                     retry_after=retry_after_seconds(headers.get("Retry-After") if headers
+                                                     else None))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 class SimulatorSender:

