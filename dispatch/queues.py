@@ -31,8 +31,10 @@ RESULT_TTL_SECONDS = 60  # we never read results; the database is the record
 FAILURE_TTL_SECONDS = 3 * 24 * 3600  # long enough for a person to look, then gone
 JOB_TIMEOUT_SECONDS = 300
 
-# An id is an int or a short token of letters, digits, '-' and '_' (a uuid hex, a code).
-_ID_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# An id is an int, a uuid's 32 hex digits (longer than any phone number), or a short
+# code of letters, digits, '-' and '_' with no run of digits long enough to be a number.
+_UUID_HEX = re.compile(r"^[0-9a-f]{32}$")
+_ID_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _LONG_DIGIT_RUN = re.compile(r"\d{7,}")
 
 
@@ -50,9 +52,14 @@ def check_job_arguments(args: tuple[Any, ...]) -> None:
     for position, value in enumerate(args):
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise NotAnId(f"argument {position}: {type(value).__name__} is not an id")
-        if isinstance(value, str) and (not _ID_TOKEN.match(value)
-                                       or _LONG_DIGIT_RUN.search(value)):
+        if isinstance(value, str) and not _is_id_string(value):
             raise NotAnId(f"argument {position}: a string that is not an id token")
+
+
+def _is_id_string(value: str) -> bool:
+    if _UUID_HEX.match(value):
+        return True
+    return bool(_ID_TOKEN.match(value)) and not _LONG_DIGIT_RUN.search(value)
 
 
 def queue(name: QueueName, connection: Redis) -> Queue:

@@ -58,7 +58,8 @@ def test_anything_but_an_id_is_refused(value: object) -> None:
     assert str(value) not in str(caught.value) or value in (None, True)
 
 
-@pytest.mark.parametrize("value", [1, 42, "0f" * 16, "A7K3", "alert-12"])
+@pytest.mark.parametrize("value", [1, 42, "0f" * 16, "A7K3", "alert-12",
+                                   "81def0b9e5914a84a87f941656677a53", "1" * 32])
 def test_ids_are_accepted(value: object) -> None:
     check_job_arguments((value,))
 

@@ -1,0 +1,58 @@
+"""Named test personas and rows, built the way production code builds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dispatch.jobs import SUBSCRIBER_PHONE_PURPOSE
+from dispatch.services import Services
+from rapidresponse.models import (
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Delivery,
+    Language,
+    Subscriber,
+    SubscriberStatus,
+)
+
+ALICE = "+15035550142"  # 555-01xx numbers are reserved for fiction
+BETO = "+19715550177"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    alert_id: int
+    subscriber_id: int
+    delivery_id: str
+
+
+def add_subscriber(services: Services, phone: str, language: Language = Language.EN,
+                   status: SubscriberStatus = SubscriberStatus.ACTIVE) -> int:
+    with services.database.session() as session:
+        subscriber = Subscriber(
+            phone_sealed=services.cipher.encrypt(phone, SUBSCRIBER_PHONE_PURPOSE),
+            phone_index=services.index.digest(phone, "phone"), language=language,
+            status=status)
+        session.add(subscriber)
+        session.flush()
+        return subscriber.id
+
+
+ALERT_TEXTS = {
+    "en": "ALERT Cully: immigration agents confirmed near NE 42nd & Killingsworth, 9:40am. "
+          "You have the right to remain silent. Reply RIGHTS for more.",
+    "es": "ALERTA Cully: agentes de inmigracion confirmados cerca de NE 42nd y Killingsworth, "
+          "9:40am. Tiene derecho a guardar silencio. Responda DERECHOS.",
+}
+
+
+def add_alert_for(services: Services, subscriber_id: int, language: Language) -> Ledger:
+    with services.database.session() as session:
+        alert = Alert(kind=AlertKind.ALERT, status=AlertStatus.APPROVED, texts=ALERT_TEXTS)
+        session.add(alert)
+        session.flush()
+        delivery = Delivery(alert_id=alert.id, subscriber_id=subscriber_id, language=language)
+        session.add(delivery)
+        session.flush()
+        return Ledger(alert_id=alert.id, subscriber_id=subscriber_id, delivery_id=delivery.id)
