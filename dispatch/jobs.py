@@ -55,8 +55,12 @@ def send_delivery(delivery_id: str) -> str:
     if outgoing is None:
         return _finish(services, delivery_id, DeliveryStatus.OPTED_OUT)
     try:
-        sid = services.sender.send(outgoing.to, outgoing.body, callback_id=delivery_id,
-                                   validity_period=outgoing.validity_period)
+        sid = services.sender.send(
+            outgoing.to,
+            outgoing.body,
+            callback_id=delivery_id,
+            validity_period=outgoing.validity_period,
+        )
     except SendError as error:
         return _record_failure(services, delivery_id, error)
     return _finish(services, delivery_id, DeliveryStatus.SENT, provider_sid=sid)
@@ -66,13 +70,20 @@ def claim_delivery(services: Services, delivery_id: str) -> bool:
     """Take the lease on a pending (or lease-expired) delivery. True if we got it."""
     now = utcnow()
     claimable = (Delivery.status == DeliveryStatus.PENDING) | (
-        (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_expires_at < now))
+        (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_expires_at < now)
+    )
     with services.database.session() as session:
         result = session.execute(
-            update(Delivery).where(Delivery.id == delivery_id, claimable)
-            .values(status=DeliveryStatus.CLAIMED, lease_expires_at=now + LEASE,
-                    attempts=Delivery.attempts + 1, updated_at=now)
-            .execution_options(synchronize_session=False))
+            update(Delivery)
+            .where(Delivery.id == delivery_id, claimable)
+            .values(
+                status=DeliveryStatus.CLAIMED,
+                lease_expires_at=now + LEASE,
+                attempts=Delivery.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
@@ -88,16 +99,28 @@ def _outgoing(services: Services, session: Session, delivery_id: str) -> Outgoin
     return Outgoing(to=to, body=str(body), validity_period=validity)
 
 
-def _finish(services: Services, delivery_id: str, status: DeliveryStatus,
-            provider_sid: str | None = None, error_code: int | None = None) -> str:
+def _finish(
+    services: Services,
+    delivery_id: str,
+    status: DeliveryStatus,
+    provider_sid: str | None = None,
+    error_code: int | None = None,
+) -> str:
     now = utcnow()
     with services.database.session() as session:
         session.execute(
-            update(Delivery).where(Delivery.id == delivery_id)
-            .values(status=status, provider_sid=provider_sid, lease_expires_at=None,
-                    error_code=None if error_code is None else str(error_code),
-                    sent_at=now if status == DeliveryStatus.SENT else None, updated_at=now)
-            .execution_options(synchronize_session=False))
+            update(Delivery)
+            .where(Delivery.id == delivery_id)
+            .values(
+                status=status,
+                provider_sid=provider_sid,
+                lease_expires_at=None,
+                error_code=None if error_code is None else str(error_code),
+                sent_at=now if status == DeliveryStatus.SENT else None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
     return status.value
 
 
@@ -122,11 +145,15 @@ def _permanent_status(code: int | None) -> DeliveryStatus:
 
 
 def _mark_subscriber(services: Services, delivery_id: str, status: DeliveryStatus) -> None:
-    new_status = (SubscriberStatus.OPTED_OUT if status is DeliveryStatus.OPTED_OUT
-                  else SubscriberStatus.UNDELIVERABLE)
+    new_status = (
+        SubscriberStatus.OPTED_OUT
+        if status is DeliveryStatus.OPTED_OUT
+        else SubscriberStatus.UNDELIVERABLE
+    )
     with services.database.session() as session:
-        subscriber_id = session.scalar(select(Delivery.subscriber_id)
-                                       .where(Delivery.id == delivery_id))
+        subscriber_id = session.scalar(
+            select(Delivery.subscriber_id).where(Delivery.id == delivery_id)
+        )
         subscriber = session.get_one(Subscriber, subscriber_id)
         subscriber.status = new_status
         if new_status is SubscriberStatus.OPTED_OUT:
@@ -136,7 +163,8 @@ def _mark_subscriber(services: Services, delivery_id: str, status: DeliveryStatu
 def _release(services: Services, delivery_id: str) -> None:
     with services.database.session() as session:
         session.execute(
-            update(Delivery).where(Delivery.id == delivery_id,
-                                   Delivery.status == DeliveryStatus.CLAIMED)
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.CLAIMED)
             .values(status=DeliveryStatus.PENDING, lease_expires_at=None, updated_at=utcnow())
-            .execution_options(synchronize_session=False))
+            .execution_options(synchronize_session=False)
+        )

@@ -15,15 +15,17 @@ import socketio
 DEFAULT_CHANNEL = "rapidresponse"
 
 
-def live_events_manager(redis_url: str, channel: str | None = None,
-                        write_only: bool = False) -> socketio.RedisManager:
+def live_events_manager(
+    redis_url: str, channel: str | None = None, write_only: bool = False
+) -> socketio.RedisManager:
     """The Redis pub/sub manager shared by the web app (subscriber) and workers (publishers).
 
     Built explicitly because Flask-SocketIO only recognises redis:// URLs by itself,
     and the embedded Redis listens on a unix:// socket.
     """
-    return socketio.RedisManager(redis_url, channel=channel or DEFAULT_CHANNEL,
-                                 write_only=write_only)
+    return socketio.RedisManager(
+        redis_url, channel=channel or DEFAULT_CHANNEL, write_only=write_only
+    )
 
 
 class LivePublisher:

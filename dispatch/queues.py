@@ -63,16 +63,26 @@ def _is_id_string(value: str) -> bool:
 
 
 def queue(name: QueueName, connection: Redis) -> Queue:
-    return Queue(name.value, connection=connection, serializer=JSONSerializer,
-                 default_timeout=JOB_TIMEOUT_SECONDS)
+    return Queue(
+        name.value,
+        connection=connection,
+        serializer=JSONSerializer,
+        default_timeout=JOB_TIMEOUT_SECONDS,
+    )
 
 
 def all_queues(connection: Redis) -> list[Queue]:
     return [queue(name, connection) for name in PRIORITY]
 
 
-def enqueue(connection: Redis, name: QueueName, func: Callable[..., Any], *ids: int | str,
-            retry: Retry | None = None, job_id: str | None = None) -> Job:
+def enqueue(
+    connection: Redis,
+    name: QueueName,
+    func: Callable[..., Any],
+    *ids: int | str,
+    retry: Retry | None = None,
+    job_id: str | None = None,
+) -> Job:
     """Enqueue ``func(*ids)`` on queue ``name`` with our TTLs. Call after the commit.
 
     Args:
@@ -85,6 +95,10 @@ def enqueue(connection: Redis, name: QueueName, func: Callable[..., Any], *ids: 
     """
     check_job_arguments(ids)
     return queue(name, connection).enqueue_call(
-        func, args=ids, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
-        retry=retry, job_id=job_id,
+        func,
+        args=ids,
+        result_ttl=RESULT_TTL_SECONDS,
+        failure_ttl=FAILURE_TTL_SECONDS,
+        retry=retry,
+        job_id=job_id,
     )

@@ -18,7 +18,6 @@ from redis.exceptions import RedisError
 
 from dispatch.processes import die_with_parent_hook, stop_process
 
-
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -29,8 +28,9 @@ class RedisUnavailable(RuntimeError):
 
 def connect(url: str) -> Redis:
     """A client for ``url`` (redis://, rediss:// or unix://) with sane timeouts."""
-    return Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5,
-                          health_check_interval=30)
+    return Redis.from_url(
+        url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30
+    )
 
 
 def ping(client: Redis) -> bool:
@@ -90,7 +90,9 @@ class EmbeddedRedis:
         self.socket_path.unlink(missing_ok=True)
         self._process = subprocess.Popen(
             [str(redis_server_binary()), *self._arguments()],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent_hook(),
         )
         self._wait_until_ready()
@@ -98,26 +100,40 @@ class EmbeddedRedis:
 
     def _arguments(self) -> list[str]:
         return [
-            "--port", "0",  # no TCP listener at all
-            "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
-            "--dir", str(self.directory),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--logfile", str(self.directory / "redis.log"),
-            "--daemonize", "no",
+            "--port",
+            "0",  # no TCP listener at all
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--logfile",
+            str(self.directory / "redis.log"),
+            "--daemonize",
+            "no",
         ]
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise RedisUnavailable(f"embedded redis-server exited at start-up; see "
-                                       f"{self.directory / 'redis.log'}")
+                raise RedisUnavailable(
+                    f"embedded redis-server exited at start-up; see {self.directory / 'redis.log'}"
+                )
             if self.socket_path.exists() and ping(connect(self.url)):
                 return
             time.sleep(0.05)
         self.stop()
-        raise RedisUnavailable("embedded redis-server did not answer within "
-                               f"{START_TIMEOUT_SECONDS:.0f}s")
+        raise RedisUnavailable(
+            f"embedded redis-server did not answer within {START_TIMEOUT_SECONDS:.0f}s"
+        )
 
     def stop(self) -> None:
         """Stop the server if we started it (SIGTERM: redis flushes the AOF and exits)."""

@@ -54,8 +54,14 @@ class SendError(Exception):
         retry_after: seconds the provider asked us to wait, when it said.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False, code: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
@@ -63,8 +69,14 @@ class SendError(Exception):
 
 
 class Sender(Protocol):
-    def send(self, to: str, body: str, *, callback_id: str | None = None,
-             validity_period: int | None = None) -> str:
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        callback_id: str | None = None,
+        validity_period: int | None = None,
+    ) -> str:
         """Send ``body`` to the E.164 number ``to``; return the provider's message id.
 
         Args:
@@ -90,8 +102,16 @@ class TwilioSender:
     sender at a local Twilio-compatible server.
     """
 
-    def __init__(self, account_sid: str, auth_token: str, sender: str, *, public_url: str,
-                 api_url: str = "https://api.twilio.com", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        *,
+        public_url: str,
+        api_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+    ) -> None:
         if not sender:
             raise ValueError("sender: a phone number or a Messaging Service sid is needed")
         self.public_url = public_url.rstrip("/")
@@ -100,8 +120,14 @@ class TwilioSender:
         self.client = Client(account_sid, auth_token, http_client=self.http)
         self.client.api.base_url = api_url.rstrip("/")
 
-    def send(self, to: str, body: str, *, callback_id: str | None = None,
-             validity_period: int | None = None) -> str:
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        callback_id: str | None = None,
+        validity_period: int | None = None,
+    ) -> str:
         options: dict[str, object] = {"to": to, "body": body}
         # An alphanumeric sender id may start with "MG" too; only a real sid is a service.
         if MESSAGING_SERVICE_SID.fullmatch(self.sender):
@@ -113,7 +139,7 @@ class TwilioSender:
         if validity_period is not None:
             options["validity_period"] = validity_period
         try:
-            message = self.client.messages.create(**options)  # type: ignore[arg-type]
+            message = self.client.messages.create(**options)
         except (TwilioRestException, TwilioServiceException) as exc:
             raise _send_error(exc, self.http.last_headers()) from None
         except (TwilioException, OSError) as exc:
@@ -145,10 +171,12 @@ class _HeaderKeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]
 def _send_error(exc: TwilioRestException | TwilioServiceException, headers: Any) -> SendError:
     code = exc.code if isinstance(exc.code, int) and exc.code >= MIN_TWILIO_ERROR_CODE else None
     # Twilio's own message can quote the 'To' number, so we build ours from the code.
-    return SendError(f"provider answered HTTP {exc.status} (error {code})",
-                     permanent=code in PERMANENT_CODES, code=code,
-                     retry_after=retry_after_seconds(headers.get("Retry-After") if headers
-                                                     else None))
+    return SendError(
+        f"provider answered HTTP {exc.status} (error {code})",
+        permanent=code in PERMANENT_CODES,
+        code=code,
+        retry_after=retry_after_seconds(headers.get("Retry-After") if headers else None),
+    )
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -177,26 +205,39 @@ class SimulatorSender:
         self.cipher = cipher
         self.index = index
 
-    def send(self, to: str, body: str, *, callback_id: str | None = None,
-             validity_period: int | None = None) -> str:
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        callback_id: str | None = None,
+        validity_period: int | None = None,
+    ) -> str:
         sid = "SM" + uuid.uuid4().hex
         with self.database.session() as session:
-            session.add(OutboxMessage(
-                sid=sid,
-                to_index=self.index.digest(to, PHONE_INDEX_PURPOSE),
-                to_sealed=self.cipher.encrypt(to, OUTBOX_PURPOSE_TO),
-                body_sealed=self.cipher.encrypt(body, OUTBOX_PURPOSE_BODY),
-                segments=segment(body).segments,
-            ))
+            session.add(
+                OutboxMessage(
+                    sid=sid,
+                    to_index=self.index.digest(to, PHONE_INDEX_PURPOSE),
+                    to_sealed=self.cipher.encrypt(to, OUTBOX_PURPOSE_TO),
+                    body_sealed=self.cipher.encrypt(body, OUTBOX_PURPOSE_BODY),
+                    segments=segment(body).segments,
+                )
+            )
         return sid
 
 
-def make_sender(settings: Settings, database: Database, cipher: FieldCipher,
-                index: BlindIndex) -> Sender:
+def make_sender(
+    settings: Settings, database: Database, cipher: FieldCipher, index: BlindIndex
+) -> Sender:
     """The sender SMS_BACKEND names."""
     if settings.sms_backend == "twilio":
         assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
-        return TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token,
-                            settings.twilio_from, public_url=settings.public_url,
-                            api_url=settings.twilio_api_url)
+        return TwilioSender(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_from,
+            public_url=settings.public_url,
+            api_url=settings.twilio_api_url,
+        )
     return SimulatorSender(database, cipher, index)

@@ -44,10 +44,16 @@ class Services:
         database = Database(settings.database_url)
         cipher = FieldCipher(settings.data_keys)
         index = BlindIndex(settings.index_key)
-        return cls(settings=settings, database=database, redis_url=redis_url,
-                   redis=connect(redis_url), cipher=cipher, index=index,
-                   sender=make_sender(settings, database, cipher, index),
-                   embedded_redis=embedded)
+        return cls(
+            settings=settings,
+            database=database,
+            redis_url=redis_url,
+            redis=connect(redis_url),
+            cipher=cipher,
+            index=index,
+            sender=make_sender(settings, database, cipher, index),
+            embedded_redis=embedded,
+        )
 
     def close(self) -> None:
         self.redis.close()

@@ -9,8 +9,9 @@ from dispatch.queues import all_queues
 from dispatch.services import Services, install
 
 
-def run_worker(services: Services, *, burst: bool = False, with_scheduler: bool = True,
-               name: str | None = None) -> bool:
+def run_worker(
+    services: Services, *, burst: bool = False, with_scheduler: bool = True, name: str | None = None
+) -> bool:
     """Work the queues until stopped (or until empty with ``burst``).
 
     The scheduler runs jobs enqueued for later (``enqueue_in``: dispatch timeouts,
@@ -21,7 +22,11 @@ def run_worker(services: Services, *, burst: bool = False, with_scheduler: bool 
         Whether any job was processed.
     """
     install(services)  # the forked work horses inherit these
-    worker = Worker(all_queues(services.redis), connection=services.redis, name=name,
-                    serializer=JSONSerializer)
-    return bool(worker.work(burst=burst, with_scheduler=with_scheduler,
-                            logging_level=services.settings.log_level))
+    worker = Worker(
+        all_queues(services.redis), connection=services.redis, name=name, serializer=JSONSerializer
+    )
+    return bool(
+        worker.work(
+            burst=burst, with_scheduler=with_scheduler, logging_level=services.settings.log_level
+        )
+    )

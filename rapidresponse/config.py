@@ -148,7 +148,8 @@ def _load(env: _Env) -> Settings:
         twilio_api_url=_http_url("TWILIO_API_URL", env.get("TWILIO_API_URL"))
         or "https://api.twilio.com",
         send_rate=_send_rate(env),
-        alert_policy="auto" if env.choice("ALERT_POLICY", ("approve", "auto"), "approve") == "auto"
+        alert_policy="auto"
+        if env.choice("ALERT_POLICY", ("approve", "auto"), "approve") == "auto"
         else "approve",
         verify_quorum=env.integer("VERIFY_QUORUM", default=1, minimum=1),
         phone_region=_phone_region(env),
@@ -160,8 +161,9 @@ def _load(env: _Env) -> Settings:
 
 def _sms_backend(env: _Env) -> str:
     has_credentials = bool(env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN"))
-    return env.choice("SMS_BACKEND", ("simulator", "twilio"), "twilio" if has_credentials
-                      else "simulator")
+    return env.choice(
+        "SMS_BACKEND", ("simulator", "twilio"), "twilio" if has_credentials else "simulator"
+    )
 
 
 def _check_twilio_complete(settings: Settings) -> None:
@@ -214,10 +216,12 @@ def _read_dev_secrets(path: Path) -> dict[str, str]:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise ConfigError(f"cannot read the generated secrets in {path}; restore or delete it")\
-            from None
-    if not isinstance(stored, dict) or not all(isinstance(stored.get(n), str)
-                                               for n in GENERATED_SECRETS):
+        raise ConfigError(
+            f"cannot read the generated secrets in {path}; restore or delete it"
+        ) from None
+    if not isinstance(stored, dict) or not all(
+        isinstance(stored.get(n), str) for n in GENERATED_SECRETS
+    ):
         raise ConfigError(f"the generated secrets in {path} are incomplete; restore or delete it")
     return {name: stored[name] for name in GENERATED_SECRETS}
 
@@ -274,7 +278,9 @@ def _redis_url(env: _Env) -> str | None:
         return None
     scheme = urlsplit(raw).scheme.lower()
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL (got {scheme!r})")
+        raise ConfigError(
+            f"REDIS_URL must be a redis://, rediss:// or unix:// URL (got {scheme!r})"
+        )
     return raw
 
 
@@ -325,8 +331,9 @@ def _send_rate(env: _Env) -> float | None:
     except ValueError:
         rate = -1.0
     if not 0 < rate <= 10_000:
-        raise ConfigError(f"SEND_RATE must be messages per second (0–10000) or 'unlimited' "
-                          f"(got {raw!r})")
+        raise ConfigError(
+            f"SEND_RATE must be messages per second (0-10000) or 'unlimited' (got {raw!r})"
+        )
     return rate
 
 

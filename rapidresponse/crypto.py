@@ -61,8 +61,9 @@ class FieldCipher:
         if version != FORMAT_VERSION or opener is None:
             raise DecryptionError("sealed with an unknown key or format")
         try:
-            plain = opener.decrypt(nonce, token[1 + KEY_ID_BYTES + NONCE_BYTES :],
-                                   purpose.encode("ascii"))
+            plain = opener.decrypt(
+                nonce, token[1 + KEY_ID_BYTES + NONCE_BYTES :], purpose.encode("ascii")
+            )
         except InvalidTag:
             raise DecryptionError("tampered with, or sealed for another purpose") from None
         return plain.decode("utf-8")

@@ -40,8 +40,7 @@ def make_engine(url: str, **options: Any) -> Engine:
         return create_engine(url, pool_pre_ping=True, **options)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15},
-                           **options)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15}, **options)
     event.listen(engine, "connect", _apply_sqlite_pragmas)
     return engine
 

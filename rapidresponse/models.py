@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -26,7 +26,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -68,13 +67,23 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
     # Stored as plain strings with a CHECK, readable in psql and portable to SQLite.
-    return Enum(cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
-                validate_strings=True, create_constraint=True)
+    return Enum(
+        cls,
+        native_enum=False,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+        create_constraint=True,
+    )
 
 
 class Language(str, enum.Enum):
@@ -175,26 +184,31 @@ class Subscriber(Base):
     phone_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     phone_index: Mapped[str] = mapped_column(String(64), unique=True)
     language: Mapped[Language] = mapped_column(_enum(Language), default=Language.EN)
-    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus),
-                                                     default=SubscriberStatus.ACTIVE)
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus), default=SubscriberStatus.ACTIVE
+    )
     opted_out_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    subscriptions: Mapped[list[Subscription]] = relationship(back_populates="subscriber",
-                                                             cascade="all, delete-orphan")
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
 
 
 class Subscription(Base):
     __tablename__ = "subscriptions"
-    __table_args__ = (UniqueConstraint("subscriber_id", "area_id"),
-                      Index("ix_subscriptions_area_status", "area_id", "status"))
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "area_id"),
+        Index("ix_subscriptions_area_status", "area_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"))
-    status: Mapped[SubscriptionStatus] = mapped_column(_enum(SubscriptionStatus),
-                                                       default=SubscriptionStatus.PENDING)
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        _enum(SubscriptionStatus), default=SubscriptionStatus.PENDING
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -237,8 +251,9 @@ class Incident(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(12), unique=True)
-    state: Mapped[IncidentState] = mapped_column(_enum(IncidentState),
-                                                 default=IncidentState.REPORTED)
+    state: Mapped[IncidentState] = mapped_column(
+        _enum(IncidentState), default=IncidentState.REPORTED
+    )
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), default=None)
     latitude: Mapped[float | None] = mapped_column(Float, default=None)
     longitude: Mapped[float | None] = mapped_column(Float, default=None)
@@ -258,8 +273,9 @@ class Report(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(12), unique=True)
-    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), default=None,
-                                                    index=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id"), default=None, index=True
+    )
     channel: Mapped[ReportChannel] = mapped_column(_enum(ReportChannel))
     # HMAC under a key that rotates daily and is destroyed: links follow-ups, then forgets.
     reporter_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
@@ -285,8 +301,7 @@ class Dispatch(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id"))
-    state: Mapped[DispatchState] = mapped_column(_enum(DispatchState),
-                                                 default=DispatchState.PAGED)
+    state: Mapped[DispatchState] = mapped_column(_enum(DispatchState), default=DispatchState.PAGED)
     verdict: Mapped[Verdict | None] = mapped_column(_enum(Verdict), default=None)
     note_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     paged_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -337,16 +352,19 @@ class Delivery(Base):
     """
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("alert_id", "subscriber_id"),
-                      Index("ix_deliveries_alert_status", "alert_id", "status"),
-                      Index("ix_deliveries_status_lease", "status", "lease_expires_at"))
+    __table_args__ = (
+        UniqueConstraint("alert_id", "subscriber_id"),
+        Index("ix_deliveries_alert_status", "alert_id", "status"),
+        Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_delivery_id)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     language: Mapped[Language] = mapped_column(_enum(Language), default=Language.EN)
-    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus),
-                                                   default=DeliveryStatus.PENDING)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_sid: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)

@@ -20,8 +20,16 @@ class AlreadyExists(ValueError):
     """A responder with that number, or a user with that email, is already there."""
 
 
-def add_responder(session: Session, cipher: FieldCipher, index: BlindIndex, *, name: str,
-                  phone_e164: str, areas: Sequence[Area], language: Language) -> Responder:
+def add_responder(
+    session: Session,
+    cipher: FieldCipher,
+    index: BlindIndex,
+    *,
+    name: str,
+    phone_e164: str,
+    areas: Sequence[Area],
+    language: Language,
+) -> Responder:
     """Create a responder covering ``areas``. The number is stored sealed and indexed.
 
     Raises:
@@ -31,9 +39,12 @@ def add_responder(session: Session, cipher: FieldCipher, index: BlindIndex, *, n
     if session.scalar(select(Responder.id).where(Responder.phone_index == digest)) is not None:
         raise AlreadyExists("a responder with that number already exists")
     responder = Responder(
-        name=name.strip(), phone_index=digest, phone_last4=last_four(phone_e164),
+        name=name.strip(),
+        phone_index=digest,
+        phone_last4=last_four(phone_e164),
         phone_sealed=cipher.encrypt(phone_e164, RESPONDER_PHONE_PURPOSE),
-        language=language, areas=list(areas),
+        language=language,
+        areas=list(areas),
     )
     session.add(responder)
     session.flush()

@@ -48,8 +48,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     if not given:
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
     else:
-        url = Settings.from_env({"DATABASE_URL": given, "INSTANCE_PATH": str(
-            tmp_path_factory.mktemp("instance"))}).database_url
+        url = Settings.from_env(
+            {"DATABASE_URL": given, "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance"))}
+        ).database_url
         _wipe_postgres(url)
     upgrade(url)
     return url
@@ -58,8 +59,10 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def _wipe_postgres(url: str) -> None:
     name = make_url(url).database or ""
     if "test" not in name:
-        raise pytest.UsageError(f"TEST_DATABASE_URL must name a database with 'test' in it "
-                                f"(got {name!r}): the suite wipes it")
+        raise pytest.UsageError(
+            f"TEST_DATABASE_URL must name a database with 'test' in it "
+            f"(got {name!r}): the suite wipes it"
+        )
     database = Database(url)
     with database.engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -136,6 +139,9 @@ def runner(app: Flask) -> FlaskCliRunner:
 @pytest.fixture
 def cli_env(environ: dict[str, str]) -> dict[str, str]:
     """Environment for running the real ``rapidresponse`` command in a subprocess."""
-    keep = {name: value for name, value in os.environ.items()
-            if name in ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")}
+    keep = {
+        name: value
+        for name, value in os.environ.items()
+        if name in ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
+    }
     return {**keep, **environ, "PYTHONUNBUFFERED": "1"}

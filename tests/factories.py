@@ -27,13 +27,19 @@ class Ledger:
     delivery_id: str
 
 
-def add_subscriber(services: Services, phone: str, language: Language = Language.EN,
-                   status: SubscriberStatus = SubscriberStatus.ACTIVE) -> int:
+def add_subscriber(
+    services: Services,
+    phone: str,
+    language: Language = Language.EN,
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+) -> int:
     with services.database.session() as session:
         subscriber = Subscriber(
             phone_sealed=services.cipher.encrypt(phone, SUBSCRIBER_PHONE_PURPOSE),
-            phone_index=services.index.digest(phone, "phone"), language=language,
-            status=status)
+            phone_index=services.index.digest(phone, "phone"),
+            language=language,
+            status=status,
+        )
         session.add(subscriber)
         session.flush()
         return subscriber.id
@@ -41,9 +47,9 @@ def add_subscriber(services: Services, phone: str, language: Language = Language
 
 ALERT_TEXTS = {
     "en": "ALERT Cully: immigration agents confirmed near NE 42nd & Killingsworth, 9:40am. "
-          "You have the right to remain silent. Reply RIGHTS for more.",
+    "You have the right to remain silent. Reply RIGHTS for more.",
     "es": "ALERTA Cully: agentes de inmigracion confirmados cerca de NE 42nd y Killingsworth, "
-          "9:40am. Tiene derecho a guardar silencio. Responda DERECHOS.",
+    "9:40am. Tiene derecho a guardar silencio. Responda DERECHOS.",
 }
 
 

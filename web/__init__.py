@@ -13,8 +13,11 @@ from web.extensions import socketio
 from web.security import add_security_headers
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None,
-               test_config: dict[str, Any] | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    services: Services | None = None,
+    test_config: dict[str, Any] | None = None,
+) -> Flask:
     """Build the web app.
 
     Args:
@@ -38,11 +41,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["rapidresponse"] = services
     _register_blueprints(app, settings)
     app.after_request(add_security_headers)
-    socketio.init_app(app, async_mode="threading",
-                      client_manager=live_events_manager(services.redis_url,
-                                                         app.config.get("SOCKETIO_CHANNEL")),
-                      cors_allowed_origins=[settings.public_url], logger=False,
-                      engineio_logger=False)
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        client_manager=live_events_manager(services.redis_url, app.config.get("SOCKETIO_CHANNEL")),
+        cors_allowed_origins=[settings.public_url],
+        logger=False,
+        engineio_logger=False,
+    )
     return app
 
 

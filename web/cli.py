@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import click
 from flask import Flask
@@ -36,8 +37,11 @@ def _create_app() -> Flask:
 
 
 cli = FlaskGroup(
-    name="rapidresponse", create_app=_create_app, add_version_option=False,
-    load_dotenv=False, set_debug_flag=False,
+    name="rapidresponse",
+    create_app=_create_app,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
     help="A rapid-response alert network: reports, verification and SMS alerts.",
 )
 
@@ -90,8 +94,12 @@ def _ensure_redis_url(settings: Settings) -> None:
 
 @cli.command("worker", with_appcontext=False)
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
-@click.option("--scheduler/--no-scheduler", default=True, show_default=True,
-              help="Also run RQ's scheduler (jobs enqueued for later).")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=True,
+    show_default=True,
+    help="Also run RQ's scheduler (jobs enqueued for later).",
+)
 @click.option("--name", default=None, help="Worker name (default: RQ picks one).")
 def worker_command(burst: bool, scheduler: bool, name: str | None) -> None:
     """Run an RQ worker over the alerts, replies and bulk queues, in that order."""
@@ -113,19 +121,29 @@ def region_group() -> None:
 
 @region_group.command("import", with_appcontext=False)
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--region", "region_name", default=None,
-              help="A label for this region (default: the file name).")
+@click.option(
+    "--region",
+    "region_name",
+    default=None,
+    help="A label for this region (default: the file name).",
+)
 @click.option("--name-property", default="name", show_default=True)
 @click.option("--slug-property", default="slug", show_default=True)
 @click.option("--aliases-property", default="aliases", show_default=True)
 @click.option("--zips-property", default="zips", show_default=True)
-def region_import_command(path: Path, region_name: str | None, name_property: str,
-                          slug_property: str, aliases_property: str,
-                          zips_property: str) -> None:
+def region_import_command(
+    path: Path,
+    region_name: str | None,
+    name_property: str,
+    slug_property: str,
+    aliases_property: str,
+    zips_property: str,
+) -> None:
     """Load neighborhoods from a GeoJSON FeatureCollection (e.g. a city's open data)."""
     settings = settings_from_env()
-    names = PropertyNames(name=name_property, slug=slug_property, aliases=aliases_property,
-                          zips=zips_property)
+    names = PropertyNames(
+        name=name_property, slug=slug_property, aliases=aliases_property, zips=zips_property
+    )
     try:
         specs = load_region_file(path, names)
     except RegionError as error:
@@ -145,8 +163,13 @@ def responder_group() -> None:
 @responder_group.command("add", with_appcontext=False)
 @click.option("--name", required=True)
 @click.option("--phone", required=True, help="Their mobile number.")
-@click.option("--area", "area_names", required=True, multiple=True,
-              help="An area they cover (slug or name); repeat for several.")
+@click.option(
+    "--area",
+    "area_names",
+    required=True,
+    multiple=True,
+    help="An area they cover (slug or name); repeat for several.",
+)
 @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True)
 def responder_add_command(name: str, phone: str, area_names: tuple[str, ...], lang: str) -> None:
     """Add a responder covering one or more areas."""
@@ -158,20 +181,29 @@ def responder_add_command(name: str, phone: str, area_names: tuple[str, ...], la
     with database_session(settings) as session:
         areas = [_area_or_fail(session, text) for text in area_names]
         try:
-            responder = add_responder(session, FieldCipher(settings.data_keys),
-                                      BlindIndex(settings.index_key), name=name,
-                                      phone_e164=e164, areas=areas, language=Language(lang))
+            responder = add_responder(
+                session,
+                FieldCipher(settings.data_keys),
+                BlindIndex(settings.index_key),
+                name=name,
+                phone_e164=e164,
+                areas=areas,
+                language=Language(lang),
+            )
         except AlreadyExists as error:
             raise click.ClickException(str(error)) from None
-        click.echo(f"Responder #{responder.id} {responder.name} ({masked(e164)}) covers "
-                   f"{', '.join(area.name for area in areas)}.")
+        click.echo(
+            f"Responder #{responder.id} {responder.name} ({masked(e164)}) covers "
+            f"{', '.join(area.name for area in areas)}."
+        )
 
 
 def _area_or_fail(session: Session, text: str) -> Area:
     area = find_area(session, text)
     if area is None:
-        raise click.BadParameter(f"no area called {text!r}; import a region first",
-                                 param_hint="--area")
+        raise click.BadParameter(
+            f"no area called {text!r}; import a region first", param_hint="--area"
+        )
     return area
 
 
@@ -183,9 +215,13 @@ def user_group() -> None:
 @user_group.command("add", with_appcontext=False)
 @click.option("--email", required=True)
 @click.option("--role", required=True, type=click.Choice([role.value for role in StaffRole]))
-@click.option("--password-file", type=click.File("r"), default=None,
-              help="Read the password from this file ('-' for stdin) instead of generating one.")
-def user_add_command(email: str, role: str, password_file: click.utils.LazyFile | None) -> None:
+@click.option(
+    "--password-file",
+    type=click.File("r"),
+    default=None,
+    help="Read the password from this file ('-' for stdin) instead of generating one.",
+)
+def user_add_command(email: str, role: str, password_file: TextIO | None) -> None:
     """Add a staff account. Without --password-file, a password is generated and shown once."""
     settings = settings_from_env()
     password = password_file.read().strip() if password_file else generate_password()

@@ -51,10 +51,10 @@ class DemoResponder:
 
 DEMO_RESPONDERS = (
     DemoResponder("Ana (demo)", "+15035550101", ("cully", "parkrose", "concordia"), Language.ES),
-    DemoResponder("Ben (demo)", "+15035550102", ("st-johns", "portsmouth", "kenton"),
-                  Language.EN),
-    DemoResponder("Carla (demo)", "+15035550103", ("lents", "foster-powell", "montavilla"),
-                  Language.ES),
+    DemoResponder("Ben (demo)", "+15035550102", ("st-johns", "portsmouth", "kenton"), Language.EN),
+    DemoResponder(
+        "Carla (demo)", "+15035550103", ("lents", "foster-powell", "montavilla"), Language.ES
+    ),
 )
 
 
@@ -73,14 +73,25 @@ def prepare_demo_data(settings: Settings) -> str:
             import_areas(session, load_region_file(demo_region_path()), DEMO_REGION)
             for person in DEMO_RESPONDERS:
                 if find_responder(session, index, person.phone) is None:
-                    areas = [area for slug in person.areas
-                             if (area := find_area(session, slug)) is not None]
-                    add_responder(session, cipher, index, name=person.name,
-                                  phone_e164=person.phone, areas=areas, language=person.language)
+                    areas = [
+                        area
+                        for slug in person.areas
+                        if (area := find_area(session, slug)) is not None
+                    ]
+                    add_responder(
+                        session,
+                        cipher,
+                        index,
+                        name=person.name,
+                        phone_e164=person.phone,
+                        areas=areas,
+                        language=person.language,
+                    )
             user = session.scalar(select(StaffUser).where(StaffUser.email == DEMO_LOGIN))
             if user is None:
-                add_staff_user(session, email=DEMO_LOGIN, role=StaffRole.COORDINATOR,
-                               password=password)
+                add_staff_user(
+                    session, email=DEMO_LOGIN, role=StaffRole.COORDINATOR, password=password
+                )
             else:
                 set_password(user, password)
     finally:
@@ -98,15 +109,18 @@ class Supervisor:
 
     def spawn(self, name: str, *arguments: str) -> None:
         self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", *arguments], env=self.env,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "web.cli", *arguments],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             preexec_fn=die_with_parent_hook(),
         )
 
     def exited(self) -> str | None:
         """The name of a child that has exited, if any."""
-        return next((name for name, child in self.children.items()
-                     if child.poll() is not None), None)
+        return next(
+            (name for name, child in self.children.items() if child.poll() is not None), None
+        )
 
     def request_stop(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping.set()
@@ -133,18 +147,20 @@ def wait_until_healthy(url: str, supervisor: Supervisor, timeout: float) -> bool
 
 
 def _banner(base_url: str, password: str) -> str:
-    return "\n".join((
-        "",
-        "  rapidresponse demo is running",
-        f"    web:       {base_url}/",
-        f"    health:    {base_url}/healthz",
-        f"    outbox:    {base_url}/simulator/outbox",
-        f"    login:     {DEMO_LOGIN}",
-        f"    password:  {password}",
-        "  Region: Portland, Oregon (approximate demo shapes). SMS: simulator.",
-        "  Press Ctrl-C to stop everything.",
-        "",
-    ))
+    return "\n".join(
+        (
+            "",
+            "  rapidresponse demo is running",
+            f"    web:       {base_url}/",
+            f"    health:    {base_url}/healthz",
+            f"    outbox:    {base_url}/simulator/outbox",
+            f"    login:     {DEMO_LOGIN}",
+            f"    password:  {password}",
+            "  Region: Portland, Oregon (approximate demo shapes). SMS: simulator.",
+            "  Press Ctrl-C to stop everything.",
+            "",
+        )
+    )
 
 
 def run_demo(settings: Settings, host: str, port: int) -> int:
@@ -153,9 +169,14 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
     redis_url = embedded.start() if embedded else settings.redis_url
     assert redis_url is not None
     base_url = f"http://{host}:{port}"
-    supervisor = Supervisor({**os.environ, "REDIS_URL": redis_url,
-                             "INSTANCE_PATH": str(settings.instance_path),
-                             "PUBLIC_URL": os.environ.get("PUBLIC_URL", base_url)})
+    supervisor = Supervisor(
+        {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "INSTANCE_PATH": str(settings.instance_path),
+            "PUBLIC_URL": os.environ.get("PUBLIC_URL", base_url),
+        }
+    )
     signal.signal(signal.SIGINT, supervisor.request_stop)
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     try:

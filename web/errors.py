@@ -25,6 +25,5 @@ def _http_error(error: HTTPException) -> tuple[Response, int]:
 
 def _unexpected_error(error: Exception) -> tuple[Response, int]:
     # The class name only: exception text can quote request data (a number, a report).
-    log.error("unhandled %s on %s %s", error.__class__.__name__, request.method,
-              request.path)
+    log.error("unhandled %s on %s %s", error.__class__.__name__, request.method, request.path)
     return _http_error(InternalServerError())

@@ -35,13 +35,17 @@ class OutboxEntry:
 def outbox() -> str:
     found = services()
     with found.database.session() as session:
-        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc())
-                               .limit(OUTBOX_PAGE_SIZE)).all()
+        rows = session.scalars(
+            select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(OUTBOX_PAGE_SIZE)
+        ).all()
         entries = [
-            OutboxEntry(sid=row.sid,
-                        to=masked(found.cipher.decrypt(row.to_sealed, OUTBOX_PURPOSE_TO)),
-                        body=found.cipher.decrypt(row.body_sealed, OUTBOX_PURPOSE_BODY),
-                        segments=row.segments, created_at=row.created_at)
+            OutboxEntry(
+                sid=row.sid,
+                to=masked(found.cipher.decrypt(row.to_sealed, OUTBOX_PURPOSE_TO)),
+                body=found.cipher.decrypt(row.body_sealed, OUTBOX_PURPOSE_BODY),
+                segments=row.segments,
+                created_at=row.created_at,
+            )
             for row in rows
         ]
     return render_template("simulator/outbox.html", entries=entries)

@@ -72,8 +72,9 @@ def test_it_dies_with_a_process_killed_outright(tmp_path: Path) -> None:
         "print(server._process.pid, flush=True)\n"
         "time.sleep(120)\n"
     )
-    with subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "redis")],
-                          stdout=subprocess.PIPE, text=True) as owner:
+    with subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "redis")], stdout=subprocess.PIPE, text=True
+    ) as owner:
         assert owner.stdout is not None
         redis_pid = int(owner.stdout.readline())
         assert process_alive(redis_pid)

@@ -34,8 +34,12 @@ def test_jobs_use_json_and_short_ttls(redis_client: Redis) -> None:
     # The stored payload is (zlib-compressed) JSON: no pickled objects, ids only.
     raw = redis_client.hget(job.key, "data")
     assert raw is not None
-    assert json.loads(zlib.decompress(raw)) == ["dispatch.jobs.send_delivery", None,
-                                                ["0f" * 16], {}]
+    assert json.loads(zlib.decompress(raw)) == [
+        "dispatch.jobs.send_delivery",
+        None,
+        ["0f" * 16],
+        {},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -58,8 +62,9 @@ def test_anything_but_an_id_is_refused(value: object) -> None:
     assert str(value) not in str(caught.value) or value in (None, True)
 
 
-@pytest.mark.parametrize("value", [1, 42, "0f" * 16, "A7K3", "alert-12",
-                                   "81def0b9e5914a84a87f941656677a53", "1" * 32])
+@pytest.mark.parametrize(
+    "value", [1, 42, "0f" * 16, "A7K3", "alert-12", "81def0b9e5914a84a87f941656677a53", "1" * 32]
+)
 def test_ids_are_accepted(value: object) -> None:
     check_job_arguments((value,))
 

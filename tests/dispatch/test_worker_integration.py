@@ -34,15 +34,25 @@ def fake() -> Iterator[FakeTwilio]:
 
 @pytest.fixture
 def twilio_env(cli_env: dict[str, str], fake: FakeTwilio) -> dict[str, str]:
-    return {**cli_env, "SMS_BACKEND": "twilio", "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "TWILIO_FROM": FROM_NUMBER,
-            "TWILIO_API_URL": fake.url}
+    return {
+        **cli_env,
+        "SMS_BACKEND": "twilio",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": FROM_NUMBER,
+        "TWILIO_API_URL": fake.url,
+    }
 
 
 def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "web.cli", "worker", "--burst", "--no-scheduler"],
-        env=env, capture_output=True, text=True, timeout=120, check=True)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
 
 
 def delivery(services: Services, delivery_id: str) -> Delivery:
@@ -70,9 +80,9 @@ def everything_in_redis(client: Redis) -> bytes:
     return bytes(blob)
 
 
-def test_a_worker_sends_a_delivery_through_twilio(services: Services, redis_client: Redis,
-                                                 fake: FakeTwilio,
-                                                 twilio_env: dict[str, str]) -> None:
+def test_a_worker_sends_a_delivery_through_twilio(
+    services: Services, redis_client: Redis, fake: FakeTwilio, twilio_env: dict[str, str]
+) -> None:
     subscriber_id = add_subscriber(services, BETO, Language.ES)
     ledger = add_alert_for(services, subscriber_id, Language.ES)
     job = enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
@@ -82,7 +92,8 @@ def test_a_worker_sends_a_delivery_through_twilio(services: Services, redis_clie
     [message] = fake.messages
     assert (message.to, message.body, message.from_) == (BETO, ALERT_TEXTS["es"], FROM_NUMBER)
     assert message.status_callback == (
-        f"https://rr.example.org/sms/status?delivery={ledger.delivery_id}")
+        f"https://rr.example.org/sms/status?delivery={ledger.delivery_id}"
+    )
     assert message.validity_period == jobs.ALERT_VALIDITY_SECONDS
     assert fake.requests[0].account_sid == ACCOUNT_SID
     sent = delivery(services, ledger.delivery_id)
@@ -91,8 +102,8 @@ def test_a_worker_sends_a_delivery_through_twilio(services: Services, redis_clie
 
 
 def test_nothing_personal_reaches_redis_or_the_worker_log(
-        services: Services, redis_client: Redis, fake: FakeTwilio,
-        twilio_env: dict[str, str]) -> None:
+    services: Services, redis_client: Redis, fake: FakeTwilio, twilio_env: dict[str, str]
+) -> None:
     ledger = add_alert_for(services, add_subscriber(services, ALICE), Language.EN)
     enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
 
@@ -107,9 +118,9 @@ def test_nothing_personal_reaches_redis_or_the_worker_log(
         assert secret not in output
 
 
-def test_an_opted_out_subscriber_is_never_texted(services: Services, redis_client: Redis,
-                                                 fake: FakeTwilio,
-                                                 twilio_env: dict[str, str]) -> None:
+def test_an_opted_out_subscriber_is_never_texted(
+    services: Services, redis_client: Redis, fake: FakeTwilio, twilio_env: dict[str, str]
+) -> None:
     subscriber_id = add_subscriber(services, ALICE, status=SubscriberStatus.OPTED_OUT)
     ledger = add_alert_for(services, subscriber_id, Language.EN)
     enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
@@ -120,9 +131,9 @@ def test_an_opted_out_subscriber_is_never_texted(services: Services, redis_clien
     assert delivery(services, ledger.delivery_id).status == DeliveryStatus.OPTED_OUT
 
 
-def test_21610_marks_the_subscriber_opted_out(services: Services, redis_client: Redis,
-                                              fake: FakeTwilio,
-                                              twilio_env: dict[str, str]) -> None:
+def test_21610_marks_the_subscriber_opted_out(
+    services: Services, redis_client: Redis, fake: FakeTwilio, twilio_env: dict[str, str]
+) -> None:
     subscriber_id = add_subscriber(services, ALICE)
     ledger = add_alert_for(services, subscriber_id, Language.EN)
     enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
@@ -136,9 +147,9 @@ def test_21610_marks_the_subscriber_opted_out(services: Services, redis_client: 
         assert session.get_one(Subscriber, subscriber_id).status == SubscriberStatus.OPTED_OUT
 
 
-def test_a_transient_failure_is_not_swallowed(services: Services, redis_client: Redis,
-                                              fake: FakeTwilio,
-                                              twilio_env: dict[str, str]) -> None:
+def test_a_transient_failure_is_not_swallowed(
+    services: Services, redis_client: Redis, fake: FakeTwilio, twilio_env: dict[str, str]
+) -> None:
     ledger = add_alert_for(services, add_subscriber(services, ALICE), Language.EN)
     job = enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
     fake.fail_next(status=500)

@@ -20,9 +20,15 @@ def load(tmp_path: Path, **env: str) -> Settings:
 
 
 def production(tmp_path: Path, **env: str) -> dict[str, str]:
-    return {"RR_ENV": "production", "SECRET_KEY": "s" * 40, "DATA_KEYS": new_key(),
-            "INDEX_KEY": new_key(), "PUBLIC_URL": "https://rr.example.org",
-            "INSTANCE_PATH": str(tmp_path / "instance"), **env}
+    return {
+        "RR_ENV": "production",
+        "SECRET_KEY": "s" * 40,
+        "DATA_KEYS": new_key(),
+        "INDEX_KEY": new_key(),
+        "PUBLIC_URL": "https://rr.example.org",
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        **env,
+    }
 
 
 def test_defaults_run_on_embedded_services(tmp_path: Path) -> None:
@@ -75,12 +81,14 @@ def test_a_secret_can_come_from_a_file(tmp_path: Path) -> None:
     key = new_key()
     (tmp_path / "index.key").write_text(key + "\n")
     settings = load(tmp_path, INDEX_KEY_FILE=str(tmp_path / "index.key"))
-    assert settings.index_key == Settings.from_env({"INDEX_KEY": key, "INSTANCE_PATH": str(
-        tmp_path / "other")}).index_key
+    assert (
+        settings.index_key
+        == Settings.from_env({"INDEX_KEY": key, "INSTANCE_PATH": str(tmp_path / "other")}).index_key
+    )
 
 
 def test_a_secret_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="^DATA_KEYS_FILE: cannot read"):
+    with pytest.raises(ConfigError, match=r"^DATA_KEYS_FILE: cannot read"):
         load(tmp_path, DATA_KEYS_FILE=str(tmp_path / "missing.key"))
 
 
@@ -94,45 +102,58 @@ def test_data_keys_are_newest_first(tmp_path: Path) -> None:
     newest, older = new_key(), new_key()
     settings = load(tmp_path, DATA_KEYS=f"{newest}, {older}")
     assert len(settings.data_keys) == 2
-    assert settings.data_keys[0] == Settings.from_env(
-        {"DATA_KEYS": newest, "INSTANCE_PATH": str(tmp_path / "x")}).data_keys[0]
+    assert (
+        settings.data_keys[0]
+        == Settings.from_env({"DATA_KEYS": newest, "INSTANCE_PATH": str(tmp_path / "x")}).data_keys[
+            0
+        ]
+    )
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("RR_ENV", "staging", "RR_ENV must be one of development, production"),
-    ("SEND_RATE", "fast", "SEND_RATE must be messages per second"),
-    ("SEND_RATE", "-3", "SEND_RATE must be messages per second"),
-    ("VERIFY_QUORUM", "0", "VERIFY_QUORUM must be at least 1"),
-    ("VERIFY_QUORUM", "two", "VERIFY_QUORUM must be a whole number"),
-    ("ALERT_POLICY", "yolo", "ALERT_POLICY must be one of approve, auto"),
-    ("SMS_BACKEND", "pigeon", "SMS_BACKEND must be one of simulator, twilio"),
-    ("DATABASE_URL", "mysql://db/rr", "DATABASE_URL must be a sqlite:// or postgresql://"),
-    ("REDIS_URL", "http://localhost", "REDIS_URL must be a redis://"),
-    ("PUBLIC_URL", "rr.example.org", "PUBLIC_URL must be an http"),
-    ("TWILIO_API_URL", "ftp://x", "TWILIO_API_URL must be an http"),
-    ("TWILIO_ACCOUNT_SID", "AC123", "TWILIO_ACCOUNT_SID must look like AC"),
-    ("TWILIO_FROM", "555-0100", "TWILIO_FROM must be an E.164 number"),
-    ("DATA_KEYS", "c2hvcnQ=", "DATA_KEYS must be base64 of 32 random bytes"),
-    ("INDEX_KEY", "not base64!!", "INDEX_KEY must be base64 of 32 random bytes"),
-    ("PHONE_REGION", "USA", "PHONE_REGION must be a two-letter country code"),
-])
-def test_a_bad_value_names_its_variable(tmp_path: Path, name: str, value: str,
-                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RR_ENV", "staging", "RR_ENV must be one of development, production"),
+        ("SEND_RATE", "fast", "SEND_RATE must be messages per second"),
+        ("SEND_RATE", "-3", "SEND_RATE must be messages per second"),
+        ("VERIFY_QUORUM", "0", "VERIFY_QUORUM must be at least 1"),
+        ("VERIFY_QUORUM", "two", "VERIFY_QUORUM must be a whole number"),
+        ("ALERT_POLICY", "yolo", "ALERT_POLICY must be one of approve, auto"),
+        ("SMS_BACKEND", "pigeon", "SMS_BACKEND must be one of simulator, twilio"),
+        ("DATABASE_URL", "mysql://db/rr", "DATABASE_URL must be a sqlite:// or postgresql://"),
+        ("REDIS_URL", "http://localhost", "REDIS_URL must be a redis://"),
+        ("PUBLIC_URL", "rr.example.org", "PUBLIC_URL must be an http"),
+        ("TWILIO_API_URL", "ftp://x", "TWILIO_API_URL must be an http"),
+        ("TWILIO_ACCOUNT_SID", "AC123", "TWILIO_ACCOUNT_SID must look like AC"),
+        ("TWILIO_FROM", "555-0100", "TWILIO_FROM must be an E.164 number"),
+        ("DATA_KEYS", "c2hvcnQ=", "DATA_KEYS must be base64 of 32 random bytes"),
+        ("INDEX_KEY", "not base64!!", "INDEX_KEY must be base64 of 32 random bytes"),
+        ("PHONE_REGION", "USA", "PHONE_REGION must be a two-letter country code"),
+    ],
+)
+def test_a_bad_value_names_its_variable(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
     with pytest.raises(ConfigError, match=f"^{message}"):
         load(tmp_path, **{name: value})
 
 
 def test_twilio_is_chosen_when_credentials_are_given(tmp_path: Path) -> None:
-    settings = load(tmp_path, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN="t",
-                    TWILIO_FROM="+15035550100")
+    settings = load(
+        tmp_path, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN="t", TWILIO_FROM="+15035550100"
+    )
     assert settings.sms_backend == "twilio"
 
 
 def test_twilio_without_an_auth_token_refuses_to_start(tmp_path: Path) -> None:
     # Without the token, webhook signatures could not be checked: fail closed.
-    with pytest.raises(ConfigError, match="^TWILIO_AUTH_TOKEN is required"):
-        load(tmp_path, SMS_BACKEND="twilio", TWILIO_ACCOUNT_SID=ACCOUNT_SID,
-             TWILIO_FROM="+15035550100")
+    with pytest.raises(ConfigError, match=r"^TWILIO_AUTH_TOKEN is required"):
+        load(
+            tmp_path,
+            SMS_BACKEND="twilio",
+            TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+            TWILIO_FROM="+15035550100",
+        )
 
 
 def test_a_messaging_service_can_be_the_sender(tmp_path: Path) -> None:
@@ -147,9 +168,16 @@ def test_postgres_urls_use_psycopg_3(tmp_path: Path) -> None:
 
 def test_the_command_stops_with_one_clear_line(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "INSTANCE_PATH": str(tmp_path), "SEND_RATE": "fast"}
-    done = subprocess.run([sys.executable, "-m", "web.cli", "init-db"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "init-db"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "rapidresponse: configuration error: SEND_RATE must be messages per second "
-        "(0–10000) or 'unlimited' (got 'fast')"]
+        "(0-10000) or 'unlimited' (got 'fast')"
+    ]

@@ -24,16 +24,22 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_no_core_module_imports_a_framework() -> None:
-    offenders = {str(path.relative_to(CORE)): sorted(imported_modules(path) & set(FORBIDDEN))
-                 for path in CORE.rglob("*.py")}
+    offenders = {
+        str(path.relative_to(CORE)): sorted(imported_modules(path) & set(FORBIDDEN))
+        for path in CORE.rglob("*.py")
+    }
     assert {name: mods for name, mods in offenders.items() if mods} == {}
 
 
 def test_importing_the_whole_core_loads_no_framework() -> None:
-    modules = sorted(f"rapidresponse.{path.stem}" for path in CORE.glob("*.py")
-                     if path.stem != "__init__")
-    script = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
-              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True, timeout=60)
+    modules = sorted(
+        f"rapidresponse.{path.stem}" for path in CORE.glob("*.py") if path.stem != "__init__"
+    )
+    script = (
+        f"import sys\nfor m in {modules!r}: __import__(m)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
     assert done.stdout.strip() == "[]"

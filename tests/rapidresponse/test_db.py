@@ -12,13 +12,26 @@ from rapidresponse.crypto import FieldCipher
 from rapidresponse.db import Database, upgrade
 from rapidresponse.models import Alert, Base, Delivery, Language, Subscriber
 
-CORE_TABLES = {"areas", "subscribers", "subscriptions", "responders", "responder_areas",
-               "reports", "incidents", "dispatches", "alerts", "alert_areas", "deliveries",
-               "staff_users", "audit_events", "outbox_messages"}
+CORE_TABLES = {
+    "areas",
+    "subscribers",
+    "subscriptions",
+    "responders",
+    "responder_areas",
+    "reports",
+    "incidents",
+    "dispatches",
+    "alerts",
+    "alert_areas",
+    "deliveries",
+    "staff_users",
+    "audit_events",
+    "outbox_messages",
+}
 
 
 def test_migrations_create_every_core_table(database: Database) -> None:
-    assert CORE_TABLES <= set(inspect(database.engine).get_table_names())
+    assert set(inspect(database.engine).get_table_names()) >= CORE_TABLES
 
 
 def test_migrations_match_the_models(database: Database) -> None:
@@ -45,8 +58,11 @@ def test_sqlite_is_hardened(database: Database) -> None:
 
 
 def subscriber(cipher: FieldCipher, index: str) -> Subscriber:
-    return Subscriber(phone_sealed=cipher.encrypt("+15035550199", "subscriber.phone"),
-                      phone_index=index, language=Language.ES)
+    return Subscriber(
+        phone_sealed=cipher.encrypt("+15035550199", "subscriber.phone"),
+        phone_index=index,
+        language=Language.ES,
+    )
 
 
 def test_one_delivery_per_alert_and_subscriber(database: Database) -> None:
@@ -64,7 +80,6 @@ def test_one_delivery_per_alert_and_subscriber(database: Database) -> None:
 def test_foreign_keys_are_enforced(database: Database) -> None:
     with pytest.raises(IntegrityError), database.session() as session:
         session.add(Delivery(alert_id=999_999, subscriber_id=999_999))
-        session.flush()
 
 
 def test_times_come_back_in_utc(database: Database) -> None:

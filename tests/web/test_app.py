@@ -35,11 +35,14 @@ def test_a_wrong_method_is_a_405(client: FlaskClient) -> None:
 
 
 def test_importing_the_web_package_connects_to_nothing() -> None:
-    script = ("import socket\n"
-              "def refuse(*a, **k): raise SystemExit('connected at import time')\n"
-              "socket.socket.connect = refuse\n"
-              "import web, web.cli, web.demo, web.server, dispatch.jobs, dispatch.worker\n"
-              "print('ok')")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
+    script = (
+        "import socket\n"
+        "def refuse(*a, **k): raise SystemExit('connected at import time')\n"
+        "socket.socket.connect = refuse\n"
+        "import web, web.cli, web.demo, web.server, dispatch.jobs, dispatch.worker\n"
+        "print('ok')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.stdout.strip() == "ok", done.stderr

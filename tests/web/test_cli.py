@@ -37,8 +37,7 @@ def test_init_db_can_run_again(services: Services, environ: dict[str, str]) -> N
         assert result.exit_code == 0 and "up to date" in result.output
 
 
-def test_the_demo_region_imports_and_reimports(services: Services,
-                                              environ: dict[str, str]) -> None:
+def test_the_demo_region_imports_and_reimports(services: Services, environ: dict[str, str]) -> None:
     first = invoke(environ, "region", "import", str(demo_region_path()))
     assert first.exit_code == 0
     assert first.output.startswith("20 areas added, 0 updated")
@@ -47,32 +46,59 @@ def test_the_demo_region_imports_and_reimports(services: Services,
     assert count(services, Area) == 20
 
 
-def test_a_city_file_with_other_property_names_imports(services: Services,
-                                                      environ: dict[str, str],
-                                                      tmp_path: Path) -> None:
-    square = [[[-122.70, 45.50], [-122.69, 45.50], [-122.69, 45.51], [-122.70, 45.51],
-               [-122.70, 45.50]]]
-    city = {"type": "FeatureCollection", "features": [{
-        "type": "Feature", "geometry": {"type": "Polygon", "coordinates": square},
-        "properties": {"MAPLABEL": "South Burlingame", "ZIPCODES": "97239; 97219"}}]}
+def test_a_city_file_with_other_property_names_imports(
+    services: Services, environ: dict[str, str], tmp_path: Path
+) -> None:
+    square = [
+        [[-122.70, 45.50], [-122.69, 45.50], [-122.69, 45.51], [-122.70, 45.51], [-122.70, 45.50]]
+    ]
+    city = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": square},
+                "properties": {"MAPLABEL": "South Burlingame", "ZIPCODES": "97239; 97219"},
+            }
+        ],
+    }
     path = tmp_path / "neighborhoods.geojson"
     path.write_text(json.dumps(city))
-    result = invoke(environ, "region", "import", str(path), "--name-property", "MAPLABEL",
-                    "--zips-property", "ZIPCODES", "--slug-property", "",
-                    "--aliases-property", "")
+    result = invoke(
+        environ,
+        "region",
+        "import",
+        str(path),
+        "--name-property",
+        "MAPLABEL",
+        "--zips-property",
+        "ZIPCODES",
+        "--slug-property",
+        "",
+        "--aliases-property",
+        "",
+    )
     assert result.exit_code == 0, result.output
     with services.database.session() as session:
         area = session.scalars(select(Area)).one()
     assert (area.slug, area.name, area.zips, area.region) == (
-        "south-burlingame", "South Burlingame", ["97239", "97219"], "neighborhoods")
+        "south-burlingame",
+        "South Burlingame",
+        ["97239", "97219"],
+        "neighborhoods",
+    )
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("{not json", "not valid JSON"),
-    ('{"type": "Feature"}', "FeatureCollection"),
-])
-def test_a_bad_region_file_is_a_clear_error(services: Services, environ: dict[str, str],
-                                           tmp_path: Path, content: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"type": "Feature"}', "FeatureCollection"),
+    ],
+)
+def test_a_bad_region_file_is_a_clear_error(
+    services: Services, environ: dict[str, str], tmp_path: Path, content: str, message: str
+) -> None:
     path = tmp_path / "bad.geojson"
     path.write_text(content)
     result = invoke(environ, "region", "import", str(path))
@@ -82,27 +108,47 @@ def test_a_bad_region_file_is_a_clear_error(services: Services, environ: dict[st
     assert count(services, Area) == 0
 
 
-def test_a_responder_is_stored_sealed(services: Services, environ: dict[str, str],
-                                     region: None) -> None:
-    result = invoke(environ, "responder", "add", "--name", "Dana", "--phone", "(503) 555-0188",
-                    "--area", "cully", "--area", "Lents", "--lang", "es")
+def test_a_responder_is_stored_sealed(
+    services: Services, environ: dict[str, str], region: None
+) -> None:
+    result = invoke(
+        environ,
+        "responder",
+        "add",
+        "--name",
+        "Dana",
+        "--phone",
+        "(503) 555-0188",
+        "--area",
+        "cully",
+        "--area",
+        "Lents",
+        "--lang",
+        "es",
+    )
     assert result.exit_code == 0, result.output
     assert "•••-0188" in result.output and "5550188" not in result.output
     with services.database.session() as session:
         responder = session.scalars(select(Responder)).one()
-        assert services.cipher.decrypt(responder.phone_sealed,
-                                       RESPONDER_PHONE_PURPOSE) == "+15035550188"
+        assert (
+            services.cipher.decrypt(responder.phone_sealed, RESPONDER_PHONE_PURPOSE)
+            == "+15035550188"
+        )
         assert sorted(area.slug for area in responder.areas) == ["cully", "lents"]
         assert responder.language.value == "es"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--phone", "12"], "not a valid phone number"),
-    (["--phone", "call me maybe"], "not a phone number"),
-    (["--phone", "503-555-0188", "--area", "atlantis"], "no area called 'atlantis'"),
-])
-def test_bad_responder_input_is_refused(services: Services, environ: dict[str, str],
-                                       region: None, args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--phone", "12"], "not a valid phone number"),
+        (["--phone", "call me maybe"], "not a phone number"),
+        (["--phone", "503-555-0188", "--area", "atlantis"], "no area called 'atlantis'"),
+    ],
+)
+def test_bad_responder_input_is_refused(
+    services: Services, environ: dict[str, str], region: None, args: list[str], message: str
+) -> None:
     base = {"--name": "Dana", "--phone": "503-555-0188", "--area": "cully"}
     given = dict(zip(args[::2], args[1::2], strict=True))
     flat = [part for item in {**base, **given}.items() for part in item]
@@ -111,18 +157,19 @@ def test_bad_responder_input_is_refused(services: Services, environ: dict[str, s
     assert count(services, Responder) == 0
 
 
-def test_a_responder_number_cannot_be_added_twice(services: Services, environ: dict[str, str],
-                                                  region: None) -> None:
+def test_a_responder_number_cannot_be_added_twice(
+    services: Services, environ: dict[str, str], region: None
+) -> None:
     args = ["responder", "add", "--name", "Dana", "--phone", "503-555-0188", "--area", "cully"]
     assert invoke(environ, *args).exit_code == 0
     again = invoke(environ, *args[:-3], "+1 503 555 0188", "--area", "cully")
     assert again.exit_code == 1 and "already exists" in again.output
 
 
-def test_a_user_gets_a_generated_password_shown_once(services: Services,
-                                                     environ: dict[str, str]) -> None:
-    result = invoke(environ, "user", "add", "--email", "Maria@Example.org", "--role",
-                    "dispatcher")
+def test_a_user_gets_a_generated_password_shown_once(
+    services: Services, environ: dict[str, str]
+) -> None:
+    result = invoke(environ, "user", "add", "--email", "Maria@Example.org", "--role", "dispatcher")
     assert result.exit_code == 0, result.output
     password = result.output.split("Password (shown once): ")[1].strip()
     with services.database.session() as session:
@@ -132,27 +179,50 @@ def test_a_user_gets_a_generated_password_shown_once(services: Services,
     assert verify_password(user.password_hash, password)
 
 
-def test_a_user_password_can_come_from_stdin(services: Services,
-                                             environ: dict[str, str]) -> None:
-    result = invoke(environ, "user", "add", "--email", "a@example.org", "--role",
-                    "coordinator", "--password-file", "-", stdin="correct horse battery\n")
+def test_a_user_password_can_come_from_stdin(services: Services, environ: dict[str, str]) -> None:
+    result = invoke(
+        environ,
+        "user",
+        "add",
+        "--email",
+        "a@example.org",
+        "--role",
+        "coordinator",
+        "--password-file",
+        "-",
+        stdin="correct horse battery\n",
+    )
     assert result.exit_code == 0 and "shown once" not in result.output
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--email", "nobody", "--role", "dispatcher"], "not an email address"),
-    (["--email", "a@example.org", "--role", "admin"], "Invalid value for '--role'"),
-])
-def test_bad_user_input_is_refused(services: Services, environ: dict[str, str],
-                                   args: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "nobody", "--role", "dispatcher"], "not an email address"),
+        (["--email", "a@example.org", "--role", "admin"], "Invalid value for '--role'"),
+    ],
+)
+def test_bad_user_input_is_refused(
+    services: Services, environ: dict[str, str], args: list[str], message: str
+) -> None:
     result = invoke(environ, "user", "add", *args)
     assert result.exit_code in (1, 2) and message in result.output
     assert count(services, StaffUser) == 0
 
 
 def test_a_short_password_is_refused(services: Services, environ: dict[str, str]) -> None:
-    result = invoke(environ, "user", "add", "--email", "a@example.org", "--role",
-                    "dispatcher", "--password-file", "-", stdin="short\n")
+    result = invoke(
+        environ,
+        "user",
+        "add",
+        "--email",
+        "a@example.org",
+        "--role",
+        "dispatcher",
+        "--password-file",
+        "-",
+        stdin="short\n",
+    )
     assert result.exit_code == 1 and "at least 12 characters" in result.output
 
 

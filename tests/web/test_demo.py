@@ -58,12 +58,20 @@ def healthz(url: str) -> int | None:
 
 def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1",
-           "INSTANCE_PATH": str(tmp_path / "instance")}  # no REDIS_URL, no DATABASE_URL
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+    }  # no REDIS_URL, no DATABASE_URL
     log = (tmp_path / "demo.log").open("w+")
     started = time.monotonic()
-    demo = subprocess.Popen([sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         while healthz(f"http://127.0.0.1:{port}/healthz") != 200:
             assert demo.poll() is None, "the demo exited"

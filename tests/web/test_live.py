@@ -30,8 +30,9 @@ def live_server(app: Flask) -> Iterator[str]:
     thread.join(5)
 
 
-def test_an_event_published_by_a_worker_reaches_a_connected_board(live_server: str,
-                                                                  services: Services) -> None:
+def test_an_event_published_by_a_worker_reaches_a_connected_board(
+    live_server: str, services: Services
+) -> None:
     received: Queue[Any] = Queue()
     board = socketio.Client(reconnection=False)
     board.on("broadcast_progress", received.put)

@@ -12,8 +12,7 @@ from tests.factories import ALICE
 WELCOME = "Bienvenida a la red: responda SI para confirmar"
 
 
-def test_sent_messages_appear_in_the_outbox_masked(client: FlaskClient,
-                                                   services: Services) -> None:
+def test_sent_messages_appear_in_the_outbox_masked(client: FlaskClient, services: Services) -> None:
     assert isinstance(services.sender, SimulatorSender)
     sid = services.sender.send(ALICE, WELCOME)
     assert sid.startswith("SM") and len(sid) == 34
@@ -29,7 +28,7 @@ def test_the_outbox_is_sealed_on_disk(services: Services) -> None:
     if services.database.dialect != "sqlite" or not database_file:
         return  # PostgreSQL: the same columns are sealed; the file check is SQLite's
     services.database.dispose()  # flush the WAL into the main file
-    with open(database_file, "rb") as handle:  # noqa: PTH123
+    with open(database_file, "rb") as handle:
         raw = handle.read()
     assert b"5550142" not in raw
     assert b"Bienvenida" not in raw
@@ -38,10 +37,15 @@ def test_the_outbox_is_sealed_on_disk(services: Services) -> None:
 def test_the_outbox_is_absent_with_twilio(services: Services) -> None:
     from web import create_app
 
-    twilio_settings = services.settings.__class__(**{
-        **services.settings.__dict__, "sms_backend": "twilio",
-        "twilio_account_sid": "AC" + "1" * 32, "twilio_auth_token": "t",
-        "twilio_from": "+15035550100"})
+    twilio_settings = services.settings.__class__(
+        **{
+            **services.settings.__dict__,
+            "sms_backend": "twilio",
+            "twilio_account_sid": "AC" + "1" * 32,
+            "twilio_auth_token": "t",
+            "twilio_from": "+15035550100",
+        }
+    )
     services.settings = twilio_settings
     app = create_app(services=services, test_config={"TESTING": True})
     assert app.test_client().get("/simulator/outbox").status_code == 404

@@ -1,0 +1,1 @@
+"""Benchmarks, run by hand with ``make bench``. They print figures; they assert nothing."""

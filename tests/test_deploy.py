@@ -1,0 +1,69 @@
+"""docker-compose.yml is what the README says production runs, and .ci/run tests both ways."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    parsed: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return parsed
+
+
+def readme_commands() -> set[str]:
+    """Every line of the README's shell blocks, normalised."""
+    lines, in_shell = set(), False
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("```"):
+            in_shell = line.strip() in ("```sh", "```bash", "```console")
+            continue
+        if in_shell and line.strip() and not line.lstrip().startswith("#"):
+            lines.add(" ".join(shlex.split(line.strip().removeprefix("$ "))))
+    return lines
+
+
+def test_compose_runs_postgres_redis_web_and_worker(compose: dict[str, Any]) -> None:
+    assert {"postgres", "redis", "web", "worker"} <= set(compose["services"])
+
+
+def test_redis_keeps_an_append_only_file_synced_every_second(compose: dict[str, Any]) -> None:
+    command = " ".join(compose["services"]["redis"]["command"])
+    assert "--appendonly yes" in command and "--appendfsync everysec" in command
+
+
+@pytest.mark.parametrize("service", ["web", "worker", "migrate"])
+def test_compose_runs_the_commands_the_readme_documents(
+    compose: dict[str, Any], service: str
+) -> None:
+    command = " ".join(compose["services"][service]["command"])
+    assert command in readme_commands()
+
+
+def test_the_app_services_run_in_production_mode_with_file_secrets(compose: dict[str, Any]) -> None:
+    for service in ("web", "worker"):
+        env = compose["services"][service]["environment"]
+        assert env["RR_ENV"] == "production"
+        for secret in ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY", "TWILIO_AUTH_TOKEN"):
+            assert env[f"{secret}_FILE"].startswith("/run/secrets/")
+            assert secret not in env  # never inline
+
+
+def test_readme_quick_start_is_exactly_make_demo_and_make_test() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    shell = [line for line in quick_start.splitlines() if line.startswith("make ")]
+    assert shell == ["make demo", "make test"]
+
+
+def test_ci_runs_make_test_on_both_setups() -> None:
+    script = (ROOT / ".ci" / "run").read_text()
+    assert script.count("make test") >= 2
+    assert "TEST_DATABASE_URL=" in script and "TEST_REDIS_URL=" in script
