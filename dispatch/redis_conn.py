@@ -93,6 +93,9 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own session: a terminal's Ctrl-C reaches us, not Redis, and we stop Redis
+            # last, after the processes that still use it.
+            start_new_session=True,
             preexec_fn=die_with_parent_hook(),
         )
         self._wait_until_ready()

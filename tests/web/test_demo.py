@@ -66,11 +66,14 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
     }  # no REDIS_URL, no DATABASE_URL
     log = (tmp_path / "demo.log").open("w+")
     started = time.monotonic()
+    # Its own process group, so that Ctrl-C can be sent the way a terminal sends it: to
+    # every process in the foreground group at once.
     demo = subprocess.Popen(
         [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         while healthz(f"http://127.0.0.1:{port}/healthz") != 200:
@@ -84,15 +87,17 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
             assert time.monotonic() - started < HEALTHY_WITHIN_SECONDS
             time.sleep(0.1)
 
-        demo.send_signal(signal.SIGINT)
+        os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(timeout=40) == 0
     finally:
         if demo.poll() is None:
             demo.kill()
+            demo.wait()
         log.close()
     output = (tmp_path / "demo.log").read_text()
     assert "coordinator@demo.rapidresponse.example" in output
     assert f"http://127.0.0.1:{port}/" in output
+    assert "Traceback" not in output  # Redis outlived the processes that still used it
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in running) and time.monotonic() < deadline:
         time.sleep(0.1)
