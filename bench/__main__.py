@@ -24,7 +24,7 @@ from dispatch import jobs
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services
 from rapidresponse.config import Settings, new_key
-from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.db import upgrade
 from rapidresponse.models import Alert, AlertStatus, Delivery, DeliveryStatus, Subscriber
 from rapidresponse.sms import segment
@@ -56,9 +56,7 @@ def prepare(services: Services, count: int) -> list[str]:
         session.flush()
         people = [
             Subscriber(
-                phone_sealed=services.cipher.encrypt(
-                    f"+1503555{n:04d}", jobs.SUBSCRIBER_PHONE_PURPOSE
-                ),
+                phone_sealed=services.cipher.encrypt(f"+1503555{n:04d}", Purpose.SUBSCRIBER_PHONE),
                 phone_index=services.index.digest(f"+1503555{n:04d}", "phone"),
             )
             for n in range(count)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.senders import BAD_NUMBER_CODES, OPTED_OUT_CODES, SendError
 from dispatch.services import Services, current
+from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -31,7 +32,6 @@ LEASE = timedelta(seconds=120)
 # A stale alert is worse than none: the carrier drops it after this instead of
 # delivering it hours late.
 ALERT_VALIDITY_SECONDS = 30 * 60
-SUBSCRIBER_PHONE_PURPOSE = "subscriber.phone"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _outgoing(services: Services, session: Session, delivery_id: str) -> Outgoin
     alert = session.get_one(Alert, delivery.alert_id)
     body = alert.texts.get(delivery.language.value) or alert.texts["en"]
     validity = ALERT_VALIDITY_SECONDS if alert.kind == AlertKind.ALERT else None
-    to = services.cipher.decrypt(subscriber.phone_sealed, SUBSCRIBER_PHONE_PURPOSE)
+    to = services.cipher.decrypt(subscriber.phone_sealed, Purpose.SUBSCRIBER_PHONE)
     return Outgoing(to=to, body=str(body), validity_period=validity)
 
 

@@ -21,7 +21,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from rapidresponse.config import Settings
-from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.db import Database
 from rapidresponse.models import OutboxMessage
 from rapidresponse.sms import segment
@@ -38,10 +38,6 @@ PERMANENT_CODES = OPTED_OUT_CODES | BAD_NUMBER_CODES | frozenset({21408, 21612})
 
 MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 MIN_TWILIO_ERROR_CODE = 10000  # Twilio's codes have five digits; smaller ones are HTTP statuses
-
-OUTBOX_PURPOSE_TO = "outbox.to"
-OUTBOX_PURPOSE_BODY = "outbox.body"
-PHONE_INDEX_PURPOSE = "phone"
 
 
 class SendError(Exception):
@@ -218,9 +214,9 @@ class SimulatorSender:
             session.add(
                 OutboxMessage(
                     sid=sid,
-                    to_index=self.index.digest(to, PHONE_INDEX_PURPOSE),
-                    to_sealed=self.cipher.encrypt(to, OUTBOX_PURPOSE_TO),
-                    body_sealed=self.cipher.encrypt(body, OUTBOX_PURPOSE_BODY),
+                    to_index=self.index.digest(to, Purpose.PHONE_INDEX),
+                    to_sealed=self.cipher.encrypt(to, Purpose.OUTBOX_TO),
+                    body_sealed=self.cipher.encrypt(body, Purpose.OUTBOX_BODY),
                     segments=segment(body).segments,
                 )
             )

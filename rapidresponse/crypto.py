@@ -18,6 +18,19 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 FORMAT_VERSION = b"\x01"
+
+
+class Purpose:
+    """What a sealed value is. It is bound into the ciphertext (as associated data), so a
+    value sealed for one column cannot be pasted into another and opened there."""
+
+    PHONE_INDEX = "phone"  # one blind index per number, shared by every role that looks it up
+    SUBSCRIBER_PHONE = "subscriber.phone"
+    RESPONDER_PHONE = "responder.phone"
+    OUTBOX_TO = "outbox.to"
+    OUTBOX_BODY = "outbox.body"
+
+
 KEY_ID_BYTES = 4
 NONCE_BYTES = 12
 

@@ -7,13 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.models import Area, Language, Responder, StaffRole, StaffUser
 from rapidresponse.passwords import hash_password
 from rapidresponse.phones import last_four
-
-RESPONDER_PHONE_PURPOSE = "responder.phone"
-PHONE_INDEX_PURPOSE = "phone"  # one index per number, shared by every role that looks it up
 
 
 class AlreadyExists(ValueError):
@@ -35,14 +32,14 @@ def add_responder(
     Raises:
         AlreadyExists: that number already belongs to a responder.
     """
-    digest = index.digest(phone_e164, PHONE_INDEX_PURPOSE)
+    digest = index.digest(phone_e164, Purpose.PHONE_INDEX)
     if session.scalar(select(Responder.id).where(Responder.phone_index == digest)) is not None:
         raise AlreadyExists("a responder with that number already exists")
     responder = Responder(
         name=name.strip(),
         phone_index=digest,
         phone_last4=last_four(phone_e164),
-        phone_sealed=cipher.encrypt(phone_e164, RESPONDER_PHONE_PURPOSE),
+        phone_sealed=cipher.encrypt(phone_e164, Purpose.RESPONDER_PHONE),
         language=language,
         areas=list(areas),
     )
@@ -52,7 +49,7 @@ def add_responder(
 
 
 def find_responder(session: Session, index: BlindIndex, phone_e164: str) -> Responder | None:
-    digest = index.digest(phone_e164, PHONE_INDEX_PURPOSE)
+    digest = index.digest(phone_e164, Purpose.PHONE_INDEX)
     return session.scalar(select(Responder).where(Responder.phone_index == digest))
 
 

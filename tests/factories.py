@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatch.jobs import SUBSCRIBER_PHONE_PURPOSE
 from dispatch.services import Services
+from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -35,7 +35,7 @@ def add_subscriber(
 ) -> int:
     with services.database.session() as session:
         subscriber = Subscriber(
-            phone_sealed=services.cipher.encrypt(phone, SUBSCRIBER_PHONE_PURPOSE),
+            phone_sealed=services.cipher.encrypt(phone, Purpose.SUBSCRIBER_PHONE),
             phone_index=services.index.digest(phone, "phone"),
             language=language,
             status=status,

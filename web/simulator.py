@@ -12,7 +12,7 @@ from datetime import datetime
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
-from dispatch.senders import OUTBOX_PURPOSE_BODY, OUTBOX_PURPOSE_TO
+from rapidresponse.crypto import Purpose
 from rapidresponse.models import OutboxMessage
 from rapidresponse.phones import masked
 from web.context import services
@@ -41,8 +41,8 @@ def outbox() -> str:
         entries = [
             OutboxEntry(
                 sid=row.sid,
-                to=masked(found.cipher.decrypt(row.to_sealed, OUTBOX_PURPOSE_TO)),
-                body=found.cipher.decrypt(row.body_sealed, OUTBOX_PURPOSE_BODY),
+                to=masked(found.cipher.decrypt(row.to_sealed, Purpose.OUTBOX_TO)),
+                body=found.cipher.decrypt(row.body_sealed, Purpose.OUTBOX_BODY),
                 segments=row.segments,
                 created_at=row.created_at,
             )

@@ -10,9 +10,9 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from dispatch.services import Services
+from rapidresponse.crypto import Purpose
 from rapidresponse.models import Area, Responder, StaffUser
 from rapidresponse.passwords import verify_password
-from rapidresponse.people import RESPONDER_PHONE_PURPOSE
 from rapidresponse.regions import demo_region_path
 from web.cli import cli
 
@@ -131,7 +131,7 @@ def test_a_responder_is_stored_sealed(
     with services.database.session() as session:
         responder = session.scalars(select(Responder)).one()
         assert (
-            services.cipher.decrypt(responder.phone_sealed, RESPONDER_PHONE_PURPOSE)
+            services.cipher.decrypt(responder.phone_sealed, Purpose.RESPONDER_PHONE)
             == "+15035550188"
         )
         assert sorted(area.slug for area in responder.areas) == ["cully", "lents"]
