@@ -25,6 +25,7 @@ from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.db import Database
 from rapidresponse.models import OutboxMessage
 from rapidresponse.sms import segment
+from rapidresponse.subscribers import ReplyKind, may_text
 
 # Twilio error codes that will not get better by retrying. 21610: the recipient texted
 # STOP to our number; 21211: invalid 'To'; 21614: not a mobile number; 30005: unknown
@@ -223,10 +224,59 @@ class SimulatorSender:
         return sid
 
 
+class OptOutGuard:
+    """Wraps the real sender: nothing reaches an opted-out number, whatever code path asks.
+
+    Checked here, at the last step before the provider, and not only in the handlers, so
+    that no later feature can forget it. The only texts an opted-out number may get are
+    the STOP confirmation and the answer to START, which go through ``send_reply``.
+    """
+
+    def __init__(self, inner: Sender, database: Database, index: BlindIndex) -> None:
+        self.inner = inner
+        self.database = database
+        self.index = index
+
+    def send(
+        self,
+        to: str,
+        body: str,
+        *,
+        callback_id: str | None = None,
+        validity_period: int | None = None,
+    ) -> str:
+        return self.send_reply(
+            to, body, ReplyKind.NORMAL, callback_id=callback_id, validity_period=validity_period
+        )
+
+    def send_reply(
+        self,
+        to: str,
+        body: str,
+        kind: ReplyKind,
+        *,
+        callback_id: str | None = None,
+        validity_period: int | None = None,
+    ) -> str:
+        with self.database.session() as session:
+            allowed = may_text(session, self.index, to, kind)
+        if not allowed:
+            raise SendError(
+                "the recipient has opted out", permanent=True, code=next(iter(OPTED_OUT_CODES))
+            )
+        return self.inner.send(to, body, callback_id=callback_id, validity_period=validity_period)
+
+
 def make_sender(
     settings: Settings, database: Database, cipher: FieldCipher, index: BlindIndex
+) -> OptOutGuard:
+    """The sender SMS_BACKEND names, behind the opt-out guard."""
+    return OptOutGuard(_backend(settings, database, cipher, index), database, index)
+
+
+def _backend(
+    settings: Settings, database: Database, cipher: FieldCipher, index: BlindIndex
 ) -> Sender:
-    """The sender SMS_BACKEND names."""
     if settings.sms_backend == "twilio":
         assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
         return TwilioSender(

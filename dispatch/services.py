@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from redis import Redis
 
+from dispatch.limits import RedisAbuseLimits
 from dispatch.redis_conn import EmbeddedRedis, connect
-from dispatch.senders import Sender, make_sender
+from dispatch.senders import OptOutGuard, make_sender
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
 from rapidresponse.db import Database
@@ -28,7 +29,8 @@ class Services:
     redis: Redis
     cipher: FieldCipher
     index: BlindIndex
-    sender: Sender
+    sender: OptOutGuard
+    limits: RedisAbuseLimits
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
 
     @classmethod
@@ -44,14 +46,16 @@ class Services:
         database = Database(settings.database_url)
         cipher = FieldCipher(settings.data_keys)
         index = BlindIndex(settings.index_key)
+        redis = connect(redis_url)
         return cls(
             settings=settings,
             database=database,
             redis_url=redis_url,
-            redis=connect(redis_url),
+            redis=redis,
             cipher=cipher,
             index=index,
             sender=make_sender(settings, database, cipher, index),
+            limits=RedisAbuseLimits(redis, settings.inbound_limit, settings.confirmation_limit),
             embedded_redis=embedded,
         )
 

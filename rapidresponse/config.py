@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from limits import parse as parse_limit
+
 Environment = Literal["development", "production"]
 SmsBackend = Literal["simulator", "twilio"]
 AlertPolicy = Literal["approve", "auto"]
@@ -61,6 +63,8 @@ class Settings:
     verify_quorum: int
     phone_region: str
     log_level: str
+    inbound_limit: str = "30/hour"  # commands per number (SMS_INBOUND_LIMIT)
+    confirmation_limit: str = "5/day"  # confirmation texts per number (SMS_CONFIRMATION_LIMIT)
 
     @property
     def is_production(self) -> bool:
@@ -154,6 +158,8 @@ def _load(env: _Env) -> Settings:
         verify_quorum=env.integer("VERIFY_QUORUM", default=1, minimum=1),
         phone_region=_phone_region(env),
         log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper(),
+        inbound_limit=_rate_limit(env, "SMS_INBOUND_LIMIT", "30/hour"),
+        confirmation_limit=_rate_limit(env, "SMS_CONFIRMATION_LIMIT", "5/day"),
     )
     _check_twilio_complete(settings)
     return settings
@@ -335,6 +341,15 @@ def _send_rate(env: _Env) -> float | None:
             f"SEND_RATE must be messages per second (0-10000) or 'unlimited' (got {raw!r})"
         )
     return rate
+
+
+def _rate_limit(env: _Env, name: str, default: str) -> str:
+    raw = env.get(name) or default
+    try:
+        parse_limit(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must look like 30/hour or 5 per day (got {raw!r})") from None
+    return raw
 
 
 def _phone_region(env: _Env) -> str:

@@ -415,3 +415,15 @@ class OutboxMessage(Base):
     body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     segments: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InboundMessage(Base):
+    """Provider message ids already handled, so a replayed webhook changes nothing.
+
+    Only the id is kept: no number, no text. Purged after a few days.
+    """
+
+    __tablename__ = "inbound_messages"
+
+    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -53,10 +53,11 @@ def create_app(
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
-    from web import errors, health, home, simulator
+    from web import errors, health, home, simulator, sms
 
     app.register_blueprint(home.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(sms.bp)
     errors.register(app)
     if settings.sms_backend == "simulator":
         app.register_blueprint(simulator.bp)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, abort, jsonify, render_template, request
 from sqlalchemy import select
 
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import OutboxMessage
-from rapidresponse.phones import masked
+from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
 from web.context import services
+from web.sms import answer
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 
@@ -29,6 +30,24 @@ class OutboxEntry:
     body: str
     segments: int
     created_at: datetime
+
+
+@bp.post("/inbound")
+def inbound() -> Response:
+    """Text the hotline as any number: the same handler as Twilio's webhook.
+
+    The answer is 'sent' through the guarded simulator sender, so it lands in the outbox
+    exactly as it would reach a phone (and not at all for an opted-out number).
+    """
+    found = services()
+    try:
+        phone = normalize(request.form.get("From", ""), found.settings.phone_region)
+    except InvalidPhoneNumber:
+        abort(400, "From is not a phone number")
+    reply = answer(found, phone, request.form.get("Body", ""), sid=None)
+    if reply is not None:
+        found.sender.send_reply(phone, reply.text, reply.kind)
+    return jsonify({"answered": reply is not None})
 
 
 @bp.get("/outbox")

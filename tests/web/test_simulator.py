@@ -13,7 +13,7 @@ WELCOME = "Bienvenida a la red: responda SI para confirmar"
 
 
 def test_sent_messages_appear_in_the_outbox_masked(client: FlaskClient, services: Services) -> None:
-    assert isinstance(services.sender, SimulatorSender)
+    assert isinstance(services.sender.inner, SimulatorSender)
     sid = services.sender.send(ALICE, WELCOME)
     assert sid.startswith("SM") and len(sid) == 34
     page = client.get("/simulator/outbox").get_data(as_text=True)

@@ -1,0 +1,575 @@
+"""POST /sms/inbound end to end: signed like Twilio signs, answered in TwiML, in two languages.
+
+Requests are signed with twilio's own RequestValidator. The app sends through a local
+Twilio-compatible server, so a test can also check that nothing reached it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from xml.etree import ElementTree
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from twilio.request_validator import RequestValidator
+
+from dispatch.senders import SendError
+from dispatch.services import Services
+from rapidresponse.areas import import_areas
+from rapidresponse.crypto import Purpose
+from rapidresponse.models import (
+    Language,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+)
+from rapidresponse.regions import demo_region_path, load_region_file
+from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.twilio_fake import FakeTwilio
+
+ALICE = "+15035550142"
+BETO = "+19715550177"
+PUBLIC_URL = "https://rr.example.org"
+INBOUND_URL = PUBLIC_URL + "/sms/inbound"
+
+
+@dataclass
+class Phone:
+    """A person texting the hotline through the test client."""
+
+    client: FlaskClient
+    number: str
+
+    def text(self, body: str, sid: str | None = None) -> str | None:
+        response = send(
+            self.client, {"From": self.number, "Body": body, "MessageSid": sid or new_sid()}
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return twiml_message(response.get_data(as_text=True))
+
+
+def new_sid() -> str:
+    return "SM" + uuid.uuid4().hex
+
+
+def sign(params: dict[str, str], url: str = INBOUND_URL) -> str:
+    return str(RequestValidator(AUTH_TOKEN).compute_signature(url, params))
+
+
+def send(
+    client: FlaskClient,
+    params: dict[str, str],
+    signature: str | None = None,
+) -> object:
+    headers = {"X-Twilio-Signature": sign(params) if signature is None else signature}
+    return client.post("/sms/inbound", data=params, headers=headers)
+
+
+def twiml_message(document: str) -> str | None:
+    root = ElementTree.fromstring(document)  # noqa: S314 - our own server's answer
+    assert root.tag == "Response"
+    messages = [element.text or "" for element in root.iter("Message")]
+    assert len(messages) <= 1
+    return messages[0] if messages else None
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as running:
+        yield running
+
+
+@pytest.fixture
+def twilio_services(services: Services, fake: FakeTwilio) -> Services:
+    services.settings = replace(
+        services.settings,
+        sms_backend="twilio",
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_from=FROM_NUMBER,
+        twilio_api_url=fake.url,
+    )
+    from dispatch.senders import make_sender
+
+    services.sender = make_sender(
+        services.settings, services.database, services.cipher, services.index
+    )
+    with services.database.session() as session:
+        import_areas(session, load_region_file(demo_region_path()), "Portland")
+    return services
+
+
+@pytest.fixture
+def sms_app(twilio_services: Services) -> Flask:
+    from web import create_app
+
+    return create_app(services=twilio_services, test_config={"TESTING": True})
+
+
+@pytest.fixture
+def alice(sms_app: Flask) -> Phone:
+    return Phone(sms_app.test_client(), ALICE)
+
+
+@pytest.fixture
+def beto(sms_app: Flask) -> Phone:
+    return Phone(sms_app.test_client(), BETO)
+
+
+def subscriber(services: Services, number: str) -> Subscriber | None:
+    with services.database.session() as session:
+        return session.scalar(
+            select(Subscriber).where(
+                Subscriber.phone_index == services.index.digest(number, Purpose.PHONE_INDEX)
+            )
+        )
+
+
+def areas_of(services: Services, number: str) -> dict[str, str]:
+    found = subscriber(services, number)
+    if found is None:
+        return {}
+    with services.database.session() as session:
+        rows = session.scalars(
+            select(Subscription).where(Subscription.subscriber_id == found.id)
+        ).all()
+        return {row.area.slug: row.status.value for row in rows}
+
+
+def state(services: Services) -> tuple[int, int]:
+    with services.database.session() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Subscriber)) or 0,
+            session.scalar(select(func.count()).select_from(Subscription)) or 0,
+        )
+
+
+# --- subscribing, in English and Spanish --------------------------------------------
+
+
+def test_join_then_yes_subscribes_in_english(
+    alice: Phone, twilio_services: Services, fake: FakeTwilio
+) -> None:
+    assert alice.text("JOIN Cully") == (
+        "Reply YES to get alerts for Cully. Msg&data rates may apply. Text STOP to end."
+    )
+    assert areas_of(twilio_services, ALICE) == {"cully": "pending"}
+    assert alice.text("yes") == (
+        "Confirmed: you will get alerts for Cully. Text LEAVE + area to drop one, STOP to end all."
+    )
+    assert areas_of(twilio_services, ALICE) == {"cully": "confirmed"}
+    assert fake.requests == []  # answers travel as TwiML, not as extra API calls
+
+
+def test_unirse_then_si_subscribes_in_spanish(beto: Phone, twilio_services: Services) -> None:
+    assert beto.text("unirse cully") == (
+        "Responda SI para recibir alertas de Cully. Pueden "
+        "aplicar tarifas. Mande BAJA para terminar."
+    )
+    found = subscriber(twilio_services, BETO)
+    assert found is not None and found.language is Language.ES
+    assert beto.text("Sí") == (
+        "Confirmado: le enviaremos alertas de Cully. Mande SALIR + "
+        "barrio para quitar uno, BAJA para terminar."
+    )
+    assert areas_of(twilio_services, BETO) == {"cully": "confirmed"}
+
+
+def test_several_areas_by_name_alias_and_zip(alice: Phone, twilio_services: Services) -> None:
+    alice.text("JOIN St Johns")
+    alice.text("JOIN the pearl")
+    alice.text("JOIN 97266")
+    assert alice.text("YES") is not None
+    subscribed = areas_of(twilio_services, ALICE)
+    assert {"st-johns", "pearl-district"} <= set(subscribed)
+    assert set(subscribed.values()) == {"confirmed"}
+    answer = alice.text("AREAS")
+    assert answer is not None and answer.startswith("Your areas: ") and "St. Johns" in answer
+
+
+def test_areas_shows_what_still_waits_for_yes(alice: Phone) -> None:
+    alice.text("JOIN Cully")
+    assert alice.text("areas") == "Your areas: Cully (reply YES). Text LEAVE + area to drop one."
+
+
+def test_join_twice_says_already(alice: Phone) -> None:
+    alice.text("JOIN Cully")
+    alice.text("YES")
+    assert alice.text("JOIN cully!") == "You already get alerts for Cully."
+
+
+def test_leave_drops_one_area(alice: Phone, twilio_services: Services) -> None:
+    alice.text("JOIN Cully")
+    alice.text("JOIN Lents")
+    alice.text("YES")
+    assert alice.text("LEAVE Cully") == "You will no longer get alerts for Cully."
+    assert areas_of(twilio_services, ALICE) == {"lents": "confirmed"}
+    assert alice.text("LEAVE Cully") == "You do not get alerts for Cully."
+
+
+def test_salir_and_zonas_answer_in_spanish(beto: Phone) -> None:
+    beto.text("UNIRSE Lents")
+    beto.text("SI")
+    assert beto.text("ZONAS") == "Sus zonas: Lents. Mande SALIR + barrio para quitar uno."
+    assert beto.text("salir lents") == "Ya no le enviaremos alertas de Lents."
+    assert beto.text("zonas") == "No tiene zonas. Mande UNIRSE + barrio o ZIP."
+
+
+def test_yes_with_nothing_pending(alice: Phone) -> None:
+    assert alice.text("YES") == (
+        "Nothing to confirm. Text JOIN + neighborhood or ZIP to subscribe."
+    )
+
+
+# --- misspelled and unknown areas ---------------------------------------------------
+
+
+def test_a_close_misspelling_gets_did_you_mean(alice: Phone, twilio_services: Services) -> None:
+    answer = alice.text("JOIN Kenten")
+    assert answer is not None and answer.startswith(
+        "We could not find that neighborhood. Did you mean Kenton"
+    )
+    assert areas_of(twilio_services, ALICE) == {}
+
+
+def test_suggestions_are_at_most_three(alice: Phone) -> None:
+    answer = alice.text("JOIN Portsmith")
+    assert answer is not None and "Did you mean" in answer
+    choices = answer.split("Did you mean ")[1].split("?")[0].split(", ")
+    assert 1 <= len(choices) <= 3
+
+
+def test_an_unknown_area_suggests_a_zip(alice: Phone, twilio_services: Services) -> None:
+    answer = alice.text("JOIN Atlantis")
+    assert answer is not None and answer.startswith(
+        "We could not find that neighborhood. Try your ZIP code"
+    )
+    assert state(twilio_services) == (0, 0)
+
+
+def test_a_spanish_misspelling_answers_in_spanish(beto: Phone) -> None:
+    answer = beto.text("UNIRSE Kenten")
+    assert answer is not None and answer.startswith("No encontramos ese barrio. ¿Quiso decir")
+
+
+def test_join_without_an_area_asks_which(alice: Phone) -> None:
+    answer = alice.text("JOIN")
+    assert answer is not None and answer.startswith("Which neighborhood?")
+
+
+# --- language, help and rights ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("LANG ES", "Listo, le escribiremos en español."),
+        ("idioma español", "Listo, le escribiremos en español."),
+        ("LANG EN", "OK, we will text you in English."),
+        ("LANG", "Text LANG EN for English or LANG ES for Spanish."),
+    ],
+)
+def test_lang_sets_the_language_of_everything_after(alice: Phone, body: str, expected: str) -> None:
+    assert alice.text(body) == expected
+
+
+def test_the_language_is_remembered(alice: Phone) -> None:
+    alice.text("LANG ES")
+    assert alice.text(
+        "HELP",
+    ).startswith("Alertas de Respuesta Rapida")  # type: ignore[union-attr]
+    alice.text("LANG EN")
+    assert alice.text("AYUDA").startswith("Alertas")  # type: ignore[union-attr]
+    assert alice.text("HELP").startswith("Alertas")  # AYUDA set Spanish again  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("body", "start"),
+    [
+        ("HELP", "Rapid Response alerts."),
+        ("info", "Rapid Response alerts."),
+        ("Ayuda", "Alertas de Respuesta Rapida."),
+        ("RIGHTS", "Know your rights:"),
+        ("derechos", "Conozca sus derechos:"),
+    ],
+)
+def test_help_and_rights_answer_in_the_keyword_language(
+    alice: Phone, body: str, start: str
+) -> None:
+    answer = alice.text(body)
+    assert answer is not None and answer.startswith(start)
+
+
+def test_help_and_rights_store_nothing(alice: Phone, twilio_services: Services) -> None:
+    alice.text("HELP")
+    alice.text("RIGHTS")
+    assert state(twilio_services) == (0, 0)
+
+
+# --- opting out -----------------------------------------------------------------------
+
+CARRIER_KEYWORDS = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]
+SPANISH_KEYWORDS = ["ALTO", "PARAR", "BAJA"]
+
+
+@pytest.mark.parametrize("keyword", CARRIER_KEYWORDS + [k.lower() for k in CARRIER_KEYWORDS])
+def test_every_carrier_keyword_opts_out_with_one_confirmation(
+    alice: Phone, twilio_services: Services, keyword: str
+) -> None:
+    alice.text("JOIN Cully")
+    alice.text("YES")
+    assert alice.text(keyword) == (
+        "You are unsubscribed from Rapid Response alerts and will "
+        "get no more messages. Text START to come back."
+    )
+    found = subscriber(twilio_services, ALICE)
+    assert found is not None and found.status is SubscriberStatus.OPTED_OUT
+    assert areas_of(twilio_services, ALICE) == {}
+    assert alice.text(keyword) is None  # exactly one confirmation
+
+
+@pytest.mark.parametrize("keyword", [*SPANISH_KEYWORDS, "¡Alto!", "baja."])
+def test_spanish_opt_out_words_confirm_in_spanish(
+    beto: Phone, twilio_services: Services, keyword: str
+) -> None:
+    assert beto.text(keyword) == (
+        "Se dio de baja de las alertas y no le enviaremos otros mensajes. Para volver, mande START."
+    )
+    found = subscriber(twilio_services, BETO)
+    assert found is not None and found.status is SubscriberStatus.OPTED_OUT
+
+
+def test_an_unknown_number_that_says_stop_is_never_texted(
+    alice: Phone, twilio_services: Services
+) -> None:
+    assert alice.text("STOP") is not None
+    with pytest.raises(SendError) as refused:
+        twilio_services.sender.send(ALICE, "ALERT")
+    assert refused.value.permanent
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "JOIN Cully",
+        "HELP",
+        "YES",
+        "RIGHTS",
+        "LANG ES",
+        "AREAS",
+        "there are agents at the corner",
+        "INFO",
+        "AYUDA",
+    ],
+)
+def test_after_stop_only_start_gets_an_answer(
+    alice: Phone, twilio_services: Services, fake: FakeTwilio, body: str
+) -> None:
+    alice.text("STOP")
+    before = state(twilio_services)
+    assert alice.text(body) is None
+    assert state(twilio_services) == before
+    assert fake.requests == []
+
+
+def test_start_and_unstop_opt_back_in(alice: Phone, twilio_services: Services) -> None:
+    alice.text("STOP")
+    assert alice.text("START") == (
+        "Welcome back. Text JOIN + neighborhood or ZIP to choose your areas. Text STOP to end."
+    )
+    found = subscriber(twilio_services, ALICE)
+    assert found is not None and found.status is SubscriberStatus.ACTIVE
+    alice.text("STOP")
+    assert alice.text("unstop") is not None
+    assert alice.text("JOIN Cully") is not None
+
+
+def test_the_sender_refuses_an_opted_out_number_on_every_path(
+    alice: Phone, twilio_services: Services, fake: FakeTwilio
+) -> None:
+    alice.text("STOP")
+    with pytest.raises(SendError) as refused:
+        twilio_services.sender.send(ALICE, "any later feature's text")
+    assert refused.value.permanent and refused.value.code == 21610
+    assert "5550142" not in str(refused.value)
+    assert fake.requests == []
+    alice.text("START")
+    twilio_services.sender.send(ALICE, "back in")
+    assert [m.to for m in fake.messages] == [ALICE]
+
+
+# --- replays, signatures and bad input -------------------------------------------------
+
+
+def test_a_replayed_message_sid_changes_nothing(alice: Phone, twilio_services: Services) -> None:
+    sid = new_sid()
+    assert alice.text("JOIN Cully", sid=sid) is not None
+    alice.text("LEAVE Cully")
+    assert alice.text("JOIN Cully", sid=sid) is None
+    assert areas_of(twilio_services, ALICE) == {}
+
+
+def valid_params(body: str = "JOIN Cully") -> dict[str, str]:
+    return {
+        "From": ALICE,
+        "To": FROM_NUMBER,
+        "Body": body,
+        "MessageSid": new_sid(),
+        "AccountSid": ACCOUNT_SID,
+        "NumMedia": "0",
+    }
+
+
+@pytest.mark.parametrize(
+    "signature", ["", "bm90IGEgc2lnbmF0dXJl", sign(valid_params(), url=PUBLIC_URL + "/other")]
+)
+def test_a_bad_or_missing_signature_is_refused(
+    sms_app: Flask, twilio_services: Services, signature: str
+) -> None:
+    response = send(sms_app.test_client(), valid_params(), signature=signature)
+    assert response.status_code == 403  # type: ignore[attr-defined]
+    assert state(twilio_services) == (0, 0)
+
+
+def test_the_signature_covers_every_parameter(sms_app: Flask, twilio_services: Services) -> None:
+    params = valid_params()
+    signature = sign(params)
+    params["Body"] = "JOIN Lents"  # tampered after signing
+    assert send(sms_app.test_client(), params, signature).status_code == 403  # type: ignore[attr-defined]
+    params = valid_params()
+    signature = sign(params)
+    params["FromCity"] = "PORTLAND"  # a parameter Twilio did not sign
+    assert send(sms_app.test_client(), params, signature).status_code == 403  # type: ignore[attr-defined]
+    assert state(twilio_services) == (0, 0)
+
+
+def test_unknown_extra_parameters_signed_by_twilio_are_fine(alice: Phone, sms_app: Flask) -> None:
+    params = {
+        **valid_params(),
+        "FromCity": "PORTLAND",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+        "MessagingServiceSid": "",
+    }
+    assert send(sms_app.test_client(), params).status_code == 200  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("missing", ["From", "Body", "MessageSid"])
+def test_a_missing_parameter_is_a_400(
+    sms_app: Flask, twilio_services: Services, missing: str
+) -> None:
+    params = valid_params()
+    del params[missing]
+    assert send(sms_app.test_client(), params).status_code == 400  # type: ignore[attr-defined]
+    assert state(twilio_services) == (0, 0)
+
+
+@pytest.mark.parametrize("sender", ["abc", "12", "", "+1" + "9" * 20, "TWILIO"])
+def test_an_invalid_from_is_a_400(sms_app: Flask, twilio_services: Services, sender: str) -> None:
+    params = {**valid_params(), "From": sender}
+    assert send(sms_app.test_client(), params).status_code == 400  # type: ignore[attr-defined]
+    assert state(twilio_services) == (0, 0)
+
+
+def test_a_5000_character_message_gets_a_polite_answer_and_changes_nothing(
+    alice: Phone, twilio_services: Services
+) -> None:
+    alice.text("JOIN Cully")
+    before = (state(twilio_services), areas_of(twilio_services, ALICE))
+    assert alice.text("JOIN Lents " + "x" * 5000) == (
+        "Your message was too long for us to read. Please send a shorter one."
+    )
+    assert (state(twilio_services), areas_of(twilio_services, ALICE)) == before
+
+
+def test_a_non_utf8_byte_is_refused(sms_app: Flask, twilio_services: Services) -> None:
+    params = valid_params()
+    raw = "&".join(f"{k}={v}" for k, v in params.items()).replace("JOIN Cully", "JOIN%FFCully")
+    response = sms_app.test_client().post(
+        "/sms/inbound",
+        data=raw.replace("+", "%2B"),
+        content_type="application/x-www-form-urlencoded",
+        headers={"X-Twilio-Signature": sign(params)},
+    )
+    assert response.status_code in (400, 403)
+    assert state(twilio_services) == (0, 0)
+
+
+def test_a_get_is_not_allowed(sms_app: Flask) -> None:
+    assert sms_app.test_client().get("/sms/inbound").status_code == 405
+
+
+def test_without_an_auth_token_every_webhook_is_refused(
+    client: FlaskClient, services: Services
+) -> None:
+    # The simulator backend has no token: the Twilio route fails closed.
+    response = client.post(
+        "/sms/inbound", data=valid_params(), headers={"X-Twilio-Signature": sign(valid_params())}
+    )
+    assert response.status_code == 403
+
+
+# --- privacy and abuse ---------------------------------------------------------------
+
+
+def test_the_number_never_appears_in_the_database_file(
+    alice: Phone, twilio_services: Services
+) -> None:
+    alice.text("JOIN Cully")
+    alice.text("YES")
+    database = twilio_services.database
+    path = make_url(database.url).database
+    if database.dialect != "sqlite" or not path:
+        pytest.skip("reads the SQLite file; PostgreSQL stores the same sealed columns")
+    database.dispose()  # checkpoint the WAL into the main file
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    for needle in (b"15035550142", b"5035550142", b"555-0142", "5035550142".encode("utf-16-le")):
+        assert needle not in raw
+
+
+@pytest.fixture
+def strict_limits(twilio_services: Services) -> Services:
+    from dispatch.limits import RedisAbuseLimits
+
+    twilio_services.limits = RedisAbuseLimits(twilio_services.redis, "4/hour", "2/day")
+    return twilio_services
+
+
+def test_too_many_commands_get_one_polite_answer_then_silence(
+    alice: Phone, strict_limits: Services
+) -> None:
+    answers = [alice.text("HELP") for _ in range(6)]
+    assert all(answers[:4])
+    assert answers[4] == "Too many messages from this phone. Please wait an hour and try again."
+    assert answers[5] is None
+    assert alice.text("STOP") is not None  # opting out always works
+
+
+def test_confirmation_texts_are_limited(alice: Phone, strict_limits: Services) -> None:
+    assert alice.text(
+        "JOIN Cully",
+    ).startswith("Reply YES")  # type: ignore[union-attr]
+    assert alice.text("JOIN Lents").startswith("Reply YES")  # type: ignore[union-attr]
+    assert alice.text("JOIN Kenton") == (
+        "We have sent several confirmations to this phone today. Please try again tomorrow."
+    )
+    assert "kenton" not in areas_of(strict_limits, ALICE)
+
+
+def test_rate_limit_keys_hold_no_phone_number(alice: Phone, strict_limits: Services) -> None:
+    for _ in range(3):
+        alice.text("HELP")
+    keys = b" ".join(strict_limits.redis.scan_iter(count=1000))
+    assert b"5550142" not in keys and b"rr-limits" in keys
+
+
+def test_two_people_do_not_share_limits(alice: Phone, beto: Phone, strict_limits: Services) -> None:
+    for phone, _ in itertools.product((alice, beto), range(4)):
+        assert phone.text("HELP") is not None

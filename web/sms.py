@@ -1,0 +1,114 @@
+"""Twilio's inbound-message webhook: ``POST /sms/inbound``, answered with TwiML.
+
+Fails closed: a missing or wrong ``X-Twilio-Signature`` (computed over PUBLIC_URL + path
+and every parameter received) is a 403 and touches nothing. A replayed MessageSid is
+answered with an empty TwiML and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, Response, abort, request
+from rapidresponse.commands import parse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from dispatch.services import Services
+from rapidresponse.crypto import Purpose
+from rapidresponse.messages import text
+from rapidresponse.models import InboundMessage, Language, Subscriber
+from rapidresponse.phones import InvalidPhoneNumber, normalize
+from rapidresponse.subscribers import Reply, ReplyKind, SubscriberDesk, may_text
+from web.context import services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("sms", __name__, url_prefix="/sms")
+
+MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
+MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+
+
+class Replay(Exception):
+    """This MessageSid was handled before."""
+
+
+def twiml(message: str | None) -> Response:
+    answer = MessagingResponse()
+    if message:
+        answer.message(message)
+    return Response(str(answer), mimetype="application/xml")
+
+
+def signature_is_valid(found: Services) -> bool:
+    token = found.settings.twilio_auth_token
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not token or not signature:
+        return False  # no token configured: nothing can be verified, so nothing is accepted
+    query = request.query_string.decode("latin-1")
+    url = found.settings.public_url + request.path + (f"?{query}" if query else "")
+    return bool(RequestValidator(token).validate(url, request.form, signature))
+
+
+@bp.post("/inbound")
+def inbound() -> Response:
+    found = services()
+    if not signature_is_valid(found):
+        abort(403)
+    sid, sender, body = (request.form.get(name) for name in ("MessageSid", "From", "Body"))
+    if sid is None or sender is None or body is None or not MESSAGE_SID.match(sid):
+        abort(400, "MessageSid, From and Body are required")
+    try:
+        phone = normalize(sender, found.settings.phone_region)
+    except InvalidPhoneNumber:
+        abort(400, "From is not a phone number we can answer")
+    reply = answer(found, phone, body, sid)
+    return twiml(reply.text if reply else None)
+
+
+def answer(found: Services, phone: str, body: str, sid: str | None) -> Reply | None:
+    """Handle one inbound text and return what to answer (None: answer nothing).
+
+    Shared by the Twilio webhook and the simulator, so the demo exercises the same path.
+    """
+    if len(body) > MAX_BODY_CHARS:
+        return _too_long_answer(found, phone)
+    try:
+        with found.database.session() as session:
+            if sid is not None:
+                _record_once(session, sid)
+            desk = SubscriberDesk(session, found.cipher, found.index, found.limits)
+            reply = desk.handle(phone, parse(body))
+            if reply is None or not may_text(session, found.index, phone, reply.kind):
+                return None
+            return reply
+    except Replay:
+        log.info("ignored a replayed inbound message")
+        return None
+
+
+def _record_once(session: Session, sid: str) -> None:
+    if session.get(InboundMessage, sid) is not None:
+        raise Replay
+    session.add(InboundMessage(sid=sid))
+    try:
+        session.flush()
+    except IntegrityError:  # the same sid arriving twice at once: one of them wins
+        raise Replay from None
+
+
+def _too_long_answer(found: Services, phone: str) -> Reply | None:
+    with found.database.session() as session:
+        if not may_text(session, found.index, phone, ReplyKind.NORMAL):
+            return None
+        language = session.scalar(
+            select(Subscriber.language).where(
+                Subscriber.phone_index == found.index.digest(phone, Purpose.PHONE_INDEX)
+            )
+        )
+    return Reply(text(language or Language.EN, "sms.too_long"))
