@@ -12,6 +12,7 @@ that accents and capitals survive ("UNIRSE Peña" → area "Peña").
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from functools import lru_cache
 from rapidresponse.models import Language
 
 __all__ = ["Command", "Keyword", "normalize", "parse"]
+
+log = logging.getLogger(__name__)
 
 
 class Keyword(str, Enum):
@@ -423,5 +426,10 @@ def parse(text: str) -> Command:
     """
     try:
         return _parse(text)
-    except Exception:  # pragma: no cover - a parser bug must not drop a sighting report
+    except Exception as error:  # pragma: no cover - a parser bug must not drop a sighting
+        # Logged loudly (class name only: the message could quote the text), then the
+        # text is handled as a report, which a person will read.
+        log.error(
+            "command parser failed (%s); handling the text as a report", error.__class__.__name__
+        )
         return Command(Keyword.REPORT, text.strip())

@@ -5,11 +5,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+import shapely.prepared
+from shapely.geometry import Point, shape
 
 from rapidresponse.commands import normalize
 from rapidresponse.models import Area
 
 MAX_SUGGESTIONS = 3
+# Words people put before a place name: "UNIRSE a Cully", "JOIN in Lents".
+LEADING_WORDS = frozenset({"a", "al", "de", "del", "en", "in", "to", "at"})
 # How alike a misspelling must be to be offered (difflib ratio): "kenten" → "kenton".
 SUGGESTION_CUTOFF = 0.72
 
@@ -26,8 +32,10 @@ class AreaDirectory:
     """Every way people name the areas, normalised (case, accents, punctuation, spacing)."""
 
     def __init__(self, areas: Iterable[Area]) -> None:
+        self._areas = list(areas)
+        self._shapes: list[tuple[Area, Any]] | None = None
         self._by_key: dict[str, list[Area]] = {}
-        for area in areas:
+        for area in self._areas:
             for name in (area.name, area.slug.replace("-", " "), *area.aliases, *area.zips):
                 self._add(normalize(name), area)
 
@@ -38,12 +46,35 @@ class AreaDirectory:
 
     def resolve(self, text: str) -> Resolution:
         key = normalize(text)
-        found = self._by_key.get(key) or self._by_key.get(key.replace(" ", ""), [])
+        found = self._lookup(key)
+        first, _, rest = key.partition(" ")
+        if not found and first in LEADING_WORDS and rest:  # "UNIRSE a Cully", "JOIN in Lents"
+            key, found = rest, self._lookup(rest)
         if len(found) == 1:
             return Resolution(area=found[0])
         if found:  # a ZIP that spans several neighborhoods
             return Resolution(choices=tuple(area.name for area in found[:MAX_SUGGESTIONS]))
         return Resolution(choices=self._suggestions(key))
+
+    def _lookup(self, key: str) -> list[Area]:
+        return self._by_key.get(key) or self._by_key.get(key.replace(" ", ""), [])
+
+    def at(self, longitude: float, latitude: float) -> Area | None:
+        """The area whose polygon covers the point (a web pin, a Twilio location)."""
+        point = Point(longitude, latitude)
+        for area, polygon in self._polygons():
+            if polygon.covers(point):
+                return area
+        return None
+
+    def _polygons(self) -> list[tuple[Area, Any]]:
+        if self._shapes is None:
+            self._shapes = [
+                (area, shapely.prepared.prep(shape(area.geometry)))
+                for area in self._areas
+                if area.geometry
+            ]
+        return self._shapes
 
     def _suggestions(self, key: str) -> tuple[str, ...]:
         if not key or key.isdigit():

@@ -181,3 +181,11 @@ def test_the_command_stops_with_one_clear_line(tmp_path: Path) -> None:
         "rapidresponse: configuration error: SEND_RATE must be messages per second "
         "(0-10000) or 'unlimited' (got 'fast')"
     ]
+
+
+@pytest.mark.parametrize("name", ["SMS_INBOUND_LIMIT", "SMS_CONFIRMATION_LIMIT"])
+def test_abuse_limits_are_configurable_and_checked(tmp_path: Path, name: str) -> None:
+    attribute = "inbound_limit" if name == "SMS_INBOUND_LIMIT" else "confirmation_limit"
+    assert getattr(load(tmp_path, **{name: "10 per hour"}), attribute) == "10 per hour"
+    with pytest.raises(ConfigError, match=f"^{name} must look like 30/hour"):
+        load(tmp_path, **{name: "lots"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
@@ -49,3 +50,37 @@ def test_the_outbox_is_absent_with_twilio(services: Services) -> None:
     services.settings = twilio_settings
     app = create_app(services=services, test_config={"TESTING": True})
     assert app.test_client().get("/simulator/outbox").status_code == 404
+
+
+def outbox_bodies(client: FlaskClient) -> str:
+    return client.get("/simulator/outbox").get_data(as_text=True)
+
+
+def test_texting_the_simulated_hotline_uses_the_same_handler(
+    client: FlaskClient, services: Services
+) -> None:
+    from rapidresponse.areas import import_areas
+    from rapidresponse.regions import demo_region_path, load_region_file
+
+    with services.database.session() as session:
+        import_areas(session, load_region_file(demo_region_path()), "Portland")
+    response = client.post(
+        "/simulator/inbound", data={"From": "503-555-0142", "Body": "UNIRSE Cully"}
+    )
+    assert response.status_code == 200 and response.json == {"answered": True}
+    assert "Responda SI para recibir alertas de Cully." in outbox_bodies(client)
+
+
+def test_the_simulator_honours_opt_out_like_twilio(client: FlaskClient, services: Services) -> None:
+    client.post("/simulator/inbound", data={"From": ALICE, "Body": "STOP"})
+    page = outbox_bodies(client)
+    assert page.count("You are unsubscribed") == 1
+    response = client.post("/simulator/inbound", data={"From": ALICE, "Body": "HELP"})
+    assert response.json == {"answered": False}
+    assert "Rapid Response alerts. Text JOIN" not in outbox_bodies(client)
+
+
+@pytest.mark.parametrize("sender", ["", "abc", "12"])
+def test_the_simulator_refuses_a_bad_number(client: FlaskClient, sender: str) -> None:
+    response = client.post("/simulator/inbound", data={"From": sender, "Body": "HELP"})
+    assert response.status_code == 400

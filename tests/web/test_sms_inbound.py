@@ -80,9 +80,18 @@ def twiml_message(document: str) -> str | None:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeTwilio]:
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeTwilio]:
+    """The local Twilio. Unless a test says it sends (``sends_through_api``), nothing may
+    reach it: every answer to an inbound text is TwiML."""
     with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as running:
         yield running
+    if request.node.get_closest_marker("sends_through_api") is None:
+        assert running.requests == [], "something was sent through the Messages API"
+
+
+@pytest.fixture(autouse=True)
+def _check_the_api(fake: FakeTwilio) -> None:
+    """Every test in this module gets the API check above."""
 
 
 @pytest.fixture
@@ -390,6 +399,7 @@ def test_start_and_unstop_opt_back_in(alice: Phone, twilio_services: Services) -
     assert alice.text("JOIN Cully") is not None
 
 
+@pytest.mark.sends_through_api
 def test_the_sender_refuses_an_opted_out_number_on_every_path(
     alice: Phone, twilio_services: Services, fake: FakeTwilio
 ) -> None:
@@ -573,3 +583,19 @@ def test_rate_limit_keys_hold_no_phone_number(alice: Phone, strict_limits: Servi
 def test_two_people_do_not_share_limits(alice: Phone, beto: Phone, strict_limits: Services) -> None:
     for phone, _ in itertools.product((alice, beto), range(4)):
         assert phone.text("HELP") is not None
+
+
+def test_numbers_sealed_under_an_old_key_still_work_after_rotation(
+    alice: Phone, twilio_services: Services, fake: FakeTwilio
+) -> None:
+    from rapidresponse.config import new_key, parse_data_keys
+    from rapidresponse.crypto import FieldCipher
+
+    alice.text("JOIN Cully")
+    alice.text("YES")
+    old_keys = twilio_services.settings.data_keys
+    rotated = FieldCipher(parse_data_keys(new_key()) + old_keys)  # new key first
+    found = subscriber(twilio_services, ALICE)
+    assert found is not None
+    assert rotated.decrypt(found.phone_sealed, Purpose.SUBSCRIBER_PHONE) == ALICE
+    assert rotated.needs_rotation(found.phone_sealed)
