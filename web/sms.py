@@ -11,7 +11,6 @@ import logging
 import re
 
 from flask import Blueprint, Response, abort, request
-from rapidresponse.commands import parse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +18,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from dispatch.services import Services
+from rapidresponse.commands import parse
 from rapidresponse.crypto import Purpose
 from rapidresponse.messages import text
 from rapidresponse.models import InboundMessage, Language, Subscriber
