@@ -1,12 +1,15 @@
 """Job functions that RQ workers run. Each takes ids only and reads the rest from the database.
 
 A delivery is claimed with a conditional UPDATE and a row-count check before anything is
-sent, so two workers (or a retried job and the reaper) can never both send it.
+sent, so two workers (or a retried job and the reaper) can never both send it. The claim
+carries a random lease token: only the worker holding it may finish or release the row,
+so a worker whose lease ran out cannot overwrite the outcome of the one that took over.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,6 +36,18 @@ LEASE = timedelta(seconds=120)
 # delivering it hours late.
 ALERT_VALIDITY_SECONDS = 30 * 60
 
+# What a subscriber's status means for a delivery that has not gone out yet.
+NOT_SENDABLE = {
+    SubscriberStatus.OPTED_OUT: DeliveryStatus.OPTED_OUT,
+    SubscriberStatus.UNDELIVERABLE: DeliveryStatus.UNDELIVERABLE,
+}
+
+
+@dataclass(frozen=True)
+class Lease:
+    delivery_id: str
+    token: str
+
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -48,12 +63,17 @@ def send_delivery(delivery_id: str) -> str:
         SendError: a transient provider failure; the lease is released and RQ retries.
     """
     services = current()
-    if not claim_delivery(services, delivery_id):
+    lease = claim_delivery(services, delivery_id)
+    if lease is None:
         return "skipped"  # already sent, or another worker holds it
-    with services.database.session() as session:
-        outgoing = _outgoing(services, session, delivery_id)
-    if outgoing is None:
-        return _finish(services, delivery_id, DeliveryStatus.OPTED_OUT)
+    try:
+        with services.database.session() as session:
+            outgoing = _outgoing(services, session, delivery_id)
+    except Exception:
+        _release(services, lease)  # a bug or a bad row: free it, and let RQ show the error
+        raise
+    if isinstance(outgoing, DeliveryStatus):
+        return _finish(services, lease, outgoing)
     try:
         sid = services.sender.send(
             outgoing.to,
@@ -62,13 +82,13 @@ def send_delivery(delivery_id: str) -> str:
             validity_period=outgoing.validity_period,
         )
     except SendError as error:
-        return _record_failure(services, delivery_id, error)
-    return _finish(services, delivery_id, DeliveryStatus.SENT, provider_sid=sid)
+        return _record_failure(services, lease, error)
+    return _finish(services, lease, DeliveryStatus.SENT, provider_sid=sid)
 
 
-def claim_delivery(services: Services, delivery_id: str) -> bool:
-    """Take the lease on a pending (or lease-expired) delivery. True if we got it."""
-    now = utcnow()
+def claim_delivery(services: Services, delivery_id: str) -> Lease | None:
+    """Take the lease on a pending (or lease-expired) delivery, or None if we did not."""
+    now, token = utcnow(), uuid.uuid4().hex
     claimable = (Delivery.status == DeliveryStatus.PENDING) | (
         (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_expires_at < now)
     )
@@ -79,19 +99,21 @@ def claim_delivery(services: Services, delivery_id: str) -> bool:
             .values(
                 status=DeliveryStatus.CLAIMED,
                 lease_expires_at=now + LEASE,
+                lease_token=token,
                 attempts=Delivery.attempts + 1,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+        got_it = result.rowcount == 1  # type: ignore[attr-defined]
+    return Lease(delivery_id, token) if got_it else None
 
 
-def _outgoing(services: Services, session: Session, delivery_id: str) -> Outgoing | None:
+def _outgoing(services: Services, session: Session, delivery_id: str) -> Outgoing | DeliveryStatus:
     delivery = session.get_one(Delivery, delivery_id)
     subscriber = session.get_one(Subscriber, delivery.subscriber_id)
-    if subscriber.status != SubscriberStatus.ACTIVE:
-        return None  # opted out since the ledger was written: never text them
+    if subscriber.status in NOT_SENDABLE:
+        return NOT_SENDABLE[subscriber.status]  # changed since the ledger was written
     alert = session.get_one(Alert, delivery.alert_id)
     body = alert.texts.get(delivery.language.value) or alert.texts["en"]
     validity = ALERT_VALIDITY_SECONDS if alert.kind == AlertKind.ALERT else None
@@ -101,39 +123,46 @@ def _outgoing(services: Services, session: Session, delivery_id: str) -> Outgoin
 
 def _finish(
     services: Services,
-    delivery_id: str,
+    lease: Lease,
     status: DeliveryStatus,
     provider_sid: str | None = None,
     error_code: int | None = None,
 ) -> str:
     now = utcnow()
     with services.database.session() as session:
-        session.execute(
+        result = session.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id)
+            .where(Delivery.id == lease.delivery_id, Delivery.lease_token == lease.token)
             .values(
                 status=status,
                 provider_sid=provider_sid,
                 lease_expires_at=None,
+                lease_token=None,
+                updated_at=now,
                 error_code=None if error_code is None else str(error_code),
                 sent_at=now if status == DeliveryStatus.SENT else None,
-                updated_at=now,
             )
             .execution_options(synchronize_session=False)
         )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            # Our lease ran out and another worker took the row over: its outcome stands.
+            log.warning(
+                "delivery %s: lease lost before recording %s", lease.delivery_id, status.value
+            )
+            return "lease_lost"
     return status.value
 
 
-def _record_failure(services: Services, delivery_id: str, error: SendError) -> str:
+def _record_failure(services: Services, lease: Lease, error: SendError) -> str:
     if not error.permanent:
-        _release(services, delivery_id)
-        log.warning("delivery %s: transient send failure: %s", delivery_id, error)
+        _release(services, lease)
+        log.warning("delivery %s: transient send failure: %s", lease.delivery_id, error)
         raise error
     status = _permanent_status(error.code)
     if status is not DeliveryStatus.FAILED:
-        _mark_subscriber(services, delivery_id, status)
-    log.info("delivery %s: permanent failure (error %s)", delivery_id, error.code)
-    return _finish(services, delivery_id, status, error_code=error.code)
+        _mark_subscriber(services, lease.delivery_id, status)
+    log.info("delivery %s: permanent failure (error %s)", lease.delivery_id, error.code)
+    return _finish(services, lease, status, error_code=error.code)
 
 
 def _permanent_status(code: int | None) -> DeliveryStatus:
@@ -145,26 +174,35 @@ def _permanent_status(code: int | None) -> DeliveryStatus:
 
 
 def _mark_subscriber(services: Services, delivery_id: str, status: DeliveryStatus) -> None:
-    new_status = (
-        SubscriberStatus.OPTED_OUT
-        if status is DeliveryStatus.OPTED_OUT
-        else SubscriberStatus.UNDELIVERABLE
-    )
+    opted_out = status is DeliveryStatus.OPTED_OUT
     with services.database.session() as session:
         subscriber_id = session.scalar(
             select(Delivery.subscriber_id).where(Delivery.id == delivery_id)
         )
         subscriber = session.get_one(Subscriber, subscriber_id)
-        subscriber.status = new_status
-        if new_status is SubscriberStatus.OPTED_OUT:
+        subscriber.status = (
+            SubscriberStatus.OPTED_OUT if opted_out else SubscriberStatus.UNDELIVERABLE
+        )
+        if opted_out:
             subscriber.opted_out_at = utcnow()
+            # The carrier already told them; we send no confirmation of our own.
+            subscriber.opt_out_confirmed_at = subscriber.opted_out_at
 
 
-def _release(services: Services, delivery_id: str) -> None:
+def _release(services: Services, lease: Lease) -> None:
     with services.database.session() as session:
         session.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.CLAIMED)
-            .values(status=DeliveryStatus.PENDING, lease_expires_at=None, updated_at=utcnow())
+            .where(
+                Delivery.id == lease.delivery_id,
+                Delivery.lease_token == lease.token,
+                Delivery.status == DeliveryStatus.CLAIMED,
+            )
+            .values(
+                status=DeliveryStatus.PENDING,
+                lease_expires_at=None,
+                lease_token=None,
+                updated_at=utcnow(),
+            )
             .execution_options(synchronize_session=False)
         )

@@ -11,7 +11,7 @@ from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 from redis.exceptions import RedisError
 
-from rapidresponse.subscribers import Verdict
+from rapidresponse.subscribers import LimitVerdict
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +38,22 @@ class RedisAbuseLimits:
         self._inbound = parse(inbound)
         self._confirmation = parse(confirmation)
 
-    def inbound(self, key: str) -> Verdict:
+    def inbound(self, key: str) -> LimitVerdict:
         return self._check(self._inbound, "inbound", key)
 
-    def confirmation(self, key: str) -> Verdict:
+    def confirmation(self, key: str) -> LimitVerdict:
         return self._check(self._confirmation, "confirmation", key)
 
-    def _check(self, item: RateLimitItem, bucket: str, key: str) -> Verdict:
+    def _check(self, item: RateLimitItem, bucket: str, key: str) -> LimitVerdict:
         try:
             if self._limiter.hit(item, bucket, key):
-                return Verdict.ALLOWED
+                return LimitVerdict.ALLOWED
             notice = parse(f"1/{item.multiples} {item.GRANULARITY.name}")
             return (
-                Verdict.NOTIFY
+                LimitVerdict.NOTIFY
                 if self._limiter.hit(notice, f"{bucket}-notice", key)
-                else Verdict.SILENT
+                else LimitVerdict.SILENT
             )
         except (StorageError, RedisError, OSError) as error:
             log.warning("abuse limits unavailable (%s); allowing", error.__class__.__name__)
-            return Verdict.ALLOWED
+            return LimitVerdict.ALLOWED

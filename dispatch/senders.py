@@ -25,7 +25,7 @@ from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.db import Database
 from rapidresponse.models import OutboxMessage
 from rapidresponse.sms import segment
-from rapidresponse.subscribers import ReplyKind, may_text
+from rapidresponse.subscribers import ReplyKind, permit_text
 
 # Twilio error codes that will not get better by retrying. 21610: the recipient texted
 # STOP to our number; 21211: invalid 'To'; 21614: not a mobile number; 30005: unknown
@@ -228,8 +228,9 @@ class OptOutGuard:
     """Wraps the real sender: nothing reaches an opted-out number, whatever code path asks.
 
     Checked here, at the last step before the provider, and not only in the handlers, so
-    that no later feature can forget it. The only texts an opted-out number may get are
-    the STOP confirmation and the answer to START, which go through ``send_reply``.
+    that no later feature can forget it. An opted-out number gets nothing, except the
+    one STOP confirmation (``send_reply`` with that kind), which the database lets
+    through once.
     """
 
     def __init__(self, inner: Sender, database: Database, index: BlindIndex) -> None:
@@ -259,7 +260,7 @@ class OptOutGuard:
         validity_period: int | None = None,
     ) -> str:
         with self.database.session() as session:
-            allowed = may_text(session, self.index, to, kind)
+            allowed = permit_text(session, self.index, to, kind)
         if not allowed:
             raise SendError(
                 "the recipient has opted out", permanent=True, code=next(iter(OPTED_OUT_CODES))

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,10 +70,6 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
-
-    @property
-    def twilio_from_is_messaging_service(self) -> bool:
-        return bool(self.twilio_from and self.twilio_from.startswith("MG"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -174,6 +171,12 @@ def _sms_backend(env: _Env) -> str:
 
 def _check_twilio_complete(settings: Settings) -> None:
     if settings.sms_backend != "twilio":
+        if settings.is_production:
+            # The simulator's pages let anyone text the hotline as any number: never live.
+            raise ConfigError(
+                "SMS_BACKEND=simulator is for development; with RR_ENV=production "
+                "set SMS_BACKEND=twilio and the TWILIO_* variables"
+            )
         return
     for name, value in (
         ("TWILIO_ACCOUNT_SID", settings.twilio_account_sid),
@@ -199,8 +202,9 @@ def _secret_values(env: _Env, mode: str, instance_path: Path) -> dict[str, str]:
 def load_or_create_dev_secrets(instance_path: Path) -> dict[str, str]:
     """Return the development secrets under instance/, creating them on first use.
 
-    The file is created with O_EXCL and mode 0600, so two processes starting at once
-    (web and worker in ``demo``) agree on one set of keys, and nobody else can read it.
+    The keys are written to a private temporary file (mode 0600) and then hard-linked
+    into place, which fails if the file exists: two processes starting at once (web and
+    worker) agree on one set of keys, and neither can ever read a half-written file.
     """
     path = instance_path / SECRETS_FILENAME
     instance_path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -209,12 +213,19 @@ def load_or_create_dev_secrets(instance_path: Path) -> dict[str, str]:
         "DATA_KEYS": new_key(),
         "INDEX_KEY": new_key(),
     }
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return _read_dev_secrets(path)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(fresh, handle)
+    fd, temporary = tempfile.mkstemp(dir=instance_path, prefix=".secrets-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(fresh, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        return _read_dev_secrets(path)  # another process won the race: use its keys
+    finally:
+        os.unlink(temporary)
     return fresh
 
 
@@ -269,13 +280,14 @@ def _database_url(env: _Env, instance_path: Path) -> str:
     raw = env.get("DATABASE_URL")
     if raw is None:
         return f"sqlite:///{instance_path / 'rapidresponse.sqlite3'}"
-    scheme = raw.split(":", 1)[0].lower()
-    # We ship psycopg 3; point the bare postgres schemes at it.
-    if scheme in ("postgres", "postgresql"):
-        return "postgresql+psycopg:" + raw.split(":", 1)[1]
-    if scheme.startswith(("sqlite", "postgresql+")):
+    scheme, _, rest = raw.partition(":")
+    scheme = scheme.lower()
+    # We ship psycopg 3 and the standard library's sqlite3; other drivers are not installed.
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+        return "postgresql+psycopg:" + rest
+    if scheme in ("sqlite", "sqlite+pysqlite") and rest.startswith("//"):
         return raw
-    raise ConfigError(f"DATABASE_URL must be a sqlite:// or postgresql:// URL (got {scheme}://…)")
+    raise ConfigError(f"DATABASE_URL must be a sqlite:/// or postgresql:// URL (got {scheme}:…)")
 
 
 def _redis_url(env: _Env) -> str | None:
@@ -305,7 +317,11 @@ def _public_url(env: _Env, mode: str) -> str:
         if mode == "production":
             raise ConfigError("PUBLIC_URL is required when RR_ENV=production")
         return "http://127.0.0.1:5000"
-    if mode == "production" and not url.startswith("https://"):
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        # Webhook signatures are computed over PUBLIC_URL + path: extra parts break them all.
+        raise ConfigError("PUBLIC_URL must not have a query or fragment (got ?… or #…)")
+    if mode == "production" and parts.scheme != "https":
         raise ConfigError("PUBLIC_URL must use https:// when RR_ENV=production")
     return url
 
@@ -346,9 +362,11 @@ def _send_rate(env: _Env) -> float | None:
 def _rate_limit(env: _Env, name: str, default: str) -> str:
     raw = env.get(name) or default
     try:
-        parse_limit(raw)
+        amount = parse_limit(raw).amount
     except ValueError:
-        raise ConfigError(f"{name} must look like 30/hour or 5 per day (got {raw!r})") from None
+        amount = 0
+    if amount < 1:
+        raise ConfigError(f"{name} must look like 30/hour or 5 per day (got {raw!r})")
     return raw
 
 

@@ -188,6 +188,8 @@ class Subscriber(Base):
         _enum(SubscriberStatus), default=SubscriberStatus.ACTIVE
     )
     opted_out_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the one STOP confirmation was let through; the guard allows no second one.
+    opt_out_confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -366,6 +368,8 @@ class Delivery(Base):
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING
     )
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Random per claim: only the worker holding this lease may finish or release the row.
+    lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_sid: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
     error_code: Mapped[str | None] = mapped_column(String(16), default=None)
@@ -420,7 +424,9 @@ class OutboxMessage(Base):
 class InboundMessage(Base):
     """Provider message ids already handled, so a replayed webhook changes nothing.
 
-    Only the id is kept: no number, no text. Purged after a few days.
+    Only the id is kept: no number, no text. Twilio's signature carries no timestamp, so
+    a captured request stays valid forever: these ids must be kept at least as long as
+    anyone could replay one (they are small; nothing purges them).
     """
 
     __tablename__ = "inbound_messages"

@@ -2,8 +2,12 @@
 
 Opt-out is carrier law, not a feature: STOP and its synonyms always work (even past rate
 limits), get exactly one confirmation, and from then on nothing at all goes to that number
-except the answer to START/UNSTOP. ``may_text`` is the single rule every outbound path
-(webhook answers and every sender) asks before texting anyone.
+except the answer to START/UNSTOP. ``permit_text`` is the single rule that every outbound
+path (webhook answers and every sender) asks before texting anyone.
+
+Everything here is safe when two texts from one number arrive at once: the opt-out is a
+conditional UPDATE whose row count decides who confirms, and a new subscriber is inserted
+in a savepoint so that the loser of a race reads the winner's row instead of failing.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, defer
 
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
-from rapidresponse.directory import AreaDirectory
+from rapidresponse.directory import AreaDirectory, Resolution
 from rapidresponse.messages import join_names, text
 from rapidresponse.models import (
     Area,
@@ -30,11 +36,13 @@ from rapidresponse.models import (
     utcnow,
 )
 
+# The STOP confirmation must follow the STOP; a late one is not sent at all.
+CONFIRMATION_WINDOW = timedelta(minutes=10)
+
 
 class ReplyKind(str, enum.Enum):
     NORMAL = "normal"
     OPT_OUT_CONFIRMATION = "opt_out_confirmation"  # the one text allowed after STOP
-    OPT_IN_ANSWER = "opt_in_answer"  # the answer to START/UNSTOP
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ class Reply:
     kind: ReplyKind = ReplyKind.NORMAL
 
 
-class Verdict(str, enum.Enum):
+class LimitVerdict(str, enum.Enum):
     ALLOWED = "allowed"
     NOTIFY = "notify"  # over the limit: say so, once
     SILENT = "silent"  # over the limit and already told: answer nothing (no SMS pumping)
@@ -52,24 +60,39 @@ class Verdict(str, enum.Enum):
 class AbuseLimits(Protocol):
     """Per-number limits, keyed by the number's blind index (never the number itself)."""
 
-    def inbound(self, key: str) -> Verdict: ...
+    def inbound(self, key: str) -> LimitVerdict: ...
 
-    def confirmation(self, key: str) -> Verdict: ...
-
-
-EXEMPT_FROM_LIMITS = frozenset({Keyword.STOP, Keyword.START})
+    def confirmation(self, key: str) -> LimitVerdict: ...
 
 
-def may_text(session: Session, index: BlindIndex, phone: str, kind: ReplyKind) -> bool:
-    """Whether anything of ``kind`` may be sent to ``phone`` now. Asked by every sender."""
-    status = session.scalar(
-        select(Subscriber.status).where(
-            Subscriber.phone_index == index.digest(phone, Purpose.PHONE_INDEX)
+def permit_text(session: Session, index: BlindIndex, phone: str, kind: ReplyKind) -> bool:
+    """Whether a text of ``kind`` may go to ``phone`` now. Asked by every outbound path.
+
+    An opted-out number gets nothing, except one STOP confirmation shortly after its
+    STOP: letting it through is recorded by a conditional UPDATE, so no caller can get a
+    second one through, whatever it claims the text to be.
+    """
+    key = index.digest(phone, Purpose.PHONE_INDEX)
+    if kind is ReplyKind.OPT_OUT_CONFIRMATION:
+        now = utcnow()
+        claimed = session.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.phone_index == key,
+                Subscriber.status == SubscriberStatus.OPTED_OUT,
+                Subscriber.opt_out_confirmed_at.is_(None),
+                Subscriber.opted_out_at >= now - CONFIRMATION_WINDOW,
+            )
+            .values(opt_out_confirmed_at=now)
+            .execution_options(synchronize_session=False)
         )
-    )
-    if status is not SubscriberStatus.OPTED_OUT:
-        return True
-    return kind in (ReplyKind.OPT_OUT_CONFIRMATION, ReplyKind.OPT_IN_ANSWER)
+        return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+    status = session.scalar(select(Subscriber.status).where(Subscriber.phone_index == key))
+    return status is not SubscriberStatus.OPTED_OUT
+
+
+def limited_reply(verdict: LimitVerdict, language: Language, message_id: str) -> Reply | None:
+    return Reply(text(language, message_id)) if verdict is LimitVerdict.NOTIFY else None
 
 
 class SubscriberDesk:
@@ -85,64 +108,72 @@ class SubscriberDesk:
 
     def handle(self, phone: str, command: Command) -> Reply | None:
         """Apply ``command`` from ``phone`` (E.164); return the answer, or None for silence."""
+        ctx = self._context(phone, command)
+        opted_out = (
+            ctx.subscriber is not None and ctx.subscriber.status is SubscriberStatus.OPTED_OUT
+        )
+        if opted_out and command.keyword not in (Keyword.STOP, Keyword.START):
+            return None  # after STOP, only START gets an answer
+        # Opting out always works; opting back in works when it is needed. Everything
+        # else is counted, before it can change anything.
+        exempt = command.keyword is Keyword.STOP or (command.keyword is Keyword.START and opted_out)
+        if not exempt:
+            verdict = self.limits.inbound(ctx.key)
+            if verdict is not LimitVerdict.ALLOWED:
+                return limited_reply(verdict, ctx.language, "sms.rate_limited")
+        if ctx.subscriber is not None and command.language is Language.ES:
+            ctx.subscriber.language = Language.ES  # a Spanish keyword sets Spanish
+        return HANDLERS.get(command.keyword, _not_understood)(ctx)
+
+    def too_long(self, phone: str) -> Reply | None:
+        """The answer to a message too long to read: counted, polite, changing nothing."""
+        ctx = self._context(phone, Command(Keyword.REPORT))
+        if ctx.subscriber is not None and ctx.subscriber.status is SubscriberStatus.OPTED_OUT:
+            return None
+        verdict = self.limits.inbound(ctx.key)
+        if verdict is not LimitVerdict.ALLOWED:
+            return limited_reply(verdict, ctx.language, "sms.rate_limited")
+        return ctx.say("sms.too_long")
+
+    def _context(self, phone: str, command: Command) -> _Context:
         key = self.index.digest(phone, Purpose.PHONE_INDEX)
-        subscriber = self._find(key)
-        if (
-            subscriber is not None
-            and subscriber.status is SubscriberStatus.OPTED_OUT
-            and command.keyword not in EXEMPT_FROM_LIMITS
-        ):
-            return None  # nothing but START gets an answer after STOP
-        language = self._language(subscriber, command)
-        if command.keyword not in EXEMPT_FROM_LIMITS:
-            verdict = self.limits.inbound(key)
-            if verdict is not Verdict.ALLOWED:
-                return self._limited(verdict, language, "sms.rate_limited")
-        handler = self._handlers().get(command.keyword, _Handler.not_understood)
-        return handler(_Context(self, phone, key, subscriber, language, command))
+        subscriber = self.find(key)
+        # A Spanish keyword answers in Spanish; an English one does not reset a Spanish
+        # speaker (STOP, YES and START are what carriers teach everyone).
+        language = (
+            Language.ES
+            if command.language is Language.ES
+            else subscriber.language
+            if subscriber is not None
+            else Language.EN
+        )
+        return _Context(self, phone, key, subscriber, language, command)
 
-    def _handlers(self) -> dict[Keyword, Callable[[_Context], Reply | None]]:
-        return {
-            Keyword.STOP: _Handler.stop,
-            Keyword.START: _Handler.start,
-            Keyword.HELP: _Handler.help,
-            Keyword.RIGHTS: _Handler.rights,
-            Keyword.JOIN: _Handler.join,
-            Keyword.YES: _Handler.yes,
-            Keyword.LEAVE: _Handler.leave,
-            Keyword.AREAS: _Handler.areas,
-            Keyword.LANG: _Handler.lang,
-        }
-
-    def _find(self, key: str) -> Subscriber | None:
+    def find(self, key: str) -> Subscriber | None:
         return self.session.scalar(select(Subscriber).where(Subscriber.phone_index == key))
 
-    def _language(self, subscriber: Subscriber | None, command: Command) -> Language:
-        # A Spanish keyword sets Spanish; an English one does not reset it (STOP, YES and
-        # START are what carriers teach everyone, whatever language they speak).
-        if command.language is Language.ES:
-            if subscriber is not None:
-                subscriber.language = Language.ES
-            return Language.ES
-        return subscriber.language if subscriber is not None else Language.EN
-
-    def _limited(self, verdict: Verdict, language: Language, message_id: str) -> Reply | None:
-        return Reply(text(language, message_id)) if verdict is Verdict.NOTIFY else None
-
-    def subscriber_for(self, phone: str, key: str, language: Language) -> Subscriber:
-        subscriber = self._find(key)
-        if subscriber is None:
-            subscriber = Subscriber(
-                phone_index=key,
-                language=language,
-                phone_sealed=self.cipher.encrypt(phone, Purpose.SUBSCRIBER_PHONE),
-            )
-            self.session.add(subscriber)
-            self.session.flush()
+    def insert_subscriber(
+        self, phone: str, key: str, language: Language, status: SubscriberStatus
+    ) -> Subscriber | None:
+        """Insert a subscriber; None if another request inserted that number first."""
+        subscriber = Subscriber(
+            phone_index=key,
+            language=language,
+            status=status,
+            phone_sealed=self.cipher.encrypt(phone, Purpose.SUBSCRIBER_PHONE),
+        )
+        if status is SubscriberStatus.OPTED_OUT:
+            subscriber.opted_out_at = utcnow()
+        try:
+            with self.session.begin_nested():
+                self.session.add(subscriber)
+        except IntegrityError:
+            return None
         return subscriber
 
     def directory(self) -> AreaDirectory:
-        return AreaDirectory(self.session.scalars(select(Area)))
+        # Names, aliases and ZIPs only: polygons can be large and are not needed here.
+        return AreaDirectory(self.session.scalars(select(Area).options(defer(Area.geometry))))
 
     def subscriptions(self, subscriber: Subscriber | None) -> list[Subscription]:
         if subscriber is None:
@@ -169,117 +200,151 @@ class _Context:
         return Reply(text(self.language, message_id, **params), kind)
 
     def subscriber_now(self) -> Subscriber:
+        """This number's subscriber row, created (active) on first need."""
         if self.subscriber is None:
-            self.subscriber = self.desk.subscriber_for(self.phone, self.key, self.language)
+            self.subscriber = self.desk.insert_subscriber(
+                self.phone, self.key, self.language, SubscriberStatus.ACTIVE
+            ) or self.desk.find(self.key)
+            assert self.subscriber is not None
         return self.subscriber
 
 
-class _Handler:
-    """One function per keyword; each changes state and says what to answer."""
-
-    @staticmethod
-    def stop(ctx: _Context) -> Reply | None:
-        if ctx.subscriber is not None and ctx.subscriber.status is SubscriberStatus.OPTED_OUT:
-            return None  # exactly one confirmation
-        subscriber = ctx.subscriber_now()
-        subscriber.status, subscriber.opted_out_at = SubscriberStatus.OPTED_OUT, utcnow()
-        # Opting out of everything: the areas are forgotten too (collect less).
-        ctx.desk.session.execute(
-            delete(Subscription).where(Subscription.subscriber_id == subscriber.id)
-        )
+def _stop(ctx: _Context) -> Reply | None:
+    desk = ctx.desk
+    if (
+        ctx.subscriber is None
+        and desk.insert_subscriber(ctx.phone, ctx.key, ctx.language, SubscriberStatus.OPTED_OUT)
+        is not None
+    ):
         return ctx.say("sms.stopped", ReplyKind.OPT_OUT_CONFIRMATION)
-
-    @staticmethod
-    def start(ctx: _Context) -> Reply:
-        subscriber = ctx.subscriber_now()
-        was_opted_out = subscriber.status is SubscriberStatus.OPTED_OUT
-        subscriber.status, subscriber.opted_out_at = SubscriberStatus.ACTIVE, None
-        kind = ReplyKind.OPT_IN_ANSWER if was_opted_out else ReplyKind.NORMAL
-        return ctx.say("sms.started", kind)
-
-    @staticmethod
-    def help(ctx: _Context) -> Reply:
-        return ctx.say("sms.help")
-
-    @staticmethod
-    def rights(ctx: _Context) -> Reply:
-        return ctx.say("sms.rights")
-
-    @staticmethod
-    def not_understood(ctx: _Context) -> Reply:
-        return ctx.say("sms.not_understood")
-
-    @staticmethod
-    def join(ctx: _Context) -> Reply | None:
-        directory = ctx.desk.directory()
-        if not ctx.command.argument:
-            return ctx.say("sms.join_which", example=directory.example())
-        found = directory.resolve(ctx.command.argument)
-        if found.area is None:
-            if found.choices:
-                return ctx.say("sms.did_you_mean", choices=join_names(list(found.choices)))
-            return ctx.say("sms.unknown_area", example=directory.example())
-        return _Handler._subscribe(ctx, found.area)
-
-    @staticmethod
-    def _subscribe(ctx: _Context, area: Area) -> Reply | None:
-        existing = next(
-            (s for s in ctx.desk.subscriptions(ctx.subscriber) if s.area_id == area.id), None
+    now = utcnow()
+    changed = desk.session.execute(
+        update(Subscriber)
+        .where(Subscriber.phone_index == ctx.key, Subscriber.status != SubscriberStatus.OPTED_OUT)
+        .values(
+            status=SubscriberStatus.OPTED_OUT,
+            opted_out_at=now,
+            opt_out_confirmed_at=None,
+            updated_at=now,
         )
-        if existing is not None and existing.status is SubscriptionStatus.CONFIRMED:
-            return ctx.say("sms.join_already", area=area.name)
-        verdict = ctx.desk.limits.confirmation(ctx.key)
-        if verdict is not Verdict.ALLOWED:
-            return ctx.desk._limited(verdict, ctx.language, "sms.confirm_limited")
-        if existing is None:
-            subscriber = ctx.subscriber_now()
-            subscriber.status = SubscriberStatus.ACTIVE  # it can receive: it just texted us
-            ctx.desk.session.add(Subscription(subscriber_id=subscriber.id, area_id=area.id))
-        return ctx.say("sms.join_pending", area=area.name)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return None  # already opted out (or a simultaneous STOP won): one confirmation only
+    subscriber = desk.find(ctx.key)
+    assert subscriber is not None
+    # Opting out of everything: the areas are forgotten too (collect less).
+    desk.session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
+    return ctx.say("sms.stopped", ReplyKind.OPT_OUT_CONFIRMATION)
 
-    @staticmethod
-    def yes(ctx: _Context) -> Reply:
-        pending = [
-            s
-            for s in ctx.desk.subscriptions(ctx.subscriber)
-            if s.status is SubscriptionStatus.PENDING
-        ]
-        if not pending:
-            return ctx.say("sms.nothing_pending")
-        now = utcnow()
-        for subscription in pending:
-            subscription.status, subscription.confirmed_at = SubscriptionStatus.CONFIRMED, now
-        return ctx.say("sms.confirmed", areas=join_names([s.area.name for s in pending]))
 
-    @staticmethod
-    def leave(ctx: _Context) -> Reply:
-        found = ctx.desk.directory().resolve(ctx.command.argument)
-        if found.area is None:
-            return _Handler.areas(ctx)  # show what they can leave
-        mine = next(
-            (s for s in ctx.desk.subscriptions(ctx.subscriber) if s.area_id == found.area.id), None
-        )
-        if mine is None:
-            return ctx.say("sms.not_subscribed", area=found.area.name)
-        ctx.desk.session.delete(mine)
-        return ctx.say("sms.left", area=found.area.name)
+def _start(ctx: _Context) -> Reply:
+    if ctx.subscriber is not None:  # a number we never stored stays unstored
+        ctx.subscriber.status = SubscriberStatus.ACTIVE
+        ctx.subscriber.opted_out_at = ctx.subscriber.opt_out_confirmed_at = None
+    return ctx.say("sms.started")
 
-    @staticmethod
-    def areas(ctx: _Context) -> Reply:
-        names = [
-            s.area.name
-            if s.status is SubscriptionStatus.CONFIRMED
-            else text(ctx.language, "sms.pending_marker", area=s.area.name)
-            for s in ctx.desk.subscriptions(ctx.subscriber)
-        ]
-        if not names:
-            return ctx.say("sms.no_areas")
-        return ctx.say("sms.areas", areas=join_names(names))
 
-    @staticmethod
-    def lang(ctx: _Context) -> Reply:
-        if ctx.command.argument not in (Language.EN.value, Language.ES.value):
-            return ctx.say("sms.lang_which")
-        ctx.language = Language(ctx.command.argument)
-        ctx.subscriber_now().language = ctx.language
-        return ctx.say("sms.lang_set")
+def _help(ctx: _Context) -> Reply:
+    return ctx.say("sms.help")
+
+
+def _rights(ctx: _Context) -> Reply:
+    return ctx.say("sms.rights")
+
+
+def _not_understood(ctx: _Context) -> Reply:
+    return ctx.say("sms.not_understood")
+
+
+def _join(ctx: _Context) -> Reply | None:
+    directory = ctx.desk.directory()
+    if not ctx.command.argument:
+        return ctx.say("sms.join_which", example=directory.example())
+    found = directory.resolve(ctx.command.argument)
+    if found.area is None:
+        return _not_found(ctx, found, directory)
+    return _subscribe(ctx, found.area)
+
+
+def _not_found(ctx: _Context, found: Resolution, directory: AreaDirectory) -> Reply:
+    if found.choices:
+        return ctx.say("sms.did_you_mean", choices=join_names(list(found.choices)))
+    return ctx.say("sms.unknown_area", example=directory.example())
+
+
+def _subscribe(ctx: _Context, area: Area) -> Reply | None:
+    existing = next(
+        (s for s in ctx.desk.subscriptions(ctx.subscriber) if s.area_id == area.id), None
+    )
+    if existing is not None and existing.status is SubscriptionStatus.CONFIRMED:
+        return ctx.say("sms.join_already", area=area.name)
+    verdict = ctx.desk.limits.confirmation(ctx.key)
+    if verdict is not LimitVerdict.ALLOWED:
+        return limited_reply(verdict, ctx.language, "sms.confirm_limited")
+    subscriber = ctx.subscriber_now()
+    subscriber.status = SubscriberStatus.ACTIVE  # it can receive: it just texted us
+    if existing is None:
+        ctx.desk.session.add(Subscription(subscriber_id=subscriber.id, area_id=area.id))
+    return ctx.say("sms.join_pending", area=area.name)
+
+
+def _yes(ctx: _Context) -> Reply:
+    pending = [
+        s for s in ctx.desk.subscriptions(ctx.subscriber) if s.status is SubscriptionStatus.PENDING
+    ]
+    if not pending:
+        return ctx.say("sms.nothing_pending")
+    now = utcnow()
+    for subscription in pending:
+        subscription.status, subscription.confirmed_at = SubscriptionStatus.CONFIRMED, now
+    return ctx.say("sms.confirmed", areas=join_names([s.area.name for s in pending]))
+
+
+def _leave(ctx: _Context) -> Reply:
+    if not ctx.command.argument:
+        return _areas(ctx)  # show what they can leave
+    directory = ctx.desk.directory()
+    found = directory.resolve(ctx.command.argument)
+    if found.area is None:
+        return _not_found(ctx, found, directory)
+    mine = next(
+        (s for s in ctx.desk.subscriptions(ctx.subscriber) if s.area_id == found.area.id), None
+    )
+    if mine is None:
+        return ctx.say("sms.not_subscribed", area=found.area.name)
+    ctx.desk.session.delete(mine)
+    return ctx.say("sms.left", area=found.area.name)
+
+
+def _areas(ctx: _Context) -> Reply:
+    names = [
+        s.area.name
+        if s.status is SubscriptionStatus.CONFIRMED
+        else text(ctx.language, "sms.pending_marker", area=s.area.name)
+        for s in ctx.desk.subscriptions(ctx.subscriber)
+    ]
+    if not names:
+        return ctx.say("sms.no_areas")
+    return ctx.say("sms.areas", areas=join_names(names))
+
+
+def _lang(ctx: _Context) -> Reply:
+    if ctx.command.argument not in (Language.EN.value, Language.ES.value):
+        return ctx.say("sms.lang_which")
+    ctx.language = Language(ctx.command.argument)
+    ctx.subscriber_now().language = ctx.language
+    return ctx.say("sms.lang_set")
+
+
+HANDLERS: dict[Keyword, Callable[[_Context], Reply | None]] = {
+    Keyword.STOP: _stop,
+    Keyword.START: _start,
+    Keyword.HELP: _help,
+    Keyword.RIGHTS: _rights,
+    Keyword.JOIN: _join,
+    Keyword.YES: _yes,
+    Keyword.LEAVE: _leave,
+    Keyword.AREAS: _areas,
+    Keyword.LANG: _lang,
+}

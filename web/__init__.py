@@ -9,7 +9,7 @@ from flask import Flask
 from dispatch.live import live_events_manager
 from dispatch.services import Services, install
 from rapidresponse.config import Settings
-from web.extensions import socketio
+from web.extensions import csrf, socketio
 from web.security import add_security_headers
 
 
@@ -39,6 +39,7 @@ def create_app(
     )
     app.config.update(test_config or {})
     app.extensions["rapidresponse"] = services
+    csrf.init_app(app)
     _register_blueprints(app, settings)
     app.after_request(add_security_headers)
     socketio.init_app(
@@ -59,5 +60,6 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(sms.bp)
     errors.register(app)
-    if settings.sms_backend == "simulator":
+    csrf.exempt(sms.bp)  # Twilio cannot send a CSRF token; its signature is checked instead
+    if settings.sms_backend == "simulator" and not settings.is_production:
         app.register_blueprint(simulator.bp)

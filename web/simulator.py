@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, Response, abort, jsonify, render_template, request
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
+from dispatch.senders import SendError
+from dispatch.services import Services
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import OutboxMessage
 from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
+from rapidresponse.subscribers import Reply
 from web.context import services
 from web.sms import answer
 
@@ -45,9 +49,18 @@ def inbound() -> Response:
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number")
     reply = answer(found, phone, request.form.get("Body", ""), sid=None)
-    if reply is not None:
+    answered = reply is not None and _deliver(found, phone, reply)
+    if request.accept_mimetypes.best == "text/html":  # the outbox page's form
+        return redirect(url_for("simulator.outbox"), code=303)
+    return jsonify({"answered": answered})
+
+
+def _deliver(found: Services, phone: str, reply: Reply) -> bool:
+    try:
         found.sender.send_reply(phone, reply.text, reply.kind)
-    return jsonify({"answered": reply is not None})
+    except SendError:  # the guard said no (say, a STOP arrived in between)
+        return False
+    return True
 
 
 @bp.get("/outbox")

@@ -11,7 +11,6 @@ import logging
 import re
 
 from flask import Blueprint, Response, abort, request
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
@@ -19,11 +18,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from dispatch.services import Services
 from rapidresponse.commands import parse
-from rapidresponse.crypto import Purpose
-from rapidresponse.messages import text
-from rapidresponse.models import InboundMessage, Language, Subscriber
+from rapidresponse.models import InboundMessage
 from rapidresponse.phones import InvalidPhoneNumber, normalize
-from rapidresponse.subscribers import Reply, ReplyKind, SubscriberDesk, may_text
+from rapidresponse.subscribers import Reply, SubscriberDesk, permit_text
 from web.context import services
 
 log = logging.getLogger(__name__)
@@ -68,28 +65,32 @@ def inbound() -> Response:
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number we can answer")
     reply = answer(found, phone, body, sid)
-    return twiml(reply.text if reply else None)
+    return twiml(reply.text if reply is not None and permitted(found, phone, reply) else None)
 
 
 def answer(found: Services, phone: str, body: str, sid: str | None) -> Reply | None:
     """Handle one inbound text and return what to answer (None: answer nothing).
 
     Shared by the Twilio webhook and the simulator, so the demo exercises the same path.
+    The caller still asks ``permit_text`` (directly, or through the guarded sender)
+    before the answer leaves.
     """
-    if len(body) > MAX_BODY_CHARS:
-        return _too_long_answer(found, phone)
     try:
         with found.database.session() as session:
             if sid is not None:
-                _record_once(session, sid)
+                _record_once(session, sid)  # even a message we refuse to read is used up
             desk = SubscriberDesk(session, found.cipher, found.index, found.limits)
-            reply = desk.handle(phone, parse(body))
-            if reply is None or not may_text(session, found.index, phone, reply.kind):
-                return None
-            return reply
+            if len(body) > MAX_BODY_CHARS:
+                return desk.too_long(phone)
+            return desk.handle(phone, parse(body))
     except Replay:
         log.info("ignored a replayed inbound message")
         return None
+
+
+def permitted(found: Services, phone: str, reply: Reply) -> bool:
+    with found.database.session() as session:
+        return permit_text(session, found.index, phone, reply.kind)
 
 
 def _record_once(session: Session, sid: str) -> None:
@@ -100,15 +101,3 @@ def _record_once(session: Session, sid: str) -> None:
         session.flush()
     except IntegrityError:  # the same sid arriving twice at once: one of them wins
         raise Replay from None
-
-
-def _too_long_answer(found: Services, phone: str) -> Reply | None:
-    with found.database.session() as session:
-        if not may_text(session, found.index, phone, ReplyKind.NORMAL):
-            return None
-        language = session.scalar(
-            select(Subscriber.language).where(
-                Subscriber.phone_index == found.index.digest(phone, Purpose.PHONE_INDEX)
-            )
-        )
-    return Reply(text(language or Language.EN, "sms.too_long"))

@@ -13,6 +13,11 @@ import pytest
 from rapidresponse.config import ConfigError, Settings, new_key
 
 ACCOUNT_SID = "AC" + "1" * 32
+TWILIO = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+    "TWILIO_AUTH_TOKEN": "token",
+    "TWILIO_FROM": "+15035550100",
+}
 
 
 def load(tmp_path: Path, **env: str) -> Settings:
@@ -69,7 +74,7 @@ def test_production_refuses_to_start_without_a_secret(tmp_path: Path, missing: s
 
 
 def test_production_starts_with_every_secret_given(tmp_path: Path) -> None:
-    assert Settings.from_env(production(tmp_path)).is_production
+    assert Settings.from_env(production(tmp_path, **TWILIO)).is_production
 
 
 def test_production_needs_an_https_public_url(tmp_path: Path) -> None:
@@ -120,7 +125,7 @@ def test_data_keys_are_newest_first(tmp_path: Path) -> None:
         ("VERIFY_QUORUM", "two", "VERIFY_QUORUM must be a whole number"),
         ("ALERT_POLICY", "yolo", "ALERT_POLICY must be one of approve, auto"),
         ("SMS_BACKEND", "pigeon", "SMS_BACKEND must be one of simulator, twilio"),
-        ("DATABASE_URL", "mysql://db/rr", "DATABASE_URL must be a sqlite:// or postgresql://"),
+        ("DATABASE_URL", "mysql://db/rr", "DATABASE_URL must be a sqlite:/// or postgresql://"),
         ("REDIS_URL", "http://localhost", "REDIS_URL must be a redis://"),
         ("PUBLIC_URL", "rr.example.org", "PUBLIC_URL must be an http"),
         ("TWILIO_API_URL", "ftp://x", "TWILIO_API_URL must be an http"),
@@ -129,6 +134,11 @@ def test_data_keys_are_newest_first(tmp_path: Path) -> None:
         ("DATA_KEYS", "c2hvcnQ=", "DATA_KEYS must be base64 of 32 random bytes"),
         ("INDEX_KEY", "not base64!!", "INDEX_KEY must be base64 of 32 random bytes"),
         ("PHONE_REGION", "USA", "PHONE_REGION must be a two-letter country code"),
+        ("PUBLIC_URL", "https://rr.example.org/?x=1", "PUBLIC_URL must not have a query"),
+        ("PUBLIC_URL", "https://rr.example.org/#top", "PUBLIC_URL must not have a query"),
+        ("DATABASE_URL", "sqlitex:///x.db", "DATABASE_URL must be a sqlite:///"),
+        ("DATABASE_URL", "postgresql+asyncpg://db/rr", "DATABASE_URL must be a sqlite:///"),
+        ("SMS_INBOUND_LIMIT", "0/hour", "SMS_INBOUND_LIMIT must look like 30/hour"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -157,8 +167,7 @@ def test_twilio_without_an_auth_token_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_a_messaging_service_can_be_the_sender(tmp_path: Path) -> None:
-    settings = load(tmp_path, TWILIO_FROM="MG" + "a" * 32)
-    assert settings.twilio_from_is_messaging_service
+    assert load(tmp_path, TWILIO_FROM="MG" + "a" * 32).twilio_from == "MG" + "a" * 32
 
 
 def test_postgres_urls_use_psycopg_3(tmp_path: Path) -> None:
@@ -189,3 +198,19 @@ def test_abuse_limits_are_configurable_and_checked(tmp_path: Path, name: str) ->
     assert getattr(load(tmp_path, **{name: "10 per hour"}), attribute) == "10 per hour"
     with pytest.raises(ConfigError, match=f"^{name} must look like 30/hour"):
         load(tmp_path, **{name: "lots"})
+
+
+def test_processes_starting_at_once_share_one_set_of_secrets(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rapidresponse.config import load_or_create_dev_secrets
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: load_or_create_dev_secrets(tmp_path), range(32)))
+    assert all(result == results[0] for result in results)
+    assert [p.name for p in tmp_path.iterdir()] == ["secrets.json"]  # no temporary left
+
+
+def test_production_refuses_the_simulator(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^SMS_BACKEND=simulator is for development"):
+        Settings.from_env(production(tmp_path, SMS_BACKEND="simulator"))
