@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from dispatch.limits import RedisAbuseLimits
+from dispatch.live import LivePublisher
 from dispatch.redis_conn import EmbeddedRedis, connect
+from dispatch.reporter_keys import DailyReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
@@ -31,6 +33,8 @@ class Services:
     index: BlindIndex
     sender: OptOutGuard
     limits: RedisAbuseLimits
+    reporter_keys: DailyReporterKeys
+    live: LivePublisher
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
 
     @classmethod
@@ -56,6 +60,8 @@ class Services:
             index=index,
             sender=make_sender(settings, database, cipher, index),
             limits=RedisAbuseLimits(redis, settings.inbound_limit, settings.confirmation_limit),
+            reporter_keys=DailyReporterKeys(redis),
+            live=LivePublisher(redis_url),
             embedded_redis=embedded,
         )
 

@@ -29,6 +29,8 @@ class Purpose:
     RESPONDER_PHONE = "responder.phone"
     OUTBOX_TO = "outbox.to"
     OUTBOX_BODY = "outbox.body"
+    REPORT_TEXT = "report.text"
+    DISPATCH_NOTE = "dispatch.note"
 
 
 KEY_ID_BYTES = 4

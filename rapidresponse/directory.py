@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,9 @@ from rapidresponse.commands import normalize
 from rapidresponse.models import Area
 
 MAX_SUGGESTIONS = 3
+# Shorter names would match ordinary words in a report ("end", "top").
+MIN_NAME_LENGTH = 4
+_ZIP = re.compile(r"\b\d{5}\b")
 # Words people put before a place name: "UNIRSE a Cully", "JOIN in Lents".
 LEADING_WORDS = frozenset({"a", "al", "de", "del", "en", "in", "to", "at"})
 # How alike a misspelling must be to be offered (difflib ratio): "kenten" → "kenton".
@@ -58,6 +62,29 @@ class AreaDirectory:
 
     def _lookup(self, key: str) -> list[Area]:
         return self._by_key.get(key) or self._by_key.get(key.replace(" ", ""), [])
+
+    def mentioned_in(self, text: str) -> Area | None:
+        """The one area a free-text report names (a ZIP, a name, an alias), if exactly one.
+
+        "ICE van on 42nd in Cully near 97218" → Cully. Two different areas named, or a ZIP
+        shared by several, is left for a dispatcher to place.
+        """
+        words = normalize(text)
+        for number in _ZIP.findall(words):
+            candidates = self._by_key.get(number, [])
+            if len(candidates) == 1:
+                return candidates[0]
+        padded = f" {words} "
+        named = {
+            area.id: area
+            for key, areas in self._by_key.items()
+            if len(key) >= MIN_NAME_LENGTH
+            and not key.isdigit()
+            and len(areas) == 1
+            and f" {key} " in padded
+            for area in areas
+        }
+        return next(iter(named.values())) if len(named) == 1 else None
 
     def at(self, longitude: float, latitude: float) -> Area | None:
         """The area whose polygon covers the point (a web pin, a Twilio location)."""

@@ -292,6 +292,7 @@ class Report(Base):
     text_purged_at: Mapped[datetime | None] = mapped_column(default=None)
 
     incident: Mapped[Incident | None] = relationship(back_populates="reports")
+    area: Mapped[Area | None] = relationship()
 
 
 class Dispatch(Base):

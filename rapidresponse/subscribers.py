@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, defer
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory, Resolution
+from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import join_names, text
 from rapidresponse.models import (
     Area,
@@ -35,6 +36,7 @@ from rapidresponse.models import (
     SubscriptionStatus,
     utcnow,
 )
+from rapidresponse.reports import Intake
 
 # The STOP confirmation must follow the STOP; a late one is not sent at all.
 CONFIRMATION_WINDOW = timedelta(minutes=10)
@@ -134,6 +136,29 @@ class SubscriberDesk:
         if verdict is not LimitVerdict.ALLOWED:
             return limited_reply(verdict, ctx.language, "sms.rate_limited")
         return ctx.say("sms.too_long")
+
+    def report_reply(self, phone: str, intake: Intake, report_text: str) -> Reply | None:
+        """What a reporter hears back: the report code, and where-is-it when unplaced.
+
+        The report is already stored whatever this says: an opted-out or rate-limited
+        number's sighting still counts, it just gets no answer (or one polite notice).
+        """
+        ctx = self._context(phone, Command(Keyword.REPORT))
+        if ctx.subscriber is None:
+            ctx.language = guess_language(report_text)
+        elif ctx.subscriber.status is SubscriberStatus.OPTED_OUT:
+            return None
+        verdict = self.limits.inbound(ctx.key)
+        if verdict is not LimitVerdict.ALLOWED:
+            return limited_reply(verdict, ctx.language, "sms.rate_limited")
+        message_id = (
+            "sms.report_more"
+            if intake.follow_up
+            else "sms.report_received"
+            if intake.placed
+            else "sms.report_where"
+        )
+        return ctx.say(message_id, code=intake.report_code)
 
     def _context(self, phone: str, command: Command) -> _Context:
         key = self.index.digest(phone, Purpose.PHONE_INDEX)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 
 from flask import Blueprint, Response, abort, request
 from sqlalchemy.exc import IntegrityError
@@ -17,17 +18,17 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from dispatch.services import Services
-from rapidresponse.commands import parse
+from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.models import InboundMessage
 from rapidresponse.phones import InvalidPhoneNumber, normalize
-from rapidresponse.subscribers import Reply, SubscriberDesk, permit_text
+from rapidresponse.reports import IntakeRules
+from rapidresponse.subscribers import Reply, permit_text
 from web.context import services
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")
 
-MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 
 
@@ -64,11 +65,13 @@ def inbound() -> Response:
         phone = normalize(sender, found.settings.phone_region)
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number we can answer")
-    reply = answer(found, phone, body, sid)
+    reply = answer(found, phone, body, sid, twilio_location(request.form))
     return twiml(reply.text if reply is not None and permitted(found, phone, reply) else None)
 
 
-def answer(found: Services, phone: str, body: str, sid: str | None) -> Reply | None:
+def answer(
+    found: Services, phone: str, body: str, sid: str | None, location: Location | None = None
+) -> Reply | None:
     """Handle one inbound text and return what to answer (None: answer nothing).
 
     Shared by the Twilio webhook and the simulator, so the demo exercises the same path.
@@ -79,13 +82,37 @@ def answer(found: Services, phone: str, body: str, sid: str | None) -> Reply | N
         with found.database.session() as session:
             if sid is not None:
                 _record_once(session, sid)  # even a message we refuse to read is used up
-            desk = SubscriberDesk(session, found.cipher, found.index, found.limits)
-            if len(body) > MAX_BODY_CHARS:
-                return desk.too_long(phone)
-            return desk.handle(phone, parse(body))
+            hotline = Hotline(
+                session,
+                found.cipher,
+                found.index,
+                found.limits,
+                found.reporter_keys.hashes,
+                IntakeRules(),
+            )
+            outcome = hotline.handle(phone, body, location)
     except Replay:
         log.info("ignored a replayed inbound message")
         return None
+    after_commit(found, outcome)
+    return outcome.reply
+
+
+def after_commit(found: Services, outcome: Outcome) -> None:
+    """Tell the board (ids only), once what it will re-read is committed."""
+    if outcome.new_incident_id is not None:
+        found.live.emit("incident_opened", {"incident_id": outcome.new_incident_id})
+
+
+def twilio_location(form: Mapping[str, str]) -> Location | None:
+    """Twilio's Latitude/Longitude (a shared location), when both are sane numbers."""
+    try:
+        latitude, longitude = float(form["Latitude"]), float(form["Longitude"])
+    except (KeyError, ValueError):
+        return None
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # also rejects NaN
+        return None
+    return Location(latitude, longitude)
 
 
 def permitted(found: Services, phone: str, reply: Reply) -> bool:

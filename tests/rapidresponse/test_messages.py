@@ -15,6 +15,7 @@ SAMPLE = {
     "areas": "Cully, Powellhurst-Gilbert, St. Johns",
     "choices": "Cully, Kenton, Lents",
     "example": "97211",
+    "code": "K7P2",
 }
 
 

@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import itertools
 import threading
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from urllib.parse import quote
-from xml.etree import ElementTree
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from twilio.request_validator import RequestValidator
 
 from dispatch.senders import SendError
 from dispatch.services import Services
-from rapidresponse.areas import import_areas
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
     InboundMessage,
@@ -34,107 +28,19 @@ from rapidresponse.models import (
     Subscription,
     utcnow,
 )
-from rapidresponse.regions import demo_region_path, load_region_file
 from rapidresponse.subscribers import ReplyKind
-from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.dispatch.conftest import ACCOUNT_SID, FROM_NUMBER
 from tests.twilio_fake import FakeTwilio
-
-ALICE = "+15035550142"
-BETO = "+19715550177"
-PUBLIC_URL = "https://rr.example.org"
-INBOUND_URL = PUBLIC_URL + "/sms/inbound"
-
-
-@dataclass
-class Phone:
-    """A person texting the hotline through the test client."""
-
-    client: FlaskClient
-    number: str
-
-    def text(self, body: str, sid: str | None = None) -> str | None:
-        response = send(
-            self.client, {"From": self.number, "Body": body, "MessageSid": sid or new_sid()}
-        )
-        assert response.status_code == 200, response.get_data(as_text=True)
-        return twiml_message(response.get_data(as_text=True))
-
-
-def new_sid() -> str:
-    return "SM" + uuid.uuid4().hex
-
-
-def sign(params: dict[str, str], url: str = INBOUND_URL) -> str:
-    return str(RequestValidator(AUTH_TOKEN).compute_signature(url, params))
-
-
-def send(
-    client: FlaskClient,
-    params: dict[str, str],
-    signature: str | None = None,
-) -> object:
-    headers = {"X-Twilio-Signature": sign(params) if signature is None else signature}
-    return client.post("/sms/inbound", data=params, headers=headers)
-
-
-def twiml_message(document: str) -> str | None:
-    root = ElementTree.fromstring(document)  # noqa: S314 - our own server's answer
-    assert root.tag == "Response"
-    messages = [element.text or "" for element in root.iter("Message")]
-    assert len(messages) <= 1
-    return messages[0] if messages else None
-
-
-@pytest.fixture
-def fake(request: pytest.FixtureRequest) -> Iterator[FakeTwilio]:
-    """The local Twilio. Unless a test says it sends (``sends_through_api``), nothing may
-    reach it: every answer to an inbound text is TwiML."""
-    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as running:
-        yield running
-    if request.node.get_closest_marker("sends_through_api") is None:
-        assert running.requests == [], "something was sent through the Messages API"
-
-
-@pytest.fixture(autouse=True)
-def _check_the_api(fake: FakeTwilio) -> None:
-    """Every test in this module gets the API check above."""
-
-
-@pytest.fixture
-def twilio_services(services: Services, fake: FakeTwilio) -> Services:
-    services.settings = replace(
-        services.settings,
-        sms_backend="twilio",
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token=AUTH_TOKEN,
-        twilio_from=FROM_NUMBER,
-        twilio_api_url=fake.url,
-    )
-    from dispatch.senders import make_sender
-
-    services.sender = make_sender(
-        services.settings, services.database, services.cipher, services.index
-    )
-    with services.database.session() as session:
-        import_areas(session, load_region_file(demo_region_path()), "Portland")
-    return services
-
-
-@pytest.fixture
-def sms_app(twilio_services: Services) -> Flask:
-    from web import create_app
-
-    return create_app(services=twilio_services, test_config={"TESTING": True})
-
-
-@pytest.fixture
-def alice(sms_app: Flask) -> Phone:
-    return Phone(sms_app.test_client(), ALICE)
-
-
-@pytest.fixture
-def beto(sms_app: Flask) -> Phone:
-    return Phone(sms_app.test_client(), BETO)
+from tests.web.sms_helpers import (
+    ALICE,
+    BETO,
+    PUBLIC_URL,
+    Phone,
+    new_sid,
+    send,
+    sign,
+    twiml_message,
+)
 
 
 def subscriber(services: Services, number: str) -> Subscriber | None:
@@ -173,6 +79,11 @@ def state(services: Services) -> tuple[int, int]:
             session.scalar(select(func.count()).select_from(Subscriber)) or 0,
             session.scalar(select(func.count()).select_from(Subscription)) or 0,
         )
+
+
+@pytest.fixture(autouse=True)
+def _check_the_api(fake: FakeTwilio) -> None:
+    """Every test in this module gets the API check above."""
 
 
 # --- subscribing, in English and Spanish --------------------------------------------

@@ -1,0 +1,87 @@
+"""The audit trail: append-only and hash-chained, with no phone numbers in it.
+
+Each event's hash covers the previous event's hash, so deleting or editing a row breaks
+the chain from there on, and ``verify`` finds where. Details carry ids and codes only;
+a value that looks like a phone number is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rapidresponse.models import AuditEvent, utcnow
+
+GENESIS = "0" * 64
+_LONG_DIGIT_RUN = re.compile(r"\d{7,}")
+
+
+class NotForTheAuditTrail(ValueError):
+    """A detail that looks like a phone number (the message never repeats it)."""
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    subject: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Append an event after the current last one (locked, so the chain never forks)."""
+    clean = dict(details or {})
+    _refuse_numbers(clean)
+    last = session.scalar(
+        select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1).with_for_update()
+    )
+    event = AuditEvent(
+        occurred_at=utcnow(),
+        actor=actor,
+        action=action,
+        subject=subject,
+        details=clean,
+        prev_hash=last.hash if last else GENESIS,
+    )
+    event.hash = event_hash(event)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def event_hash(event: AuditEvent) -> str:
+    canonical = json.dumps(
+        [
+            event.prev_hash,
+            event.occurred_at.isoformat(),
+            event.actor,
+            event.action,
+            event.subject,
+            event.details,
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def verify(session: Session) -> int | None:
+    """The id of the first event that breaks the chain, or None when it is intact."""
+    previous = GENESIS
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+        if event.prev_hash != previous or event_hash(event) != event.hash:
+            return event.id
+        previous = event.hash
+    return None
+
+
+def _refuse_numbers(details: Mapping[str, Any]) -> None:
+    for key, value in details.items():
+        if isinstance(value, str) and _LONG_DIGIT_RUN.search(value):
+            raise NotForTheAuditTrail(f"detail {key!r} looks like a phone number")

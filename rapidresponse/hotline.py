@@ -1,0 +1,85 @@
+"""Every text to the hotline number, routed: subscriber command, responder command, or report.
+
+Anything that is not a command is a sighting report, and is never lost: even from an
+opted-out or rate-limited number it is stored (that number just hears nothing back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from rapidresponse.commands import Keyword, parse
+from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.models import ReportChannel
+from rapidresponse.reports import IntakeRules, ReportDesk, Sighting
+from rapidresponse.subscribers import AbuseLimits, Reply, SubscriberDesk
+
+MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
+
+SUBSCRIBER_WORDS = frozenset(
+    {
+        Keyword.STOP,
+        Keyword.START,
+        Keyword.HELP,
+        Keyword.JOIN,
+        Keyword.YES,
+        Keyword.LEAVE,
+        Keyword.AREAS,
+        Keyword.LANG,
+        Keyword.RIGHTS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to answer, and what the caller must do after committing."""
+
+    reply: Reply | None
+    new_incident_id: int | None = None  # to dispatch responders to
+
+
+@dataclass(frozen=True)
+class Location:
+    latitude: float
+    longitude: float
+
+
+class Hotline:
+    def __init__(
+        self,
+        session: Session,
+        cipher: FieldCipher,
+        index: BlindIndex,
+        limits: AbuseLimits,
+        reporter_hashes: Callable[[str], tuple[str, ...]],
+        rules: IntakeRules,
+    ) -> None:
+        self.session = session
+        self.cipher = cipher
+        self.reporter_hashes = reporter_hashes
+        self.rules = rules
+        self.subscribers = SubscriberDesk(session, cipher, index, limits)
+
+    def handle(self, phone: str, body: str, location: Location | None = None) -> Outcome:
+        if len(body) > MAX_BODY_CHARS:
+            return Outcome(self.subscribers.too_long(phone))
+        command = parse(body)
+        if command.keyword in SUBSCRIBER_WORDS:
+            return Outcome(self.subscribers.handle(phone, command))
+        return self._report(phone, body.strip(), location)
+
+    def _report(self, phone: str, text: str, location: Location | None) -> Outcome:
+        sighting = Sighting(
+            text=text,
+            channel=ReportChannel.SMS,
+            reporter_hashes=self.reporter_hashes(phone),
+            latitude=location.latitude if location else None,
+            longitude=location.longitude if location else None,
+        )
+        intake = ReportDesk(self.session, self.cipher, self.rules).receive(sighting)
+        reply = self.subscribers.report_reply(phone, intake, text)
+        return Outcome(reply, intake.incident_id if intake.new_incident else None)

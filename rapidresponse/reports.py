@@ -1,0 +1,234 @@
+"""Intake: a sighting becomes a report, reports about the same thing become one incident.
+
+Nothing here decides that anything is true. Reports are merged by place and time, their
+independent reporters and eyewitnesses are counted, and a burst of reports is flagged as
+a possible flood; only trained responders' verdicts can confirm an incident.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rapidresponse import audit
+from rapidresponse.codes import new_code
+from rapidresponse.crypto import FieldCipher, Purpose
+from rapidresponse.directory import AreaDirectory
+from rapidresponse.models import (
+    Area,
+    Incident,
+    IncidentState,
+    Report,
+    ReportChannel,
+    utcnow,
+)
+
+OPEN_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED, IncidentState.CONFIRMED)
+MAX_REPORT_CHARS = 1600
+EARTH_RADIUS_M = 6_371_000
+
+
+@dataclass(frozen=True)
+class IntakeRules:
+    """Field-practice defaults; each is configurable."""
+
+    merge_window: timedelta = timedelta(minutes=30)
+    merge_distance_m: float = 1500.0
+    follow_up_window: timedelta = timedelta(minutes=30)
+    flood_reporters: int = 8  # distinct reporters in one area within flood_window
+    flood_window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """One report as it arrived (SMS or web form), before it is stored."""
+
+    text: str
+    channel: ReportChannel
+    reporter_hashes: tuple[str, ...] = ()  # today's first; empty when unknown
+    latitude: float | None = None
+    longitude: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    eyewitness: bool = False
+
+
+@dataclass(frozen=True)
+class Intake:
+    report_code: str
+    incident_id: int
+    placed: bool
+    follow_up: bool  # added to the sender's open report instead of starting a new one
+    new_incident: bool
+
+
+def seal_text(cipher: FieldCipher, text: str) -> bytes:
+    return cipher.encrypt(text[:MAX_REPORT_CHARS], Purpose.REPORT_TEXT)
+
+
+class ReportDesk:
+    def __init__(self, session: Session, cipher: FieldCipher, rules: IntakeRules) -> None:
+        self.session = session
+        self.cipher = cipher
+        self.rules = rules
+        self._directory: AreaDirectory | None = None
+
+    @property
+    def directory(self) -> AreaDirectory:
+        if self._directory is None:
+            self._directory = AreaDirectory(self.session.scalars(select(Area)))
+        return self._directory
+
+    def receive(self, sighting: Sighting) -> Intake:
+        """Store the sighting: as more detail for the sender's open report, or as a new one."""
+        now = utcnow()
+        open_report = self._open_report(sighting.reporter_hashes, now)
+        if open_report is not None:
+            return self._add_detail(open_report, sighting)
+        report = Report(
+            code=new_code(lambda code: self._code_taken(Report, code)),
+            channel=sighting.channel,
+            reporter_hash=sighting.reporter_hashes[0] if sighting.reporter_hashes else None,
+            text_sealed=seal_text(self.cipher, sighting.text),
+            details=sighting.details,
+            eyewitness=sighting.eyewitness,
+            latitude=sighting.latitude,
+            longitude=sighting.longitude,
+            received_at=now,
+        )
+        report.area_id = self._place(sighting)
+        incident, created = self._incident_for(report, now)
+        report.incident_id = incident.id
+        self.session.add(report)
+        self.session.flush()
+        self._flag_flood(incident, now)
+        audit.record(
+            self.session,
+            actor="public",
+            action="report.received",
+            subject=f"incident:{incident.id}",
+            details={
+                "report": report.code,
+                "channel": report.channel.value,
+                "placed": report.area_id is not None,
+            },
+        )
+        return Intake(report.code, incident.id, report.area_id is not None, False, created)
+
+    def _open_report(self, hashes: Sequence[str], now: datetime) -> Report | None:
+        if not hashes:
+            return None
+        return self.session.scalar(
+            select(Report)
+            .where(
+                Report.reporter_hash.in_(hashes),
+                Report.updated_at >= now - self.rules.follow_up_window,
+            )
+            .order_by(Report.updated_at.desc())
+            .limit(1)
+        )
+
+    def _add_detail(self, report: Report, sighting: Sighting) -> Intake:
+        earlier = (
+            self.cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
+            if report.text_sealed
+            else ""
+        )
+        report.text_sealed = seal_text(self.cipher, f"{earlier}\n{sighting.text}".strip())
+        report.updated_at = utcnow()
+        if report.area_id is None:
+            report.area_id = self._place(sighting)
+            if (
+                report.area_id is not None
+                and report.incident is not None
+                and report.incident.area_id is None
+            ):
+                report.incident.area_id = report.area_id  # now the responders can be found
+        assert report.incident_id is not None
+        return Intake(report.code, report.incident_id, report.area_id is not None, True, False)
+
+    def _place(self, sighting: Sighting) -> int | None:
+        area = None
+        if sighting.latitude is not None and sighting.longitude is not None:
+            area = self.directory.at(sighting.longitude, sighting.latitude)
+        if area is None:
+            area = self.directory.mentioned_in(sighting.text)
+        return area.id if area is not None else None
+
+    def _incident_for(self, report: Report, now: datetime) -> tuple[Incident, bool]:
+        if report.area_id is not None:
+            for incident in self._open_incidents(report.area_id, now):
+                if _close_enough(incident, report, self.rules.merge_distance_m):
+                    return incident, False
+        incident = Incident(
+            code=new_code(lambda code: self._code_taken(Incident, code)),
+            area_id=report.area_id,
+            latitude=report.latitude,
+            longitude=report.longitude,
+            opened_at=now,
+            state_changed_at=now,
+        )
+        self.session.add(incident)
+        self.session.flush()
+        return incident, True
+
+    def _open_incidents(self, area_id: int, now: datetime) -> Sequence[Incident]:
+        recent = select(Report.incident_id).where(
+            Report.received_at >= now - self.rules.merge_window
+        )
+        return self.session.scalars(
+            select(Incident)
+            .where(
+                Incident.area_id == area_id,
+                Incident.state.in_(OPEN_STATES),
+                Incident.id.in_(recent),
+            )
+            .order_by(Incident.opened_at.desc())
+        ).all()
+
+    def _flag_flood(self, incident: Incident, now: datetime) -> None:
+        if incident.area_id is None or incident.possible_flood:
+            return
+        reporters = self.session.scalar(
+            select(func.count(func.distinct(Report.reporter_hash))).where(
+                Report.area_id == incident.area_id,
+                Report.received_at >= now - self.rules.flood_window,
+            )
+        )
+        if (reporters or 0) >= self.rules.flood_reporters:
+            incident.possible_flood = True
+            audit.record(
+                self.session,
+                actor="system",
+                action="incident.possible_flood",
+                subject=f"incident:{incident.id}",
+            )
+
+    def _code_taken(self, model: type[Report] | type[Incident], code: str) -> bool:
+        return self.session.scalar(select(model.id).where(model.code == code)) is not None
+
+
+def _close_enough(incident: Incident, report: Report, limit_m: float) -> bool:
+    """Same area is enough, unless both have coordinates and they are far apart."""
+    points = (incident.latitude, incident.longitude, report.latitude, report.longitude)
+    if any(value is None for value in points):
+        return True
+    lat1, lon1, lat2, lon2 = (math.radians(v) for v in points)  # type: ignore[arg-type]
+    a = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a)) <= limit_m
+
+
+def counts(session: Session, incident_id: int) -> tuple[int, int, int]:
+    """(reports, independent reporters, eyewitness reports) of an incident."""
+    reports = session.scalars(select(Report).where(Report.incident_id == incident_id)).all()
+    # A report without a reporter hash (web form, or Redis was down) counts on its own.
+    independent = len({r.reporter_hash or f"report:{r.id}" for r in reports})
+    return len(reports), independent, sum(1 for r in reports if r.eyewitness)

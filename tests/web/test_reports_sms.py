@@ -1,0 +1,195 @@
+"""Sightings by SMS: every non-command text is a report, merged into incidents, never lost."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from dispatch.services import Services
+from rapidresponse import audit
+from rapidresponse.crypto import Purpose
+from rapidresponse.models import AuditEvent, Incident, IncidentState, Report
+from rapidresponse.reports import counts
+
+# The fixtures of the inbound tests: a Twilio-backed app with the demo region loaded.
+from tests.web.sms_helpers import ALICE, INBOUND_URL, Phone, new_sid, send, sign, twiml_message
+
+CARLA = "+15035550163"
+SIGHTING = "ICE van and 4 agents in vests at NE 42nd and Killingsworth in Cully, 9:40am"
+
+
+def reports(services: Services) -> list[Report]:
+    with services.database.session() as session:
+        return list(session.scalars(select(Report).order_by(Report.id)))
+
+
+def incidents(services: Services) -> list[Incident]:
+    with services.database.session() as session:
+        return list(session.scalars(select(Incident).order_by(Incident.id)))
+
+
+def text_of(services: Services, report: Report) -> str:
+    assert report.text_sealed is not None
+    return services.cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
+
+
+def test_a_sighting_becomes_a_placed_report(alice: Phone, twilio_services: Services) -> None:
+    answer = alice.text(SIGHTING)
+    [report] = reports(twilio_services)
+    assert answer == (
+        f"Report {report.code} received. Trained responders will check it "
+        "before any alert goes out. Text RIGHTS to know your rights."
+    )
+    assert text_of(twilio_services, report) == SIGHTING
+    [incident] = incidents(twilio_services)
+    assert report.incident_id == incident.id and incident.state is IncidentState.REPORTED
+    with twilio_services.database.session() as session:
+        placed = session.get_one(Report, report.id)
+        assert placed.area is not None and placed.area.slug == "cully"
+        assert session.get_one(Incident, incident.id).area_id == placed.area_id
+
+
+def test_an_unplaced_report_asks_where(alice: Phone, twilio_services: Services) -> None:
+    answer = alice.text("agents knocking on doors right now")
+    [report] = reports(twilio_services)
+    assert answer is not None and answer.startswith(f"Report {report.code} received. Where is it?")
+    [incident] = incidents(twilio_services)
+    assert incident.area_id is None  # flagged for a dispatcher to place
+
+
+def test_more_detail_within_30_minutes_joins_the_same_report(
+    alice: Phone, twilio_services: Services
+) -> None:
+    alice.text("agents knocking on doors right now")
+    answer = alice.text("it is on N Lombard near 97203 Portsmouth")
+    [report] = reports(twilio_services)
+    assert answer == f"Thank you, we added that to report {report.code}."
+    assert text_of(twilio_services, report) == (
+        "agents knocking on doors right now\nit is on N Lombard near 97203 Portsmouth"
+    )
+    [incident] = incidents(twilio_services)
+    assert incident.area_id is not None and incident.area_id == report.area_id
+
+
+def test_three_people_at_one_corner_make_one_incident(
+    alice: Phone, beto: Phone, sms_app: Flask, twilio_services: Services
+) -> None:
+    carla = Phone(sms_app.test_client(), CARLA)
+    alice.text(SIGHTING)
+    beto.text("hay agentes de inmigracion en la esquina de 42 y Killingsworth, Cully")
+    carla.text("Two ICE trucks on Killingsworth by 42nd Ave, Cully")
+    [incident] = incidents(twilio_services)
+    with twilio_services.database.session() as session:
+        assert counts(session, incident.id) == (3, 3, 0)
+    assert len({r.code for r in reports(twilio_services)}) == 3
+
+
+def test_a_spanish_report_is_answered_in_spanish(beto: Phone) -> None:
+    answer = beto.text("hay agentes de la migra en la tienda de Cully")
+    assert answer is not None and answer.startswith("Reporte ")
+
+
+def test_an_opted_out_numbers_report_is_kept_but_not_answered(
+    alice: Phone, twilio_services: Services
+) -> None:
+    alice.text("STOP")
+    assert alice.text(SIGHTING) is None
+    assert len(reports(twilio_services)) == 1
+
+
+def test_a_shared_location_places_the_report(sms_app: Flask, twilio_services: Services) -> None:
+    from rapidresponse.regions import demo_region_path, load_region_file
+
+    lents = next(s for s in load_region_file(demo_region_path()) if s.slug == "lents")
+    point = lents.geometry.representative_point()
+    params = {
+        "From": ALICE,
+        "Body": "look here",
+        "MessageSid": new_sid(),
+        "Latitude": str(point.y),
+        "Longitude": str(point.x),
+    }
+    response = send(sms_app.test_client(), params)
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    [report] = reports(twilio_services)
+    assert report.latitude == pytest.approx(point.y)
+    with twilio_services.database.session() as session:
+        placed = session.get_one(Report, report.id)
+        assert placed.area is not None and placed.area.slug == "lents"
+
+
+@pytest.mark.parametrize(("latitude", "longitude"), [("nan", "nan"), ("91", "0"), ("x", "1")])
+def test_a_nonsense_location_is_ignored(
+    sms_app: Flask, twilio_services: Services, latitude: str, longitude: str
+) -> None:
+    params = {
+        "From": ALICE,
+        "Body": "look here",
+        "MessageSid": new_sid(),
+        "Latitude": latitude,
+        "Longitude": longitude,
+    }
+    assert send(sms_app.test_client(), params).status_code == 200  # type: ignore[attr-defined]
+    assert reports(twilio_services)[0].latitude is None
+
+
+def test_a_burst_is_flagged_as_a_possible_flood_and_confirms_nothing(
+    sms_app: Flask, twilio_services: Services
+) -> None:
+    for n in range(8):
+        Phone(sms_app.test_client(), f"+1503555{n + 120:04d}").text(
+            "ICE raid happening on Killingsworth in Cully"
+        )
+    [incident] = incidents(twilio_services)
+    assert incident.possible_flood
+    assert incident.state is IncidentState.REPORTED
+
+
+def test_reports_are_audited_without_numbers(alice: Phone, twilio_services: Services) -> None:
+    alice.text(SIGHTING)
+    with twilio_services.database.session() as session:
+        events = session.scalars(select(AuditEvent)).all()
+        assert [e.action for e in events] == ["report.received"]
+        assert audit.verify(session) is None
+        assert "5550142" not in str([(e.details, e.subject, e.actor) for e in events])
+
+
+def test_neither_the_number_nor_the_text_is_stored_in_the_clear(
+    alice: Phone, twilio_services: Services
+) -> None:
+    alice.text(SIGHTING)
+    alice.text("more: they have a list of names")
+    stored = b""
+    for key in twilio_services.redis.scan_iter(count=1000):
+        stored += key + (twilio_services.redis.dump(key) or b"")
+    for secret in (b"5035550142", b"Killingsworth", b"list of names"):
+        assert secret not in stored
+    database = twilio_services.database
+    path = make_url(database.url).database
+    if database.dialect == "sqlite" and path:
+        database.dispose()
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        for secret in (b"5035550142", b"Killingsworth", b"list of names"):
+            assert secret not in raw
+    [report] = reports(twilio_services)
+    assert report.reporter_hash is not None and "5550142" not in report.reporter_hash
+
+
+def test_a_report_from_an_unreachable_redis_is_still_taken(
+    alice: Phone, twilio_services: Services
+) -> None:
+    from dispatch.redis_conn import connect
+    from dispatch.reporter_keys import DailyReporterKeys
+
+    twilio_services.reporter_keys = DailyReporterKeys(connect("redis://127.0.0.1:1/0"))
+    assert alice.text(SIGHTING) is not None
+    assert reports(twilio_services)[0].reporter_hash is None
+
+
+def test_the_inbound_url_is_what_is_signed() -> None:
+    params = {"From": ALICE, "Body": "x", "MessageSid": new_sid()}
+    assert sign(params) == sign(params, url=INBOUND_URL)
+    assert twiml_message("<Response/>") is None
