@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from dispatch.incidents import incident_opened
 from dispatch.services import Services
 from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.models import InboundMessage
@@ -101,7 +102,7 @@ def answer(
 def after_commit(found: Services, outcome: Outcome) -> None:
     """Tell the board (ids only), once what it will re-read is committed."""
     if outcome.new_incident_id is not None:
-        found.live.emit("incident_opened", {"incident_id": outcome.new_incident_id})
+        incident_opened(found, outcome.new_incident_id)
 
 
 def twilio_location(form: Mapping[str, str]) -> Location | None:
