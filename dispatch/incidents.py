@@ -1,13 +1,149 @@
-"""What happens after an incident is opened or changes: live hints, and responder dispatch.
-
-Called after the database commit (never before: a job must find what it is about).
+"""Moving incidents along: paging responders, acknowledgement timeouts, the verification
+deadline, and the hooks that run after a commit (never before: a job must find what it
+is about). Jobs carry incident and dispatch ids only.
 """
 
 from __future__ import annotations
 
-from dispatch.services import Services
+import logging
+from datetime import timedelta
+
+from rq import Retry
+from sqlalchemy import func, select
+
+from dispatch.queues import QueueName, enqueue, enqueue_in
+from dispatch.senders import SendError
+from dispatch.services import Services, current
+from rapidresponse.crypto import Purpose
+from rapidresponse.messages import text
+from rapidresponse.models import Dispatch, DispatchState, Incident, IncidentState, Responder
+from rapidresponse.verification import (
+    OPEN_DISPATCH_STATES,
+    PAGEABLE_STATES,
+    Transition,
+    escalate,
+    expire_verification,
+    open_dispatches,
+    page_summary,
+    responders_to_page,
+    time_out_dispatch,
+)
+
+log = logging.getLogger(__name__)
+
+# A page that could not be sent for a moment (429, 5xx) is retried, not forgotten.
+PAGE_RETRY = Retry(max=3, interval=[5, 15, 45])
+
+
+# --- hooks, called after a commit ------------------------------------------------------
 
 
 def incident_opened(services: Services, incident_id: int) -> None:
-    """A new incident: tell the board, and start finding responders."""
+    """A new incident: tell the board, find responders, and start the verification clock."""
     services.live.emit("incident_opened", {"incident_id": incident_id})
+    enqueue(services.redis, QueueName.REPLIES, dispatch_incident, incident_id)
+    enqueue_in(
+        services.redis,
+        QueueName.REPLIES,
+        timedelta(seconds=services.settings.verify_deadline_seconds),
+        verification_deadline,
+        incident_id,
+    )
+
+
+def incident_changed(services: Services, transition: Transition) -> None:
+    """A decided incident. ``incident_confirmed`` is the event the alert broadcast consumes."""
+    payload = {"incident_id": transition.incident_id, "state": transition.state.value}
+    services.live.emit("incident_changed", payload)
+    if transition.state is IncidentState.CONFIRMED:
+        services.live.emit("incident_confirmed", payload)
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+
+def dispatch_incident(incident_id: int) -> str:
+    """Page enough on-shift responders to reach the quorum; escalate when there is nobody."""
+    services = current()
+    with services.database.session() as session:
+        incident = session.get(Incident, incident_id)
+        if incident is None or incident.state not in PAGEABLE_STATES:
+            return "closed"
+        active = (
+            session.scalar(
+                select(func.count())
+                .select_from(Dispatch)
+                .where(
+                    Dispatch.incident_id == incident_id, Dispatch.state.in_(OPEN_DISPATCH_STATES)
+                )
+            )
+            or 0
+        )
+        wanted = services.settings.verify_quorum - active
+        dispatches = open_dispatches(
+            session, incident, responders_to_page(session, incident, wanted)
+        )
+        escalated = not dispatches and active == 0 and escalate(session, incident)
+        dispatch_ids = [d.id for d in dispatches]
+    for dispatch_id in dispatch_ids:
+        enqueue(services.redis, QueueName.REPLIES, page_responder, dispatch_id, retry=PAGE_RETRY)
+        enqueue_in(
+            services.redis,
+            QueueName.REPLIES,
+            timedelta(seconds=services.settings.ack_timeout_seconds),
+            check_acknowledgement,
+            dispatch_id,
+        )
+    if escalated:
+        services.live.emit("incident_escalated", {"incident_id": incident_id})
+    return f"paged {len(dispatch_ids)}" if dispatch_ids else "nobody to page"
+
+
+def page_responder(dispatch_id: int) -> str:
+    """Text one responder the incident's code, place and what was seen."""
+    services = current()
+    with services.database.session() as session:
+        dispatch = session.get_one(Dispatch, dispatch_id)
+        if dispatch.state is not DispatchState.PAGED:
+            return "skipped"
+        incident = session.get_one(Incident, dispatch.incident_id)
+        responder = session.get_one(Responder, dispatch.responder_id)
+        body = text(
+            responder.language,
+            "sms.page",
+            code=incident.code,
+            area=incident.area.name if incident.area else "?",
+            what=page_summary(session, services.cipher, incident),
+        )
+        phone = services.cipher.decrypt(responder.phone_sealed, Purpose.RESPONDER_PHONE)
+    try:
+        services.sender.send(phone, body)
+    except SendError as error:
+        if not error.permanent:
+            raise  # RQ retries with backoff; the failure stays visible in its registry
+        log.warning("dispatch %s: responder unreachable (error %s)", dispatch_id, error.code)
+        return check_acknowledgement(dispatch_id)  # page the next one now
+    return "paged"
+
+
+def check_acknowledgement(dispatch_id: int) -> str:
+    """No GO in time: mark the page timed out and page the next responder."""
+    services = current()
+    with services.database.session() as session:
+        dispatch = time_out_dispatch(session, dispatch_id)
+        incident_id = dispatch.incident_id if dispatch else None
+    if incident_id is None:
+        return "answered"
+    services.live.emit("incident_changed", {"incident_id": incident_id})
+    enqueue(services.redis, QueueName.REPLIES, dispatch_incident, incident_id)
+    return "timed out"
+
+
+def verification_deadline(incident_id: int) -> str:
+    services = current()
+    with services.database.session() as session:
+        transition = expire_verification(session, incident_id)
+    if transition is None:
+        return "already decided"
+    incident_changed(services, transition)
+    return "unverified"

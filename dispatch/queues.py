@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
@@ -101,4 +102,14 @@ def enqueue(
         failure_ttl=FAILURE_TTL_SECONDS,
         retry=retry,
         job_id=job_id,
+    )
+
+
+def enqueue_in(
+    connection: Redis, name: QueueName, delay: timedelta, func: Callable[..., Any], *ids: int | str
+) -> Job:
+    """Like ``enqueue``, run by the scheduler after ``delay`` (timeouts, deadlines)."""
+    check_job_arguments(ids)
+    return queue(name, connection).enqueue_in(
+        delay, func, *ids, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS
     )

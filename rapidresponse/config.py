@@ -66,6 +66,8 @@ class Settings:
     log_level: str
     inbound_limit: str = "30/hour"  # commands per number (SMS_INBOUND_LIMIT)
     confirmation_limit: str = "5/day"  # confirmation texts per number (SMS_CONFIRMATION_LIMIT)
+    ack_timeout_seconds: int = 300  # a paged responder's time to answer GO (DISPATCH_ACK_SECONDS)
+    verify_deadline_seconds: int = 2700  # then unverified (VERIFY_DEADLINE_SECONDS)
 
     @property
     def is_production(self) -> bool:
@@ -157,6 +159,8 @@ def _load(env: _Env) -> Settings:
         log_level=env.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info").upper(),
         inbound_limit=_rate_limit(env, "SMS_INBOUND_LIMIT", "30/hour"),
         confirmation_limit=_rate_limit(env, "SMS_CONFIRMATION_LIMIT", "5/day"),
+        ack_timeout_seconds=env.integer("DISPATCH_ACK_SECONDS", default=300, minimum=1),
+        verify_deadline_seconds=env.integer("VERIFY_DEADLINE_SECONDS", default=2700, minimum=1),
     )
     _check_twilio_complete(settings)
     return settings

@@ -14,8 +14,11 @@ from sqlalchemy.orm import Session
 from rapidresponse.commands import Keyword, parse
 from rapidresponse.crypto import BlindIndex, FieldCipher
 from rapidresponse.models import ReportChannel
+from rapidresponse.people import find_responder
 from rapidresponse.reports import IntakeRules, ReportDesk, Sighting
+from rapidresponse.responders import RESPONDER_WORDS, ResponderDesk
 from rapidresponse.subscribers import AbuseLimits, Reply, SubscriberDesk
+from rapidresponse.verification import Transition
 
 MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
 
@@ -40,6 +43,7 @@ class Outcome:
 
     reply: Reply | None
     new_incident_id: int | None = None  # to dispatch responders to
+    transition: Transition | None = None  # an incident a verdict just decided
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,12 @@ class Hotline:
         limits: AbuseLimits,
         reporter_hashes: Callable[[str], tuple[str, ...]],
         rules: IntakeRules,
+        quorum: int,
     ) -> None:
         self.session = session
         self.cipher = cipher
+        self.index = index
+        self.quorum = quorum
         self.reporter_hashes = reporter_hashes
         self.rules = rules
         self.subscribers = SubscriberDesk(session, cipher, index, limits)
@@ -70,6 +77,13 @@ class Hotline:
         command = parse(body)
         if command.keyword in SUBSCRIBER_WORDS:
             return Outcome(self.subscribers.handle(phone, command))
+        if command.keyword in RESPONDER_WORDS:
+            responder = find_responder(self.session, self.index, phone)
+            if responder is not None and responder.active:
+                desk = ResponderDesk(self.session, self.cipher, self.quorum)
+                answer = desk.handle(responder, command)
+                return Outcome(answer.reply, transition=answer.transition)
+        # Not a command, or responder words from someone who is not one: a report.
         return self._report(phone, body.strip(), location)
 
     def _report(self, phone: str, text: str, location: Location | None) -> Outcome:

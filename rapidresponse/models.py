@@ -260,6 +260,8 @@ class Incident(Base):
     latitude: Mapped[float | None] = mapped_column(Float, default=None)
     longitude: Mapped[float | None] = mapped_column(Float, default=None)
     possible_flood: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when no responder could be paged: the dispatchers must act (shown on the board).
+    escalated_at: Mapped[datetime | None] = mapped_column(default=None)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dispatch.incidents import incident_opened
+from dispatch.incidents import incident_changed, incident_opened
 from dispatch.services import Services
 from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.models import InboundMessage
@@ -90,6 +90,7 @@ def answer(
                 found.limits,
                 found.reporter_keys.hashes,
                 IntakeRules(),
+                found.settings.verify_quorum,
             )
             outcome = hotline.handle(phone, body, location)
     except Replay:
@@ -103,6 +104,8 @@ def after_commit(found: Services, outcome: Outcome) -> None:
     """Tell the board (ids only), once what it will re-read is committed."""
     if outcome.new_incident_id is not None:
         incident_opened(found, outcome.new_incident_id)
+    if outcome.transition is not None:
+        incident_changed(found, outcome.transition)
 
 
 def twilio_location(form: Mapping[str, str]) -> Location | None:

@@ -16,6 +16,10 @@ SAMPLE = {
     "choices": "Cully, Kenton, Lents",
     "example": "97211",
     "code": "K7P2",
+    "codes": "K7P2, M3T9",
+    "verdict": "FALSE ALARM",
+    # A page quotes up to 60 characters of the first report.
+    "what": "ICE van and 4 agents in vests at NE 42nd and Killingswort...",
 }
 
 

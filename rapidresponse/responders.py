@@ -1,0 +1,74 @@
+"""Texts from responders: ON/OFF shifts, GO, and verdicts on the incidents they were sent to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from rapidresponse.commands import Command, Keyword
+from rapidresponse.crypto import FieldCipher
+from rapidresponse.messages import text
+from rapidresponse.models import Language, Responder, Verdict, utcnow
+from rapidresponse.subscribers import Reply
+from rapidresponse.verification import (
+    Transition,
+    acknowledge,
+    find_dispatch,
+    record_verdict,
+    set_shift,
+)
+
+RESPONDER_WORDS = frozenset(
+    {Keyword.ON, Keyword.OFF, Keyword.GO, Keyword.CONFIRM, Keyword.FALSE, Keyword.UNCLEAR}
+)
+VERDICTS = {
+    Keyword.CONFIRM: Verdict.CONFIRM,
+    Keyword.FALSE: Verdict.FALSE,
+    Keyword.UNCLEAR: Verdict.UNCLEAR,
+}
+
+
+@dataclass(frozen=True)
+class ResponderAnswer:
+    reply: Reply
+    transition: Transition | None = None
+
+
+class ResponderDesk:
+    def __init__(self, session: Session, cipher: FieldCipher, quorum: int) -> None:
+        self.session = session
+        self.cipher = cipher
+        self.quorum = quorum
+
+    def handle(self, responder: Responder, command: Command) -> ResponderAnswer:
+        if command.language is Language.ES:
+            responder.language = Language.ES
+        responder.last_seen_at = utcnow()
+        language = responder.language
+        if command.keyword in (Keyword.ON, Keyword.OFF):
+            set_shift(self.session, responder, command.keyword is Keyword.ON)
+            return _say(
+                language, "sms.on_shift" if command.keyword is Keyword.ON else "sms.off_shift"
+            )
+        dispatches = find_dispatch(self.session, responder, command.code)
+        if not dispatches:
+            return _say(language, "sms.no_dispatch")
+        if len(dispatches) > 1:
+            codes = [d.incident.code for d in dispatches]
+            return _say(language, "sms.which_dispatch", codes=", ".join(codes), example=codes[0])
+        dispatch, code = dispatches[0], dispatches[0].incident.code
+        if command.keyword is Keyword.GO:
+            acknowledge(self.session, dispatch)
+            return _say(language, "sms.go_ack", code=code)
+        verdict = VERDICTS[command.keyword]
+        transition = record_verdict(
+            self.session, self.cipher, dispatch, verdict, command.argument, self.quorum
+        )
+        word = text(language, f"sms.verdict.{verdict.value}")
+        reply = Reply(text(language, "sms.verdict_ack", code=code, verdict=word))
+        return ResponderAnswer(reply, transition)
+
+
+def _say(language: Language, message_id: str, **params: str) -> ResponderAnswer:
+    return ResponderAnswer(Reply(text(language, message_id, **params)))

@@ -1,0 +1,241 @@
+"""Responders: who gets paged for an incident, and how their verdicts decide its state.
+
+Only verdicts from dispatched responders count. ``quorum`` confirmations make an incident
+``confirmed`` (the only state that can lead to a public alert); ``quorum`` false-alarm
+verdicts make it ``false_alarm``; nothing conclusive by the deadline makes it
+``unverified``. Every transition is written to the audit trail, with ids, never numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shapely.geometry import shape
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rapidresponse import audit
+from rapidresponse.crypto import FieldCipher, Purpose
+from rapidresponse.models import (
+    Area,
+    Dispatch,
+    DispatchState,
+    Incident,
+    IncidentState,
+    Report,
+    Responder,
+    Verdict,
+    responder_areas,
+    utcnow,
+)
+
+PAGEABLE_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED)
+OPEN_DISPATCH_STATES = (DispatchState.PAGED, DispatchState.GOING)
+# Areas whose outlines come this close (degrees, about 300 m) count as adjacent.
+ADJACENCY_MARGIN = 0.003
+PAGE_TEXT_CHARS = 60  # of the first report, in the page
+
+
+@dataclass(frozen=True)
+class Transition:
+    incident_id: int
+    state: IncidentState
+
+
+def actor(responder: Responder) -> str:
+    return f"responder:{responder.id}"
+
+
+def set_state(session: Session, incident: Incident, state: IncidentState, by: str) -> Transition:
+    previous = incident.state
+    incident.state, incident.state_changed_at = state, utcnow()
+    audit.record(
+        session,
+        actor=by,
+        action=f"incident.{state.value}",
+        subject=f"incident:{incident.id}",
+        details={"from": previous.value},
+    )
+    return Transition(incident.id, state)
+
+
+def responders_to_page(session: Session, incident: Incident, wanted: int) -> list[Responder]:
+    """On-shift responders not yet paged for it: its own area's first, then adjacent areas'."""
+    if incident.area_id is None or wanted <= 0:
+        return []
+    already = select(Dispatch.responder_id).where(Dispatch.incident_id == incident.id)
+    chosen: list[Responder] = []
+    for area_ids in ([incident.area_id], _adjacent_area_ids(session, incident.area_id)):
+        candidates = session.scalars(
+            select(Responder)
+            .join(responder_areas)
+            .where(
+                responder_areas.c.area_id.in_(area_ids),
+                Responder.on_shift,
+                Responder.active,
+                Responder.id.not_in(already),
+                Responder.id.not_in([r.id for r in chosen]),
+            )
+            .order_by(Responder.last_seen_at.desc().nulls_last(), Responder.id)
+            .distinct()
+        ).all()
+        chosen.extend(candidates[: wanted - len(chosen)])
+        if len(chosen) >= wanted:
+            break
+    return chosen
+
+
+def _adjacent_area_ids(session: Session, area_id: int) -> list[int]:
+    areas = session.scalars(select(Area).where(Area.geometry.is_not(None))).all()
+    home = next((a for a in areas if a.id == area_id), None)
+    if home is None or home.geometry is None:
+        return []
+    reach = shape(home.geometry).buffer(ADJACENCY_MARGIN)
+    return [
+        a.id
+        for a in areas
+        if a.id != area_id and a.geometry and reach.intersects(shape(a.geometry))
+    ]
+
+
+def open_dispatches(
+    session: Session, incident: Incident, responders: Sequence[Responder]
+) -> list[Dispatch]:
+    dispatches = [Dispatch(incident_id=incident.id, responder_id=r.id) for r in responders]
+    session.add_all(dispatches)
+    session.flush()
+    for dispatch in dispatches:
+        audit.record(
+            session,
+            actor="system",
+            action="dispatch.paged",
+            subject=f"incident:{incident.id}",
+            details={"responder": dispatch.responder_id},
+        )
+    if dispatches and incident.state is IncidentState.REPORTED:
+        set_state(session, incident, IncidentState.DISPATCHED, "system")
+    return dispatches
+
+
+def escalate(session: Session, incident: Incident) -> bool:
+    """Nobody to page: flag it for the dispatchers (once). True if newly flagged."""
+    if incident.escalated_at is not None:
+        return False
+    incident.escalated_at = utcnow()
+    audit.record(
+        session,
+        actor="system",
+        action="incident.escalated",
+        subject=f"incident:{incident.id}",
+        details={"placed": incident.area_id is not None},
+    )
+    return True
+
+
+def page_summary(session: Session, cipher: FieldCipher, incident: Incident) -> str:
+    """What was seen, from the first report, short enough for one SMS page."""
+    first = session.scalar(
+        select(Report).where(Report.incident_id == incident.id).order_by(Report.id).limit(1)
+    )
+    if first is None or first.text_sealed is None:
+        return ""
+    text = " ".join(cipher.decrypt(first.text_sealed, Purpose.REPORT_TEXT).split())
+    # "..." not "…": the ellipsis character is not GSM-7 and would double the cost.
+    return text if len(text) <= PAGE_TEXT_CHARS else text[: PAGE_TEXT_CHARS - 3] + "..."
+
+
+def find_dispatch(session: Session, responder: Responder, code: str | None) -> list[Dispatch]:
+    """The responder's open dispatch for ``code``, or all open ones when no code is given."""
+    query = (
+        select(Dispatch)
+        .join(Incident)
+        .where(Dispatch.responder_id == responder.id, Dispatch.state.in_(OPEN_DISPATCH_STATES))
+        .order_by(Dispatch.paged_at.desc())
+    )
+    if code is not None:
+        query = query.where(Incident.code == code.upper())
+    return list(session.scalars(query))
+
+
+def acknowledge(session: Session, dispatch: Dispatch) -> None:
+    if dispatch.state is DispatchState.PAGED:
+        dispatch.state, dispatch.acknowledged_at = DispatchState.GOING, utcnow()
+        audit.record(
+            session,
+            actor=f"responder:{dispatch.responder_id}",
+            action="dispatch.going",
+            subject=f"incident:{dispatch.incident_id}",
+        )
+
+
+def record_verdict(
+    session: Session,
+    cipher: FieldCipher,
+    dispatch: Dispatch,
+    verdict: Verdict,
+    note: str,
+    quorum: int,
+) -> Transition | None:
+    """Store a responder's verdict; return the incident's transition if it decided one."""
+    dispatch.verdict, dispatch.verdict_at = verdict, utcnow()
+    dispatch.acknowledged_at = dispatch.acknowledged_at or dispatch.verdict_at
+    dispatch.state = DispatchState.DONE
+    dispatch.note_sealed = cipher.encrypt(note, Purpose.DISPATCH_NOTE) if note else None
+    by = f"responder:{dispatch.responder_id}"
+    audit.record(
+        session,
+        actor=by,
+        action=f"verdict.{verdict.value}",
+        subject=f"incident:{dispatch.incident_id}",
+    )
+    session.flush()
+    incident = session.get_one(Incident, dispatch.incident_id)
+    if incident.state not in PAGEABLE_STATES:
+        return None  # already decided; the verdict still counts on the record
+    tally: dict[Verdict | None, int] = {
+        verdict: count
+        for verdict, count in session.execute(
+            select(Dispatch.verdict, func.count())
+            .where(Dispatch.incident_id == incident.id, Dispatch.verdict.is_not(None))
+            .group_by(Dispatch.verdict)
+        )
+    }
+    if tally.get(Verdict.CONFIRM, 0) >= quorum:
+        return set_state(session, incident, IncidentState.CONFIRMED, by)
+    if tally.get(Verdict.FALSE, 0) >= quorum:
+        return set_state(session, incident, IncidentState.FALSE_ALARM, by)
+    return None
+
+
+def time_out_dispatch(session: Session, dispatch_id: int) -> Dispatch | None:
+    """Mark a page that was never acknowledged; the dispatch, if it did time out."""
+    dispatch = session.get(Dispatch, dispatch_id)
+    if dispatch is None or dispatch.state is not DispatchState.PAGED:
+        return None
+    dispatch.state = DispatchState.TIMED_OUT
+    audit.record(
+        session,
+        actor="system",
+        action="dispatch.timed_out",
+        subject=f"incident:{dispatch.incident_id}",
+        details={"responder": dispatch.responder_id},
+    )
+    return dispatch
+
+
+def expire_verification(session: Session, incident_id: int) -> Transition | None:
+    """Past the deadline with nothing conclusive: unverified (no public alert)."""
+    incident = session.get(Incident, incident_id)
+    if incident is None or incident.state not in PAGEABLE_STATES:
+        return None
+    return set_state(session, incident, IncidentState.UNVERIFIED, "system")
+
+
+def set_shift(session: Session, responder: Responder, on_shift: bool) -> None:
+    responder.on_shift, responder.last_seen_at = on_shift, utcnow()
+    audit.record(
+        session,
+        actor=actor(responder),
+        action="responder.on_shift" if on_shift else "responder.off_shift",
+    )

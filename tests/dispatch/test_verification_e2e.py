@@ -1,0 +1,272 @@
+"""Sightings to verified incidents, end to end: signed webhooks, real worker processes,
+a local Twilio-compatible server, the real database and Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+from flask import Flask
+from redis import Redis
+from sqlalchemy import select
+
+from dispatch.live import DEFAULT_CHANNEL
+from dispatch.redis_conn import connect
+from dispatch.services import Services
+from rapidresponse import audit
+from rapidresponse.areas import find_area
+from rapidresponse.models import (
+    AuditEvent,
+    Dispatch,
+    DispatchState,
+    Incident,
+    IncidentState,
+    Language,
+)
+from rapidresponse.people import add_responder
+from rapidresponse.reports import counts
+from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.twilio_fake import FakeTwilio
+from tests.web.sms_helpers import Phone
+
+pytestmark = [pytest.mark.slow, pytest.mark.sends_through_api]
+
+REPORTERS = ("+15035550142", "+19715550177", "+15035550163")
+ANA = "+15035550111"  # responder for Cully, paged first
+BEN = "+15035550122"  # responder for Cully, paged when Ana does not answer
+SIGHTINGS = (
+    "ICE van and 4 agents in vests at NE 42nd and Killingsworth, Cully",
+    "hay agentes de inmigracion en la esquina de 42 y Killingsworth en Cully",
+    "Two unmarked trucks with agents at Killingsworth & 42nd Ave, Cully",
+)
+
+
+@dataclass
+class Scene:
+    app: Flask
+    services: Services
+    fake: FakeTwilio
+    env: dict[str, str]
+    events: list[dict[str, object]]
+    worker_output: list[str]
+
+    def text(self, number: str, body: str) -> str | None:
+        return Phone(self.app.test_client(), number).text(body)
+
+    def work(self) -> None:
+        """One real `rapidresponse worker --burst` run (with its scheduler)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "web.cli", "worker", "--burst"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        self.worker_output.append(done.stdout + done.stderr)
+
+    def incident(self) -> Incident:
+        """The incident the three reports made (a stranger's text may open another)."""
+        with self.services.database.session() as session:
+            return session.scalars(select(Incident).order_by(Incident.id)).first()  # type: ignore[return-value]
+
+    def pages_to(self, number: str) -> list[str]:
+        return [m.body for m in self.fake.messages if m.to == number]
+
+
+def listen(redis_url: str, events: list[dict[str, object]]) -> Callable[[], None]:
+    """Collect the live events (Socket.IO through Redis) published during the test.
+
+    Returns the function that stops listening (and waits for the listener to finish).
+    """
+    client = connect(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(DEFAULT_CHANNEL)
+    stopping = threading.Event()
+
+    def run() -> None:
+        while not stopping.is_set():
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None:
+                events.append(json.loads(message["data"]))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(5)
+        pubsub.close()
+        client.close()
+
+    return stop
+
+
+@pytest.fixture
+def scene(
+    twilio_services: Services, fake: FakeTwilio, cli_env: dict[str, str], redis_client: Redis
+) -> Iterator[Scene]:
+    twilio_services.settings = replace(
+        twilio_services.settings, ack_timeout_seconds=2, verify_deadline_seconds=3600
+    )
+    with twilio_services.database.session() as session:
+        cully = find_area(session, "cully")
+        assert cully is not None
+        for name, phone in (("Ana", ANA), ("Ben", BEN)):
+            responder = add_responder(
+                session,
+                twilio_services.cipher,
+                twilio_services.index,
+                name=name,
+                phone_e164=phone,
+                areas=[cully],
+                language=Language.EN,
+            )
+            responder.on_shift = True
+    from web import create_app
+
+    app = create_app(services=twilio_services, test_config={"TESTING": True})
+    env = {
+        **cli_env,
+        "SMS_BACKEND": "twilio",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": FROM_NUMBER,
+        "TWILIO_API_URL": fake.url,
+        "DISPATCH_ACK_SECONDS": "2",
+    }
+    events: list[dict[str, object]] = []
+    stop = listen(twilio_services.redis_url, events)
+    yield Scene(app, twilio_services, fake, env, events, [])
+    stop()
+
+
+def three_reports(scene: Scene) -> Incident:
+    for number, body in zip(REPORTERS, SIGHTINGS, strict=True):
+        assert scene.text(number, body) is not None
+    incident = scene.incident()
+    with scene.services.database.session() as session:
+        assert counts(session, incident.id) == (3, 3, 0)
+    return incident
+
+
+def event_names(scene: Scene) -> list[str]:
+    time.sleep(0.3)  # let the listener drain
+    return [str(event.get("event")) for event in scene.events]
+
+
+def test_three_reports_a_page_go_and_confirm_make_a_confirmed_incident(scene: Scene) -> None:
+    incident = three_reports(scene)
+    scene.work()
+
+    [page] = scene.pages_to(ANA)
+    assert page.startswith(f"{incident.code}: possible sighting in Cully: ICE van and 4 agents")
+    assert scene.pages_to(BEN) == []
+    assert scene.incident().state is IncidentState.DISPATCHED
+
+    assert scene.text(ANA, f"{incident.code} GO") is not None
+    answer = scene.text(ANA, f"{incident.code} CONFIRM 3 vans, agents in vests")
+    assert answer == f"Recorded for {incident.code}: CONFIRMED. Thank you."
+    assert scene.incident().state is IncidentState.CONFIRMED
+    assert "incident_confirmed" in event_names(scene)
+    with scene.services.database.session() as session:
+        actions = [e.action for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+        assert audit.verify(session) is None
+    assert actions[-3:] == ["dispatch.going", "verdict.confirm", "incident.confirmed"]
+    assert "incident.dispatched" in actions
+
+
+def test_no_acknowledgement_pages_the_next_responder(scene: Scene) -> None:
+    incident = three_reports(scene)
+    scene.work()
+    assert len(scene.pages_to(ANA)) == 1
+    time.sleep(2.5)  # past DISPATCH_ACK_SECONDS
+    scene.work()
+    assert len(scene.pages_to(BEN)) == 1
+    with scene.services.database.session() as session:
+        rows = session.execute(
+            select(Dispatch.responder_id, Dispatch.state).where(Dispatch.incident_id == incident.id)
+        ).all()
+        states = {responder: state for responder, state in rows}
+    assert sorted(s.value for s in states.values()) == ["paged", "timed_out"]
+    # Ben answers without the code: he has one open dispatch.
+    assert scene.text(BEN, "voy") is not None
+    assert scene.text(BEN, "CONFIRMO dos camionetas") == (  # Spanish words: Spanish answer
+        f"Anotado para {incident.code}: CONFIRMADO. Gracias."
+    )
+    assert scene.incident().state is IncidentState.CONFIRMED
+
+
+def test_a_false_verdict_makes_a_false_alarm_and_no_alert_event(scene: Scene) -> None:
+    incident = three_reports(scene)
+    scene.work()
+    scene.text(ANA, f"{incident.code} GO")
+    assert scene.text(ANA, f"FALSE {incident.code} it was a utility crew") is not None
+    assert scene.incident().state is IncidentState.FALSE_ALARM
+    names = event_names(scene)
+    assert "incident_changed" in names and "incident_confirmed" not in names
+
+
+def test_silence_until_the_deadline_leaves_it_unverified(scene: Scene) -> None:
+    scene.services.settings = replace(scene.services.settings, verify_deadline_seconds=1)
+    three_reports(scene)
+    time.sleep(1.5)
+    scene.work()
+    assert scene.incident().state is IncidentState.UNVERIFIED
+    assert "incident_confirmed" not in event_names(scene)
+
+
+def test_nobody_on_shift_escalates_to_the_dispatchers(scene: Scene) -> None:
+    scene.text(ANA, "OFF")
+    scene.text(BEN, "OFF")
+    three_reports(scene)
+    scene.work()
+    assert scene.fake.messages == []
+    assert scene.incident().escalated_at is not None
+    assert "incident_escalated" in event_names(scene)
+
+
+def test_a_verdict_from_someone_not_dispatched_changes_nothing(scene: Scene) -> None:
+    incident = three_reports(scene)
+    scene.work()
+    # Ben was not paged: his CONFIRM is not a verdict. A stranger's CONFIRM is a report.
+    assert scene.text(BEN, f"{incident.code} CONFIRM") == (
+        "We found no open dispatch for you. Include its code, for example: K7P2 GO"
+    )
+    scene.text("+15035550199", f"{incident.code} CONFIRM")
+    assert scene.incident().state is IncidentState.DISPATCHED
+
+
+def test_numbers_and_report_text_stay_out_of_logs_jobs_and_redis_keys(
+    scene: Scene, redis_client: Redis
+) -> None:
+    incident = three_reports(scene)
+    scene.work()
+    scene.text(ANA, f"{incident.code} GO")
+    scene.work()
+    secrets = [n.lstrip("+").encode() for n in (*REPORTERS, ANA, BEN)]
+    secrets += [b"Killingsworth", b"agentes de inmigracion", b"unmarked trucks"]
+    keys = b" ".join(redis_client.scan_iter(count=10_000))
+    job_data = b""
+    for key in redis_client.scan_iter(match="rq:job:*", count=10_000):
+        raw = redis_client.hget(key, "data")
+        if raw:
+            job_data += zlib.decompress(raw)
+    logs = "\n".join(scene.worker_output).encode()
+    for secret in secrets:
+        assert secret not in keys
+        assert secret not in job_data
+        assert secret not in logs
+    assert job_data  # the scan did see the jobs
+    assert all(page.count(incident.code) >= 1 for page in scene.pages_to(ANA))
+    with scene.services.database.session() as session:
+        dispatch = session.scalars(select(Dispatch)).first()
+        assert dispatch is not None and dispatch.state is DispatchState.GOING
