@@ -5,6 +5,7 @@ from __future__ import annotations
 from rq import Worker
 from rq.serializers import JSONSerializer
 
+from dispatch.housekeeping import start as start_housekeeping
 from dispatch.queues import all_queues
 from dispatch.services import Services, install
 
@@ -22,11 +23,18 @@ def run_worker(
         Whether any job was processed.
     """
     install(services)  # the forked work horses inherit these
+    housekeeping = None if burst else start_housekeeping(services.redis)
     worker = Worker(
         all_queues(services.redis), connection=services.redis, name=name, serializer=JSONSerializer
     )
-    return bool(
-        worker.work(
-            burst=burst, with_scheduler=with_scheduler, logging_level=services.settings.log_level
+    try:
+        return bool(
+            worker.work(
+                burst=burst,
+                with_scheduler=with_scheduler,
+                logging_level=services.settings.log_level,
+            )
         )
-    )
+    finally:
+        if housekeeping is not None:
+            housekeeping.set()

@@ -232,3 +232,26 @@ def counts(session: Session, incident_id: int) -> tuple[int, int, int]:
     # A report without a reporter hash (web form, or Redis was down) counts on its own.
     independent = len({r.reporter_hash or f"report:{r.id}" for r in reports})
     return len(reports), independent, sum(1 for r in reports if r.eyewitness)
+
+
+def purge_report_texts(session: Session, retention: timedelta) -> int:
+    """Erase the text of reports whose incident closed more than ``retention`` ago.
+
+    Only the text goes (codes, counts, places and times stay for the record). SQLite's
+    secure_delete overwrites the freed pages; PostgreSQL's VACUUM reclaims them.
+    """
+    cutoff = utcnow() - retention
+    closed = select(Incident.id).where(
+        Incident.state == IncidentState.CLOSED, Incident.closed_at <= cutoff
+    )
+    reports = session.scalars(
+        select(Report).where(Report.incident_id.in_(closed), Report.text_sealed.is_not(None))
+    ).all()
+    now = utcnow()
+    for report in reports:
+        report.text_sealed, report.text_purged_at = None, now
+    if reports:
+        audit.record(
+            session, actor="system", action="reports.text_purged", details={"count": len(reports)}
+        )
+    return len(reports)

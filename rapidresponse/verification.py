@@ -239,3 +239,9 @@ def set_shift(session: Session, responder: Responder, on_shift: bool) -> None:
         actor=actor(responder),
         action="responder.on_shift" if on_shift else "responder.off_shift",
     )
+
+
+def close_incident(session: Session, incident: Incident, by: str) -> Transition:
+    """Close a decided (or abandoned) incident; its report text is purged after retention."""
+    incident.closed_at = utcnow()
+    return set_state(session, incident, IncidentState.CLOSED, by)

@@ -14,6 +14,7 @@ from typing import TextIO
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.redis_conn import EmbeddedRedis, RedisUnavailable
@@ -21,11 +22,12 @@ from rapidresponse.areas import find_area, import_areas
 from rapidresponse.config import ConfigError, Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
 from rapidresponse.db import Database, upgrade
-from rapidresponse.models import Area, Language, StaffRole
+from rapidresponse.models import Area, Incident, IncidentState, Language, StaffRole
 from rapidresponse.passwords import WeakPassword, generate_password
 from rapidresponse.people import AlreadyExists, add_responder, add_staff_user
 from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
 from rapidresponse.regions import PropertyNames, RegionError, load_region_file
+from rapidresponse.verification import close_incident
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -205,6 +207,29 @@ def _area_or_fail(session: Session, text: str) -> Area:
             f"no area called {text!r}; import a region first", param_hint="--area"
         )
     return area
+
+
+@cli.group("incident")
+def incident_group() -> None:
+    """Incidents: close one when it is over (its report text is then purged after retention)."""
+
+
+@incident_group.command("close", with_appcontext=False)
+@click.argument("code")
+def incident_close_command(code: str) -> None:
+    """Close the incident with this code."""
+    settings = settings_from_env()
+    with database_session(settings) as session:
+        incident = session.scalar(select(Incident).where(Incident.code == code.strip().upper()))
+        if incident is None:
+            raise click.ClickException(f"no incident with code {code.strip().upper()!r}")
+        if incident.state is IncidentState.CLOSED:
+            raise click.ClickException(f"incident {incident.code} is already closed")
+        close_incident(session, incident, "operator:cli")
+        click.echo(
+            f"Incident {incident.code} closed; its report text will be purged after "
+            f"{settings.report_retention_days} days."
+        )
 
 
 @cli.group("user")

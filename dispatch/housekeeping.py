@@ -1,0 +1,77 @@
+"""Periodic jobs (retention purges, later the delivery reaper), enqueued by every worker.
+
+Each worker runs a small thread that, once per period, tries to take that period's slot
+in Redis (SET NX): exactly one worker enqueues each run, however many are running, and a
+worker that dies takes nothing with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from dispatch.queues import QueueName, enqueue
+from dispatch.services import current
+
+log = logging.getLogger(__name__)
+
+SLOT_PREFIX = "rr:housekeeping:"
+
+
+def purge_report_texts_job() -> int:
+    """Erase report texts past their retention (see ``rapidresponse.reports``)."""
+    from rapidresponse.reports import purge_report_texts
+
+    services = current()
+    retention = timedelta(days=services.settings.report_retention_days)
+    with services.database.session() as session:
+        return purge_report_texts(session, retention)
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    every: timedelta
+    job: Callable[..., Any]
+
+
+PERIODIC = (Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),)
+
+
+def enqueue_due(
+    redis: Redis, tasks: tuple[Periodic, ...] = PERIODIC, now: float | None = None
+) -> list[str]:
+    """Enqueue each task whose current slot no other worker has taken yet."""
+    now = time.time() if now is None else now
+    enqueued = []
+    for task in tasks:
+        period = int(task.every.total_seconds())
+        slot = f"{SLOT_PREFIX}{task.name}:{int(now // period)}"
+        if redis.set(slot, 1, nx=True, ex=period * 2):
+            enqueue(redis, QueueName.BULK, task.job)
+            enqueued.append(task.name)
+    return enqueued
+
+
+def start(redis: Redis, interval: float = 60.0) -> threading.Event:
+    """Run ``enqueue_due`` every ``interval`` seconds in a daemon thread; set the event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                enqueue_due(redis)
+            except (RedisError, OSError) as error:
+                log.warning("housekeeping skipped a round (%s)", error.__class__.__name__)
+            stop.wait(interval)
+
+    threading.Thread(target=loop, name="rapidresponse-housekeeping", daemon=True).start()
+    return stop

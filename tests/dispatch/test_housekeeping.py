@@ -1,0 +1,84 @@
+"""Closing incidents, purging report text after retention, and the periodic job slots."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from click.testing import CliRunner
+from redis import Redis
+from sqlalchemy import select, update
+
+from dispatch import housekeeping
+from dispatch.queues import QueueName, queue
+from dispatch.services import Services
+from rapidresponse import audit
+from rapidresponse.models import Incident, IncidentState, Report, ReportChannel, utcnow
+from rapidresponse.reports import IntakeRules, ReportDesk, Sighting
+from web.cli import cli
+
+
+def a_report(services: Services) -> str:
+    with services.database.session() as session:
+        intake = ReportDesk(session, services.cipher, IntakeRules()).receive(
+            Sighting(text="agents at the corner of 82nd and Foster", channel=ReportChannel.WEB)
+        )
+        return session.get_one(Incident, intake.incident_id).code
+
+
+def close(environ: dict[str, str], code: str) -> str:
+    result = CliRunner().invoke(cli, ["incident", "close", code], env=environ)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_closing_an_incident_is_audited(services: Services, environ: dict[str, str]) -> None:
+    code = a_report(services)
+    assert close(environ, code.lower()).startswith(f"Incident {code} closed")
+    with services.database.session() as session:
+        incident = session.scalars(select(Incident)).one()
+        assert incident.state is IncidentState.CLOSED and incident.closed_at is not None
+        assert audit.verify(session) is None
+    again = CliRunner().invoke(cli, ["incident", "close", code], env=environ)
+    assert again.exit_code == 1 and "already closed" in again.output
+    unknown = CliRunner().invoke(cli, ["incident", "close", "Q9Q9"], env=environ)
+    assert unknown.exit_code == 1 and "no incident with code 'Q9Q9'" in unknown.output
+
+
+def test_report_text_is_purged_after_retention_once_closed(
+    services: Services, environ: dict[str, str]
+) -> None:
+    from dispatch.housekeeping import purge_report_texts_job
+
+    open_code = a_report(services)
+    closed_code = a_report(services)
+    close(environ, closed_code)
+    assert purge_report_texts_job() == 0  # within retention: kept
+    with services.database.session() as session:
+        session.execute(
+            update(Incident)
+            .where(Incident.code == closed_code)
+            .values(closed_at=utcnow() - timedelta(days=31))
+        )
+    assert purge_report_texts_job() == 1
+    with services.database.session() as session:
+        rows = {r.incident.code: r for r in session.scalars(select(Report))}
+        assert rows[closed_code].text_sealed is None and rows[closed_code].text_purged_at
+        assert rows[open_code].text_sealed is not None  # its incident is still open
+
+
+def test_retention_is_configurable(services: Services, environ: dict[str, str]) -> None:
+    from dispatch.housekeeping import purge_report_texts_job
+
+    services.settings = replace(services.settings, report_retention_days=0)
+    close(environ, a_report(services))
+    assert purge_report_texts_job() == 1
+
+
+def test_each_period_is_enqueued_by_exactly_one_worker(redis_client: Redis) -> None:
+    now = 1_800_000_000.0
+    first = housekeeping.enqueue_due(redis_client, now=now)
+    second = housekeeping.enqueue_due(redis_client, now=now + 5)  # another worker, same hour
+    third = housekeeping.enqueue_due(redis_client, now=now + 3600)  # the next hour
+    assert first == ["purge-report-texts"] and second == [] and third == ["purge-report-texts"]
+    assert queue(QueueName.BULK, redis_client).count == 2
