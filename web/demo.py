@@ -78,7 +78,7 @@ def prepare_demo_data(settings: Settings) -> str:
                         for slug in person.areas
                         if (area := find_area(session, slug)) is not None
                     ]
-                    add_responder(
+                    responder = add_responder(
                         session,
                         cipher,
                         index,
@@ -87,6 +87,7 @@ def prepare_demo_data(settings: Settings) -> str:
                         areas=areas,
                         language=person.language,
                     )
+                    responder.on_shift = True  # so a demo report pages someone at once
             user = session.scalar(select(StaffUser).where(StaffUser.email == DEMO_LOGIN))
             if user is None:
                 add_staff_user(
