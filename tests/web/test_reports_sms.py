@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from flask import Flask
 from sqlalchemy import select
@@ -193,3 +195,16 @@ def test_the_inbound_url_is_what_is_signed() -> None:
     params = {"From": ALICE, "Body": "x", "MessageSid": new_sid()}
     assert sign(params) == sign(params, url=INBOUND_URL)
     assert twiml_message("<Response/>") is None
+
+
+def test_the_web_process_logs_no_number_and_no_text(
+    alice: Phone, beto: Phone, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice.text(SIGHTING)
+    alice.text("more: they have a list of names")
+    beto.text("UNIRSE Cully")
+    beto.text("STOP")
+    logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
+    for secret in ("5035550142", "9715550177", "Killingsworth", "list of names"):
+        assert secret not in logged
