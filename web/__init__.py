@@ -54,11 +54,13 @@ def create_app(
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
-    from web import errors, health, home, simulator, sms
+    from web import errors, health, home, report, simulator, sms
 
     app.register_blueprint(home.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(sms.bp)
+    app.register_blueprint(report.bp)
+    report.init_babel(app)
     errors.register(app)
     csrf.exempt(sms.bp)  # Twilio cannot send a CSRF token; its signature is checked instead
     if settings.sms_backend == "simulator" and not settings.is_production:
