@@ -69,6 +69,7 @@ class Settings:
     ack_timeout_seconds: int = 300  # a paged responder's time to answer GO (DISPATCH_ACK_SECONDS)
     verify_deadline_seconds: int = 2700  # then unverified (VERIFY_DEADLINE_SECONDS)
     report_retention_days: int = 30  # report text kept after its incident closes
+    trusted_proxies: int = 0  # reverse proxies in front of web, trusted for X-Forwarded-*
 
     @property
     def is_production(self) -> bool:
@@ -163,6 +164,7 @@ def _load(env: _Env) -> Settings:
         ack_timeout_seconds=env.integer("DISPATCH_ACK_SECONDS", default=300, minimum=1),
         verify_deadline_seconds=env.integer("VERIFY_DEADLINE_SECONDS", default=2700, minimum=1),
         report_retention_days=env.integer("REPORT_RETENTION_DAYS", default=30, minimum=0),
+        trusted_proxies=env.integer("TRUSTED_PROXIES", default=0, minimum=0),
     )
     _check_twilio_complete(settings)
     return settings

@@ -15,8 +15,9 @@ from rapidresponse.commands import normalize
 from rapidresponse.models import Area
 
 MAX_SUGGESTIONS = 3
-# Shorter names would match ordinary words in a report ("end", "top").
-MIN_NAME_LENGTH = 4
+# Shorter names would match ordinary words in a report: "hand" (an alias of
+# Hosford-Abernethy), "king" (MLK Blvd crosses many neighborhoods).
+MIN_NAME_LENGTH = 5
 _ZIP = re.compile(r"\b\d{5}\b")
 # Words people put before a place name: "UNIRSE a Cully", "JOIN in Lents".
 LEADING_WORDS = frozenset({"a", "al", "de", "del", "en", "in", "to", "at"})

@@ -56,6 +56,7 @@ class Sighting:
     longitude: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     eyewitness: bool = False
+    place_hint: str = ""  # a "where" field, searched before the whole text
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class ReportDesk:
             channel=sighting.channel,
             reporter_hash=sighting.reporter_hashes[0] if sighting.reporter_hashes else None,
             text_sealed=seal_text(self.cipher, sighting.text),
-            details=sighting.details,
+            # Which fields were given, never their values: those are in the sealed text.
+            details={"fields": sorted(name for name, value in sighting.details.items() if value)},
             eyewitness=sighting.eyewitness,
             latitude=sighting.latitude,
             longitude=sighting.longitude,
@@ -156,6 +158,10 @@ class ReportDesk:
         area = None
         if sighting.latitude is not None and sighting.longitude is not None:
             area = self.directory.at(sighting.longitude, sighting.latitude)
+        if area is None and sighting.place_hint:
+            area = self.directory.resolve(sighting.place_hint).area or self.directory.mentioned_in(
+                sighting.place_hint
+            )
         if area is None:
             area = self.directory.mentioned_in(sighting.text)
         return area.id if area is not None else None

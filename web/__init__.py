@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dispatch.live import live_events_manager
 from dispatch.services import Services, install
@@ -29,6 +30,11 @@ def create_app(
     services = services or Services.build(settings)
     install(services)
     app = Flask(__name__, instance_path=str(settings.instance_path))
+    if settings.trusted_proxies:
+        # Behind a reverse proxy every request comes from the proxy: without this, the
+        # per-client limits would put a whole city in one bucket.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,

@@ -310,6 +310,7 @@ def form() -> ResponseReturnValue:
         longitude=pin[1] if pin else None,
         details=composed.details,
         eyewitness=composed.eyewitness,
+        place_hint=composed.details.get("location", ""),
     )
     try:
         with found.database.session() as session:

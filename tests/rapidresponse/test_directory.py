@@ -80,3 +80,30 @@ def test_a_point_falls_in_its_neighborhood(directory: AreaDirectory) -> None:
 
 def test_a_point_outside_every_area_is_nowhere(directory: AreaDirectory) -> None:
     assert directory.at(-124.5, 45.5) is None  # the Pacific
+
+
+@pytest.mark.parametrize(
+    ("text", "slug"),
+    [
+        ("ICE van at NE 42nd and Killingsworth in Cully", "cully"),
+        ("agents near 97230 by the Fred Meyer", "parkrose"),
+        ("two trucks in Montavilla on Stark", "montavilla"),
+    ],
+)
+def test_a_report_text_names_its_area(directory: AreaDirectory, text: str, slug: str) -> None:
+    found = directory.mentioned_in(text)
+    assert found is not None and found.slug == slug
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "they had a list in hand",  # "HAND" is an alias of Hosford-Abernethy
+        "on MLK and Killingsworth",  # MLK runs through King and many others
+        "a van on Martin Luther King Blvd",
+        "Cully and Lents",  # two areas named: a dispatcher decides
+        "97203",  # a ZIP shared by St. Johns and Portsmouth
+    ],
+)
+def test_ordinary_words_and_ambiguity_place_nothing(directory: AreaDirectory, text: str) -> None:
+    assert directory.mentioned_in(text) is None

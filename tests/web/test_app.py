@@ -6,7 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+
+from dispatch.services import Services
 
 
 @pytest.mark.parametrize("path", ["/", "/healthz", "/simulator/outbox", "/no-such-page"])
@@ -46,3 +49,34 @@ def test_importing_the_web_package_connects_to_nothing() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(
+    services: Services,
+) -> None:
+    from dataclasses import replace
+
+    from flask import request
+
+    from web import create_app
+
+    services.settings = replace(services.settings, trusted_proxies=1)
+    app = create_app(services=services, test_config={"TESTING": True})
+
+    @app.get("/_whoami")
+    def whoami() -> str:
+        return request.remote_addr or ""
+
+    seen = app.test_client().get("/_whoami", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert seen.get_data(as_text=True) == "198.51.100.7"
+
+
+def test_without_trusted_proxies_forwarded_headers_are_ignored(app: Flask) -> None:
+    from flask import request
+
+    @app.get("/_whoami")
+    def whoami() -> str:
+        return request.remote_addr or ""
+
+    seen = app.test_client().get("/_whoami", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert seen.get_data(as_text=True) == "127.0.0.1"
