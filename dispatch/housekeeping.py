@@ -18,8 +18,10 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from dispatch.incidents import sweep_incidents
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import current
+from rapidresponse.reports import purge_report_texts
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,6 @@ SLOT_PREFIX = "rr:housekeeping:"
 
 def purge_report_texts_job() -> int:
     """Erase report texts past their retention (see ``rapidresponse.reports``)."""
-    from rapidresponse.reports import purge_report_texts
-
     services = current()
     retention = timedelta(days=services.settings.report_retention_days)
     with services.database.session() as session:
@@ -43,7 +43,10 @@ class Periodic:
     job: Callable[..., Any]
 
 
-PERIODIC = (Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),)
+PERIODIC = (
+    Periodic("sweep-incidents", timedelta(minutes=1), sweep_incidents),
+    Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),
+)
 
 
 def enqueue_due(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from redis.exceptions import RedisError
 from rq import Retry
 from sqlalchemy import func, select
 
@@ -16,7 +17,14 @@ from dispatch.senders import SendError
 from dispatch.services import Services, current
 from rapidresponse.crypto import Purpose
 from rapidresponse.messages import text
-from rapidresponse.models import Dispatch, DispatchState, Incident, IncidentState, Responder
+from rapidresponse.models import (
+    Dispatch,
+    DispatchState,
+    Incident,
+    IncidentState,
+    Responder,
+    utcnow,
+)
 from rapidresponse.verification import (
     OPEN_DISPATCH_STATES,
     PAGEABLE_STATES,
@@ -33,30 +41,50 @@ log = logging.getLogger(__name__)
 
 # A page that could not be sent for a moment (429, 5xx) is retried, not forgotten.
 PAGE_RETRY = Retry(max=3, interval=[5, 15, 45])
+# The sweep leaves the scheduler this long to do its own work first.
+SWEEP_GRACE_SECONDS = 60
 
 
 # --- hooks, called after a commit ------------------------------------------------------
 
 
 def incident_opened(services: Services, incident_id: int) -> None:
-    """A new incident: tell the board, find responders, and start the verification clock."""
-    services.live.emit("incident_opened", {"incident_id": incident_id})
-    enqueue(services.redis, QueueName.REPLIES, dispatch_incident, incident_id)
-    enqueue_in(
-        services.redis,
-        QueueName.REPLIES,
-        timedelta(seconds=services.settings.verify_deadline_seconds),
-        verification_deadline,
-        incident_id,
-    )
+    """A new incident: tell the board, find responders, and start the verification clock.
+
+    If Redis is unreachable this logs and returns: the incident is committed, and the
+    sweep (``sweep_incidents``) dispatches it and enforces its deadline later.
+    """
+    try:
+        services.live.emit("incident_opened", {"incident_id": incident_id})
+        enqueue(services.redis, QueueName.REPLIES, dispatch_incident, incident_id)
+        enqueue_in(
+            services.redis,
+            QueueName.REPLIES,
+            timedelta(seconds=services.settings.verify_deadline_seconds),
+            verification_deadline,
+            incident_id,
+        )
+    except (RedisError, OSError) as error:
+        log.warning(
+            "incident %s: could not reach Redis (%s); the sweep will dispatch it",
+            incident_id,
+            error.__class__.__name__,
+        )
 
 
 def incident_changed(services: Services, transition: Transition) -> None:
     """A decided incident. ``incident_confirmed`` is the event the alert broadcast consumes."""
     payload = {"incident_id": transition.incident_id, "state": transition.state.value}
-    services.live.emit("incident_changed", payload)
-    if transition.state is IncidentState.CONFIRMED:
-        services.live.emit("incident_confirmed", payload)
+    try:
+        services.live.emit("incident_changed", payload)
+        if transition.state is IncidentState.CONFIRMED:
+            services.live.emit("incident_confirmed", payload)
+    except (RedisError, OSError) as error:  # the board re-reads the record on reconnect
+        log.warning(
+            "incident %s: live event not sent (%s)",
+            transition.incident_id,
+            error.__class__.__name__,
+        )
 
 
 # --- jobs ---------------------------------------------------------------------------------
@@ -147,3 +175,45 @@ def verification_deadline(incident_id: int) -> str:
         return "already decided"
     incident_changed(services, transition)
     return "unverified"
+
+
+def sweep_incidents() -> dict[str, int]:
+    """Recover work whose jobs were lost (Redis restarted empty, or down after a commit).
+
+    Runs every minute. Undispatched incidents are dispatched, pages nobody answered in
+    time are timed out, and incidents past their verification deadline are expired, all
+    from the database, which is the record.
+    """
+    services = current()
+    settings = services.settings
+    now = utcnow()
+    grace = timedelta(seconds=SWEEP_GRACE_SECONDS)
+    with services.database.session() as session:
+        undispatched = session.scalars(
+            select(Incident.id).where(
+                Incident.state == IncidentState.REPORTED,
+                Incident.escalated_at.is_(None),
+                Incident.opened_at < now - grace,
+                Incident.id.not_in(select(Dispatch.incident_id)),
+            )
+        ).all()
+        unanswered = session.scalars(
+            select(Dispatch.id).where(
+                Dispatch.state == DispatchState.PAGED,
+                Dispatch.paged_at < now - timedelta(seconds=settings.ack_timeout_seconds) - grace,
+            )
+        ).all()
+        overdue = session.scalars(
+            select(Incident.id).where(
+                Incident.state.in_(PAGEABLE_STATES),
+                Incident.opened_at
+                < now - timedelta(seconds=settings.verify_deadline_seconds) - grace,
+            )
+        ).all()
+    for incident_id in undispatched:
+        enqueue(services.redis, QueueName.REPLIES, dispatch_incident, incident_id)
+    for dispatch_id in unanswered:
+        check_acknowledgement(dispatch_id)
+    for incident_id in overdue:
+        verification_deadline(incident_id)
+    return {"dispatched": len(undispatched), "timed_out": len(unanswered), "expired": len(overdue)}

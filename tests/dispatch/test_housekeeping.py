@@ -80,5 +80,53 @@ def test_each_period_is_enqueued_by_exactly_one_worker(redis_client: Redis) -> N
     first = housekeeping.enqueue_due(redis_client, now=now)
     second = housekeeping.enqueue_due(redis_client, now=now + 5)  # another worker, same hour
     third = housekeeping.enqueue_due(redis_client, now=now + 3600)  # the next hour
-    assert first == ["purge-report-texts"] and second == [] and third == ["purge-report-texts"]
-    assert queue(QueueName.BULK, redis_client).count == 2
+    assert first == ["sweep-incidents", "purge-report-texts"]
+    assert second == []
+    assert third == ["sweep-incidents", "purge-report-texts"]
+    assert queue(QueueName.BULK, redis_client).count == 4
+
+
+def an_incident(services: Services, **values: object) -> int:
+    from rapidresponse.areas import find_area, import_areas
+    from rapidresponse.regions import demo_region_path, load_region_file
+
+    with services.database.session() as session:
+        import_areas(session, load_region_file(demo_region_path()), "Portland")
+        cully = find_area(session, "cully")
+        assert cully is not None
+        intake = ReportDesk(session, services.cipher, IntakeRules()).receive(
+            Sighting(text="agents in Cully", channel=ReportChannel.WEB)
+        )
+        if values:
+            session.execute(
+                update(Incident).where(Incident.id == intake.incident_id).values(**values)
+            )
+        return intake.incident_id
+
+
+def test_the_sweep_dispatches_an_incident_whose_job_was_lost(
+    services: Services, redis_client: Redis
+) -> None:
+    from dispatch.incidents import sweep_incidents
+
+    an_incident(services, opened_at=utcnow() - timedelta(minutes=5))
+    assert sweep_incidents() == {"dispatched": 1, "timed_out": 0, "expired": 0}
+    assert queue(QueueName.REPLIES, redis_client).count == 1
+
+
+def test_the_sweep_expires_an_incident_past_its_deadline(services: Services) -> None:
+    from dispatch.incidents import sweep_incidents
+
+    incident_id = an_incident(
+        services, opened_at=utcnow() - timedelta(hours=2), escalated_at=utcnow()
+    )
+    assert sweep_incidents()["expired"] == 1
+    with services.database.session() as session:
+        assert session.get_one(Incident, incident_id).state is IncidentState.UNVERIFIED
+
+
+def test_the_sweep_leaves_fresh_incidents_to_the_scheduler(services: Services) -> None:
+    from dispatch.incidents import sweep_incidents
+
+    an_incident(services)
+    assert sweep_incidents() == {"dispatched": 0, "timed_out": 0, "expired": 0}

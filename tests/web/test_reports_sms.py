@@ -208,3 +208,22 @@ def test_the_web_process_logs_no_number_and_no_text(
     logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
     for secret in ("5035550142", "9715550177", "Killingsworth", "list of names"):
         assert secret not in logged
+
+
+def test_with_redis_down_a_report_is_still_stored_and_answered(
+    alice: Phone, twilio_services: Services
+) -> None:
+    from dispatch.limits import RedisAbuseLimits
+    from dispatch.live import LivePublisher
+    from dispatch.redis_conn import connect
+    from dispatch.reporter_keys import DailyReporterKeys
+
+    dead_url = "redis://127.0.0.1:1/0"
+    dead = connect(dead_url)
+    twilio_services.redis = dead
+    twilio_services.limits = RedisAbuseLimits(dead, "30/hour", "5/day")
+    twilio_services.reporter_keys = DailyReporterKeys(dead)
+    twilio_services.live = LivePublisher(dead_url)
+    answer = alice.text(SIGHTING)
+    assert answer is not None and answer.startswith("Report ")
+    assert len(reports(twilio_services)) == 1  # the sweep will dispatch it once Redis is back
