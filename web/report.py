@@ -41,8 +41,8 @@ from flask_wtf.csrf import CSRFError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
-from wtforms import HiddenField, StringField, TextAreaField  # type: ignore[import-untyped]
-from wtforms.validators import AnyOf, Length  # type: ignore[import-untyped]
+from wtforms import HiddenField, StringField, TextAreaField
+from wtforms.validators import AnyOf, Length
 
 from dispatch.form_limits import RedisFormLimits
 from dispatch.incidents import incident_opened
