@@ -70,6 +70,9 @@ class Settings:
     verify_deadline_seconds: int = 2700  # then unverified (VERIFY_DEADLINE_SECONDS)
     report_retention_days: int = 30  # report text kept after its incident closes
     trusted_proxies: int = 0  # reverse proxies in front of web, trusted for X-Forwarded-*
+    report_merge_minutes: int = 30  # a report joins an incident with a report this recent
+    report_merge_meters: int = 1500  # ... and this close, when both have coordinates
+    report_follow_up_minutes: int = 30  # texts this soon after add detail to the same report
 
     @property
     def is_production(self) -> bool:
@@ -165,6 +168,9 @@ def _load(env: _Env) -> Settings:
         verify_deadline_seconds=env.integer("VERIFY_DEADLINE_SECONDS", default=2700, minimum=1),
         report_retention_days=env.integer("REPORT_RETENTION_DAYS", default=30, minimum=0),
         trusted_proxies=env.integer("TRUSTED_PROXIES", default=0, minimum=0),
+        report_merge_minutes=env.integer("REPORT_MERGE_MINUTES", default=30, minimum=0),
+        report_merge_meters=env.integer("REPORT_MERGE_METERS", default=1500, minimum=0),
+        report_follow_up_minutes=env.integer("REPORT_FOLLOW_UP_MINUTES", default=30, minimum=0),
     )
     _check_twilio_complete(settings)
     return settings

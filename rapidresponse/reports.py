@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from rapidresponse import audit
 from rapidresponse.codes import new_code
+from rapidresponse.config import Settings
 from rapidresponse.crypto import FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import (
@@ -43,6 +44,14 @@ class IntakeRules:
     follow_up_window: timedelta = timedelta(minutes=30)
     flood_reporters: int = 8  # distinct reporters in one area within flood_window
     flood_window: timedelta = timedelta(minutes=15)
+
+
+def intake_rules(settings: Settings) -> IntakeRules:
+    return IntakeRules(
+        merge_window=timedelta(minutes=settings.report_merge_minutes),
+        merge_distance_m=float(settings.report_merge_meters),
+        follow_up_window=timedelta(minutes=settings.report_follow_up_minutes),
+    )
 
 
 @dataclass(frozen=True)

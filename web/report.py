@@ -49,7 +49,7 @@ from dispatch.incidents import incident_opened
 from dispatch.services import Services
 from rapidresponse.codes import DIGITS, LETTERS
 from rapidresponse.models import ReportChannel
-from rapidresponse.reports import MAX_REPORT_CHARS, IntakeRules, ReportDesk, Sighting
+from rapidresponse.reports import MAX_REPORT_CHARS, ReportDesk, Sighting, intake_rules
 from web.context import services
 
 log = logging.getLogger(__name__)
@@ -314,7 +314,10 @@ def form() -> ResponseReturnValue:
     )
     try:
         with found.database.session() as session:
-            intake = ReportDesk(session, found.cipher, IntakeRules()).receive(sighting)
+            desk = ReportDesk(session, found.cipher, intake_rules(found.settings))
+            intake = desk.receive(sighting)
+                sighting
+            )
     except SQLAlchemyError as error:
         log.error("report form: not stored (%s)", error.__class__.__name__)
         return _form_page(filled, notice="unavailable"), 503

@@ -22,7 +22,7 @@ from dispatch.services import Services
 from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.models import InboundMessage
 from rapidresponse.phones import InvalidPhoneNumber, normalize
-from rapidresponse.reports import IntakeRules
+from rapidresponse.reports import intake_rules
 from rapidresponse.subscribers import Reply, permit_text
 from web.context import services
 
@@ -89,7 +89,7 @@ def answer(
                 found.index,
                 found.limits,
                 found.reporter_keys.hashes,
-                IntakeRules(),
+                intake_rules(found.settings),
                 found.settings.verify_quorum,
             )
             outcome = hotline.handle(phone, body, location)

@@ -214,3 +214,24 @@ def test_processes_starting_at_once_share_one_set_of_secrets(tmp_path: Path) -> 
 def test_production_refuses_the_simulator(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^SMS_BACKEND=simulator is for development"):
         Settings.from_env(production(tmp_path, SMS_BACKEND="simulator"))
+
+
+@pytest.mark.parametrize(
+    ("name", "attribute", "default"),
+    [
+        ("REPORT_MERGE_MINUTES", "report_merge_minutes", 30),
+        ("REPORT_MERGE_METERS", "report_merge_meters", 1500),
+        ("REPORT_FOLLOW_UP_MINUTES", "report_follow_up_minutes", 30),
+        ("DISPATCH_ACK_SECONDS", "ack_timeout_seconds", 300),
+        ("VERIFY_DEADLINE_SECONDS", "verify_deadline_seconds", 2700),
+        ("REPORT_RETENTION_DAYS", "report_retention_days", 30),
+        ("TRUSTED_PROXIES", "trusted_proxies", 0),
+    ],
+)
+def test_intake_and_dispatch_timings_are_configurable(
+    tmp_path: Path, name: str, attribute: str, default: int
+) -> None:
+    assert getattr(load(tmp_path), attribute) == default
+    assert getattr(load(tmp_path, **{name: "7"}), attribute) == 7
+    with pytest.raises(ConfigError, match=f"^{name} must be"):
+        load(tmp_path, **{name: "soon"})

@@ -227,3 +227,40 @@ def test_with_redis_down_a_report_is_still_stored_and_answered(
     answer = alice.text(SIGHTING)
     assert answer is not None and answer.startswith("Report ")
     assert len(reports(twilio_services)) == 1  # the sweep will dispatch it once Redis is back
+
+
+def test_the_merge_window_is_configurable(
+    alice: Phone, beto: Phone, twilio_services: Services
+) -> None:
+    from dataclasses import replace
+
+    twilio_services.settings = replace(twilio_services.settings, report_merge_minutes=0)
+    alice.text(SIGHTING)
+    beto.text("ICE agents on Killingsworth in Cully")
+    assert len(incidents(twilio_services)) == 2  # no window: every report stands alone
+
+
+def test_far_apart_pins_in_one_area_are_different_incidents(
+    sms_app: Flask, twilio_services: Services
+) -> None:
+    from dataclasses import replace
+
+    from rapidresponse.regions import demo_region_path, load_region_file
+
+    twilio_services.settings = replace(twilio_services.settings, report_merge_meters=100)
+    cully = next(s for s in load_region_file(demo_region_path()) if s.slug == "cully")
+    west, south, east, north = cully.geometry.bounds
+    corners = [
+        (south + 0.2 * (north - south), west + 0.5 * (east - west)),
+        (south + 0.8 * (north - south), west + 0.5 * (east - west)),
+    ]
+    for n, (latitude, longitude) in enumerate(corners):
+        params = {
+            "From": f"+1503555{n + 130:04d}",
+            "Body": "agents here",
+            "MessageSid": new_sid(),
+            "Latitude": str(latitude),
+            "Longitude": str(longitude),
+        }
+        assert send(sms_app.test_client(), params).status_code == 200
+    assert len(incidents(twilio_services)) == 2
