@@ -316,8 +316,6 @@ def form() -> ResponseReturnValue:
         with found.database.session() as session:
             desk = ReportDesk(session, found.cipher, intake_rules(found.settings))
             intake = desk.receive(sighting)
-                sighting
-            )
     except SQLAlchemyError as error:
         log.error("report form: not stored (%s)", error.__class__.__name__)
         return _form_page(filled, notice="unavailable"), 503
