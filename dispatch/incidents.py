@@ -23,14 +23,17 @@ from rapidresponse.models import (
     Incident,
     IncidentState,
     Responder,
+    Verdict,
     utcnow,
 )
 from rapidresponse.verification import (
     OPEN_DISPATCH_STATES,
     PAGEABLE_STATES,
     Transition,
+    decisive_verdicts,
     escalate,
     expire_verification,
+    lock_incident,
     open_dispatches,
     page_summary,
     responders_to_page,
@@ -94,7 +97,7 @@ def dispatch_incident(incident_id: int) -> str:
     """Page enough on-shift responders to reach the quorum; escalate when there is nobody."""
     services = current()
     with services.database.session() as session:
-        incident = session.get(Incident, incident_id)
+        incident = lock_incident(session, incident_id)  # one dispatcher at a time
         if incident is None or incident.state not in PAGEABLE_STATES:
             return "closed"
         active = (
@@ -107,7 +110,11 @@ def dispatch_incident(incident_id: int) -> str:
             )
             or 0
         )
-        wanted = services.settings.verify_quorum - active
+        # Responders still out, or whose decisive verdict is already in, count towards
+        # the quorum; an UNCLEAR verdict does not, so someone else is paged.
+        tally = decisive_verdicts(session, incident_id)
+        decided = max(tally.get(Verdict.CONFIRM, 0), tally.get(Verdict.FALSE, 0))
+        wanted = services.settings.verify_quorum - active - decided
         dispatches = open_dispatches(
             session, incident, responders_to_page(session, incident, wanted)
         )
@@ -132,9 +139,9 @@ def page_responder(dispatch_id: int) -> str:
     services = current()
     with services.database.session() as session:
         dispatch = session.get_one(Dispatch, dispatch_id)
-        if dispatch.state is not DispatchState.PAGED:
-            return "skipped"
         incident = session.get_one(Incident, dispatch.incident_id)
+        if dispatch.state is not DispatchState.PAGED or incident.state not in PAGEABLE_STATES:
+            return "skipped"  # answered, timed out, or decided meanwhile: no late page
         responder = session.get_one(Responder, dispatch.responder_id)
         body = text(
             responder.language,

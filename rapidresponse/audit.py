@@ -13,12 +13,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from rapidresponse.models import AuditEvent, utcnow
 
 GENESIS = "0" * 64
+AUDIT_LOCK_KEY = 7_244_113_001  # any constant our database uses for nothing else
 _LONG_DIGIT_RUN = re.compile(r"\d{7,}")
 
 
@@ -37,6 +38,10 @@ def record(
     """Append an event after the current last one (locked, so the chain never forks)."""
     clean = dict(details or {})
     _refuse_numbers(clean)
+    if session.get_bind().dialect.name == "postgresql":
+        # Row locks cannot serialise appends (a waiter would still read the old last row):
+        # one transaction-scoped advisory lock makes appends strictly one at a time.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
     last = session.scalar(
         select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1).with_for_update()
     )

@@ -27,10 +27,20 @@ SQLITE_PRAGMAS = (
 
 
 def _apply_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the sqlite3 module, which would only BEGIN at the
+    # first write: a read before that would see data another process then changes.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+def _begin_immediately(connection: Any) -> None:
+    # One writer at a time, from the first statement on: "read the state, then change
+    # it" can never interleave with another process doing the same (SQLite has no
+    # SELECT ... FOR UPDATE). Fine for the one small server SQLite is meant for.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **options: Any) -> Engine:
@@ -42,6 +52,7 @@ def make_engine(url: str, **options: Any) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15}, **options)
     event.listen(engine, "connect", _apply_sqlite_pragmas)
+    event.listen(engine, "begin", _begin_immediately)
     return engine
 
 

@@ -12,6 +12,7 @@ from rapidresponse.messages import text
 from rapidresponse.models import Language, Responder, Verdict, utcnow
 from rapidresponse.subscribers import Reply
 from rapidresponse.verification import (
+    StaleDispatch,
     Transition,
     acknowledge,
     find_dispatch,
@@ -59,12 +60,22 @@ class ResponderDesk:
             return _say(language, "sms.which_dispatch", codes=", ".join(codes), example=codes[0])
         dispatch, code = dispatches[0], dispatches[0].incident.code
         if command.keyword is Keyword.GO:
-            acknowledge(self.session, dispatch)
+            if not acknowledge(self.session, dispatch.id):
+                return _say(language, "sms.dispatch_closed", code=code)
             return _say(language, "sms.go_ack", code=code)
         verdict = VERDICTS[command.keyword]
-        transition = record_verdict(
-            self.session, self.cipher, dispatch, verdict, command.argument, self.quorum
-        )
+        try:
+            transition = record_verdict(
+                self.session,
+                self.cipher,
+                dispatch.incident_id,
+                dispatch.id,
+                verdict,
+                command.argument,
+                self.quorum,
+            )
+        except StaleDispatch:
+            return _say(language, "sms.dispatch_closed", code=code)
         word = text(language, f"sms.verdict.{verdict.value}")
         reply = Reply(text(language, "sms.verdict_ack", code=code, verdict=word))
         return ResponderAnswer(reply, transition)

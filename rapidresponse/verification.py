@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shapely.geometry import shape
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit
@@ -48,6 +48,8 @@ def actor(responder: Responder) -> str:
 
 
 def set_state(session: Session, incident: Incident, state: IncidentState, by: str) -> Transition:
+    """Change state (the caller holds the incident's lock), audited; decided incidents
+    close their open dispatches, so no late page goes out and no stale GO lingers."""
     previous = incident.state
     incident.state, incident.state_changed_at = state, utcnow()
     audit.record(
@@ -57,7 +59,32 @@ def set_state(session: Session, incident: Incident, state: IncidentState, by: st
         subject=f"incident:{incident.id}",
         details={"from": previous.value},
     )
+    if state not in PAGEABLE_STATES:
+        session.execute(
+            update(Dispatch)
+            .where(Dispatch.incident_id == incident.id, Dispatch.state.in_(OPEN_DISPATCH_STATES))
+            .values(state=DispatchState.DONE)
+            .execution_options(synchronize_session="fetch")
+        )
     return Transition(incident.id, state)
+
+
+def lock_incident(session: Session, incident_id: int) -> Incident | None:
+    """The incident, re-read under a row lock. Lock order: incident first, then dispatch."""
+    return session.get(Incident, incident_id, with_for_update=True, populate_existing=True)
+
+
+def lock_dispatch(session: Session, dispatch_id: int) -> Dispatch | None:
+    return session.get(Dispatch, dispatch_id, with_for_update=True, populate_existing=True)
+
+
+def decisive_verdicts(session: Session, incident_id: int) -> dict[Verdict | None, int]:
+    rows = session.execute(
+        select(Dispatch.verdict, func.count())
+        .where(Dispatch.incident_id == incident_id, Dispatch.verdict.is_not(None))
+        .group_by(Dispatch.verdict)
+    )
+    return {verdict: count for verdict, count in rows}
 
 
 def responders_to_page(session: Session, incident: Incident, wanted: int) -> list[Responder]:
@@ -158,7 +185,11 @@ def find_dispatch(session: Session, responder: Responder, code: str | None) -> l
     return list(session.scalars(query))
 
 
-def acknowledge(session: Session, dispatch: Dispatch) -> None:
+def acknowledge(session: Session, dispatch_id: int) -> bool:
+    """GO: the page is taken. False if the dispatch closed meanwhile (timed out, decided)."""
+    dispatch = lock_dispatch(session, dispatch_id)
+    if dispatch is None or dispatch.state not in OPEN_DISPATCH_STATES:
+        return False
     if dispatch.state is DispatchState.PAGED:
         dispatch.state, dispatch.acknowledged_at = DispatchState.GOING, utcnow()
         audit.record(
@@ -167,40 +198,43 @@ def acknowledge(session: Session, dispatch: Dispatch) -> None:
             action="dispatch.going",
             subject=f"incident:{dispatch.incident_id}",
         )
+    return True
+
+
+class StaleDispatch(Exception):
+    """The dispatch closed before the verdict arrived (timed out, or the incident decided)."""
 
 
 def record_verdict(
     session: Session,
     cipher: FieldCipher,
-    dispatch: Dispatch,
+    incident_id: int,
+    dispatch_id: int,
     verdict: Verdict,
     note: str,
     quorum: int,
 ) -> Transition | None:
-    """Store a responder's verdict; return the incident's transition if it decided one."""
+    """Store a responder's verdict; return the incident's transition if it decided one.
+
+    Raises:
+        StaleDispatch: the dispatch is no longer open; nothing was recorded.
+    """
+    incident = lock_incident(session, incident_id)
+    dispatch = lock_dispatch(session, dispatch_id)
+    if incident is None or dispatch is None or dispatch.state not in OPEN_DISPATCH_STATES:
+        raise StaleDispatch
     dispatch.verdict, dispatch.verdict_at = verdict, utcnow()
     dispatch.acknowledged_at = dispatch.acknowledged_at or dispatch.verdict_at
     dispatch.state = DispatchState.DONE
     dispatch.note_sealed = cipher.encrypt(note, Purpose.DISPATCH_NOTE) if note else None
     by = f"responder:{dispatch.responder_id}"
     audit.record(
-        session,
-        actor=by,
-        action=f"verdict.{verdict.value}",
-        subject=f"incident:{dispatch.incident_id}",
+        session, actor=by, action=f"verdict.{verdict.value}", subject=f"incident:{incident.id}"
     )
     session.flush()
-    incident = session.get_one(Incident, dispatch.incident_id)
     if incident.state not in PAGEABLE_STATES:
-        return None  # already decided; the verdict still counts on the record
-    tally: dict[Verdict | None, int] = {
-        verdict: count
-        for verdict, count in session.execute(
-            select(Dispatch.verdict, func.count())
-            .where(Dispatch.incident_id == incident.id, Dispatch.verdict.is_not(None))
-            .group_by(Dispatch.verdict)
-        )
-    }
+        return None
+    tally = decisive_verdicts(session, incident.id)
     if tally.get(Verdict.CONFIRM, 0) >= quorum:
         return set_state(session, incident, IncidentState.CONFIRMED, by)
     if tally.get(Verdict.FALSE, 0) >= quorum:
@@ -210,7 +244,7 @@ def record_verdict(
 
 def time_out_dispatch(session: Session, dispatch_id: int) -> Dispatch | None:
     """Mark a page that was never acknowledged; the dispatch, if it did time out."""
-    dispatch = session.get(Dispatch, dispatch_id)
+    dispatch = lock_dispatch(session, dispatch_id)
     if dispatch is None or dispatch.state is not DispatchState.PAGED:
         return None
     dispatch.state = DispatchState.TIMED_OUT
@@ -226,7 +260,7 @@ def time_out_dispatch(session: Session, dispatch_id: int) -> Dispatch | None:
 
 def expire_verification(session: Session, incident_id: int) -> Transition | None:
     """Past the deadline with nothing conclusive: unverified (no public alert)."""
-    incident = session.get(Incident, incident_id)
+    incident = lock_incident(session, incident_id)
     if incident is None or incident.state not in PAGEABLE_STATES:
         return None
     return set_state(session, incident, IncidentState.UNVERIFIED, "system")
