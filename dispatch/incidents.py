@@ -6,6 +6,7 @@ is about). Jobs carry incident and dispatch ids only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from redis.exceptions import RedisError
@@ -26,10 +27,12 @@ from rapidresponse.models import (
     Verdict,
     utcnow,
 )
+from rapidresponse.reports import Intake
 from rapidresponse.verification import (
     OPEN_DISPATCH_STATES,
     PAGEABLE_STATES,
     Transition,
+    close_incident,
     decisive_verdicts,
     escalate,
     expire_verification,
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # A page that could not be sent for a moment (429, 5xx) is retried, not forgotten.
 PAGE_RETRY = Retry(max=3, interval=[5, 15, 45])
+DECIDED_STATES = (IncidentState.CONFIRMED, IncidentState.FALSE_ALARM, IncidentState.UNVERIFIED)
 # The sweep leaves the scheduler this long to do its own work first.
 SWEEP_GRACE_SECONDS = 60
 
@@ -72,6 +76,33 @@ def incident_opened(services: Services, incident_id: int) -> None:
             "incident %s: could not reach Redis (%s); the sweep will dispatch it",
             incident_id,
             error.__class__.__name__,
+        )
+
+
+def after_intake(services: Services, intake: Intake) -> None:
+    """After a report is committed: dispatch what it opened or placed, flag floods."""
+    if intake.new_incident:
+        incident_opened(services, intake.incident_id)
+    elif intake.placed_now:  # an unplaced incident now has a place: find responders
+        _quietly(
+            lambda: enqueue(
+                services.redis, QueueName.REPLIES, dispatch_incident, intake.incident_id
+            ),
+            intake.incident_id,
+        )
+    if intake.flagged_flood:
+        _quietly(
+            lambda: services.live.emit("incident_flagged", {"incident_id": intake.incident_id}),
+            intake.incident_id,
+        )
+
+
+def _quietly(action: Callable[[], object], incident_id: int) -> None:
+    try:
+        action()
+    except (RedisError, OSError) as error:  # the sweep and the board's re-sync catch up
+        log.warning(
+            "incident %s: could not reach Redis (%s)", incident_id, error.__class__.__name__
         )
 
 
@@ -185,23 +216,25 @@ def verification_deadline(incident_id: int) -> str:
 
 
 def sweep_incidents() -> dict[str, int]:
-    """Recover work whose jobs were lost (Redis restarted empty, or down after a commit).
+    """Recover work whose jobs were lost, and move incidents along, from the database.
 
-    Runs every minute. Undispatched incidents are dispatched, pages nobody answered in
-    time are timed out, and incidents past their verification deadline are expired, all
-    from the database, which is the record.
+    Runs every minute. It dispatches placed incidents with nobody out (a lost job, a
+    report placed by a follow-up, an UNCLEAR verdict, a responder back on shift), times
+    out pages nobody answered, expires incidents past their deadline, and closes decided
+    incidents after INCIDENT_AUTO_CLOSE_HOURS (which starts their retention clock).
     """
     services = current()
     settings = services.settings
     now = utcnow()
     grace = timedelta(seconds=SWEEP_GRACE_SECONDS)
     with services.database.session() as session:
-        undispatched = session.scalars(
+        out = select(Dispatch.incident_id).where(Dispatch.state.in_(OPEN_DISPATCH_STATES))
+        to_dispatch = session.scalars(
             select(Incident.id).where(
-                Incident.state == IncidentState.REPORTED,
-                Incident.escalated_at.is_(None),
+                Incident.state.in_(PAGEABLE_STATES),
                 Incident.opened_at < now - grace,
-                Incident.id.not_in(select(Dispatch.incident_id)),
+                Incident.id.not_in(out),
+                Incident.area_id.is_not(None) | Incident.escalated_at.is_(None),
             )
         ).all()
         unanswered = session.scalars(
@@ -217,10 +250,33 @@ def sweep_incidents() -> dict[str, int]:
                 < now - timedelta(seconds=settings.verify_deadline_seconds) - grace,
             )
         ).all()
-    for incident_id in undispatched:
+        stale = session.scalars(
+            select(Incident.id).where(
+                Incident.state.in_(DECIDED_STATES),
+                Incident.state_changed_at
+                < now - timedelta(hours=settings.incident_auto_close_hours),
+            )
+        ).all()
+    for incident_id in to_dispatch:
         enqueue(services.redis, QueueName.REPLIES, dispatch_incident, incident_id)
     for dispatch_id in unanswered:
         check_acknowledgement(dispatch_id)
     for incident_id in overdue:
         verification_deadline(incident_id)
-    return {"dispatched": len(undispatched), "timed_out": len(unanswered), "expired": len(overdue)}
+    for incident_id in stale:
+        _auto_close(services, incident_id)
+    return {
+        "dispatched": len(to_dispatch),
+        "timed_out": len(unanswered),
+        "expired": len(overdue),
+        "closed": len(stale),
+    }
+
+
+def _auto_close(services: Services, incident_id: int) -> None:
+    with services.database.session() as session:
+        incident = lock_incident(session, incident_id)
+        if incident is None or incident.state not in DECIDED_STATES:
+            return
+        transition = close_incident(session, incident, "system")
+    incident_changed(services, transition)

@@ -20,8 +20,15 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "rr:reporter-key:"
-# Long enough for yesterday's key to serve follow-ups just after midnight, no longer.
-KEY_LIFETIME = timedelta(hours=26)
+# A day's key dies one hour after its day ends (UTC): long enough for the 30-minute
+# follow-ups that cross midnight, no longer.
+AFTERLIFE = timedelta(hours=1)
+
+
+def expiry(day: datetime) -> int:
+    """When ``day``'s key is destroyed (Unix time)."""
+    end_of_day = datetime.combine(day.date() + timedelta(days=1), datetime.min.time(), UTC)
+    return int((end_of_day + AFTERLIFE).timestamp())
 
 
 class DailyReporterKeys:
@@ -49,6 +56,6 @@ class DailyReporterKeys:
         name = KEY_PREFIX + day.strftime("%Y-%m-%d")
         if day.date() == datetime.now(UTC).date():
             # First process to need today's key makes it; everyone else reads that one.
-            self.redis.set(name, os.urandom(32), nx=True, ex=int(KEY_LIFETIME.total_seconds()))
+            self.redis.set(name, os.urandom(32), nx=True, exat=expiry(day))
         value = self.redis.get(name)
         return value if isinstance(value, bytes) else None

@@ -73,6 +73,7 @@ class Settings:
     report_merge_minutes: int = 30  # a report joins an incident with a report this recent
     report_merge_meters: int = 1500  # ... and this close, when both have coordinates
     report_follow_up_minutes: int = 30  # texts this soon after add detail to the same report
+    incident_auto_close_hours: int = 24  # decided incidents close themselves after this
 
     @property
     def is_production(self) -> bool:
@@ -171,6 +172,7 @@ def _load(env: _Env) -> Settings:
         report_merge_minutes=env.integer("REPORT_MERGE_MINUTES", default=30, minimum=0),
         report_merge_meters=env.integer("REPORT_MERGE_METERS", default=1500, minimum=0),
         report_follow_up_minutes=env.integer("REPORT_FOLLOW_UP_MINUTES", default=30, minimum=0),
+        incident_auto_close_hours=env.integer("INCIDENT_AUTO_CLOSE_HOURS", default=24, minimum=1),
     )
     _check_twilio_complete(settings)
     return settings

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from rapidresponse.commands import Keyword, parse
+from rapidresponse.commands import Keyword, normalize, parse
 from rapidresponse.crypto import BlindIndex, FieldCipher
 from rapidresponse.models import ReportChannel
 from rapidresponse.people import find_responder
-from rapidresponse.reports import IntakeRules, ReportDesk, Sighting
+from rapidresponse.reports import Intake, IntakeRules, ReportDesk, Sighting
 from rapidresponse.responders import RESPONDER_WORDS, ResponderDesk
 from rapidresponse.subscribers import AbuseLimits, Reply, SubscriberDesk
 from rapidresponse.verification import Transition
@@ -37,12 +37,38 @@ SUBSCRIBER_WORDS = frozenset(
 )
 
 
+# Replies people send to any text ("ok", "thanks"): not sightings. Anything longer is.
+TRIVIAL = frozenset(
+    {
+        "",
+        "ok",
+        "okay",
+        "k",
+        "thanks",
+        "thank you",
+        "thx",
+        "ty",
+        "gracias",
+        "muchas gracias",
+        "ok gracias",
+        "ok thanks",
+        "de nada",
+        "bien",
+        "vale",
+    }
+)
+
+
+def is_trivial(body: str) -> bool:
+    return normalize(body) in TRIVIAL
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What to answer, and what the caller must do after committing."""
 
     reply: Reply | None
-    new_incident_id: int | None = None  # to dispatch responders to
+    intake: Intake | None = None  # a report was stored: dispatch, flags, live hints
     transition: Transition | None = None  # an incident a verdict just decided
 
 
@@ -75,6 +101,8 @@ class Hotline:
         if len(body) > MAX_BODY_CHARS:
             return Outcome(self.subscribers.too_long(phone))
         command = parse(body)
+        if command.keyword is Keyword.REPORT and is_trivial(body):
+            return Outcome(None)  # "ok", "thanks", "👍": not a sighting, and no answer owed
         if command.keyword in SUBSCRIBER_WORDS:
             return Outcome(self.subscribers.handle(phone, command))
         if command.keyword in RESPONDER_WORDS:
@@ -95,5 +123,6 @@ class Hotline:
             longitude=location.longitude if location else None,
         )
         intake = ReportDesk(self.session, self.cipher, self.rules).receive(sighting)
-        reply = self.subscribers.report_reply(phone, intake, text)
-        return Outcome(reply, intake.incident_id if intake.new_incident else None)
+        hashes = sighting.reporter_hashes
+        reply = self.subscribers.report_reply(phone, intake, text, hashes[0] if hashes else None)
+        return Outcome(reply, intake)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit
@@ -23,6 +23,7 @@ from rapidresponse.crypto import FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import (
     Area,
+    Dispatch,
     Incident,
     IncidentState,
     Report,
@@ -32,6 +33,7 @@ from rapidresponse.models import (
 
 OPEN_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED, IncidentState.CONFIRMED)
 MAX_REPORT_CHARS = 1600
+COORDINATE_DECIMALS = 3
 EARTH_RADIUS_M = 6_371_000
 
 
@@ -75,6 +77,8 @@ class Intake:
     placed: bool
     follow_up: bool  # added to the sender's open report instead of starting a new one
     new_incident: bool
+    placed_now: bool = False  # a follow-up just placed a formerly unplaced incident
+    flagged_flood: bool = False  # this report made its incident a possible flood
 
 
 def seal_text(cipher: FieldCipher, text: str) -> bytes:
@@ -108,8 +112,8 @@ class ReportDesk:
             # Which fields were given, never their values: those are in the sealed text.
             details={"fields": sorted(name for name, value in sighting.details.items() if value)},
             eyewitness=sighting.eyewitness,
-            latitude=sighting.latitude,
-            longitude=sighting.longitude,
+            latitude=_rounded(sighting.latitude),
+            longitude=_rounded(sighting.longitude),
             received_at=now,
         )
         report.area_id = self._place(sighting)
@@ -117,7 +121,7 @@ class ReportDesk:
         report.incident_id = incident.id
         self.session.add(report)
         self.session.flush()
-        self._flag_flood(incident, now)
+        flagged = self._flag_flood(incident, now)
         audit.record(
             self.session,
             actor="public",
@@ -129,16 +133,26 @@ class ReportDesk:
                 "placed": report.area_id is not None,
             },
         )
-        return Intake(report.code, incident.id, report.area_id is not None, False, created)
+        return Intake(
+            report.code,
+            incident.id,
+            report.area_id is not None,
+            False,
+            created,
+            flagged_flood=flagged,
+        )
 
     def _open_report(self, hashes: Sequence[str], now: datetime) -> Report | None:
         if not hashes:
             return None
         return self.session.scalar(
             select(Report)
+            .join(Incident, Report.incident_id == Incident.id)
             .where(
                 Report.reporter_hash.in_(hashes),
                 Report.updated_at >= now - self.rules.follow_up_window,
+                # After a false alarm or an unverified end, a new text is a new sighting.
+                Incident.state.in_(OPEN_STATES),
             )
             .order_by(Report.updated_at.desc())
             .limit(1)
@@ -152,16 +166,22 @@ class ReportDesk:
         )
         report.text_sealed = seal_text(self.cipher, f"{earlier}\n{sighting.text}".strip())
         report.updated_at = utcnow()
+        placed_now = False
         if report.area_id is None:
             report.area_id = self._place(sighting)
-            if (
-                report.area_id is not None
-                and report.incident is not None
-                and report.incident.area_id is None
-            ):
-                report.incident.area_id = report.area_id  # now the responders can be found
+            incident = report.incident
+            if report.area_id is not None and incident is not None and incident.area_id is None:
+                incident.area_id = report.area_id  # now the responders can be found
+                placed_now = True
         assert report.incident_id is not None
-        return Intake(report.code, report.incident_id, report.area_id is not None, True, False)
+        return Intake(
+            report.code,
+            report.incident_id,
+            report.area_id is not None,
+            True,
+            False,
+            placed_now=placed_now,
+        )
 
     def _place(self, sighting: Sighting) -> int | None:
         area = None
@@ -206,26 +226,36 @@ class ReportDesk:
             .order_by(Incident.opened_at.desc())
         ).all()
 
-    def _flag_flood(self, incident: Incident, now: datetime) -> None:
+    def _flag_flood(self, incident: Incident, now: datetime) -> bool:
+        """Flag a burst of independent reports in one area. True when newly flagged."""
         if incident.area_id is None or incident.possible_flood:
-            return
+            return False
+        # A report with no reporter hash (the web form, or Redis was down) is one reporter.
+        reporter = func.coalesce(Report.reporter_hash, cast(Report.id, String))
         reporters = self.session.scalar(
-            select(func.count(func.distinct(Report.reporter_hash))).where(
+            select(func.count(func.distinct(reporter))).where(
                 Report.area_id == incident.area_id,
                 Report.received_at >= now - self.rules.flood_window,
             )
         )
-        if (reporters or 0) >= self.rules.flood_reporters:
-            incident.possible_flood = True
-            audit.record(
-                self.session,
-                actor="system",
-                action="incident.possible_flood",
-                subject=f"incident:{incident.id}",
-            )
+        if (reporters or 0) < self.rules.flood_reporters:
+            return False
+        incident.possible_flood = True
+        audit.record(
+            self.session,
+            actor="system",
+            action="incident.possible_flood",
+            subject=f"incident:{incident.id}",
+        )
+        return True
 
     def _code_taken(self, model: type[Report] | type[Incident], code: str) -> bool:
         return self.session.scalar(select(model.id).where(model.code == code)) is not None
+
+
+def _rounded(coordinate: float | None) -> float | None:
+    """About 100 m: enough to place and merge, without keeping where the reporter stood."""
+    return None if coordinate is None else round(coordinate, COORDINATE_DECIMALS)
 
 
 def _close_enough(incident: Incident, report: Report, limit_m: float) -> bool:
@@ -265,6 +295,13 @@ def purge_report_texts(session: Session, retention: timedelta) -> int:
     now = utcnow()
     for report in reports:
         report.text_sealed, report.text_purged_at = None, now
+        report.latitude = report.longitude = None
+    session.execute(
+        update(Dispatch)
+        .where(Dispatch.incident_id.in_(closed), Dispatch.note_sealed.is_not(None))
+        .values(note_sealed=None)
+        .execution_options(synchronize_session=False)
+    )
     if reports:
         audit.record(
             session, actor="system", action="reports.text_purged", details={"count": len(reports)}

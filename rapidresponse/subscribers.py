@@ -137,18 +137,22 @@ class SubscriberDesk:
             return limited_reply(verdict, ctx.language, "sms.rate_limited")
         return ctx.say("sms.too_long")
 
-    def report_reply(self, phone: str, intake: Intake, report_text: str) -> Reply | None:
+    def report_reply(
+        self, phone: str, intake: Intake, report_text: str, limit_key: str | None
+    ) -> Reply | None:
         """What a reporter hears back: the report code, and where-is-it when unplaced.
 
         The report is already stored whatever this says: an opted-out or rate-limited
         number's sighting still counts, it just gets no answer (or one polite notice).
+        ``limit_key`` is the reporter's daily hash, never the lasting blind index: a
+        reporter's activity must not be linkable to their number after the day is over.
         """
         ctx = self._context(phone, Command(Keyword.REPORT))
         if ctx.subscriber is None:
             ctx.language = guess_language(report_text)
         elif ctx.subscriber.status is SubscriberStatus.OPTED_OUT:
             return None
-        verdict = self.limits.inbound(ctx.key)
+        verdict = self.limits.inbound(limit_key) if limit_key else LimitVerdict.ALLOWED
         if verdict is not LimitVerdict.ALLOWED:
             return limited_reply(verdict, ctx.language, "sms.rate_limited")
         message_id = (

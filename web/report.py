@@ -38,14 +38,13 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 from wtforms import HiddenField, StringField, TextAreaField
 from wtforms.validators import AnyOf, Length
 
 from dispatch.form_limits import RedisFormLimits
-from dispatch.incidents import incident_opened
+from dispatch.incidents import after_intake
 from dispatch.services import Services
 from rapidresponse.codes import DIGITS, LETTERS
 from rapidresponse.models import ReportChannel
@@ -319,15 +318,7 @@ def form() -> ResponseReturnValue:
     except SQLAlchemyError as error:
         log.error("report form: not stored (%s)", error.__class__.__name__)
         return _form_page(filled, notice="unavailable"), 503
-    if intake.new_incident:
-        try:
-            incident_opened(found, intake.incident_id)
-        except (RedisError, OSError) as error:  # stored; the board still shows it
-            log.error(
-                "report form: incident %s stored, dispatch not started (%s)",
-                intake.incident_id,
-                error.__class__.__name__,
-            )
+    after_intake(found, intake)  # never raises for Redis: the sweep catches up
     return redirect(url_for("report.thanks", code=intake.report_code, lang=current_language()), 303)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dispatch.incidents import incident_changed, incident_opened
+from dispatch.incidents import after_intake, incident_changed
 from dispatch.services import Services
 from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.models import InboundMessage
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")
 
+PHOTO_ONLY = "(sent a photo with no text; photos are not kept)"
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 
 
@@ -66,6 +67,8 @@ def inbound() -> Response:
         phone = normalize(sender, found.settings.phone_region)
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number we can answer")
+    if not body.strip() and request.form.get("NumMedia", "0") not in ("", "0"):
+        body = PHOTO_ONLY  # a photo with no words is still a sighting; the photo is not kept
     reply = answer(found, phone, body, sid, twilio_location(request.form))
     return twiml(reply.text if reply is not None and permitted(found, phone, reply) else None)
 
@@ -102,8 +105,8 @@ def answer(
 
 def after_commit(found: Services, outcome: Outcome) -> None:
     """Tell the board (ids only), once what it will re-read is committed."""
-    if outcome.new_incident_id is not None:
-        incident_opened(found, outcome.new_incident_id)
+    if outcome.intake is not None:
+        after_intake(found, outcome.intake)
     if outcome.transition is not None:
         incident_changed(found, outcome.transition)
 

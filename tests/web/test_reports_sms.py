@@ -116,7 +116,7 @@ def test_a_shared_location_places_the_report(sms_app: Flask, twilio_services: Se
     response = send(sms_app.test_client(), params)
     assert response.status_code == 200  # type: ignore[attr-defined]
     [report] = reports(twilio_services)
-    assert report.latitude == pytest.approx(point.y)
+    assert report.latitude == round(point.y, 3)  # about 100 m, never the exact spot
     with twilio_services.database.session() as session:
         placed = session.get_one(Report, report.id)
         assert placed.area is not None and placed.area.slug == "lents"
