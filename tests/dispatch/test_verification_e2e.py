@@ -26,7 +26,6 @@ from rapidresponse.areas import find_area
 from rapidresponse.models import (
     AuditEvent,
     Dispatch,
-    DispatchState,
     Incident,
     IncidentState,
     Language,
@@ -245,28 +244,34 @@ def test_a_verdict_from_someone_not_dispatched_changes_nothing(scene: Scene) -> 
     assert scene.incident().state is IncidentState.DISPATCHED
 
 
-def test_numbers_and_report_text_stay_out_of_logs_jobs_and_redis_keys(
+def everything_in(redis: Redis) -> bytes:
+    """Every key and every value (job payloads decompressed) in our Redis database."""
+    blob = bytearray()
+    for key in redis.scan_iter(count=10_000):
+        blob += key + b"\n" + (redis.dump(key) or b"")
+        if key.startswith(b"rq:job:"):
+            for field, value in redis.hgetall(key).items():
+                blob += field + b"=" + (zlib.decompress(value) if field == b"data" else value)
+    return bytes(blob)
+
+
+def test_numbers_and_report_text_stay_out_of_logs_jobs_and_redis(
     scene: Scene, redis_client: Redis
 ) -> None:
     incident = three_reports(scene)
     scene.work()
     scene.text(ANA, f"{incident.code} GO")
+    scene.text(ANA, f"{incident.code} CONFIRM they took a neighbor from 4417 NE 42nd")
     scene.work()
-    secrets = [n.lstrip("+").encode() for n in (*REPORTERS, ANA, BEN)]
-    secrets += [b"Killingsworth", b"agentes de inmigracion", b"unmarked trucks"]
-    keys = b" ".join(redis_client.scan_iter(count=10_000))
-    job_data = b""
-    for key in redis_client.scan_iter(match="rq:job:*", count=10_000):
-        raw = redis_client.hget(key, "data")
-        if raw:
-            job_data += zlib.decompress(raw)
+    # Seven-digit fragments, so a national or formatted form of a number is caught too.
+    secrets = [n[-7:].encode() for n in (*REPORTERS, ANA, BEN)]
+    secrets += [b"Killingsworth", b"agentes de inmigracion", b"unmarked trucks", b"took a neighbor"]
+    stored = everything_in(redis_client)
     logs = "\n".join(scene.worker_output).encode()
+    events = json.dumps(scene.events).encode()
+    assert b"rq:job:" in stored and scene.events  # the scan did see jobs and events
     for secret in secrets:
-        assert secret not in keys
-        assert secret not in job_data
-        assert secret not in logs
-    assert job_data  # the scan did see the jobs
-    assert all(page.count(incident.code) >= 1 for page in scene.pages_to(ANA))
-    with scene.services.database.session() as session:
-        dispatch = session.scalars(select(Dispatch)).first()
-        assert dispatch is not None and dispatch.state is DispatchState.GOING
+        assert secret not in stored, secret
+        assert secret not in logs, secret
+        assert secret not in events, secret
+    assert scene.incident().state is IncidentState.CONFIRMED
