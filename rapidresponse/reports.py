@@ -102,7 +102,7 @@ class ReportDesk:
         """Store the sighting: as more detail for the sender's open report, or as a new one."""
         now = utcnow()
         open_report = self._open_report(sighting.reporter_hashes, now)
-        if open_report is not None:
+        if open_report is not None and self._has_room(open_report, sighting):
             return self._add_detail(open_report, sighting)
         report = Report(
             code=new_code(lambda code: self._code_taken(Report, code)),
@@ -157,6 +157,15 @@ class ReportDesk:
             .order_by(Report.updated_at.desc())
             .limit(1)
         )
+
+    def _has_room(self, report: Report, sighting: Sighting) -> bool:
+        """Whether the detail fits; if not it becomes a report of its own, never cut off."""
+        earlier = (
+            self.cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
+            if report.text_sealed
+            else ""
+        )
+        return len(earlier) + 1 + len(sighting.text) <= MAX_REPORT_CHARS
 
     def _add_detail(self, report: Report, sighting: Sighting) -> Intake:
         earlier = (

@@ -91,7 +91,10 @@ def responders_to_page(session: Session, incident: Incident, wanted: int) -> lis
     """On-shift responders not yet paged for it: its own area's first, then adjacent areas'."""
     if incident.area_id is None or wanted <= 0:
         return []
-    already = select(Dispatch.responder_id).where(Dispatch.incident_id == incident.id)
+    # Not anyone paged for this one before, nor anyone out on another incident right now.
+    already = select(Dispatch.responder_id).where(
+        (Dispatch.incident_id == incident.id) | (Dispatch.state == DispatchState.GOING)
+    )
     chosen: list[Responder] = []
     for area_ids in ([incident.area_id], _adjacent_area_ids(session, incident.area_id)):
         candidates = session.scalars(

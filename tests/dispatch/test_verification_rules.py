@@ -311,3 +311,27 @@ def test_the_reporter_key_dies_an_hour_after_its_day(
     first = twilio_services.reporter_keys.hashes("+15035550142")
     assert first[0] == twilio_services.reporter_keys.hashes("+15035550142")[0]
     assert "5035550142" not in first[0]
+
+
+def test_a_responder_out_on_another_incident_is_not_paged(
+    responders: Services, sms_app: Flask, fake: FakeTwilio
+) -> None:
+    Phone(sms_app.test_client(), "+15035550142").text(SIGHTING)
+    first = only_incident(responders)
+    page_everyone(responders, first.id)
+    Phone(sms_app.test_client(), ANA).text(f"{first.code} GO")  # Ana is out on the first
+    responders.settings = replace(responders.settings, report_merge_minutes=0)
+    Phone(sms_app.test_client(), "+15035550143").text("another van, far side of Cully")
+    with responders.database.session() as session:
+        second = session.scalars(select(Incident).where(Incident.id != first.id)).one()
+    page_everyone(responders, second.id)
+    assert [m.to for m in fake.messages] == [ANA, BEN]
+
+
+def test_a_follow_up_too_long_to_add_becomes_its_own_report(services: Services) -> None:
+    sighting = Sighting(text="x" * 1500, channel=ReportChannel.SMS, reporter_hashes=("h" * 64,))
+    with services.database.session() as session:
+        desk = ReportDesk(session, services.cipher, IntakeRules())
+        first = desk.receive(sighting)
+        second = desk.receive(replace(sighting, text="y" * 200))
+    assert not second.follow_up and second.report_code != first.report_code
