@@ -11,12 +11,10 @@ import logging
 
 from limits import parse
 from limits.errors import StorageError
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 from redis.exceptions import RedisError
 
-from dispatch.limits import KEY_PREFIX
+from dispatch.limits import moving_window
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +25,7 @@ class RedisFormLimits:
     """A moving-window limit (``"10/hour"``, limits' syntax) on one bucket of clients."""
 
     def __init__(self, redis: Redis, bucket: str = BUCKET) -> None:
-        storage = RedisStorage(
-            "redis://",
-            connection_pool=redis.connection_pool,
-            key_prefix=KEY_PREFIX,
-            wrap_exceptions=True,
-        )
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = moving_window(redis)
         self._bucket = bucket
 
     def hit(self, limit: str, key: str) -> bool:

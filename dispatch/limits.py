@@ -18,6 +18,17 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "rr-limits"
 
 
+def moving_window(redis: Redis) -> MovingWindowRateLimiter:
+    """A moving-window limiter on our Redis, its keys under one prefix."""
+    storage = RedisStorage(
+        "redis://",
+        connection_pool=redis.connection_pool,
+        key_prefix=KEY_PREFIX,
+        wrap_exceptions=True,
+    )
+    return MovingWindowRateLimiter(storage)
+
+
 class RedisAbuseLimits:
     """Moving-window limits on inbound commands and on confirmation texts, per number.
 
@@ -28,13 +39,7 @@ class RedisAbuseLimits:
     """
 
     def __init__(self, redis: Redis, inbound: str, confirmation: str) -> None:
-        storage = RedisStorage(
-            "redis://",
-            connection_pool=redis.connection_pool,
-            key_prefix=KEY_PREFIX,
-            wrap_exceptions=True,
-        )
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._limiter = moving_window(redis)
         self._inbound = parse(inbound)
         self._confirmation = parse(confirmation)
 
