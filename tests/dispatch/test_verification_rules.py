@@ -335,3 +335,26 @@ def test_a_follow_up_too_long_to_add_becomes_its_own_report(services: Services) 
         first = desk.receive(sighting)
         second = desk.receive(replace(sighting, text="y" * 200))
     assert not second.follow_up and second.report_code != first.report_code
+
+
+def test_with_nobody_in_the_area_an_adjacent_areas_responder_is_paged(
+    twilio_services: Services, sms_app: Flask, fake: FakeTwilio
+) -> None:
+    carla, dan = "+15035550133", "+15035550144"
+    with twilio_services.database.session() as session:
+        concordia, kenton = find_area(session, "concordia"), find_area(session, "kenton")
+        assert concordia is not None and kenton is not None
+        for name, phone, area in (("Carla", carla, concordia), ("Dan", dan, kenton)):
+            add_responder(
+                session,
+                twilio_services.cipher,
+                twilio_services.index,
+                name=name,
+                phone_e164=phone,
+                areas=[area],
+                language=Language.EN,
+            ).on_shift = True
+    Phone(sms_app.test_client(), "+15035550142").text(SIGHTING)  # Cully: nobody covers it
+    page_everyone(twilio_services, only_incident(twilio_services).id)
+    # Concordia borders Cully; Kenton is across town and is not paged.
+    assert [m.to for m in fake.messages] == [carla]
