@@ -62,3 +62,23 @@ def add_alert_for(services: Services, subscriber_id: int, language: Language) ->
         session.add(delivery)
         session.flush()
         return Ledger(alert_id=alert.id, subscriber_id=subscriber_id, delivery_id=delivery.id)
+
+
+def add_on_shift_responder(services: Services, name: str, phone: str, area_slug: str) -> None:
+    """A responder covering one area of the (already imported) demo region, on shift."""
+    from rapidresponse.areas import find_area
+    from rapidresponse.people import add_responder
+
+    with services.database.session() as session:
+        area = find_area(session, area_slug)
+        assert area is not None, area_slug
+        responder = add_responder(
+            session,
+            services.cipher,
+            services.index,
+            name=name,
+            phone_e164=phone,
+            areas=[area],
+            language=Language.EN,
+        )
+        responder.on_shift = True

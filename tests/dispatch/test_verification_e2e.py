@@ -22,17 +22,15 @@ from dispatch.live import DEFAULT_CHANNEL
 from dispatch.redis_conn import connect
 from dispatch.services import Services
 from rapidresponse import audit
-from rapidresponse.areas import find_area
 from rapidresponse.models import (
     AuditEvent,
     Dispatch,
     Incident,
     IncidentState,
-    Language,
 )
-from rapidresponse.people import add_responder
 from rapidresponse.reports import counts
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.factories import add_on_shift_responder
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import Phone
 
@@ -116,20 +114,8 @@ def scene(
     twilio_services.settings = replace(
         twilio_services.settings, ack_timeout_seconds=2, verify_deadline_seconds=3600
     )
-    with twilio_services.database.session() as session:
-        cully = find_area(session, "cully")
-        assert cully is not None
-        for name, phone in (("Ana", ANA), ("Ben", BEN)):
-            responder = add_responder(
-                session,
-                twilio_services.cipher,
-                twilio_services.index,
-                name=name,
-                phone_e164=phone,
-                areas=[cully],
-                language=Language.EN,
-            )
-            responder.on_shift = True
+    add_on_shift_responder(twilio_services, "Ana", ANA, "cully")
+    add_on_shift_responder(twilio_services, "Ben", BEN, "cully")
     from web import create_app
 
     app = create_app(services=twilio_services, test_config={"TESTING": True})

@@ -17,7 +17,6 @@ from dispatch import incidents as jobs
 from dispatch.reporter_keys import KEY_PREFIX, expiry
 from dispatch.services import Services
 from rapidresponse import audit
-from rapidresponse.areas import find_area
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
     AuditEvent,
@@ -25,14 +24,13 @@ from rapidresponse.models import (
     DispatchState,
     Incident,
     IncidentState,
-    Language,
     Report,
     ReportChannel,
     Verdict,
 )
-from rapidresponse.people import add_responder
 from rapidresponse.reports import IntakeRules, ReportDesk, Sighting
 from rapidresponse.verification import StaleDispatch, expire_verification, record_verdict
+from tests.factories import add_on_shift_responder
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import Phone
 
@@ -44,19 +42,8 @@ SIGHTING = "ICE agents at NE 42nd and Killingsworth in Cully"
 
 @pytest.fixture
 def responders(twilio_services: Services) -> Services:
-    with twilio_services.database.session() as session:
-        cully = find_area(session, "cully")
-        assert cully is not None
-        for name, phone in (("Ana", ANA), ("Ben", BEN)):
-            add_responder(
-                session,
-                twilio_services.cipher,
-                twilio_services.index,
-                name=name,
-                phone_e164=phone,
-                areas=[cully],
-                language=Language.EN,
-            ).on_shift = True
+    add_on_shift_responder(twilio_services, "Ana", ANA, "cully")
+    add_on_shift_responder(twilio_services, "Ben", BEN, "cully")
     return twilio_services
 
 
@@ -341,19 +328,8 @@ def test_with_nobody_in_the_area_an_adjacent_areas_responder_is_paged(
     twilio_services: Services, sms_app: Flask, fake: FakeTwilio
 ) -> None:
     carla, dan = "+15035550133", "+15035550144"
-    with twilio_services.database.session() as session:
-        concordia, kenton = find_area(session, "concordia"), find_area(session, "kenton")
-        assert concordia is not None and kenton is not None
-        for name, phone, area in (("Carla", carla, concordia), ("Dan", dan, kenton)):
-            add_responder(
-                session,
-                twilio_services.cipher,
-                twilio_services.index,
-                name=name,
-                phone_e164=phone,
-                areas=[area],
-                language=Language.EN,
-            ).on_shift = True
+    add_on_shift_responder(twilio_services, "Carla", carla, "concordia")
+    add_on_shift_responder(twilio_services, "Dan", dan, "kenton")
     Phone(sms_app.test_client(), "+15035550142").text(SIGHTING)  # Cully: nobody covers it
     page_everyone(twilio_services, only_incident(twilio_services).id)
     # Concordia borders Cully; Kenton is across town and is not paged.
