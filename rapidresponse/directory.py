@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import shapely.prepared
-from shapely.geometry import Point, shape
+from shapely.geometry import shape
 
 from rapidresponse.commands import normalize
 from rapidresponse.models import Area
+from rapidresponse.regions import first_covering
 
 MAX_SUGGESTIONS = 3
 # Shorter names would match ordinary words in a report: "hand" (an alias of
@@ -89,11 +90,7 @@ class AreaDirectory:
 
     def at(self, longitude: float, latitude: float) -> Area | None:
         """The area whose polygon covers the point (a web pin, a Twilio location)."""
-        point = Point(longitude, latitude)
-        for area, polygon in self._polygons():
-            if polygon.covers(point):
-                return area
-        return None
+        return first_covering(longitude, latitude, self._polygons())
 
     def _polygons(self) -> list[tuple[Area, Any]]:
         if self._shapes is None:

@@ -29,10 +29,6 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
-
-
 def generate_password() -> str:
     """A random password that survives being read aloud over a phone (no look-alikes)."""
     alphabet = "abcdefghjkmnpqrstuvwxyz23456789"

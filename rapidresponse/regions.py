@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import shapely
 from shapely.geometry import (
@@ -33,6 +33,8 @@ from shapely.geometry import (
     shape,
 )
 
+T = TypeVar("T")
+
 __all__ = [
     "MAX_REGION_FILE_BYTES",
     "AreaSpec",
@@ -40,6 +42,7 @@ __all__ = [
     "RegionError",
     "area_at",
     "demo_region_path",
+    "first_covering",
     "load_region_file",
     "parse_region",
     "slugify",
@@ -240,13 +243,21 @@ def area_at(point_lon: float, point_lat: float, areas: Sequence[AreaSpec]) -> Ar
     Returns:
         The matching area, or ``None`` if the point is in none of them.
     """
+    return first_covering(point_lon, point_lat, ((area, area.geometry) for area in areas))
+
+
+def first_covering(
+    point_lon: float, point_lat: float, candidates: Iterable[tuple[T, Any]]
+) -> T | None:
+    """The first item whose (plain or prepared) geometry covers the point, boundary included.
+
+    Shared by region packs and stored areas, so both treat odd points alike: a point
+    that is not finite (a broken browser or phone location) is in no area.
+    """
     if not (math.isfinite(point_lon) and math.isfinite(point_lat)):
         return None
     point = Point(point_lon, point_lat)
-    for area in areas:
-        if area.geometry.covers(point):
-            return area
-    return None
+    return next((item for item, geometry in candidates if geometry.covers(point)), None)
 
 
 # --------------------------------------------------------------------------

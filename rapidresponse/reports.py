@@ -102,8 +102,11 @@ class ReportDesk:
         """Store the sighting: as more detail for the sender's open report, or as a new one."""
         now = utcnow()
         open_report = self._open_report(sighting.reporter_hashes, now)
-        if open_report is not None and self._has_room(open_report, sighting):
-            return self._add_detail(open_report, sighting)
+        if open_report is not None:
+            earlier = self._text_of(open_report)
+            # A detail that would not fit becomes a report of its own, never cut off.
+            if len(earlier) + 1 + len(sighting.text) <= MAX_REPORT_CHARS:
+                return self._add_detail(open_report, earlier, sighting)
         report = Report(
             code=new_code(lambda code: self._code_taken(Report, code)),
             channel=sighting.channel,
@@ -158,21 +161,12 @@ class ReportDesk:
             .limit(1)
         )
 
-    def _has_room(self, report: Report, sighting: Sighting) -> bool:
-        """Whether the detail fits; if not it becomes a report of its own, never cut off."""
-        earlier = (
-            self.cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
-            if report.text_sealed
-            else ""
-        )
-        return len(earlier) + 1 + len(sighting.text) <= MAX_REPORT_CHARS
+    def _text_of(self, report: Report) -> str:
+        if report.text_sealed is None:
+            return ""
+        return self.cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
 
-    def _add_detail(self, report: Report, sighting: Sighting) -> Intake:
-        earlier = (
-            self.cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
-            if report.text_sealed
-            else ""
-        )
+    def _add_detail(self, report: Report, earlier: str, sighting: Sighting) -> Intake:
         report.text_sealed = seal_text(self.cipher, f"{earlier}\n{sighting.text}".strip())
         report.updated_at = utcnow()
         placed_now = False

@@ -107,3 +107,10 @@ def test_a_report_text_names_its_area(directory: AreaDirectory, text: str, slug:
 )
 def test_ordinary_words_and_ambiguity_place_nothing(directory: AreaDirectory, text: str) -> None:
     assert directory.mentioned_in(text) is None
+
+
+@pytest.mark.parametrize(("longitude", "latitude"), [(float("nan"), 45.5), (-122.6, float("inf"))])
+def test_a_non_finite_point_is_in_no_stored_area(
+    directory: AreaDirectory, longitude: float, latitude: float
+) -> None:
+    assert directory.at(longitude, latitude) is None
