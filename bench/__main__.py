@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dispatch import jobs
-from dispatch.queues import QueueName, enqueue
+from dispatch.broadcast import enqueue_batches
 from dispatch.services import Services
 from rapidresponse.config import Settings, new_key
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
@@ -49,7 +48,7 @@ def bench_crypto(rounds: int = 20_000) -> None:
     )
 
 
-def prepare(services: Services, count: int) -> list[str]:
+def prepare(services: Services, count: int) -> tuple[int, list[str]]:
     with services.database.session() as session:
         alert = Alert(status=AlertStatus.APPROVED, texts={"en": "Bench alert text."})
         session.add(alert)
@@ -66,7 +65,7 @@ def prepare(services: Services, count: int) -> list[str]:
         rows = [Delivery(alert_id=alert.id, subscriber_id=p.id) for p in people]
         session.add_all(rows)
         session.flush()
-        return [row.id for row in rows]
+        return alert.id, [row.id for row in rows]
 
 
 def bench_job_path(count: int) -> None:
@@ -84,10 +83,9 @@ def bench_job_path(count: int) -> None:
         services = Services.build(settings)
         try:
             upgrade(settings.database_url)
-            ids = prepare(services, count)
+            alert_id, _ = prepare(services, count)
             started = time.perf_counter()
-            for delivery_id in ids:
-                enqueue(services.redis, QueueName.ALERTS, jobs.send_delivery, delivery_id)
+            enqueue_batches(services.redis, alert_id, [0], timeout=600)
             enqueued = time.perf_counter() - started
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()

@@ -18,9 +18,11 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from dispatch.alerts import reap_deliveries
 from dispatch.incidents import sweep_incidents
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import current
+from rapidresponse.config import Settings
 from rapidresponse.reports import purge_report_texts
 
 log = logging.getLogger(__name__)
@@ -41,17 +43,24 @@ class Periodic:
     name: str
     every: timedelta
     job: Callable[..., Any]
+    queue: QueueName = QueueName.BULK
 
 
-PERIODIC = (
-    Periodic("sweep-incidents", timedelta(minutes=1), sweep_incidents),
-    Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),
-)
+def periodic_tasks(settings: Settings) -> tuple[Periodic, ...]:
+    return (
+        # On the alerts queue: it runs between broadcast batches, not after them all.
+        Periodic(
+            "reap-deliveries",
+            timedelta(seconds=settings.reaper_seconds),
+            reap_deliveries,
+            QueueName.ALERTS,
+        ),
+        Periodic("sweep-incidents", timedelta(minutes=1), sweep_incidents),
+        Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),
+    )
 
 
-def enqueue_due(
-    redis: Redis, tasks: tuple[Periodic, ...] = PERIODIC, now: float | None = None
-) -> list[str]:
+def enqueue_due(redis: Redis, tasks: tuple[Periodic, ...], now: float | None = None) -> list[str]:
     """Enqueue each task whose current slot no other worker has taken yet."""
     now = time.time() if now is None else now
     enqueued = []
@@ -59,19 +68,20 @@ def enqueue_due(
         period = int(task.every.total_seconds())
         slot = f"{SLOT_PREFIX}{task.name}:{int(now // period)}"
         if redis.set(slot, 1, nx=True, ex=period * 2):
-            enqueue(redis, QueueName.BULK, task.job)
+            enqueue(redis, task.queue, task.job)
             enqueued.append(task.name)
     return enqueued
 
 
-def start(redis: Redis, interval: float = 60.0) -> threading.Event:
-    """Run ``enqueue_due`` every ``interval`` seconds in a daemon thread; set the event to stop."""
+def start(redis: Redis, tasks: tuple[Periodic, ...]) -> threading.Event:
+    """Run ``enqueue_due`` in a daemon thread, often enough for the shortest period."""
     stop = threading.Event()
+    interval = max(1.0, min(task.every.total_seconds() for task in tasks) / 2)
 
     def loop() -> None:
         while not stop.is_set():
             try:
-                enqueue_due(redis)
+                enqueue_due(redis, tasks)
             except (RedisError, OSError) as error:
                 log.warning("housekeeping skipped a round (%s)", error.__class__.__name__)
             stop.wait(interval)

@@ -8,18 +8,24 @@ in RQ's failed-job registry).
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import re
 import threading
 import time
 import uuid
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
+import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
+from rapidresponse.broadcast import BAD_NUMBER_CODES, OPTED_OUT_CODES
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.db import Database
@@ -30,14 +36,15 @@ from rapidresponse.subscribers import ReplyKind, permit_text
 # Twilio error codes that will not get better by retrying. 21610: the recipient texted
 # STOP to our number; 21211: invalid 'To'; 21614: not a mobile number; 30005: unknown
 # or inactive destination; 30006: landline or unreachable carrier.
-OPTED_OUT_CODES = frozenset({21610})
-BAD_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
 # 21408: no permission to send to that region; 21612: no route between the numbers.
 # Configuration errors (401 bad credentials, 21606 bad sender) are NOT permanent for the
 # recipient: they are fixed by an operator, after which the delivery must still go out.
 PERMANENT_CODES = OPTED_OUT_CODES | BAD_NUMBER_CODES | frozenset({21408, 21612})
 
 MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+# The SDK logs every request at INFO: noise at a thousand a second, so only warnings.
+_quiet_logger = logging.getLogger("twilio.async_http_client")
+_quiet_logger.setLevel(logging.WARNING)
 MIN_TWILIO_ERROR_CODE = 10000  # Twilio's codes have five digits; smaller ones are HTTP statuses
 
 
@@ -49,6 +56,8 @@ class SendError(Exception):
         permanent: retrying will not help (bad number, opted out).
         code: the provider's error code, when it gave one.
         retry_after: seconds the provider asked us to wait, when it said.
+        unknown_outcome: the request may have reached the provider (a timeout, a dropped
+            connection): sending again may deliver it twice.
     """
 
     def __init__(
@@ -58,11 +67,13 @@ class SendError(Exception):
         permanent: bool = False,
         code: int | None = None,
         retry_after: float | None = None,
+        unknown_outcome: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
         self.retry_after = retry_after
+        self.unknown_outcome = unknown_outcome
 
 
 class Sender(Protocol):
@@ -125,16 +136,9 @@ class TwilioSender:
         callback_id: str | None = None,
         validity_period: int | None = None,
     ) -> str:
-        options: dict[str, object] = {"to": to, "body": body}
-        # An alphanumeric sender id may start with "MG" too; only a real sid is a service.
-        if MESSAGING_SERVICE_SID.fullmatch(self.sender):
-            options["messaging_service_sid"] = self.sender
-        else:
-            options["from_"] = self.sender
-        if callback_id is not None:
-            options["status_callback"] = status_callback_url(self.public_url, callback_id)
-        if validity_period is not None:
-            options["validity_period"] = validity_period
+        options = _message_options(
+            self.sender, self.public_url, to, body, callback_id, validity_period
+        )
         try:
             message = self.client.messages.create(**options)
         except (TwilioRestException, TwilioServiceException) as exc:
@@ -143,6 +147,139 @@ class TwilioSender:
             # Connection refused, timeout, TLS failure: the outcome may be unknown.
             raise SendError(f"could not reach the provider ({exc.__class__.__name__})") from None
         return str(message.sid)
+
+
+class AsyncSender(Protocol):
+    """Sends many messages at once from one event loop (the broadcast path)."""
+
+    async def send(
+        self, to: str, body: str, *, callback_id: str | None, validity_period: int | None
+    ) -> str:
+        """Like ``Sender.send``; raises ``SendError``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncTwilioSender:
+    """Twilio's Messages API through the SDK's asyncio client, many requests in flight.
+
+    One request at a time spends most of its life waiting for the network; a broadcast
+    keeps up to ``concurrency`` requests open over pooled keep-alive connections.
+    Create it inside a running event loop and ``close()`` it there.
+    """
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        *,
+        public_url: str,
+        api_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+        concurrency: int = 50,
+    ) -> None:
+        if not sender:
+            raise ValueError("sender: a phone number or a Messaging Service sid is needed")
+        self.public_url = public_url.rstrip("/")
+        self.sender = sender
+        self.http = _AsyncHeaderKeepingHttpClient(timeout=timeout, concurrency=concurrency)
+        self.client = Client(account_sid, auth_token, http_client=self.http)
+        self.client.api.base_url = api_url.rstrip("/")
+
+    async def send(
+        self, to: str, body: str, *, callback_id: str | None, validity_period: int | None
+    ) -> str:
+        options = _message_options(
+            self.sender, self.public_url, to, body, callback_id, validity_period
+        )
+        try:
+            message = await self.client.messages.create_async(**options)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _send_error(exc, self.http.last_headers()) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            raise SendError(
+                f"no answer from the provider ({exc.__class__.__name__})", unknown_outcome=True
+            ) from None
+        except (TwilioException, aiohttp.ClientError, OSError) as exc:
+            # Failed before the request left: connection refused, DNS, TLS.
+            raise SendError(f"could not reach the provider ({exc.__class__.__name__})") from None
+        return str(message.sid)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def _message_options(
+    sender: str,
+    public_url: str,
+    to: str,
+    body: str,
+    callback_id: str | None,
+    validity_period: int | None,
+) -> dict[str, object]:
+    options: dict[str, object] = {"to": to, "body": body}
+    # An alphanumeric sender id may start with "MG" too; only a real sid is a service.
+    if MESSAGING_SERVICE_SID.fullmatch(sender):
+        options["messaging_service_sid"] = sender
+    else:
+        options["from_"] = sender
+    if callback_id is not None:
+        options["status_callback"] = status_callback_url(public_url, callback_id)
+    if validity_period is not None:
+        options["validity_period"] = validity_period
+    return options
+
+
+_last_async_headers: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "rapidresponse_twilio_headers", default=None
+)
+
+
+class _AsyncHeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """The SDK's asyncio client with a bounded connection pool and a real timeout.
+
+    It remembers each task's last response headers: the SDK's exceptions drop them, and
+    with them Twilio's Retry-After.
+    """
+
+    def __init__(self, timeout: float, concurrency: int) -> None:
+        super().__init__(pool_connections=False, timeout=timeout, logger=_quiet_logger)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        _last_async_headers.set(None)
+        request_headers = dict(headers or {})
+        if auth is not None:
+            request_headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
+        async with self.session.request(
+            method.upper(),
+            url,
+            params=cast(Any, params),
+            data=data,
+            headers=request_headers,
+            allow_redirects=allow_redirects,
+        ) as answer:
+            text = await answer.text()
+            _last_async_headers.set(answer.headers)
+            return Response(answer.status, text, answer.headers)
+
+    def last_headers(self) -> Any:
+        return _last_async_headers.get()
 
 
 class _HeaderKeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]
@@ -288,3 +425,39 @@ def _backend(
             api_url=settings.twilio_api_url,
         )
     return SimulatorSender(database, cipher, index)
+
+
+class AsyncSimulatorSender:
+    """The simulator's outbox behind the broadcast path's asyncio interface."""
+
+    def __init__(self, inner: SimulatorSender) -> None:
+        self.inner = inner
+
+    async def send(
+        self, to: str, body: str, *, callback_id: str | None, validity_period: int | None
+    ) -> str:
+        return self.inner.send(to, body, callback_id=callback_id, validity_period=validity_period)
+
+    async def close(self) -> None:
+        return None
+
+
+def make_async_sender(
+    settings: Settings, database: Database, cipher: FieldCipher, index: BlindIndex
+) -> AsyncSender:
+    """The broadcast path's sender for SMS_BACKEND; call inside the event loop.
+
+    The opt-out check for broadcasts is made by the batch job itself, for a whole
+    chunk at a time, just before it sends (see ``dispatch.broadcast``).
+    """
+    if settings.sms_backend == "twilio":
+        assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+        return AsyncTwilioSender(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_from,
+            public_url=settings.public_url,
+            api_url=settings.twilio_api_url,
+            concurrency=settings.send_concurrency,
+        )
+    return AsyncSimulatorSender(SimulatorSender(database, cipher, index))

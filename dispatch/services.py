@@ -15,6 +15,7 @@ from redis import Redis
 
 from dispatch.limits import RedisAbuseLimits
 from dispatch.live import LivePublisher
+from dispatch.pacer import Pacer, make_pacer
 from dispatch.redis_conn import EmbeddedRedis, connect
 from dispatch.reporter_keys import DailyReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
@@ -35,6 +36,7 @@ class Services:
     limits: RedisAbuseLimits
     reporter_keys: DailyReporterKeys
     live: LivePublisher
+    pacer: Pacer | None = None  # None: SEND_RATE=unlimited
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
 
     @classmethod
@@ -62,6 +64,7 @@ class Services:
             limits=RedisAbuseLimits(redis, settings.inbound_limit, settings.confirmation_limit),
             reporter_keys=DailyReporterKeys(redis),
             live=LivePublisher(redis_url),
+            pacer=make_pacer(redis, settings),
             embedded_redis=embedded,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rq import Worker
 from rq.serializers import JSONSerializer
 
+from dispatch.housekeeping import periodic_tasks
 from dispatch.housekeeping import start as start_housekeeping
 from dispatch.queues import all_queues
 from dispatch.services import Services, install
@@ -23,7 +24,9 @@ def run_worker(
         Whether any job was processed.
     """
     install(services)  # the forked work horses inherit these
-    housekeeping = None if burst else start_housekeeping(services.redis)
+    housekeeping = (
+        None if burst else start_housekeeping(services.redis, periodic_tasks(services.settings))
+    )
     worker = Worker(
         all_queues(services.redis), connection=services.redis, name=name, serializer=JSONSerializer
     )

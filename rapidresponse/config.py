@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_limit
 
@@ -32,6 +33,7 @@ GENERATED_SECRETS = ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY")
 SECRETS_FILENAME = "secrets.json"
 KEY_BYTES = 32
 MIN_SECRET_KEY_LENGTH = 32
+MAX_VALIDITY_MINUTES = 600
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -74,6 +76,11 @@ class Settings:
     report_merge_meters: int = 1500  # ... and this close, when both have coordinates
     report_follow_up_minutes: int = 30  # texts this soon after add detail to the same report
     incident_auto_close_hours: int = 24  # decided incidents close themselves after this
+    alert_validity_minutes: int = 30  # the carrier drops an alert not delivered by then
+    send_concurrency: int = 50  # requests in flight per worker: the unknowable-outcome window
+    delivery_lease_seconds: int = 120  # a claimed delivery is taken back after this
+    reaper_seconds: int = 30  # how often expired leases and vanished jobs are looked for
+    timezone: str = "America/Los_Angeles"  # local time shown in alerts (TIMEZONE)
 
     @property
     def is_production(self) -> bool:
@@ -173,6 +180,11 @@ def _load(env: _Env) -> Settings:
         report_merge_meters=env.integer("REPORT_MERGE_METERS", default=1500, minimum=0),
         report_follow_up_minutes=env.integer("REPORT_FOLLOW_UP_MINUTES", default=30, minimum=0),
         incident_auto_close_hours=env.integer("INCIDENT_AUTO_CLOSE_HOURS", default=24, minimum=1),
+        alert_validity_minutes=_alert_validity(env),
+        send_concurrency=env.integer("SEND_CONCURRENCY", default=50, minimum=1),
+        delivery_lease_seconds=env.integer("DELIVERY_LEASE_SECONDS", default=120, minimum=5),
+        reaper_seconds=env.integer("REAPER_SECONDS", default=30, minimum=1),
+        timezone=_timezone(env),
     )
     _check_twilio_complete(settings)
     return settings
@@ -373,6 +385,27 @@ def _send_rate(env: _Env) -> float | None:
             f"SEND_RATE must be messages per second (0-10000) or 'unlimited' (got {raw!r})"
         )
     return rate
+
+
+def _alert_validity(env: _Env) -> int:
+    minutes = env.integer("ALERT_VALIDITY_MINUTES", default=30, minimum=1)
+    if minutes > MAX_VALIDITY_MINUTES:
+        # Twilio's ValidityPeriod tops out at 36,000 seconds.
+        raise ConfigError(
+            f"ALERT_VALIDITY_MINUTES must be at most {MAX_VALIDITY_MINUTES} (got {minutes})"
+        )
+    return minutes
+
+
+def _timezone(env: _Env) -> str:
+    name = env.get("TIMEZONE") or "America/Los_Angeles"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"TIMEZONE must be an IANA time zone such as America/Los_Angeles (got {name!r})"
+        ) from None
+    return name
 
 
 def _rate_limit(env: _Env, name: str, default: str) -> str:

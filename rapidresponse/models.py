@@ -340,6 +340,9 @@ class Alert(Base):
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     approved_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set at approval: after this a delivery not yet sent is dropped, not sent late.
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    recipient_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     areas: Mapped[list[Area]] = relationship(secondary=alert_areas)
@@ -361,6 +364,7 @@ class Delivery(Base):
         UniqueConstraint("alert_id", "subscriber_id"),
         Index("ix_deliveries_alert_status", "alert_id", "status"),
         Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
+        Index("ix_deliveries_alert_batch", "alert_id", "batch"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_delivery_id)
@@ -370,7 +374,14 @@ class Delivery(Base):
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING
     )
+    # Which batch job sends it: rows are grouped when the ledger is written.
+    batch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set just before the request leaves: a claimed row with this set may have been sent.
+    sending_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Times a send's outcome was unknowable (worker killed mid-request, timeout) and it
+    # was sent again: the only way a recipient can get an alert twice, so it is counted.
+    unknown_outcomes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Random per claim: only the worker holding this lease may finish or release the row.
     lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

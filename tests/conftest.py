@@ -96,6 +96,8 @@ def environ(tmp_path: Path, database_url: str, redis_url: str) -> dict[str, str]
         "INDEX_KEY": TEST_INDEX_KEY,
         "PUBLIC_URL": "https://rr.example.org",
         "SMS_BACKEND": "simulator",
+        # Pacing has its own tests; everywhere else it would only slow the suite down.
+        "SEND_RATE": "unlimited",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from dispatch.services import Services
 from rapidresponse.crypto import Purpose
@@ -14,6 +15,7 @@ from rapidresponse.models import (
     Language,
     Subscriber,
     SubscriberStatus,
+    utcnow,
 )
 
 ALICE = "+15035550142"  # 555-01xx numbers are reserved for fiction
@@ -55,7 +57,15 @@ ALERT_TEXTS = {
 
 def add_alert_for(services: Services, subscriber_id: int, language: Language) -> Ledger:
     with services.database.session() as session:
-        alert = Alert(kind=AlertKind.ALERT, status=AlertStatus.APPROVED, texts=ALERT_TEXTS)
+        now = utcnow()
+        alert = Alert(
+            kind=AlertKind.ALERT,
+            status=AlertStatus.APPROVED,
+            texts=ALERT_TEXTS,
+            approved_at=now,
+            expires_at=now + timedelta(minutes=30),
+            recipient_count=1,
+        )
         session.add(alert)
         session.flush()
         delivery = Delivery(alert_id=alert.id, subscriber_id=subscriber_id, language=language)

@@ -13,6 +13,7 @@ from dispatch import housekeeping
 from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse import audit
+from rapidresponse.config import Settings
 from rapidresponse.models import Incident, IncidentState, Report, ReportChannel, utcnow
 from rapidresponse.reports import IntakeRules, ReportDesk, Sighting
 from web.cli import cli
@@ -75,15 +76,19 @@ def test_retention_is_configurable(services: Services, environ: dict[str, str]) 
     assert purge_report_texts_job() == 1
 
 
-def test_each_period_is_enqueued_by_exactly_one_worker(redis_client: Redis) -> None:
+def test_each_period_is_enqueued_by_exactly_one_worker(
+    redis_client: Redis, settings: Settings
+) -> None:
+    tasks = housekeeping.periodic_tasks(settings)
     now = 1_800_000_000.0
-    first = housekeeping.enqueue_due(redis_client, now=now)
-    second = housekeeping.enqueue_due(redis_client, now=now + 5)  # another worker, same hour
-    third = housekeeping.enqueue_due(redis_client, now=now + 3600)  # the next hour
-    assert first == ["sweep-incidents", "purge-report-texts"]
-    assert second == []
-    assert third == ["sweep-incidents", "purge-report-texts"]
+    first = housekeeping.enqueue_due(redis_client, tasks, now=now)
+    second = housekeeping.enqueue_due(redis_client, tasks, now=now + 5)  # another worker
+    third = housekeeping.enqueue_due(redis_client, tasks, now=now + 3600)  # the next hour
+    every = ["reap-deliveries", "sweep-incidents", "purge-report-texts"]
+    assert (first, second, third) == (every, [], every)
     assert queue(QueueName.BULK, redis_client).count == 4
+    # The reaper runs between broadcast batches, not after the whole broadcast.
+    assert queue(QueueName.ALERTS, redis_client).count == 2
 
 
 def an_incident(services: Services, **values: object) -> int:

@@ -9,7 +9,8 @@ import pytest
 from redis import Redis
 from rq.serializers import JSONSerializer
 
-from dispatch import jobs
+from dispatch import incidents
+from dispatch.broadcast import enqueue_batches, queued_batches
 from dispatch.queues import (
     FAILURE_TTL_SECONDS,
     RESULT_TTL_SECONDS,
@@ -26,18 +27,18 @@ def test_alerts_come_before_replies_before_bulk(redis_client: Redis) -> None:
 
 
 def test_jobs_use_json_and_short_ttls(redis_client: Redis) -> None:
-    job = enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, "0f" * 16)
+    job = enqueue(redis_client, QueueName.ALERTS, incidents.page_responder, 17)
     assert job.serializer is JSONSerializer or job.serializer == JSONSerializer
     assert job.result_ttl == RESULT_TTL_SECONDS
     assert job.failure_ttl == FAILURE_TTL_SECONDS
-    assert job.args == ["0f" * 16] or job.args == ("0f" * 16,)
+    assert list(job.args) == [17]
     # The stored payload is (zlib-compressed) JSON: no pickled objects, ids only.
     raw = redis_client.hget(job.key, "data")
     assert raw is not None
     assert json.loads(zlib.decompress(raw)) == [
-        "dispatch.jobs.send_delivery",
+        "dispatch.incidents.page_responder",
         None,
-        ["0f" * 16],
+        [17],
         {},
     ]
 
@@ -71,5 +72,16 @@ def test_ids_are_accepted(value: object) -> None:
 
 def test_a_refused_argument_never_reaches_redis(redis_client: Redis) -> None:
     with pytest.raises(NotAnId):
-        enqueue(redis_client, QueueName.REPLIES, jobs.send_delivery, "+15035550123")
+        enqueue(redis_client, QueueName.REPLIES, incidents.page_responder, "+15035550123")
     assert all(q.count == 0 for q in all_queues(redis_client))
+
+
+def test_broadcast_batches_are_enqueued_in_one_pipeline_with_ids_only(redis_client: Redis) -> None:
+    assert enqueue_batches(redis_client, 7, range(3), timeout=600) == 3
+    alerts = all_queues(redis_client)[0]
+    jobs = [alerts.fetch_job(job_id) for job_id in alerts.get_job_ids()]
+    assert sorted(tuple(job.args) for job in jobs if job) == [(7, 0), (7, 1), (7, 2)]
+    assert all(
+        job and job.timeout == 600 and job.failure_ttl == FAILURE_TTL_SECONDS for job in jobs
+    )
+    assert queued_batches(redis_client) == {(7, 0), (7, 1), (7, 2)}

@@ -15,8 +15,8 @@ import pytest
 from redis import Redis
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
-from dispatch import jobs
-from dispatch.queues import QueueName, enqueue, queue
+from dispatch.broadcast import BatchLease, claim_batch, enqueue_batches
+from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse.models import Delivery, DeliveryStatus, Language, Subscriber, SubscriberStatus
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
@@ -85,7 +85,7 @@ def test_a_worker_sends_a_delivery_through_twilio(
 ) -> None:
     subscriber_id = add_subscriber(services, BETO, Language.ES)
     ledger = add_alert_for(services, subscriber_id, Language.ES)
-    job = enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
+    enqueue_batches(redis_client, ledger.alert_id, [0], timeout=300)
 
     run_worker(twilio_env)
 
@@ -94,18 +94,19 @@ def test_a_worker_sends_a_delivery_through_twilio(
     assert message.status_callback == (
         f"https://rr.example.org/sms/status?delivery={ledger.delivery_id}"
     )
-    assert message.validity_period == jobs.ALERT_VALIDITY_SECONDS
+    assert 1790 <= int(message.validity_period or 0) <= 1800  # what is left of 30 minutes
     assert fake.requests[0].account_sid == ACCOUNT_SID
     sent = delivery(services, ledger.delivery_id)
     assert sent.status == DeliveryStatus.SENT and sent.provider_sid == message.sid
-    assert job.id in FinishedJobRegistry(queue=queue(QueueName.ALERTS, redis_client))
+    [job_id] = FinishedJobRegistry(queue=queue(QueueName.ALERTS, redis_client)).get_job_ids()
+    assert job_id.startswith(f"send-{ledger.alert_id}-0-")
 
 
 def test_nothing_personal_reaches_redis_or_the_worker_log(
     services: Services, redis_client: Redis, fake: FakeTwilio, twilio_env: dict[str, str]
 ) -> None:
     ledger = add_alert_for(services, add_subscriber(services, ALICE), Language.EN)
-    enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
+    enqueue_batches(redis_client, ledger.alert_id, [0], timeout=300)
 
     done = run_worker(twilio_env)
 
@@ -123,7 +124,7 @@ def test_an_opted_out_subscriber_is_never_texted(
 ) -> None:
     subscriber_id = add_subscriber(services, ALICE, status=SubscriberStatus.OPTED_OUT)
     ledger = add_alert_for(services, subscriber_id, Language.EN)
-    enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
+    enqueue_batches(redis_client, ledger.alert_id, [0], timeout=300)
 
     run_worker(twilio_env)
 
@@ -136,7 +137,7 @@ def test_21610_marks_the_subscriber_opted_out(
 ) -> None:
     subscriber_id = add_subscriber(services, ALICE)
     ledger = add_alert_for(services, subscriber_id, Language.EN)
-    enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
+    enqueue_batches(redis_client, ledger.alert_id, [0], timeout=300)
     fake.fail_next(status=400, code=21610)
 
     run_worker(twilio_env)
@@ -151,18 +152,18 @@ def test_a_transient_failure_is_not_swallowed(
     services: Services, redis_client: Redis, fake: FakeTwilio, twilio_env: dict[str, str]
 ) -> None:
     ledger = add_alert_for(services, add_subscriber(services, ALICE), Language.EN)
-    job = enqueue(redis_client, QueueName.ALERTS, jobs.send_delivery, ledger.delivery_id)
-    fake.fail_next(status=500)
+    enqueue_batches(redis_client, ledger.alert_id, [0], timeout=300)
+    fake.fail_next(status=500, times=4)  # more than one job's tries
 
     run_worker(twilio_env)
 
     # The job shows in RQ's failed registry, and the row is free for a retry or the reaper.
-    assert job.id in FailedJobRegistry(queue=queue(QueueName.ALERTS, redis_client))
+    assert len(FailedJobRegistry(queue=queue(QueueName.ALERTS, redis_client))) == 1
     assert delivery(services, ledger.delivery_id).status == DeliveryStatus.PENDING
     assert fake.messages == []
 
 
-def test_a_delivery_is_claimed_once(services: Services) -> None:
+def test_a_batch_is_claimed_once(services: Services) -> None:
     ledger = add_alert_for(services, add_subscriber(services, ALICE), Language.EN)
-    assert jobs.claim_delivery(services, ledger.delivery_id)
-    assert not jobs.claim_delivery(services, ledger.delivery_id)
+    assert claim_batch(services, BatchLease(ledger.alert_id, 0, "a" * 32)) == 1
+    assert claim_batch(services, BatchLease(ledger.alert_id, 0, "b" * 32)) == 0

@@ -20,6 +20,9 @@ SAMPLE = {
     "verdict": "FALSE ALARM",
     # A page quotes up to 60 characters of the first report.
     "what": "ICE van and 4 agents in vests at NE 42nd and Killingswort...",
+    # Alerts (rapidresponse/composer.py): the longest clock time, a note of the most allowed.
+    "time": "12:05 PM",
+    "note": "Agents left toward SE Foster and 82nd; two vans still parked near the school lo.",
 }
 
 

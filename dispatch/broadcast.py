@@ -1,0 +1,538 @@
+"""Sending a broadcast: batch jobs, each sending a few hundred deliveries concurrently.
+
+One job per batch of the ledger (see ``rapidresponse.broadcast``). A job:
+
+1. claims its batch's pending rows with one conditional UPDATE and a random lease token;
+2. sends them in chunks of ``SEND_CONCURRENCY``: before each chunk it re-checks who has
+   opted out, marks the chunk ``sending_at`` (the rows whose outcome becomes unknowable
+   if this process dies now) and renews the lease; it takes send slots from the shared
+   pacer, sends the chunk concurrently, retrying 429/5xx/timeouts with backoff and
+   Retry-After, and records every provider id in one transaction;
+3. releases what it could not send and fails loudly (RQ's failed registry), so the
+   reaper sends it again later.
+
+Jobs carry (alert id, batch number) only; numbers and texts are read from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from dispatch.pacer import Pacer
+from dispatch.queues import (
+    FAILURE_TTL_SECONDS,
+    RESULT_TTL_SECONDS,
+    QueueName,
+    check_job_arguments,
+    queue,
+)
+from dispatch.senders import AsyncSender, SendError, make_async_sender
+from dispatch.services import Services, current
+from rapidresponse import broadcast
+from rapidresponse.crypto import Purpose
+from rapidresponse.models import (
+    Alert,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
+from rapidresponse.sms import segment
+
+log = logging.getLogger(__name__)
+
+TRIES = 4  # per message within one job, for 429 / 5xx / timeouts
+BACKOFF_SECONDS = (0.5, 1.0, 2.0)
+MAX_RETRY_AFTER = 30.0  # a longer wait is better spent back in the queue
+PROGRESS_EVERY = 1.0  # seconds between live progress events from one job
+PACED_CHUNK_SECONDS = 10  # at a slow rate a chunk holds at most this much sending
+JOB_ID_PREFIX = "send-"
+
+_DELIVERIES = broadcast.DELIVERIES
+
+
+class BatchIncomplete(Exception):
+    """Some deliveries could not be sent in this run; they are pending again."""
+
+
+@dataclass(frozen=True)
+class BatchLease:
+    alert_id: int
+    batch: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    delivery_id: str
+    subscriber_id: int
+    to: str = field(repr=False)
+    body: str = field(repr=False)
+    segments: int
+
+
+@dataclass
+class Result:
+    recipient: Recipient
+    sid: str | None = None
+    failed_as: DeliveryStatus | None = None  # a permanent refusal
+    error_code: int | None = None
+    unknown_outcome: bool = False  # an earlier try may have reached the provider
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    failed: int = 0
+    released: int = 0
+    skipped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "released": self.released,
+            "skipped": self.skipped,
+        }
+
+
+# --- enqueueing ----------------------------------------------------------------------------
+
+
+def enqueue_batches(redis: Redis, alert_id: int, batches: Iterable[int], timeout: int) -> int:
+    """Enqueue one ``send_batch`` job per batch, all in one Redis pipeline."""
+    alerts = queue(QueueName.ALERTS, redis)
+    datas = []
+    for batch in batches:
+        check_job_arguments((alert_id, batch))
+        datas.append(
+            Queue.prepare_data(
+                send_batch,
+                args=(alert_id, batch),
+                job_id=f"{JOB_ID_PREFIX}{alert_id}-{batch}-{secrets.token_hex(4)}",
+                timeout=timeout,
+                result_ttl=RESULT_TTL_SECONDS,
+                failure_ttl=FAILURE_TTL_SECONDS,
+            )
+        )
+    if datas:
+        with redis.pipeline() as pipe:
+            alerts.enqueue_many(datas, pipeline=pipe)
+            pipe.execute()
+    return len(datas)
+
+
+def job_timeout(services: Services) -> int:
+    # A batch may wait on the pacer behind other workers; it never outlives its alert.
+    return max(300, services.settings.alert_validity_minutes * 60)
+
+
+def queued_batches(redis: Redis) -> set[tuple[int, int]]:
+    """(alert, batch) of every send job waiting in the queue or scheduled for later."""
+    alerts = queue(QueueName.ALERTS, redis)
+    job_ids = [*alerts.get_job_ids(), *ScheduledJobRegistry(queue=alerts).get_job_ids()]  # type: ignore[no-untyped-call]
+    found = set()
+    for job_id in job_ids:
+        if job_id.startswith(JOB_ID_PREFIX):
+            alert, batch, _ = job_id[len(JOB_ID_PREFIX) :].split("-", 2)
+            found.add((int(alert), int(batch)))
+    return found
+
+
+# --- the job ---------------------------------------------------------------------------------
+
+
+def send_batch(alert_id: int, batch: int) -> dict[str, int]:
+    """Send what is pending in one batch of one alert. Returns counts, for RQ's record.
+
+    Raises:
+        BatchIncomplete: some deliveries stayed unsent after retries (they are pending
+            again, and the reaper re-enqueues them).
+    """
+    services = current()
+    lease = BatchLease(alert_id, batch, uuid.uuid4().hex)
+    if not claim_batch(services, lease):
+        return Tally().as_dict()
+    try:
+        tally = asyncio.run(_send_claimed(services, lease))
+    finally:
+        # Anything still claimed by us was not sent (or its outcome is unknown): free it.
+        with services.database.session() as session:
+            released = broadcast.release(
+                session, _DELIVERIES.c.lease_token == lease.token, utcnow()
+            )
+        publish_progress(services, alert_id, final=True)
+    tally.released += released
+    if tally.released:
+        raise BatchIncomplete(
+            f"alert {alert_id} batch {batch}: {tally.released} deliveries left for a retry"
+        )
+    return tally.as_dict()
+
+
+def claim_batch(services: Services, lease: BatchLease) -> int:
+    """Claim the batch's pending rows (and any whose lease ran out). Returns how many."""
+    now = utcnow()
+    with services.database.session() as session:
+        result = session.execute(
+            update(Delivery)
+            .where(
+                Delivery.alert_id == lease.alert_id,
+                Delivery.batch == lease.batch,
+                Delivery.status == DeliveryStatus.PENDING,
+            )
+            .values(
+                status=DeliveryStatus.CLAIMED,
+                lease_token=lease.token,
+                lease_expires_at=now + _lease_length(services),
+                attempts=Delivery.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _lease_length(services: Services) -> timedelta:
+    return timedelta(seconds=services.settings.delivery_lease_seconds)
+
+
+async def _send_claimed(services: Services, lease: BatchLease) -> Tally:
+    tally = Tally()
+    with services.database.session() as session:
+        alert = session.get_one(Alert, lease.alert_id)
+        expires_at = alert.expires_at
+        recipients = _recipients(services, session, lease, alert)
+    now = utcnow()
+    if expires_at is not None and now >= expires_at:
+        tally.failed += _finish_all(services, lease, DeliveryStatus.EXPIRED)
+        return tally
+    sender = make_async_sender(
+        services.settings, services.database, services.cipher, services.index
+    )
+    progress_at = time.monotonic()
+    try:
+        for chunk in _chunks(recipients, _chunk_size(services)):
+            sendable = _mark_sending(services, lease, chunk)
+            tally.skipped += len(chunk) - len(sendable)
+            validity = None if expires_at is None else _seconds_left(expires_at)
+            results = await _send_chunk(sender, services.pacer, sendable, validity)
+            _record(services, lease, results, tally)
+            if time.monotonic() - progress_at >= PROGRESS_EVERY:
+                publish_progress(services, lease.alert_id)
+                progress_at = time.monotonic()
+    finally:
+        await sender.close()
+    return tally
+
+
+def _recipients(
+    services: Services, session: Session, lease: BatchLease, alert: Alert
+) -> list[Recipient]:
+    """The claimed rows with their numbers and texts; rows no longer sendable are closed."""
+    bodies = {language: str(text) for language, text in alert.texts.items()}
+    segments = {language: segment(text).segments for language, text in bodies.items()}
+    rows = session.execute(
+        select(Delivery.id, Delivery.subscriber_id, Delivery.language, Subscriber.phone_sealed)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(
+            Delivery.alert_id == lease.alert_id,
+            Delivery.batch == lease.batch,
+            Delivery.lease_token == lease.token,
+        )
+        .order_by(Delivery.id)
+    ).all()
+    recipients = []
+    for delivery_id, subscriber_id, language, sealed in rows:
+        # A language without its own text gets English rather than nothing.
+        lang = language.value if language.value in bodies else "en"
+        recipients.append(
+            Recipient(
+                delivery_id=delivery_id,
+                subscriber_id=subscriber_id,
+                to=services.cipher.decrypt(sealed, Purpose.SUBSCRIBER_PHONE),
+                body=bodies[lang],
+                segments=segments[lang],
+            )
+        )
+    return recipients
+
+
+def _chunks(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipient]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _chunk_size(services: Services) -> int:
+    window = services.settings.send_concurrency
+    rate = services.settings.send_rate
+    if rate is None:
+        return window
+    # A chunk's slots are reserved at once: keep its wait well inside the lease.
+    return max(1, min(window, int(rate * PACED_CHUNK_SECONDS)))
+
+
+def _seconds_left(expires_at: datetime) -> int:
+    return max(1, int((expires_at - utcnow()).total_seconds()))
+
+
+def _mark_sending(
+    services: Services, lease: BatchLease, chunk: Sequence[Recipient]
+) -> list[Recipient]:
+    """Renew the lease, close rows whose subscriber left, mark the rest as in flight.
+
+    The opt-out check is made here, for the whole chunk, immediately before the
+    requests leave: a STOP that arrived since the ledger was written is honoured.
+    """
+    now = utcnow()
+    with services.database.session() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.alert_id == lease.alert_id, Delivery.batch == lease.batch)
+            .where(Delivery.lease_token == lease.token)
+            .values(lease_expires_at=now + _lease_length(services))
+            .execution_options(synchronize_session=False)
+        )
+        gone = dict(
+            session.execute(
+                select(Subscriber.id, Subscriber.status).where(
+                    Subscriber.id.in_({r.subscriber_id for r in chunk}),
+                    Subscriber.status != SubscriberStatus.ACTIVE,
+                )
+            ).all()
+        )
+        for subscriber_status, delivery_status in (
+            (SubscriberStatus.OPTED_OUT, DeliveryStatus.OPTED_OUT),
+            (SubscriberStatus.UNDELIVERABLE, DeliveryStatus.UNDELIVERABLE),
+        ):
+            closed = [
+                r.delivery_id for r in chunk if gone.get(r.subscriber_id) == subscriber_status
+            ]
+            if closed:
+                _finish_ids(session, lease, closed, delivery_status, now)
+        marked = set(
+            session.scalars(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_([r.delivery_id for r in chunk if r.subscriber_id not in gone]),
+                    Delivery.lease_token == lease.token,
+                    Delivery.status == DeliveryStatus.CLAIMED,
+                )
+                .values(sending_at=now)
+                .returning(Delivery.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return [r for r in chunk if r.delivery_id in marked]
+
+
+def _finish_ids(
+    session: Session, lease: BatchLease, ids: list[str], status: DeliveryStatus, now: datetime
+) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.lease_token == lease.token)
+        .values(
+            status=status,
+            lease_token=None,
+            lease_expires_at=None,
+            sending_at=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _finish_all(services: Services, lease: BatchLease, status: DeliveryStatus) -> int:
+    with services.database.session() as session:
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.lease_token == lease.token, Delivery.status == DeliveryStatus.CLAIMED)
+            .values(status=status, lease_token=None, lease_expires_at=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+async def _send_chunk(
+    sender: AsyncSender, pacer: Pacer | None, chunk: Sequence[Recipient], validity: int | None
+) -> list[Result]:
+    waits = pacer.reserve([r.segments for r in chunk]) if pacer else [0.0] * len(chunk)
+    return await asyncio.gather(
+        *(_send_one(sender, pacer, r, wait, validity) for r, wait in zip(chunk, waits, strict=True))
+    )
+
+
+async def _send_one(
+    sender: AsyncSender,
+    pacer: Pacer | None,
+    recipient: Recipient,
+    wait: float,
+    validity: int | None,
+) -> Result:
+    result = Result(recipient)
+    for attempt in range(TRIES):
+        if wait > 0:
+            await asyncio.sleep(wait)
+        try:
+            result.sid = await sender.send(
+                recipient.to,
+                recipient.body,
+                callback_id=recipient.delivery_id,
+                validity_period=validity,
+            )
+            return result
+        except SendError as error:
+            if error.permanent:
+                result.failed_as = broadcast.status_for_error(error.code)
+                result.error_code = error.code
+                return result
+            result.unknown_outcome |= error.unknown_outcome
+            result.error_code = error.code
+            if attempt + 1 == TRIES or (error.retry_after or 0) > MAX_RETRY_AFTER:
+                break
+            wait = _backoff(attempt, error.retry_after)
+            if pacer is not None:  # a retry is a send like any other: it takes a slot
+                wait = max(wait, pacer.reserve([recipient.segments])[0])
+    return result  # neither sent nor refused: released for a later job
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    base = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
+    jittered = base * random.uniform(0.5, 1.5)  # noqa: S311 - spreading retries, not secrets
+    return max(jittered, retry_after or 0.0)
+
+
+# --- recording -------------------------------------------------------------------------------
+
+
+def _record(services: Services, lease: BatchLease, results: list[Result], tally: Tally) -> None:
+    """Write every outcome of a chunk in one transaction (executemany per kind)."""
+    now = utcnow()
+    sent = [r for r in results if r.sid is not None]
+    refused = [r for r in results if r.failed_as is not None]
+    unsent = [r for r in results if r.sid is None and r.failed_as is None]
+    owned = (_DELIVERIES.c.id == bindparam("b_id")) & (_DELIVERIES.c.lease_token == lease.token)
+    with services.database.session() as session:
+        if sent:
+            session.execute(
+                update(_DELIVERIES)
+                .where(owned, _DELIVERIES.c.status == DeliveryStatus.CLAIMED)
+                .values(
+                    status=DeliveryStatus.SENT,
+                    provider_sid=bindparam("b_sid"),
+                    sent_at=now,
+                    updated_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    sending_at=None,
+                    unknown_outcomes=_DELIVERIES.c.unknown_outcomes + bindparam("b_unknown"),
+                ),
+                [
+                    {
+                        "b_id": r.recipient.delivery_id,
+                        "b_sid": r.sid,
+                        "b_unknown": int(r.unknown_outcome),
+                    }
+                    for r in sent
+                ],
+            )
+        if refused:
+            session.execute(
+                update(_DELIVERIES)
+                .where(owned)
+                .values(
+                    status=bindparam("b_status"),
+                    error_code=bindparam("b_code"),
+                    updated_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    sending_at=None,
+                ),
+                [
+                    {
+                        "b_id": r.recipient.delivery_id,
+                        "b_status": r.failed_as,
+                        "b_code": None if r.error_code is None else str(r.error_code),
+                    }
+                    for r in refused
+                ],
+            )
+            for status in (DeliveryStatus.OPTED_OUT, DeliveryStatus.UNDELIVERABLE):
+                broadcast.mark_subscribers(
+                    session,
+                    [r.recipient.subscriber_id for r in refused if r.failed_as is status],
+                    status,
+                    now,
+                )
+        if unsent:
+            _release_unsent(session, lease, unsent, now)
+    tally.sent += len(sent)
+    tally.failed += len(refused)
+    tally.released += len(unsent)
+    for r in unsent:
+        log.warning(
+            "alert %s delivery %s: not sent after %d tries (error %s)",
+            lease.alert_id,
+            r.recipient.delivery_id,
+            TRIES,
+            r.error_code,
+        )
+
+
+def _release_unsent(
+    session: Session, lease: BatchLease, unsent: list[Result], now: datetime
+) -> None:
+    session.execute(
+        update(_DELIVERIES)
+        .where(
+            _DELIVERIES.c.id == bindparam("b_id"),
+            _DELIVERIES.c.lease_token == lease.token,
+            _DELIVERIES.c.status == DeliveryStatus.CLAIMED,
+        )
+        .values(
+            status=DeliveryStatus.PENDING,
+            lease_token=None,
+            lease_expires_at=None,
+            sending_at=None,
+            updated_at=now,
+            unknown_outcomes=_DELIVERIES.c.unknown_outcomes + bindparam("b_unknown"),
+        ),
+        [{"b_id": r.recipient.delivery_id, "b_unknown": int(r.unknown_outcome)} for r in unsent],
+    )
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+def publish_progress(services: Services, alert_id: int, *, final: bool = False) -> None:
+    """Push the alert's counts to the board; with ``final``, mark it complete if done."""
+    now = utcnow()
+    try:
+        with services.database.session() as session:
+            counts = broadcast.progress(session, alert_id)
+            completed = final and counts.done and broadcast.complete_if_done(session, alert_id, now)
+        services.live.emit("alert_progress", counts.as_event())
+        if completed:
+            services.live.emit("alert_complete", {"alert_id": alert_id})
+    except (RedisError, OSError) as error:  # progress is a hint; the ledger is the record
+        log.warning("alert %s: progress not published (%s)", alert_id, error.__class__.__name__)

@@ -1,0 +1,573 @@
+"""The broadcast ledger: who gets an alert, and what became of each send.
+
+Approving an alert writes one ``pending`` Delivery per recipient in the same transaction
+that marks the alert approved, with one INSERT ... SELECT: the audience never passes
+through Python, so 100,000 recipients cost one statement and no memory. Rows are
+grouped into numbered batches as they are written; a batch job sends one batch.
+
+Everything here is a conditional UPDATE whose WHERE clause says which state it expects,
+so a status callback, a worker holding a lease and the reaper can race without one
+overwriting another's outcome.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from rapidresponse import audit
+from rapidresponse.models import (
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Delivery,
+    DeliveryStatus,
+    Language,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    alert_areas,
+)
+
+BATCH_MAX = 500  # recipients per batch job at full speed
+BATCH_MIN = 10
+# At a slow SEND_RATE a batch holds about this many seconds of sending, so that one job
+# (and one lease) never has to last longer than a job timeout.
+SECONDS_PER_BATCH = 60
+MAX_ATTEMPTS = 8  # claims of one delivery before it is given up as failed
+
+FOLLOW_UP_KINDS = frozenset({AlertKind.UPDATE, AlertKind.ALL_CLEAR, AlertKind.CORRECTION})
+UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)
+FAILED_STATUSES = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.UNDELIVERABLE,
+    DeliveryStatus.OPTED_OUT,
+    DeliveryStatus.EXPIRED,
+)
+# Twilio error codes that say something about the recipient (see dispatch.senders).
+OPTED_OUT_CODES = frozenset({21610})
+BAD_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
+
+
+# The table itself, for executemany UPDATEs that the ORM would do one row at a time.
+DELIVERIES = cast(Table, Delivery.__table__)
+
+
+class AlertNotApprovable(ValueError):
+    """The alert is not a draft any more (approved twice, or cancelled)."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    alert_id: int
+    recipients: int
+    batches: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts for the board's progress bar. ``failed`` includes expired and opted-out."""
+
+    alert_id: int
+    total: int
+    pending: int
+    sent: int
+    delivered: int
+    failed: int
+    unknown_outcomes: int
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0
+
+    def as_event(self) -> dict[str, int]:
+        return {
+            "alert_id": self.alert_id,
+            "total": self.total,
+            "pending": self.pending,
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "failed": self.failed,
+        }
+
+
+def batch_size(send_rate: float | None) -> int:
+    """Recipients per batch job: as many as SECONDS_PER_BATCH of sending, within bounds."""
+    if send_rate is None:
+        return BATCH_MAX
+    return max(BATCH_MIN, min(BATCH_MAX, int(send_rate * SECONDS_PER_BATCH)))
+
+
+def draft(
+    session: Session,
+    *,
+    kind: AlertKind,
+    texts: dict[str, str],
+    area_ids: Sequence[int] = (),
+    incident_id: int | None = None,
+    parent_id: int | None = None,
+    created_by_id: int | None = None,
+) -> Alert:
+    """A draft alert. Follow-ups name their parent; alerts name their areas."""
+    if (kind in FOLLOW_UP_KINDS) != (parent_id is not None):
+        raise ValueError("a follow-up needs the alert it follows; an alert must not have one")
+    alert = Alert(
+        kind=kind,
+        status=AlertStatus.DRAFT,
+        texts=dict(texts),
+        incident_id=incident_id,
+        parent_id=parent_id,
+        created_by_id=created_by_id,
+    )
+    session.add(alert)
+    session.flush()
+    if area_ids:
+        session.execute(
+            insert(alert_areas), [{"alert_id": alert.id, "area_id": a} for a in set(area_ids)]
+        )
+    audit.record(
+        session,
+        actor=_actor(created_by_id),
+        action="alert.drafted",
+        subject=f"alert:{alert.id}",
+        details={"kind": kind.value, "incident_id": incident_id, "parent_id": parent_id},
+    )
+    return alert
+
+
+def approve(
+    session: Session,
+    alert_id: int,
+    *,
+    now: datetime,
+    validity: timedelta,
+    batch: int,
+    approved_by_id: int | None = None,
+) -> Approval:
+    """Mark a draft approved and write its ledger, in the caller's transaction.
+
+    Commit, then enqueue the batches: a crash in between leaves pending rows that the
+    reaper finds, never jobs that point at nothing.
+
+    Raises:
+        AlertNotApprovable: it is not a draft (two dispatchers approving at once: one wins).
+    """
+    claimed = session.execute(
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == AlertStatus.DRAFT)
+        .values(
+            status=AlertStatus.APPROVED,
+            approved_at=now,
+            approved_by_id=approved_by_id,
+            expires_at=now + validity,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise AlertNotApprovable(f"alert {alert_id} is not a draft")
+    alert = session.get_one(Alert, alert_id)
+    session.refresh(alert)
+    recipients = _write_ledger(session, alert, now, batch)
+    alert.recipient_count = recipients
+    if recipients == 0:
+        alert.status, alert.completed_at = AlertStatus.COMPLETE, now
+    audit.record(
+        session,
+        actor=_actor(approved_by_id),
+        action="alert.approved",
+        subject=f"alert:{alert_id}",
+        details={"kind": alert.kind.value, "recipients": recipients},
+    )
+    return Approval(alert_id, recipients, -(-recipients // batch))
+
+
+def cancel(session: Session, alert_id: int, *, by_id: int | None = None) -> bool:
+    """Drop a draft nobody approved. Returns whether it was still a draft."""
+    done = session.execute(
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == AlertStatus.DRAFT)
+        .values(status=AlertStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    audit.record(
+        session, actor=_actor(by_id), action="alert.cancelled", subject=f"alert:{alert_id}"
+    )
+    return True
+
+
+def _actor(staff_id: int | None) -> str:
+    return "system" if staff_id is None else f"staff:{staff_id}"
+
+
+def audience(session: Session, alert: Alert) -> Select[int, Language]:
+    """(subscriber id, language) of everyone this alert goes to, each once.
+
+    An alert goes to the active, confirmed subscribers of its areas. A follow-up goes to
+    exactly the recipients of the alert it follows, wherever they have moved since,
+    except those who opted out or whose number stopped working.
+    """
+    if alert.kind in FOLLOW_UP_KINDS:
+        return (
+            select(Subscriber.id, Subscriber.language)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+            .where(Delivery.alert_id == alert.parent_id, _sendable())
+            .distinct()
+        )
+    area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
+    return (
+        select(Subscriber.id, Subscriber.language)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(
+            Subscription.area_id.in_(area_ids),
+            Subscription.status == SubscriptionStatus.CONFIRMED,
+            _sendable(),
+        )
+        .distinct()
+    )
+
+
+def audience_size(session: Session, alert: Alert) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(audience(session, alert).subquery())) or 0
+    )
+
+
+def _sendable() -> ColumnElement[bool]:
+    return Subscriber.status == SubscriberStatus.ACTIVE
+
+
+def _write_ledger(session: Session, alert: Alert, now: datetime, batch: int) -> int:
+    people = audience(session, alert).subquery()
+    table = DELIVERIES
+    rows = select(
+        _new_id(session),
+        literal(alert.id),
+        people.c.id,
+        people.c.language,
+        ((func.row_number().over(order_by=people.c.id) - 1) // batch).label("batch"),
+        literal(DeliveryStatus.PENDING, table.c.status.type),
+        literal(0),
+        literal(0),
+        literal(now, table.c.created_at.type),
+        literal(now, table.c.updated_at.type),
+    )
+    session.execute(
+        insert(table).from_select(
+            [
+                "id",
+                "alert_id",
+                "subscriber_id",
+                "language",
+                "batch",
+                "status",
+                "attempts",
+                "unknown_outcomes",
+                "created_at",
+                "updated_at",
+            ],
+            rows,
+        )
+    )
+    # Counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here.
+    written = select(func.count()).where(table.c.alert_id == alert.id)
+    return int(session.scalar(written) or 0)
+
+
+def _new_id(session: Session) -> ColumnElement[str]:
+    # 32 random hex digits, like models.new_delivery_id, made by the database itself.
+    if session.get_bind().dialect.name == "postgresql":
+        return literal_column("replace(gen_random_uuid()::text, '-', '')")
+    return func.lower(func.hex(func.randomblob(16)))
+
+
+# --- progress ------------------------------------------------------------------------------
+
+
+def progress(session: Session, alert_id: int) -> Progress:
+    rows = session.execute(
+        select(Delivery.status, func.count(), func.coalesce(func.sum(Delivery.unknown_outcomes), 0))
+        .where(Delivery.alert_id == alert_id)
+        .group_by(Delivery.status)
+    ).all()
+    counts = {status: int(count) for status, count, _ in rows}
+    return Progress(
+        alert_id=alert_id,
+        total=sum(counts.values()),
+        pending=sum(counts.get(s, 0) for s in UNFINISHED),
+        sent=counts.get(DeliveryStatus.SENT, 0),
+        delivered=counts.get(DeliveryStatus.DELIVERED, 0),
+        failed=sum(counts.get(s, 0) for s in FAILED_STATUSES),
+        unknown_outcomes=sum(int(unknown) for _, _, unknown in rows),
+    )
+
+
+def complete_if_done(session: Session, alert_id: int, now: datetime) -> bool:
+    """Mark an approved alert complete once nothing is left to send."""
+    unfinished = (
+        select(Delivery.id)
+        .where(Delivery.alert_id == alert_id, Delivery.status.in_(UNFINISHED))
+        .limit(1)
+    )
+    if session.scalar(unfinished) is not None:
+        return False
+    done = session.execute(
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.status == AlertStatus.APPROVED)
+        .values(status=AlertStatus.COMPLETE, completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+# --- what the provider said ------------------------------------------------------------------
+
+
+def status_for_error(code: int | None) -> DeliveryStatus:
+    if code in OPTED_OUT_CODES:
+        return DeliveryStatus.OPTED_OUT
+    if code in BAD_NUMBER_CODES:
+        return DeliveryStatus.UNDELIVERABLE
+    return DeliveryStatus.FAILED
+
+
+def mark_subscribers(
+    session: Session, subscriber_ids: Iterable[int], status: DeliveryStatus, now: datetime
+) -> None:
+    """Carry a permanent error over to the subscriber, so nothing is sent there again.
+
+    21610 means the carrier already told them they are unsubscribed: we mark them
+    opted out and send no confirmation of our own.
+    """
+    ids = list(set(subscriber_ids))
+    if not ids or status not in (DeliveryStatus.OPTED_OUT, DeliveryStatus.UNDELIVERABLE):
+        return
+    if status is DeliveryStatus.OPTED_OUT:
+        values = {
+            "status": SubscriberStatus.OPTED_OUT,
+            "opted_out_at": now,
+            "opt_out_confirmed_at": now,
+            "updated_at": now,
+        }
+        where = Subscriber.status != SubscriberStatus.OPTED_OUT
+    else:
+        values = {"status": SubscriberStatus.UNDELIVERABLE, "updated_at": now}
+        where = Subscriber.status == SubscriberStatus.ACTIVE
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id.in_(ids), where)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+class CallbackStatus(str, enum.Enum):
+    """Twilio's MessageStatus values, as a status callback reports them."""
+
+    ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    RECEIVING = "receiving"
+    RECEIVED = "received"
+    PARTIALLY_DELIVERED = "partially_delivered"
+
+
+ACCEPTED_BY_PROVIDER = frozenset(
+    {
+        CallbackStatus.ACCEPTED,
+        CallbackStatus.SCHEDULED,
+        CallbackStatus.QUEUED,
+        CallbackStatus.SENDING,
+        CallbackStatus.SENT,
+    }
+)
+REACHED_PHONE = frozenset(
+    {CallbackStatus.DELIVERED, CallbackStatus.READ, CallbackStatus.PARTIALLY_DELIVERED}
+)
+NOT_DELIVERED = frozenset(
+    {CallbackStatus.UNDELIVERED, CallbackStatus.FAILED, CallbackStatus.CANCELED}
+)
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    changed: bool
+    alert_id: int | None = None
+
+
+def record_callback(
+    session: Session,
+    delivery_id: str,
+    *,
+    message_sid: str,
+    status: CallbackStatus,
+    error_code: int | None,
+    now: datetime,
+) -> CallbackOutcome:
+    """Apply one status callback. Replays and out-of-order callbacks change nothing.
+
+    Statuses only move forward (pending/claimed → sent → delivered or failed), so the
+    same (sid, status) twice, or 'sent' after 'delivered', is a no-op. A callback for a
+    delivery still claimed is a send whose HTTP answer was lost: it is marked sent
+    and released, so no worker or reaper sends it again.
+    """
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None or (delivery.provider_sid not in (None, message_sid)):
+        return CallbackOutcome(False)  # not ours, or for a different send of that row
+    target, earlier = _callback_target(status, error_code)
+    if target is None:
+        return CallbackOutcome(False, delivery.alert_id)
+    changed = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.status.in_(earlier),
+            or_(Delivery.provider_sid.is_(None), Delivery.provider_sid == message_sid),
+        )
+        .values(
+            status=target,
+            provider_sid=message_sid,
+            lease_token=None,
+            lease_expires_at=None,
+            sending_at=None,
+            error_code=None if error_code is None else str(error_code),
+            sent_at=case((Delivery.sent_at.is_(None), now), else_=Delivery.sent_at),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        return CallbackOutcome(False, delivery.alert_id)
+    if target in (DeliveryStatus.OPTED_OUT, DeliveryStatus.UNDELIVERABLE):
+        mark_subscribers(session, [delivery.subscriber_id], target, now)
+    return CallbackOutcome(True, delivery.alert_id)
+
+
+def _callback_target(
+    status: CallbackStatus, error_code: int | None
+) -> tuple[DeliveryStatus | None, tuple[DeliveryStatus, ...]]:
+    before_sent = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.EXPIRED)
+    if status in ACCEPTED_BY_PROVIDER:
+        return DeliveryStatus.SENT, before_sent
+    if status in REACHED_PHONE:
+        return DeliveryStatus.DELIVERED, (*before_sent, DeliveryStatus.SENT, DeliveryStatus.FAILED)
+    if status in NOT_DELIVERED:
+        return status_for_error(error_code), (*before_sent, DeliveryStatus.SENT)
+    return None, ()
+
+
+# --- the reaper's queries -------------------------------------------------------------------
+
+
+def expire_overdue(session: Session, now: datetime) -> int:
+    """Drop unsent deliveries of alerts past their validity: late is worse than never."""
+    overdue = select(Alert.id).where(
+        Alert.status == AlertStatus.APPROVED, Alert.expires_at.is_not(None), Alert.expires_at < now
+    )
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.alert_id.in_(overdue), Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.EXPIRED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_expired_leases(session: Session, now: datetime) -> set[tuple[int, int]]:
+    """Take back rows whose worker vanished; return the (alert, batch) pairs to re-send."""
+    expired = and_(
+        Delivery.status == DeliveryStatus.CLAIMED,
+        Delivery.lease_expires_at.is_not(None),
+        Delivery.lease_expires_at < now,
+    )
+    batches = {
+        (int(a), int(b))
+        for a, b in session.execute(
+            select(Delivery.alert_id, Delivery.batch).where(expired).distinct()
+        )
+    }
+    if batches:
+        release(session, expired, now)
+    return batches
+
+
+def release(session: Session, which: ColumnElement[bool], now: datetime) -> int:
+    """Put claimed rows back to pending, for a later job to send.
+
+    A row marked ``sending_at`` may have reached the provider before its worker lost
+    track of it: sending it again may duplicate it, so it is counted in
+    ``unknown_outcomes``.
+    """
+    result = session.execute(
+        update(Delivery)
+        .where(which, Delivery.status == DeliveryStatus.CLAIMED)
+        .values(
+            status=DeliveryStatus.PENDING,
+            lease_token=None,
+            lease_expires_at=None,
+            sending_at=None,
+            unknown_outcomes=Delivery.unknown_outcomes
+            + case((Delivery.sending_at.is_not(None), 1), else_=0),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def give_up_exhausted(session: Session, now: datetime) -> int:
+    """Fail deliveries claimed MAX_ATTEMPTS times: a broken row must not loop forever."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.PENDING, Delivery.attempts >= MAX_ATTEMPTS)
+        .values(status=DeliveryStatus.FAILED, error_code="attempts", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def waiting_batches(session: Session, idle_since: datetime) -> set[tuple[int, int]]:
+    """(alert, batch) pairs with rows pending and untouched since ``idle_since``."""
+    rows = session.execute(
+        select(Delivery.alert_id, Delivery.batch)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .where(
+            Alert.status == AlertStatus.APPROVED,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.updated_at < idle_since,
+        )
+        .distinct()
+    )
+    return {(int(a), int(b)) for a, b in rows}
+
+
+def open_alert_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Alert.id).where(Alert.status == AlertStatus.APPROVED)))
