@@ -10,16 +10,143 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from contextlib import suppress
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dispatch.broadcast import enqueue_batches, job_timeout, publish_progress, queued_batches
+from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services, current
 from rapidresponse import broadcast
-from rapidresponse.models import utcnow
+from rapidresponse.composer import compose_all
+from rapidresponse.models import Alert, AlertKind, AlertStatus, Incident, IncidentState, utcnow
 
 log = logging.getLogger(__name__)
+
+
+class NotFollowable(ValueError):
+    """Follow-ups go to the recipients of an approved alert; this is not one."""
+
+
+def incident_confirmed(services: Services, incident_id: int) -> None:
+    """Called once an incident is confirmed: draft its alert in a job, off the webhook.
+
+    If Redis is down the reaper drafts it on its next round (it looks for confirmed
+    incidents without an alert).
+    """
+    try:
+        enqueue(services.redis, QueueName.ALERTS, alert_for_incident, incident_id)
+    except (RedisError, OSError) as error:
+        log.warning(
+            "incident %s: alert draft not enqueued (%s); the reaper will draft it",
+            incident_id,
+            error.__class__.__name__,
+        )
+
+
+def alert_for_incident(incident_id: int) -> int | None:
+    """Job: draft the alert for a confirmed incident and, with ALERT_POLICY=auto, send it."""
+    services = current()
+    alert_id = draft_for_incident(services, incident_id)
+    if alert_id is not None and services.settings.alert_policy == "auto":
+        # Approved already: a second run of this job, or a quicker dispatcher.
+        with suppress(broadcast.AlertNotApprovable):
+            approve_alert(services, alert_id)
+    return alert_id
+
+
+def draft_for_incident(services: Services, incident_id: int) -> int | None:
+    """The incident's alert draft, made once; None if it is not (or no longer) confirmed."""
+    with services.database.session() as session:
+        incident = session.get(Incident, incident_id, with_for_update=True)
+        if (
+            incident is None
+            or incident.state is not IncidentState.CONFIRMED
+            or incident.area is None
+        ):
+            return None
+        existing = session.scalar(
+            select(Alert.id).where(
+                Alert.incident_id == incident_id,
+                Alert.kind == AlertKind.ALERT,
+                Alert.status != AlertStatus.CANCELLED,
+            )
+        )
+        if existing is not None:
+            return int(existing)
+        texts = compose_all(
+            AlertKind.ALERT,
+            areas=[incident.area.name],
+            at=incident.state_changed_at,
+            tz=ZoneInfo(services.settings.timezone),
+        )
+        alert = broadcast.draft(
+            session,
+            kind=AlertKind.ALERT,
+            texts=texts,
+            area_ids=[incident.area.id],
+            incident_id=incident_id,
+        )
+        alert_id = alert.id
+    _emit(services, "alert_drafted", alert_id)
+    return alert_id
+
+
+def draft_follow_up(
+    services: Services,
+    parent_id: int,
+    kind: AlertKind,
+    *,
+    note: str | None = None,
+    staff_id: int | None = None,
+) -> int:
+    """Draft an update, all-clear or correction for the recipients of alert ``parent_id``.
+
+    Raises:
+        NotFollowable: the parent is not an approved alert.
+        NoteRefused: the note looks like it holds a phone number, plate or address.
+    """
+    if kind not in broadcast.FOLLOW_UP_KINDS:
+        raise ValueError(f"{kind.value} is not a follow-up")
+    with services.database.session() as session:
+        parent = session.get(Alert, parent_id)
+        if (
+            parent is None
+            or parent.kind is not AlertKind.ALERT
+            or parent.status not in (AlertStatus.APPROVED, AlertStatus.COMPLETE)
+        ):
+            raise NotFollowable(f"alert {parent_id} is not an approved alert")
+        # A correction names the time of the alert it corrects; the others, now.
+        at = parent.approved_at if kind is AlertKind.CORRECTION else utcnow()
+        texts = compose_all(
+            kind,
+            areas=[area.name for area in parent.areas],
+            at=at or utcnow(),
+            tz=ZoneInfo(services.settings.timezone),
+            note=note,
+        )
+        alert = broadcast.draft(
+            session,
+            kind=kind,
+            texts=texts,
+            parent_id=parent_id,
+            incident_id=parent.incident_id,
+            created_by_id=staff_id,
+        )
+        alert_id = alert.id
+    _emit(services, "alert_drafted", alert_id)
+    return alert_id
+
+
+def _emit(services: Services, event: str, alert_id: int) -> None:
+    try:
+        services.live.emit(event, {"alert_id": alert_id})
+    except (RedisError, OSError) as error:
+        log.warning("alert %s: %s not published (%s)", alert_id, event, error.__class__.__name__)
 
 
 def approve_alert(
@@ -63,6 +190,9 @@ def reap_deliveries() -> dict[str, int]:
         given_up = broadcast.give_up_exhausted(session, now)
         waiting = broadcast.waiting_batches(session, idle_since)
         open_alerts = broadcast.open_alert_ids(session)
+        undrafted = _confirmed_without_alert(session)
+    for incident_id in undrafted:
+        alert_for_incident(incident_id)
     # A batch whose lease expired lost its worker; a waiting one may just be queued.
     orphans = released | (waiting - queued_batches(services.redis))
     by_alert: dict[int, list[int]] = defaultdict(list)
@@ -78,4 +208,20 @@ def reap_deliveries() -> dict[str, int]:
         "released_batches": len(released),
         "given_up": given_up,
         "reenqueued_batches": len(orphans),
+        "drafted": len(undrafted),
     }
+
+
+def _confirmed_without_alert(session: Session) -> list[int]:
+    has_alert = select(Alert.id).where(
+        Alert.incident_id == Incident.id, Alert.kind == AlertKind.ALERT
+    )
+    return list(
+        session.scalars(
+            select(Incident.id).where(
+                Incident.state == IncidentState.CONFIRMED,
+                Incident.area_id.is_not(None),
+                ~has_alert.exists(),
+            )
+        )
+    )

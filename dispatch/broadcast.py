@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 TRIES = 4  # per message within one job, for 429 / 5xx / timeouts
 BACKOFF_SECONDS = (0.5, 1.0, 2.0)
 MAX_RETRY_AFTER = 30.0  # a longer wait is better spent back in the queue
-PROGRESS_EVERY = 1.0  # seconds between live progress events from one job
+PROGRESS_EVERY = 1.0  # seconds between live progress events from one job or process
+PROGRESS_SLOT = "rr:progress:"
 PACED_CHUNK_SECONDS = 10  # at a slow rate a chunk holds at most this much sending
 JOB_ID_PREFIX = "send-"
 
@@ -536,3 +537,19 @@ def publish_progress(services: Services, alert_id: int, *, final: bool = False) 
             services.live.emit("alert_complete", {"alert_id": alert_id})
     except (RedisError, OSError) as error:  # progress is a hint; the ledger is the record
         log.warning("alert %s: progress not published (%s)", alert_id, error.__class__.__name__)
+
+
+def progress_hint(services: Services, alert_id: int) -> None:
+    """Publish progress at most once per PROGRESS_EVERY per alert, whoever asks.
+
+    Status callbacks arrive as fast as the broadcast goes: counting the ledger for every
+    one of them would cost more than the callbacks themselves.
+    """
+    try:
+        due = services.redis.set(
+            f"{PROGRESS_SLOT}{alert_id}", 1, nx=True, px=int(PROGRESS_EVERY * 1000)
+        )
+    except (RedisError, OSError):
+        return
+    if due:
+        publish_progress(services, alert_id)

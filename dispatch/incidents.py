@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from rq import Retry
 from sqlalchemy import func, select
 
+from dispatch.alerts import incident_confirmed
 from dispatch.queues import QueueName, enqueue, enqueue_in
 from dispatch.senders import SendError
 from dispatch.services import Services, current
@@ -107,8 +108,10 @@ def _quietly(action: Callable[[], object], incident_id: int) -> None:
 
 
 def incident_changed(services: Services, transition: Transition) -> None:
-    """A decided incident. ``incident_confirmed`` is the event the alert broadcast consumes."""
+    """A decided incident: a confirmed one gets its alert drafted (and, by policy, sent)."""
     payload = {"incident_id": transition.incident_id, "state": transition.state.value}
+    if transition.state is IncidentState.CONFIRMED:
+        incident_confirmed(services, transition.incident_id)
     try:
         services.live.emit("incident_changed", payload)
         if transition.state is IncidentState.CONFIRMED:

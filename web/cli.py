@@ -28,6 +28,7 @@ from rapidresponse.people import AlreadyExists, add_responder, add_staff_user
 from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
 from rapidresponse.regions import PropertyNames, RegionError, load_region_file
 from rapidresponse.verification import close_incident
+from web.alerts_cli import alert_group
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -268,6 +269,9 @@ def demo_command(host: str, port: int) -> None:
     from web.demo import run_demo
 
     sys.exit(run_demo(settings_from_env(), host, port))
+
+
+cli.add_command(alert_group)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Twilio's inbound-message webhook: ``POST /sms/inbound``, answered with TwiML.
+"""Twilio's webhooks: ``POST /sms/inbound`` (answered with TwiML) and ``POST /sms/status``.
 
 Fails closed: a missing or wrong ``X-Twilio-Signature`` (computed over PUBLIC_URL + path
 and every parameter received) is a 403 and touches nothing. A replayed MessageSid is
@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from dispatch.broadcast import progress_hint
 from dispatch.incidents import after_intake, incident_changed
 from dispatch.services import Services
+from rapidresponse.broadcast import CallbackStatus, record_callback
 from rapidresponse.hotline import Hotline, Location, Outcome
-from rapidresponse.models import InboundMessage
+from rapidresponse.models import InboundMessage, utcnow
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
 from rapidresponse.subscribers import Reply, permit_text
@@ -135,3 +137,46 @@ def _record_once(session: Session, sid: str) -> None:
         session.flush()
     except IntegrityError:  # the same sid arriving twice at once: one of them wins
         raise Replay from None
+
+
+# --- status callbacks ---------------------------------------------------------------------
+
+DELIVERY_ID = re.compile(r"^[0-9a-f]{32}$")
+ERROR_CODE = re.compile(r"^[0-9]{1,6}$")
+
+
+@bp.post("/status")
+def status() -> Response:
+    """Twilio's status callback for a message we sent, naming its Delivery in the URL.
+
+    Signed like the inbound webhook. Anything we cannot place (an unknown delivery, a
+    status we do not track) is answered 200 so that Twilio does not retry it; replays and
+    out-of-order callbacks change nothing (see ``broadcast.record_callback``).
+    """
+    found = services()
+    if not signature_is_valid(found):
+        abort(403)
+    sid = request.form.get("MessageSid") or request.form.get("SmsSid")
+    raw_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
+    if sid is None or raw_status is None or not MESSAGE_SID.match(sid):
+        abort(400, "MessageSid and MessageStatus are required")
+    delivery_id = request.args.get("delivery", "")
+    try:
+        callback_status = CallbackStatus(raw_status.strip().lower())
+    except ValueError:
+        return Response(status=200)
+    if not DELIVERY_ID.match(delivery_id):
+        return Response(status=200)
+    code = request.form.get("ErrorCode", "").strip()
+    with found.database.session() as session:
+        outcome = record_callback(
+            session,
+            delivery_id,
+            message_sid=sid,
+            status=callback_status,
+            error_code=int(code) if ERROR_CODE.match(code) else None,
+            now=utcnow(),
+        )
+    if outcome.changed and outcome.alert_id is not None:
+        progress_hint(found, outcome.alert_id)
+    return Response(status=200)
