@@ -3,11 +3,12 @@
 One job per batch of the ledger (see ``rapidresponse.broadcast``). A job:
 
 1. claims its batch's pending rows with one conditional UPDATE and a random lease token;
-2. sends them in chunks of ``SEND_CONCURRENCY``: before each chunk it re-checks who has
-   opted out, marks the chunk ``sending_at`` (the rows whose outcome becomes unknowable
-   if this process dies now) and renews the lease; it takes send slots from the shared
-   pacer, sends the chunk concurrently, retrying 429/5xx/timeouts with backoff and
-   Retry-After, and records every provider id in one transaction;
+2. keeps up to ``SEND_CONCURRENCY`` requests in flight. Rows are taken a chunk at a
+   time: the job re-checks who has opted out, marks the chunk ``sending_at`` (rows whose
+   outcome becomes unknowable if this process dies now), renews the lease and takes
+   send slots from the shared pacer. Each send is retried on 429/5xx/timeouts with
+   backoff and Retry-After; provider ids are recorded a window at a time, in one
+   transaction;
 3. releases what it could not send and fails loudly (RQ's failed registry), so the
    reaper sends it again later.
 
@@ -227,20 +228,73 @@ async def _send_claimed(services: Services, lease: BatchLease) -> Tally:
     sender = make_async_sender(
         services.settings, services.database, services.cipher, services.index
     )
-    progress_at = time.monotonic()
     try:
-        for chunk in _chunks(recipients, _chunk_size(services)):
-            sendable = _mark_sending(services, lease, chunk)
-            tally.skipped += len(chunk) - len(sendable)
-            validity = None if expires_at is None else _seconds_left(expires_at)
-            results = await _send_chunk(sender, services.pacer, sendable, validity)
-            _record(services, lease, results, tally)
-            if time.monotonic() - progress_at >= PROGRESS_EVERY:
-                publish_progress(services, lease.alert_id)
-                progress_at = time.monotonic()
+        await _SlidingWindow(services, lease, sender, expires_at, tally).run(recipients)
     finally:
         await sender.close()
     return tally
+
+
+class _SlidingWindow:
+    """Keeps up to SEND_CONCURRENCY sends in flight, however slow some of them are.
+
+    A chunk is marked ``sending_at`` (and takes its pacer slots) as the window has
+    room for it, so at most two windows' worth of rows can be left with an unknowable
+    outcome by a kill. Outcomes are written a window at a time.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        lease: BatchLease,
+        sender: AsyncSender,
+        expires_at: datetime | None,
+        tally: Tally,
+    ) -> None:
+        self.services = services
+        self.lease = lease
+        self.sender = sender
+        self.expires_at = expires_at
+        self.tally = tally
+        self.window = services.settings.send_concurrency
+        self.room = asyncio.Semaphore(self.window)
+        self.in_flight: set[asyncio.Task[Result]] = set()
+        self.finished: list[asyncio.Task[Result]] = []
+        self.progress_at = time.monotonic()
+
+    async def run(self, recipients: Sequence[Recipient]) -> None:
+        loop = asyncio.get_running_loop()
+        pacer = self.services.pacer
+        for chunk in _chunks(recipients, _chunk_size(self.services)):
+            sendable = _mark_sending(self.services, self.lease, chunk)
+            self.tally.skipped += len(chunk) - len(sendable)
+            waits = pacer.reserve([r.segments for r in sendable]) if pacer else []
+            reserved_at = loop.time()
+            validity = None if self.expires_at is None else _seconds_left(self.expires_at)
+            for n, recipient in enumerate(sendable):
+                await self.room.acquire()
+                due = reserved_at + (waits[n] if waits else 0.0)
+                task = asyncio.create_task(_send_one(self.sender, pacer, recipient, due, validity))
+                self.in_flight.add(task)
+                task.add_done_callback(self._done)
+                if len(self.finished) >= self.window:
+                    self._record_finished()
+        if self.in_flight:
+            await asyncio.wait(self.in_flight)
+        self._record_finished()
+
+    def _done(self, task: asyncio.Task[Result]) -> None:
+        self.in_flight.discard(task)
+        self.finished.append(task)
+        self.room.release()
+
+    def _record_finished(self) -> None:
+        tasks, self.finished = self.finished, []
+        # .result() re-raises a bug in a send; the job's finally releases the rows.
+        _record(self.services, self.lease, [task.result() for task in tasks], self.tally)
+        if time.monotonic() - self.progress_at >= PROGRESS_EVERY:
+            publish_progress(self.services, self.lease.alert_id)
+            self.progress_at = time.monotonic()
 
 
 def _recipients(
@@ -374,24 +428,18 @@ def _finish_all(services: Services, lease: BatchLease, status: DeliveryStatus) -
 # --- sending ---------------------------------------------------------------------------------
 
 
-async def _send_chunk(
-    sender: AsyncSender, pacer: Pacer | None, chunk: Sequence[Recipient], validity: int | None
-) -> list[Result]:
-    waits = pacer.reserve([r.segments for r in chunk]) if pacer else [0.0] * len(chunk)
-    return await asyncio.gather(
-        *(_send_one(sender, pacer, r, wait, validity) for r, wait in zip(chunk, waits, strict=True))
-    )
-
-
 async def _send_one(
     sender: AsyncSender,
     pacer: Pacer | None,
     recipient: Recipient,
-    wait: float,
+    due: float,
     validity: int | None,
 ) -> Result:
+    """One message, retried on 429 / 5xx / timeouts; ``due`` is its pacer slot (loop time)."""
+    loop = asyncio.get_running_loop()
     result = Result(recipient)
     for attempt in range(TRIES):
+        wait = due - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
         try:
@@ -414,6 +462,7 @@ async def _send_one(
             wait = _backoff(attempt, error.retry_after)
             if pacer is not None:  # a retry is a send like any other: it takes a slot
                 wait = max(wait, pacer.reserve([recipient.segments])[0])
+            due = loop.time() + wait
     return result  # neither sent nor refused: released for a later job
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import insert
+
 from dispatch.services import Services
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
@@ -15,6 +17,8 @@ from rapidresponse.models import (
     Language,
     Subscriber,
     SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
     utcnow,
 )
 
@@ -92,3 +96,30 @@ def add_on_shift_responder(services: Services, name: str, phone: str, area_slug:
             language=Language.EN,
         )
         responder.on_shift = True
+
+
+def add_many_subscribers(
+    services: Services, area_id: int, count: int, first: int = 1_000_000
+) -> list[int]:
+    """``count`` active subscribers confirmed in one area, written in bulk."""
+    numbers = [f"+1503{first + n:07d}" for n in range(count)]
+    with services.database.session() as session:
+        ids = session.scalars(
+            insert(Subscriber).returning(Subscriber.id),
+            [
+                {
+                    "phone_sealed": services.cipher.encrypt(number, Purpose.SUBSCRIBER_PHONE),
+                    "phone_index": services.index.digest(number, "phone"),
+                    "language": Language.ES if n % 3 == 0 else Language.EN,
+                }
+                for n, number in enumerate(numbers)
+            ],
+        ).all()
+        session.execute(
+            insert(Subscription),
+            [
+                {"subscriber_id": i, "area_id": area_id, "status": SubscriptionStatus.CONFIRMED}
+                for i in ids
+            ],
+        )
+    return list(ids)

@@ -238,7 +238,7 @@ class FakeTwilio:
     def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError("FakeTwilio is already running")
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        server = _Server(("127.0.0.1", 0), _make_handler(self))
         server.daemon_threads = True
         server.handle_error = self._handle_error  # type: ignore[method-assign]
         self._server = server
@@ -531,6 +531,12 @@ def count_segments(text: str) -> int:
     if units <= single:
         return 1
     return -(-units // part)
+
+
+class _Server(ThreadingHTTPServer):
+    # A broadcast opens dozens of connections at once; the default backlog of 5 would
+    # drop their SYNs and add a second of retransmission to each.
+    request_queue_size = 256
 
 
 def _seconds(value: float) -> str:

@@ -1,0 +1,268 @@
+"""Broadcasts that survive what goes wrong in production, with real worker processes.
+
+§5's invariant, checked at the provider: every recipient ends with exactly one
+accepted send, except sends whose outcome was unknowable (a worker killed with
+requests in flight), which are counted in ``unknown_outcomes`` and bounded by the
+in-flight window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from dispatch import alerts
+from dispatch.redis_conn import EmbeddedRedis
+from dispatch.services import Services
+from rapidresponse.models import Alert, AlertStatus, Delivery, DeliveryStatus
+from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.dispatch.test_alerts import confirmed_incident
+from tests.dispatch.test_broadcast_core import make_area
+from tests.factories import add_many_subscribers
+from tests.twilio_fake import Answer, FakeTwilio, RecordedRequest
+
+pytestmark = pytest.mark.slow
+
+WINDOW = 20  # SEND_CONCURRENCY in these tests
+# What a kill can leave unknowable: the sends in flight plus the next chunk already marked.
+IN_FLIGHT_BOUND = 2 * WINDOW
+
+
+class Workers:
+    """``rapidresponse worker`` processes, as a supervisor would run (and restart) them."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen[bytes]] = []
+        self.started = 0
+
+    def start(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.started += 1
+            with (self.log_dir / f"worker-{self.started}.log").open("wb") as log:
+                self.running.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "web.cli", "worker", "--no-scheduler"],
+                        env=self.env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+
+    def kill_one(self) -> None:
+        """``kill -9`` a worker and its work horse, wherever they are."""
+        victim = self.running.pop(random.randrange(len(self.running)))
+        for pid in [*children_of(victim.pid), victim.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.running:
+            process.terminate()
+        for process in self.running:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.running.clear()
+
+    def output(self) -> bytes:
+        return b"".join(path.read_bytes() for path in sorted(self.log_dir.glob("worker-*.log")))
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent's pid
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as running:
+        yield running
+
+
+def worker_env(cli_env: dict[str, str], fake: FakeTwilio, **extra: str) -> dict[str, str]:
+    return {
+        **cli_env,
+        "SMS_BACKEND": "twilio",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": FROM_NUMBER,
+        "TWILIO_API_URL": fake.url,
+        "SEND_CONCURRENCY": str(WINDOW),
+        "DELIVERY_LEASE_SECONDS": "5",
+        "REAPER_SECONDS": "2",
+        "LOG_LEVEL": "warning",
+        **extra,
+    }
+
+
+def start_broadcast(services: Services, recipients: int) -> int:
+    area = make_area(services, "cully")
+    add_many_subscribers(services, area, recipients)
+    alert_id = alerts.alert_for_incident(confirmed_incident(services, area))
+    assert alert_id is not None
+    alerts.approve_alert(services, alert_id)
+    return alert_id
+
+
+def wait_until_complete(services: Services, alert_id: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with services.database.session() as session:
+            if session.get_one(Alert, alert_id).status == AlertStatus.COMPLETE:
+                return
+        time.sleep(0.25)
+    with services.database.session() as session:
+        left = session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.alert_id == alert_id)
+            .group_by(Delivery.status)
+        ).all()
+    pytest.fail(f"alert not complete after {timeout}s: {left}")
+
+
+def accepted_per_delivery(fake: FakeTwilio) -> Counter[str]:
+    """How many sends the provider accepted for each Delivery (from its StatusCallback)."""
+    counts: Counter[str] = Counter()
+    for message in fake.messages:
+        assert message.status_callback is not None
+        counts[parse_qs(urlsplit(message.status_callback).query)["delivery"][0]] += 1
+    return counts
+
+
+def ledger(services: Services, alert_id: int) -> tuple[dict[str, DeliveryStatus], int]:
+    with services.database.session() as session:
+        rows = session.execute(
+            select(Delivery.id, Delivery.status).where(Delivery.alert_id == alert_id)
+        ).all()
+        unknown = session.scalar(
+            select(func.sum(Delivery.unknown_outcomes)).where(Delivery.alert_id == alert_id)
+        )
+    return {row.id: row.status for row in rows}, int(unknown or 0)
+
+
+def assert_each_recipient_once(
+    services: Services, fake: FakeTwilio, alert_id: int, recipients: int
+) -> tuple[int, int]:
+    """The invariant. Returns (duplicates, unknown outcomes counted)."""
+    statuses, unknown = ledger(services, alert_id)
+    accepted = accepted_per_delivery(fake)
+    assert len(statuses) == recipients
+    assert set(statuses.values()) == {DeliveryStatus.SENT}
+    assert set(accepted) == set(statuses), "a recipient got nothing"
+    duplicates = sum(count - 1 for count in accepted.values())
+    assert duplicates <= unknown, "a duplicate that was not counted as unknowable"
+    return duplicates, unknown
+
+
+def test_429s_and_500s_delay_but_never_lose_or_double_a_send(
+    services: Services, cli_env: dict[str, str], fake: FakeTwilio, tmp_path: Path
+) -> None:
+    chance = random.Random(5)
+
+    def flaky(request: RecordedRequest) -> Answer | None:
+        roll = chance.random()
+        if roll < 1 / 3:
+            return Answer.error(429, retry_after=0.2)
+        if roll < 1 / 3 + 1 / 10:
+            return Answer.error(500)
+        return None
+
+    fake.policy = flaky
+    alert_id = start_broadcast(services, 400)
+    workers = Workers(worker_env(cli_env, fake), tmp_path)
+    workers.start(2)
+    try:
+        wait_until_complete(services, alert_id, timeout=120)
+    finally:
+        workers.stop()
+
+    duplicates, unknown = assert_each_recipient_once(services, fake, alert_id, 400)
+    assert (duplicates, unknown) == (0, 0)  # every refusal was a clear answer
+    refused = [r for r in fake.requests if r.path.endswith("Messages.json")]
+    assert len(refused) > 500  # the provider really did refuse a good share
+
+
+def test_workers_killed_mid_broadcast_lose_nobody(
+    services: Services, cli_env: dict[str, str], fake: FakeTwilio, tmp_path: Path
+) -> None:
+    recipients = 5000
+    # Slow enough that the kills land mid-broadcast: 500 messages/s in all.
+    alert_id = start_broadcast(services, recipients)
+    workers = Workers(worker_env(cli_env, fake, SEND_RATE="500"), tmp_path)
+    workers.start(2)
+    kills = 0
+    try:
+        chance = random.Random(9)
+        for _ in range(5):
+            time.sleep(chance.uniform(0.5, 1.5))
+            workers.kill_one()
+            kills += 1
+            workers.start(1)
+        wait_until_complete(services, alert_id, timeout=180)
+    finally:
+        workers.stop()
+
+    duplicates, unknown = assert_each_recipient_once(services, fake, alert_id, recipients)
+    assert unknown <= kills * IN_FLIGHT_BOUND
+    print(f"{kills} kills: {duplicates} duplicates, {unknown} unknowable outcomes counted")
+
+
+def test_redis_restarted_empty_mid_broadcast_is_completed_by_the_reaper(
+    services: Services, cli_env: dict[str, str], fake: FakeTwilio, tmp_path: Path
+) -> None:
+    folder = tmp_path / "redis"
+    redis = EmbeddedRedis(folder)
+    url = redis.start()
+    own = Services.build(replace(services.settings, redis_url=url))
+    try:
+        recipients = 1500
+        alert_id = start_broadcast(own, recipients)
+        workers = Workers(worker_env(cli_env, fake, SEND_RATE="300", REDIS_URL=url), tmp_path)
+        workers.start(2)
+        try:
+            time.sleep(1.5)
+            redis.stop()  # everything queued is gone ...
+            for leftover in folder.iterdir():
+                if leftover.name != "redis.log":
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            time.sleep(1.0)
+            redis.start()  # ... and Redis comes back empty
+            # A supervisor restarts any worker that gave up while Redis was away.
+            dead = [w for w in workers.running if w.poll() is not None]
+            for process in dead:
+                workers.running.remove(process)
+            workers.start(len(dead))
+            wait_until_complete(own, alert_id, timeout=120)
+        finally:
+            workers.stop()
+        assert_each_recipient_once(own, fake, alert_id, recipients)
+    finally:
+        own.redis.close()
+        redis.stop()
