@@ -264,5 +264,5 @@ def test_redis_restarted_empty_mid_broadcast_is_completed_by_the_reaper(
             workers.stop()
         assert_each_recipient_once(own, fake, alert_id, recipients)
     finally:
-        own.redis.close()
+        own.close()
         redis.stop()
