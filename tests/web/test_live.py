@@ -6,7 +6,10 @@ cannot go through a message queue, and the queue is the point here.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from queue import Empty, Queue
 from typing import Any
@@ -50,3 +53,78 @@ def test_an_event_published_by_a_worker_reaches_a_connected_board(
     finally:
         board.disconnect()
     assert event == {"alert_id": 7, "sent": 3, "pending": 2}
+
+
+@pytest.mark.slow
+def test_a_broadcast_pushes_its_progress_from_the_workers(
+    live_server: str, services: Services, cli_env: dict[str, str]
+) -> None:
+    from tests.dispatch.test_alerts import confirmed_incident
+    from tests.dispatch.test_broadcast_core import make_area
+    from tests.factories import add_many_subscribers
+
+    area = make_area(services, "cully")
+    add_many_subscribers(services, area, 1200)
+    events: Queue[tuple[str, Any]] = Queue()
+    board = socketio.Client(reconnection=False)
+    for name in ("probe", "alert_progress", "alert_complete"):
+        board.on(name, lambda data, name=name: events.put((name, data)))
+    board.connect(live_server, transports=["polling"], wait_timeout=10)
+    try:
+        wait_until_subscribed(services, events)
+        from dispatch.alerts import alert_for_incident, approve_alert
+
+        alert_id = alert_for_incident(confirmed_incident(services, area))
+        assert alert_id is not None
+        approve_alert(services, alert_id)
+        subprocess.run(
+            [sys.executable, "-m", "web.cli", "worker", "--burst", "--no-scheduler"],
+            env=cli_env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        seen = collect_until(events, "alert_complete", timeout=10)
+    finally:
+        board.disconnect()
+
+    progress = [data for name, data in seen if name == "alert_progress"]
+    assert progress[0]["alert_id"] == alert_id and progress[0]["pending"] == 1200
+    assert progress[-1] == {
+        "alert_id": alert_id,
+        "total": 1200,
+        "pending": 0,
+        "sent": 1200,
+        "delivered": 0,
+        "failed": 0,
+    }
+    sent = [data["sent"] for data in progress]
+    assert sent == sorted(sent)  # counts only grow
+    assert ("alert_complete", {"alert_id": alert_id}) in seen
+
+
+def wait_until_subscribed(services: Services, events: Queue[tuple[str, Any]]) -> None:
+    publisher = LivePublisher(services.redis_url)
+    for _ in range(50):  # the server subscribes to Redis in the background
+        publisher.emit("probe", {})
+        try:
+            events.get(timeout=0.2)
+            return
+        except Empty:
+            continue
+    pytest.fail("the board never heard from Redis")
+
+
+def collect_until(
+    events: Queue[tuple[str, Any]], last: str, timeout: float
+) -> list[tuple[str, Any]]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            seen.append(events.get(timeout=0.2))
+        except Empty:
+            continue
+        if seen[-1][0] == last:
+            return seen
+    pytest.fail(f"no {last} event; saw {[name for name, _ in seen]}")
