@@ -23,6 +23,8 @@ from dispatch.redis_conn import connect
 from dispatch.services import Services
 from rapidresponse import audit
 from rapidresponse.models import (
+    Alert,
+    AlertStatus,
     AuditEvent,
     Dispatch,
     Incident,
@@ -261,3 +263,75 @@ def test_numbers_and_report_text_stay_out_of_logs_jobs_and_redis(
         assert secret not in logs, secret
         assert secret not in events, secret
     assert scene.incident().state is IncidentState.CONFIRMED
+
+
+SUBSCRIBERS = {"+15035550181": "JOIN Cully", "+15035550182": "UNIRSE Cully"}
+
+
+def subscribers_join(scene: Scene) -> None:
+    for number, join in SUBSCRIBERS.items():
+        scene.text(number, join)
+        scene.text(number, "YES" if join.startswith("JOIN") else "SI")
+
+
+def confirm(scene: Scene) -> Incident:
+    incident = three_reports(scene)
+    scene.work()
+    scene.text(ANA, f"{incident.code} GO")
+    scene.text(ANA, f"{incident.code} CONFIRM")
+    return incident
+
+
+def alerts_to(scene: Scene, number: str) -> list[str]:
+    return [m.body for m in scene.fake.messages if m.to == number and m.body.startswith("ALERT")]
+
+
+def test_with_auto_policy_a_confirmation_alerts_the_area_once_in_each_language(
+    scene: Scene,
+) -> None:
+    scene.env["ALERT_POLICY"] = "auto"
+    subscribers_join(scene)
+    confirm(scene)
+    scene.work()  # drafts, approves and sends in the same run
+
+    [english] = alerts_to(scene, "+15035550181")
+    [spanish] = alerts_to(scene, "+15035550182")
+    assert english.startswith("ALERT") and "RIGHTS" in english
+    assert spanish.startswith("ALERTA") and "DERECHOS" in spanish
+    assert all(alerts_to(scene, number) == [] for number in (*REPORTERS, ANA, BEN))
+    with scene.services.database.session() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert (alert.status, alert.recipient_count) == (AlertStatus.COMPLETE, 2)
+    names = event_names(scene)
+    assert "alert_progress" in names and "alert_complete" in names
+    # Nothing about the subscribers reached Redis, the worker logs or the live events.
+    stored = everything_in(scene.services.redis)
+    for number in SUBSCRIBERS:
+        assert number[-7:].encode() not in stored
+        assert number[-7:] not in "\n".join(scene.worker_output)
+        assert number[-7:] not in json.dumps(scene.events)
+
+
+def test_with_approve_policy_nothing_goes_out_until_a_dispatcher_approves(
+    scene: Scene,
+) -> None:
+    subscribers_join(scene)
+    confirm(scene)
+    scene.work()
+
+    assert alerts_to(scene, "+15035550181") == []
+    with scene.services.database.session() as session:
+        alert = session.scalars(select(Alert)).one()
+        assert alert.status == AlertStatus.DRAFT
+    approve = subprocess.run(
+        [sys.executable, "-m", "web.cli", "alert", "approve", str(alert.id)],
+        env=scene.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "2 recipients" in approve.stdout
+    scene.work()
+    assert len(alerts_to(scene, "+15035550181")) == 1
+    assert len(alerts_to(scene, "+15035550182")) == 1
