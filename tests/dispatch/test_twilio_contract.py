@@ -9,6 +9,7 @@ API without a test noticing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import copy
@@ -30,7 +31,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from twilio.request_validator import RequestValidator
 
-from dispatch.senders import TwilioSender
+from dispatch.senders import AsyncTwilioSender, TwilioSender
 from tests.dispatch.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -230,15 +231,38 @@ SEND_CASES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-@pytest.fixture(params=list(SEND_CASES), ids=list(SEND_CASES))
+@pytest.fixture(
+    params=[(case, path) for case in SEND_CASES for path in ("sync", "async")],
+    ids=[f"{case}-{path}" for case in SEND_CASES for path in ("sync", "async")],
+)
 def sent(request: pytest.FixtureRequest, fake_twilio: FakeTwilio) -> FakeTwilio:
-    """A fake that our sender has just sent one message through, in one of its modes."""
-    sender, options = SEND_CASES[request.param]
-    TwilioSender(
-        ACCOUNT_SID, AUTH_TOKEN, sender, public_url=PUBLIC_URL, api_url=fake_twilio.url
-    ).send(RECIPIENT, BODY, **options)
+    """A fake that one of our senders (replies: sync; broadcasts: async) has just sent
+    one message through, in one of its modes."""
+    case, path = request.param
+    sender, options = SEND_CASES[case]
+    if path == "sync":
+        TwilioSender(
+            ACCOUNT_SID, AUTH_TOKEN, sender, public_url=PUBLIC_URL, api_url=fake_twilio.url
+        ).send(RECIPIENT, BODY, **options)
+    else:
+        asyncio.run(_send_async(fake_twilio.url, sender, options))
     assert len(fake_twilio.requests) == 1
     return fake_twilio
+
+
+async def _send_async(api_url: str, sender: str, options: dict[str, Any]) -> None:
+    client = AsyncTwilioSender(
+        ACCOUNT_SID, AUTH_TOKEN, sender, public_url=PUBLIC_URL, api_url=api_url
+    )
+    try:
+        await client.send(
+            RECIPIENT,
+            BODY,
+            callback_id=options.get("callback_id"),
+            validity_period=options.get("validity_period"),
+        )
+    finally:
+        await client.close()
 
 
 def test_every_request_our_sender_makes_is_a_valid_create_message(
