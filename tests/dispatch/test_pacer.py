@@ -30,7 +30,8 @@ def test_slots_are_one_interval_apart_per_segment(redis_client: Redis) -> None:
 
 
 def test_workers_share_one_rate(redis_client: Redis) -> None:
-    first, second = (Pacer(redis_client, rate=50, sender_id=unique("t2")) for _ in range(2))
+    sender = unique("t2")
+    first, second = (Pacer(redis_client, rate=50, sender_id=sender) for _ in range(2))
     a = first.reserve([1] * 25)
     b = second.reserve([1] * 25)
     assert b[0] == pytest.approx(a[-1] + HEADROOM / 50, abs=0.01)  # queued behind the first
