@@ -19,12 +19,14 @@ from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
 import aiohttp
+from redis.exceptions import RedisError
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from dispatch.pacer import Pacer
 from rapidresponse.broadcast import BAD_NUMBER_CODES, OPTED_OUT_CODES
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
@@ -43,6 +45,7 @@ PERMANENT_CODES = OPTED_OUT_CODES | BAD_NUMBER_CODES | frozenset({21408, 21612})
 
 MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 # The SDK logs every request at INFO: noise at a thousand a second, so only warnings.
+_log = logging.getLogger(__name__)
 _quiet_logger = logging.getLogger("twilio.async_http_client")
 _quiet_logger.setLevel(logging.WARNING)
 MIN_TWILIO_ERROR_CODE = 10000  # Twilio's codes have five digits; smaller ones are HTTP statuses
@@ -370,10 +373,13 @@ class OptOutGuard:
     through once.
     """
 
-    def __init__(self, inner: Sender, database: Database, index: BlindIndex) -> None:
+    def __init__(
+        self, inner: Sender, database: Database, index: BlindIndex, pacer: Pacer | None = None
+    ) -> None:
         self.inner = inner
         self.database = database
         self.index = index
+        self.pacer = pacer
 
     def send(
         self,
@@ -402,14 +408,32 @@ class OptOutGuard:
             raise SendError(
                 "the recipient has opted out", permanent=True, code=next(iter(OPTED_OUT_CODES))
             )
+        self._wait_for_slot(body)
         return self.inner.send(to, body, callback_id=callback_id, validity_period=validity_period)
+
+    def _wait_for_slot(self, body: str) -> None:
+        """Pages and replies share the number's rate with broadcasts."""
+        if self.pacer is None:
+            return
+        try:
+            wait = self.pacer.reserve([segment(body).segments])[0]
+        except (RedisError, OSError) as error:
+            # A page must not wait for Redis: the carrier queues a brief excess anyway.
+            _log.warning("pacer unreachable (%s); sending unpaced", error.__class__.__name__)
+            return
+        if wait > 0:
+            time.sleep(wait)
 
 
 def make_sender(
-    settings: Settings, database: Database, cipher: FieldCipher, index: BlindIndex
+    settings: Settings,
+    database: Database,
+    cipher: FieldCipher,
+    index: BlindIndex,
+    pacer: Pacer | None = None,
 ) -> OptOutGuard:
-    """The sender SMS_BACKEND names, behind the opt-out guard."""
-    return OptOutGuard(_backend(settings, database, cipher, index), database, index)
+    """The sender SMS_BACKEND names, behind the opt-out guard (and the pacer, if any)."""
+    return OptOutGuard(_backend(settings, database, cipher, index), database, index, pacer)
 
 
 def _backend(

@@ -53,6 +53,7 @@ class Services:
         cipher = FieldCipher(settings.data_keys)
         index = BlindIndex(settings.index_key)
         redis = connect(redis_url)
+        pacer = make_pacer(redis, settings)
         return cls(
             settings=settings,
             database=database,
@@ -60,11 +61,11 @@ class Services:
             redis=redis,
             cipher=cipher,
             index=index,
-            sender=make_sender(settings, database, cipher, index),
+            sender=make_sender(settings, database, cipher, index, pacer),
             limits=RedisAbuseLimits(redis, settings.inbound_limit, settings.confirmation_limit),
             reporter_keys=DailyReporterKeys(redis),
             live=LivePublisher(redis_url),
-            pacer=make_pacer(redis, settings),
+            pacer=pacer,
             embedded_redis=embedded,
         )
 

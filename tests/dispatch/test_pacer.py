@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 
 import pytest
 from redis import Redis
 
 from dispatch.pacer import HEADROOM, Pacer
+from dispatch.senders import OptOutGuard, SimulatorSender
+from dispatch.services import Services
 
 
 def unique(name: str) -> str:
@@ -55,3 +58,19 @@ def test_senders_have_their_own_rates(redis_client: Redis) -> None:
 def test_a_rate_must_be_positive(redis_client: Redis) -> None:
     with pytest.raises(ValueError, match="positive"):
         Pacer(redis_client, rate=0, sender_id=unique("t6"))
+
+
+def test_pages_and_replies_take_slots_from_the_same_rate(
+    services: Services, redis_client: Redis
+) -> None:
+    pacer = Pacer(redis_client, rate=5, sender_id=unique("t7"))
+    guard = OptOutGuard(
+        SimulatorSender(services.database, services.cipher, services.index),
+        services.database,
+        services.index,
+        pacer,
+    )
+    started = time.monotonic()
+    for _ in range(3):
+        guard.send("+15035550177", "a page")
+    assert time.monotonic() - started >= 2 * 0.2
