@@ -106,8 +106,8 @@ def status_callback_url(public_url: str, callback_id: str) -> str:
     return f"{public_url}/sms/status?{urlencode({'delivery': callback_id})}"
 
 
-class TwilioSender:
-    """Sends through Twilio's Messages API with the official SDK.
+class _TwilioAccount:
+    """The SDK client for one account and sender, over the given HTTP client.
 
     ``api_url`` replaces https://api.twilio.com, so tests and staging can point the
     sender at a local Twilio-compatible server.
@@ -120,16 +120,34 @@ class TwilioSender:
         sender: str,
         *,
         public_url: str,
-        api_url: str = "https://api.twilio.com",
-        timeout: float = 10.0,
+        api_url: str,
+        http: Any,
     ) -> None:
         if not sender:
             raise ValueError("sender: a phone number or a Messaging Service sid is needed")
         self.public_url = public_url.rstrip("/")
         self.sender = sender
-        self.http = _HeaderKeepingHttpClient(timeout=timeout)
-        self.client = Client(account_sid, auth_token, http_client=self.http)
+        self.client = Client(account_sid, auth_token, http_client=http)
         self.client.api.base_url = api_url.rstrip("/")
+
+
+class TwilioSender(_TwilioAccount):
+    """Sends one message at a time through Twilio's Messages API with the official SDK."""
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        sender: str,
+        *,
+        public_url: str,
+        api_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+    ) -> None:
+        self.http = _HeaderKeepingHttpClient(timeout=timeout)
+        super().__init__(
+            account_sid, auth_token, sender, public_url=public_url, api_url=api_url, http=self.http
+        )
 
     def send(
         self,
@@ -164,7 +182,7 @@ class AsyncSender(Protocol):
     async def close(self) -> None: ...
 
 
-class AsyncTwilioSender:
+class AsyncTwilioSender(_TwilioAccount):
     """Twilio's Messages API through the SDK's asyncio client, many requests in flight.
 
     One request at a time spends most of its life waiting for the network; a broadcast
@@ -183,13 +201,10 @@ class AsyncTwilioSender:
         timeout: float = 10.0,
         concurrency: int = 50,
     ) -> None:
-        if not sender:
-            raise ValueError("sender: a phone number or a Messaging Service sid is needed")
-        self.public_url = public_url.rstrip("/")
-        self.sender = sender
         self.http = _AsyncHeaderKeepingHttpClient(timeout=timeout, concurrency=concurrency)
-        self.client = Client(account_sid, auth_token, http_client=self.http)
-        self.client.api.base_url = api_url.rstrip("/")
+        super().__init__(
+            account_sid, auth_token, sender, public_url=public_url, api_url=api_url, http=self.http
+        )
 
     async def send(
         self, to: str, body: str, *, callback_id: str | None, validity_period: int | None
