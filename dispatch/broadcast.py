@@ -189,7 +189,7 @@ def send_batch(alert_id: int, batch: int) -> dict[str, int]:
 
 
 def claim_batch(services: Services, lease: BatchLease) -> int:
-    """Claim the batch's pending rows (and any whose lease ran out). Returns how many."""
+    """Claim the batch's pending rows (the reaper frees expired ones). Returns how many."""
     now = utcnow()
     with services.database.session() as session:
         result = session.execute(
