@@ -84,6 +84,13 @@ class Workers:
                 process.wait()
         self.running.clear()
 
+    def restart_dead(self) -> None:
+        """What a supervisor (compose's ``restart: unless-stopped``) does."""
+        dead = [process for process in self.running if process.poll() is not None]
+        for process in dead:
+            self.running.remove(process)
+        self.start(len(dead))
+
     def output(self) -> bytes:
         return b"".join(path.read_bytes() for path in sorted(self.log_dir.glob("worker-*.log")))
 
@@ -131,9 +138,13 @@ def start_broadcast(services: Services, recipients: int) -> int:
     return alert_id
 
 
-def wait_until_complete(services: Services, alert_id: int, timeout: float) -> None:
+def wait_until_complete(
+    services: Services, alert_id: int, timeout: float, workers: Workers | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if workers is not None:
+            workers.restart_dead()
         with services.database.session() as session:
             if session.get_one(Alert, alert_id).status == AlertStatus.COMPLETE:
                 return
@@ -145,6 +156,14 @@ def wait_until_complete(services: Services, alert_id: int, timeout: float) -> No
             .group_by(Delivery.status)
         ).all()
     pytest.fail(f"alert not complete after {timeout}s: {left}")
+
+
+def wait_for_sends(fake: FakeTwilio, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while len(fake.messages) < count:
+        if time.monotonic() > deadline:
+            pytest.fail(f"only {len(fake.messages)} sends after {timeout}s")
+        time.sleep(0.05)
 
 
 def accepted_per_delivery(fake: FakeTwilio) -> Counter[str]:
@@ -220,12 +239,14 @@ def test_workers_killed_mid_broadcast_lose_nobody(
     kills = 0
     try:
         chance = random.Random(9)
+        wait_for_sends(fake, 200, timeout=60)
         for _ in range(5):
             time.sleep(chance.uniform(0.5, 1.5))
             workers.kill_one()
             kills += 1
             workers.start(1)
-        wait_until_complete(services, alert_id, timeout=180)
+        assert len(fake.messages) < recipients, "the kills came after the broadcast"
+        wait_until_complete(services, alert_id, timeout=180, workers=workers)
     finally:
         workers.stop()
 
@@ -247,19 +268,16 @@ def test_redis_restarted_empty_mid_broadcast_is_completed_by_the_reaper(
         workers = Workers(worker_env(cli_env, fake, SEND_RATE="300", REDIS_URL=url), tmp_path)
         workers.start(2)
         try:
-            time.sleep(1.5)
+            wait_for_sends(fake, 100, timeout=60)
             redis.stop()  # everything queued is gone ...
             for leftover in folder.iterdir():
                 if leftover.name != "redis.log":
                     shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
             time.sleep(1.0)
             redis.start()  # ... and Redis comes back empty
+            assert len(fake.messages) < recipients, "Redis went away too late"
             # A supervisor restarts any worker that gave up while Redis was away.
-            dead = [w for w in workers.running if w.poll() is not None]
-            for process in dead:
-                workers.running.remove(process)
-            workers.start(len(dead))
-            wait_until_complete(own, alert_id, timeout=120)
+            wait_until_complete(own, alert_id, timeout=120, workers=workers)
         finally:
             workers.stop()
         assert_each_recipient_once(own, fake, alert_id, recipients)
