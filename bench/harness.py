@@ -1,8 +1,8 @@
 """What every broadcast benchmark needs: a machine line, a private stack, data, workers.
 
-A ``Stack`` is one isolated installation: a temporary instance folder (SQLite file,
-embedded Redis, generated nothing: keys are fresh), the settings and ``Services`` the
-benchmark process uses, and the environment its worker processes get. Workers are real
+A ``Stack`` is one isolated installation: a temporary instance folder (SQLite file and
+embedded Redis; fresh keys), the ``Services`` the benchmark process uses, and the
+environment its worker processes get. Workers are real
 ``rapidresponse worker`` processes talking to ``bench.fast_twilio`` as if it were Twilio.
 
 PostgreSQL: ``BENCH_DATABASE_URL`` names the database (its name must contain "bench",

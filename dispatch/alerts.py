@@ -18,7 +18,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.broadcast import enqueue_batches, job_timeout, publish_progress, queued_batches
+from dispatch.broadcast import (
+    enqueue_batches,
+    finish_alert_if_done,
+    job_timeout,
+    publish_progress,
+    queued_batches,
+)
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services, current
 from rapidresponse import broadcast
@@ -202,7 +208,7 @@ def reap_deliveries() -> dict[str, int]:
         enqueue_batches(services.redis, alert_id, batches, job_timeout(services))
         log.info("alert %s: re-enqueued %d batches", alert_id, len(batches))
     for alert_id in open_alerts:
-        publish_progress(services, alert_id, final=True)
+        finish_alert_if_done(services, alert_id)
     return {
         "expired": expired,
         "released_batches": len(released),

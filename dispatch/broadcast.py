@@ -21,7 +21,6 @@ import asyncio
 import logging
 import random
 import secrets
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +60,7 @@ log = logging.getLogger(__name__)
 TRIES = 4  # per message within one job, for 429 / 5xx / timeouts
 BACKOFF_SECONDS = (0.5, 1.0, 2.0)
 MAX_RETRY_AFTER = 30.0  # a longer wait is better spent back in the queue
-PROGRESS_EVERY = 1.0  # seconds between live progress events from one job or process
+PROGRESS_EVERY = 1.0  # seconds between live progress events of one alert, across workers
 PROGRESS_SLOT = "rr:progress:"
 PACED_CHUNK_SECONDS = 10  # at a slow rate a chunk holds at most this much sending
 JOB_ID_PREFIX = "send-"
@@ -179,7 +178,7 @@ def send_batch(alert_id: int, batch: int) -> dict[str, int]:
             released = broadcast.release(
                 session, _DELIVERIES.c.lease_token == lease.token, utcnow()
             )
-        publish_progress(services, alert_id, final=True)
+        finish_alert_if_done(services, alert_id)
     tally.released += released
     if tally.released:
         raise BatchIncomplete(
@@ -260,7 +259,6 @@ class _SlidingWindow:
         self.room = asyncio.Semaphore(self.window)
         self.in_flight: set[asyncio.Task[Result]] = set()
         self.finished: list[asyncio.Task[Result]] = []
-        self.progress_at = time.monotonic()
 
     async def run(self, recipients: Sequence[Recipient]) -> None:
         loop = asyncio.get_running_loop()
@@ -292,9 +290,7 @@ class _SlidingWindow:
         tasks, self.finished = self.finished, []
         # .result() re-raises a bug in a send; the job's finally releases the rows.
         _record(self.services, self.lease, [task.result() for task in tasks], self.tally)
-        if time.monotonic() - self.progress_at >= PROGRESS_EVERY:
-            publish_progress(self.services, self.lease.alert_id)
-            self.progress_at = time.monotonic()
+        progress_hint(self.services, self.lease.alert_id)
 
 
 def _recipients(
@@ -439,9 +435,7 @@ async def _send_one(
     loop = asyncio.get_running_loop()
     result = Result(recipient)
     for attempt in range(TRIES):
-        wait = due - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await _wait_for_slot(pacer, recipient, due)
         try:
             result.sid = await sender.send(
                 recipient.to,
@@ -464,6 +458,22 @@ async def _send_one(
                 wait = max(wait, pacer.reserve([recipient.segments])[0])
             due = loop.time() + wait
     return result  # neither sent nor refused: released for a later job
+
+
+async def _wait_for_slot(pacer: Pacer | None, recipient: Recipient, due: float) -> None:
+    """Sleep until the slot; a slot missed by more than half an interval is taken anew.
+
+    A worker held up (CPU contention) would otherwise send its overdue messages all at
+    once, next to another worker's on-time ones, and crowd a one-second window.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        wait = due - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if pacer is None or loop.time() - due <= pacer.interval / 2:
+            return
+        due = loop.time() + pacer.reserve([recipient.segments])[0]
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -574,18 +584,29 @@ def _release_unsent(
 # --- progress --------------------------------------------------------------------------------
 
 
-def publish_progress(services: Services, alert_id: int, *, final: bool = False) -> None:
-    """Push the alert's counts to the board; with ``final``, mark it complete if done."""
-    now = utcnow()
+def publish_progress(services: Services, alert_id: int) -> None:
+    """Count the alert's ledger and push the counts to the board."""
     try:
         with services.database.session() as session:
             counts = broadcast.progress(session, alert_id)
-            completed = final and counts.done and broadcast.complete_if_done(session, alert_id, now)
         services.live.emit("alert_progress", counts.as_event())
-        if completed:
-            services.live.emit("alert_complete", {"alert_id": alert_id})
     except (RedisError, OSError) as error:  # progress is a hint; the ledger is the record
         log.warning("alert %s: progress not published (%s)", alert_id, error.__class__.__name__)
+
+
+def finish_alert_if_done(services: Services, alert_id: int) -> None:
+    """Mark the alert complete once nothing is left (final counts, then the event);
+    otherwise a throttled progress hint. Cheap: counting is not done on every call."""
+    with services.database.session() as session:
+        completed = broadcast.complete_if_done(session, alert_id, utcnow())
+    if not completed:
+        progress_hint(services, alert_id)
+        return
+    publish_progress(services, alert_id)
+    try:
+        services.live.emit("alert_complete", {"alert_id": alert_id})
+    except (RedisError, OSError) as error:
+        log.warning("alert %s: completion not published (%s)", alert_id, error.__class__.__name__)
 
 
 def progress_hint(services: Services, alert_id: int) -> None:

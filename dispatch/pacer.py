@@ -49,6 +49,7 @@ class Pacer:
         self.rate = rate
         self.key = KEY_PREFIX + sender_id
         self.interval_us = int(1_000_000 * HEADROOM / rate)
+        self.interval = self.interval_us / 1_000_000  # seconds between segments
         self._script = redis.register_script(_RESERVE)
 
     def reserve(self, segments: Sequence[int]) -> list[float]:
