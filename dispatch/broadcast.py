@@ -461,7 +461,7 @@ async def _send_one(
 
 
 async def _wait_for_slot(pacer: Pacer | None, recipient: Recipient, due: float) -> None:
-    """Sleep until the slot; a slot missed by more than half an interval is taken anew.
+    """Sleep until the slot; a slot missed by more than a quarter interval is taken anew.
 
     A worker held up (CPU contention) would otherwise send its overdue messages all at
     once, next to another worker's on-time ones, and crowd a one-second window.
@@ -471,7 +471,7 @@ async def _wait_for_slot(pacer: Pacer | None, recipient: Recipient, due: float) 
         wait = due - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        if pacer is None or loop.time() - due <= pacer.interval / 2:
+        if pacer is None or loop.time() - due <= pacer.interval / 4:
             return
         due = loop.time() + pacer.reserve([recipient.segments])[0]
 
