@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
@@ -196,7 +196,9 @@ def reap_deliveries() -> dict[str, int]:
         given_up = broadcast.give_up_exhausted(session, now)
         waiting = broadcast.waiting_batches(session, idle_since)
         open_alerts = broadcast.open_alert_ids(session)
-        undrafted = _confirmed_without_alert(session)
+        # Only recent confirmations: an alert about yesterday would spread old news.
+        recent = now - timedelta(minutes=services.settings.alert_validity_minutes)
+        undrafted = _confirmed_without_alert(session, since=recent)
     for incident_id in undrafted:
         alert_for_incident(incident_id)
     # A batch whose lease expired lost its worker; a waiting one may just be queued.
@@ -218,7 +220,7 @@ def reap_deliveries() -> dict[str, int]:
     }
 
 
-def _confirmed_without_alert(session: Session) -> list[int]:
+def _confirmed_without_alert(session: Session, since: datetime) -> list[int]:
     has_alert = select(Alert.id).where(
         Alert.incident_id == Incident.id, Alert.kind == AlertKind.ALERT
     )
@@ -226,6 +228,7 @@ def _confirmed_without_alert(session: Session) -> list[int]:
         session.scalars(
             select(Incident.id).where(
                 Incident.state == IncidentState.CONFIRMED,
+                Incident.state_changed_at >= since,
                 Incident.area_id.is_not(None),
                 ~has_alert.exists(),
             )

@@ -234,11 +234,19 @@ def test_the_reaper_gives_up_on_a_row_that_keeps_failing(services: Services) -> 
     assert statuses(services, alert_id) == {DeliveryStatus.FAILED: 1}
 
 
-def test_the_reaper_drafts_for_a_confirmation_it_missed(services: Services) -> None:
+def test_the_reaper_drafts_for_a_recent_confirmation_it_missed(services: Services) -> None:
     incident_id = confirmed_incident(services, make_area(services, "cully"))
+    stale = confirmed_incident(services, make_area(services, "lents"), code="Q3W8")
+    with services.database.session() as session:
+        session.execute(
+            update(Incident)
+            .where(Incident.id == stale)
+            .values(state_changed_at=utcnow() - timedelta(hours=3))
+        )
     assert alerts.reap_deliveries()["drafted"] == 1
     with services.database.session() as session:
         assert session.scalar(select(Alert.id).where(Alert.incident_id == incident_id))
+        assert session.scalar(select(Alert.id).where(Alert.incident_id == stale)) is None
 
 
 # --- the command line ----------------------------------------------------------------------
