@@ -75,12 +75,9 @@ def draft_for_incident(services: Services, incident_id: int) -> int | None:
             or incident.area is None
         ):
             return None
+        # A cancelled draft counts too: a dispatcher decided, and the reaper agrees.
         existing = session.scalar(
-            select(Alert.id).where(
-                Alert.incident_id == incident_id,
-                Alert.kind == AlertKind.ALERT,
-                Alert.status != AlertStatus.CANCELLED,
-            )
+            select(Alert.id).where(Alert.incident_id == incident_id, Alert.kind == AlertKind.ALERT)
         )
         if existing is not None:
             return int(existing)

@@ -1,4 +1,4 @@
-"""Sending a broadcast: batch jobs, each sending a few hundred deliveries concurrently.
+"""Sending a broadcast: batch jobs, each sending up to a thousand deliveries concurrently.
 
 One job per batch of the ledger (see ``rapidresponse.broadcast``). A job:
 
@@ -296,7 +296,7 @@ class _SlidingWindow:
 def _recipients(
     services: Services, session: Session, lease: BatchLease, alert: Alert
 ) -> list[Recipient]:
-    """The claimed rows with their numbers and texts; rows no longer sendable are closed."""
+    """The claimed rows with their numbers and texts (opt-outs are checked per chunk)."""
     bodies = {language: str(text) for language, text in alert.texts.items()}
     segments = {language: segment(text).segments for language, text in bodies.items()}
     rows = session.execute(
@@ -401,9 +401,7 @@ def _finish_ids(
         .where(Delivery.id.in_(ids), Delivery.lease_token == lease.token)
         .values(
             status=status,
-            lease_token=None,
-            lease_expires_at=None,
-            sending_at=None,
+            **broadcast.LEASE_CLEARED,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -415,7 +413,7 @@ def _finish_all(services: Services, lease: BatchLease, status: DeliveryStatus) -
         result = session.execute(
             update(Delivery)
             .where(Delivery.lease_token == lease.token, Delivery.status == DeliveryStatus.CLAIMED)
-            .values(status=status, lease_token=None, lease_expires_at=None, updated_at=utcnow())
+            .values(status=status, **broadcast.LEASE_CLEARED, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
@@ -502,9 +500,7 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
                     provider_sid=bindparam("b_sid"),
                     sent_at=now,
                     updated_at=now,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    sending_at=None,
+                    **broadcast.LEASE_CLEARED,
                     unknown_outcomes=_DELIVERIES.c.unknown_outcomes + bindparam("b_unknown"),
                 ),
                 [
@@ -524,9 +520,7 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
                     status=bindparam("b_status"),
                     error_code=bindparam("b_code"),
                     updated_at=now,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    sending_at=None,
+                    **broadcast.LEASE_CLEARED,
                 ),
                 [
                     {
@@ -571,9 +565,7 @@ def _release_unsent(
         )
         .values(
             status=DeliveryStatus.PENDING,
-            lease_token=None,
-            lease_expires_at=None,
-            sending_at=None,
+            **broadcast.LEASE_CLEARED,
             updated_at=now,
             unknown_outcomes=_DELIVERIES.c.unknown_outcomes + bindparam("b_unknown"),
         ),

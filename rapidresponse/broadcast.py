@@ -73,6 +73,8 @@ BAD_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
 
 # The table itself, for executemany UPDATEs that the ORM would do one row at a time.
 DELIVERIES = cast(Table, Delivery.__table__)
+# What every outcome (and every release) writes: nobody holds the row any more.
+LEASE_CLEARED: dict[str, None] = {"lease_token": None, "lease_expires_at": None, "sending_at": None}
 
 
 class AlertNotApprovable(ValueError):
@@ -187,8 +189,7 @@ def approve(
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise AlertNotApprovable(f"alert {alert_id} is not a draft")
-    alert = session.get_one(Alert, alert_id)
-    session.refresh(alert)
+    alert = session.get_one(Alert, alert_id, populate_existing=True)
     recipients = _write_ledger(session, alert, now, batch)
     alert.recipient_count = recipients
     if recipients == 0:
@@ -223,7 +224,7 @@ def _actor(staff_id: int | None) -> str:
     return "system" if staff_id is None else f"staff:{staff_id}"
 
 
-def audience(session: Session, alert: Alert) -> Select[int, Language]:
+def audience(alert: Alert) -> Select[int, Language]:
     """(subscriber id, language) of everyone this alert goes to, each once.
 
     An alert goes to the active, confirmed subscribers of its areas. A follow-up goes to
@@ -251,9 +252,7 @@ def audience(session: Session, alert: Alert) -> Select[int, Language]:
 
 
 def audience_size(session: Session, alert: Alert) -> int:
-    return int(
-        session.scalar(select(func.count()).select_from(audience(session, alert).subquery())) or 0
-    )
+    return int(session.scalar(select(func.count()).select_from(audience(alert).subquery())) or 0)
 
 
 def _sendable() -> ColumnElement[bool]:
@@ -261,7 +260,7 @@ def _sendable() -> ColumnElement[bool]:
 
 
 def _write_ledger(session: Session, alert: Alert, now: datetime, batch: int) -> int:
-    people = audience(session, alert).subquery()
+    people = audience(alert).subquery()
     table = DELIVERIES
     rows = select(
         _new_id(session),
@@ -457,9 +456,7 @@ def record_callback(
         .values(
             status=target,
             provider_sid=message_sid,
-            lease_token=None,
-            lease_expires_at=None,
-            sending_at=None,
+            **LEASE_CLEARED,
             error_code=None if error_code is None else str(error_code),
             sent_at=case((Delivery.sent_at.is_(None), now), else_=Delivery.sent_at),
             updated_at=now,
@@ -533,9 +530,7 @@ def release(session: Session, which: ColumnElement[bool], now: datetime) -> int:
         .where(which, Delivery.status == DeliveryStatus.CLAIMED)
         .values(
             status=DeliveryStatus.PENDING,
-            lease_token=None,
-            lease_expires_at=None,
-            sending_at=None,
+            **LEASE_CLEARED,
             unknown_outcomes=Delivery.unknown_outcomes
             + case((Delivery.sending_at.is_not(None), 1), else_=0),
             updated_at=now,
