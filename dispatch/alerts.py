@@ -28,6 +28,12 @@ from dispatch.broadcast import (
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services, current
 from rapidresponse import broadcast
+from rapidresponse.approvals import (
+    ApprovalRules,
+    ApprovalState,
+    cap_reached,
+    record_approval,
+)
 from rapidresponse.composer import compose_all
 from rapidresponse.models import Alert, AlertKind, AlertStatus, Incident, IncidentState, utcnow
 
@@ -59,10 +65,19 @@ def alert_for_incident(incident_id: int) -> int | None:
     services = current()
     alert_id = draft_for_incident(services, incident_id)
     if alert_id is not None and services.settings.alert_policy == "auto":
+        if _over_hourly_cap(services, alert_id):
+            log.warning("alert %s: hourly cap reached; left for a dispatcher", alert_id)
+            return alert_id
         # Approved already: a second run of this job, or a quicker dispatcher.
         with suppress(broadcast.AlertNotApprovable):
             approve_alert(services, alert_id)
     return alert_id
+
+
+def _over_hourly_cap(services: Services, alert_id: int) -> bool:
+    with services.database.session() as session:
+        alert = session.get_one(Alert, alert_id)
+        return cap_reached(session, alert, approval_rules(services), utcnow())
 
 
 def draft_for_incident(services: Services, incident_id: int) -> int | None:
@@ -231,3 +246,25 @@ def _confirmed_without_alert(session: Session, since: datetime) -> list[int]:
             )
         )
     )
+
+
+def approval_rules(services: Services) -> ApprovalRules:
+    settings = services.settings
+    return ApprovalRules(settings.alert_approvers, settings.alert_hourly_cap)
+
+
+def approve_from_board(services: Services, alert_id: int, staff_id: int) -> ApprovalState:
+    """A dispatcher's approval: counted, and once enough, the broadcast starts.
+
+    Raises:
+        ApprovalRefused: it cannot count (see ``record_approval``).
+    """
+    with services.database.session() as session:
+        state = record_approval(session, alert_id, staff_id, approval_rules(services), utcnow())
+    if state.complete:
+        # A second approver may have been quicker: then it is sent already.
+        with suppress(broadcast.AlertNotApprovable):
+            approve_alert(services, alert_id, staff_id=staff_id)
+    else:
+        _emit(services, "alert_drafted", alert_id)  # the board shows one approval of two
+    return state

@@ -84,18 +84,28 @@ def after_intake(services: Services, intake: Intake) -> None:
     """After a report is committed: dispatch what it opened or placed, flag floods."""
     if intake.new_incident:
         incident_opened(services, intake.incident_id)
-    elif intake.placed_now:  # an unplaced incident now has a place: find responders
-        _quietly(
-            lambda: enqueue(
-                services.redis, QueueName.REPLIES, dispatch_incident, intake.incident_id
-            ),
-            intake.incident_id,
-        )
+    else:
+        incident_touched(services, intake.incident_id)
+        if intake.placed_now:  # an unplaced incident now has a place: find responders
+            _quietly(
+                lambda: enqueue(
+                    services.redis, QueueName.REPLIES, dispatch_incident, intake.incident_id
+                ),
+                intake.incident_id,
+            )
     if intake.flagged_flood:
         _quietly(
             lambda: services.live.emit("incident_flagged", {"incident_id": intake.incident_id}),
             intake.incident_id,
         )
+
+
+def incident_touched(services: Services, incident_id: int) -> None:
+    """A report added or a responder's answer: a hint for the board, nothing more."""
+    _quietly(
+        lambda: services.live.emit("incident_updated", {"incident_id": incident_id}),
+        incident_id,
+    )
 
 
 def _quietly(action: Callable[[], object], incident_id: int) -> None:
@@ -154,6 +164,14 @@ def dispatch_incident(incident_id: int) -> str:
         )
         escalated = not dispatches and active == 0 and escalate(session, incident)
         dispatch_ids = [d.id for d in dispatches]
+    send_pages(services, dispatch_ids)
+    if escalated:
+        services.live.emit("incident_escalated", {"incident_id": incident_id})
+    return f"paged {len(dispatch_ids)}" if dispatch_ids else "nobody to page"
+
+
+def send_pages(services: Services, dispatch_ids: list[int]) -> None:
+    """Page each dispatched responder and start the clock on their GO."""
     for dispatch_id in dispatch_ids:
         enqueue(services.redis, QueueName.REPLIES, page_responder, dispatch_id, retry=PAGE_RETRY)
         enqueue_in(
@@ -163,9 +181,6 @@ def dispatch_incident(incident_id: int) -> str:
             check_acknowledgement,
             dispatch_id,
         )
-    if escalated:
-        services.live.emit("incident_escalated", {"incident_id": incident_id})
-    return f"paged {len(dispatch_ids)}" if dispatch_ids else "nobody to page"
 
 
 def page_responder(dispatch_id: int) -> str:

@@ -81,6 +81,12 @@ class Settings:
     delivery_lease_seconds: int = 120  # a claimed delivery is taken back after this
     reaper_seconds: int = 30  # how often expired leases and vanished jobs are looked for
     timezone: str = "America/Los_Angeles"  # local time shown in alerts (TIMEZONE)
+    staff_idle_minutes: int = 30  # a board left alone this long asks for a new login
+    staff_session_hours: int = 12  # and every login ends after this, however busy
+    login_limit: str = "10 per 15 minutes"  # failed-or-not login attempts per account and client
+    alert_approvers: int = 1  # 2: the two-person rule (a second dispatcher must approve)
+    alert_hourly_cap: int = 0  # alerts approved per rolling hour; 0 means no cap
+    map_tile_url: str | None = None  # XYZ tile template; off by default (no third party)
 
     @property
     def is_production(self) -> bool:
@@ -185,6 +191,12 @@ def _load(env: _Env) -> Settings:
         delivery_lease_seconds=env.integer("DELIVERY_LEASE_SECONDS", default=120, minimum=5),
         reaper_seconds=env.integer("REAPER_SECONDS", default=30, minimum=1),
         timezone=_timezone(env),
+        staff_idle_minutes=env.integer("STAFF_IDLE_MINUTES", default=30, minimum=1),
+        staff_session_hours=env.integer("STAFF_SESSION_HOURS", default=12, minimum=1),
+        login_limit=_rate_limit(env, "LOGIN_LIMIT", "10 per 15 minutes"),
+        alert_approvers=_alert_approvers(env),
+        alert_hourly_cap=env.integer("ALERT_HOURLY_CAP", default=0, minimum=0),
+        map_tile_url=_map_tile_url(env),
     )
     _check_twilio_complete(settings)
     return settings
@@ -406,6 +418,26 @@ def _timezone(env: _Env) -> str:
             f"TIMEZONE must be an IANA time zone such as America/Los_Angeles (got {name!r})"
         ) from None
     return name
+
+
+def _alert_approvers(env: _Env) -> int:
+    value = env.integer("ALERT_APPROVERS", default=1, minimum=1)
+    if value > 2:  # one approver, or the two-person rule
+        raise ConfigError(f"ALERT_APPROVERS must be 1 or 2 (got {value})")
+    return value
+
+
+def _map_tile_url(env: _Env) -> str | None:
+    raw = env.get("MAP_TILE_URL")
+    if raw is None:
+        return None
+    from rapidresponse.mapping import tile_origin  # shapely only when a map is configured
+
+    try:
+        tile_origin(raw)
+    except ValueError as error:
+        raise ConfigError(f"MAP_TILE_URL: {error}") from None
+    return raw
 
 
 def _rate_limit(env: _Env, name: str, default: str) -> str:

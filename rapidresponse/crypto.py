@@ -31,6 +31,7 @@ class Purpose:
     OUTBOX_BODY = "outbox.body"
     REPORT_TEXT = "report.text"
     DISPATCH_NOTE = "dispatch.note"
+    STAFF_TOTP = "staff.totp"
 
 
 KEY_ID_BYTES = 4

@@ -70,6 +70,7 @@ class Outcome:
     reply: Reply | None
     intake: Intake | None = None  # a report was stored: dispatch, flags, live hints
     transition: Transition | None = None  # an incident a verdict just decided
+    touched: int | None = None  # an incident a responder's GO or verdict changed
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Hotline:
             if responder is not None and responder.active:
                 desk = ResponderDesk(self.session, self.cipher, self.quorum)
                 answer = desk.handle(responder, command)
-                return Outcome(answer.reply, transition=answer.transition)
+                return Outcome(answer.reply, transition=answer.transition, touched=answer.touched)
         # Not a command, or responder words from someone who is not one: a report.
         return self._report(phone, body.strip(), location)
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -404,6 +405,44 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The secret is written at enrolment and trusted only once a code from it was accepted.
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The last accepted 30-second step: a code is good once, even within its window.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class StaffSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its hash is stored here,
+    so a copy of the database cannot be used to sign in as anyone."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )
+
+    user: Mapped[StaffUser] = relationship(foreign_keys=[user_id])
+
+
+class AlertApproval(Base):
+    """One dispatcher's approval of one alert: the two-person rule counts distinct rows."""
+
+    __tablename__ = "alert_approvals"
+    __table_args__ = (UniqueConstraint("alert_id", "staff_user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    approved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from argon2 import PasswordHasher
@@ -34,3 +35,14 @@ def generate_password() -> str:
     alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
     groups = ["".join(secrets.choice(alphabet) for _ in range(5)) for _ in range(4)]
     return "-".join(groups)
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return _hasher.hash(secrets.token_hex(16))
+
+
+def spend_as_long_as_a_check(password: str) -> None:
+    """Verify against a hash nobody has, so that an unknown email takes as long to refuse
+    as a wrong password and the login form does not reveal who has an account."""
+    verify_password(_decoy_hash(), password)

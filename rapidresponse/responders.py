@@ -34,6 +34,7 @@ VERDICTS = {
 class ResponderAnswer:
     reply: Reply
     transition: Transition | None = None
+    touched: int | None = None  # an incident whose dispatches changed: the board re-reads it
 
 
 class ResponderDesk:
@@ -62,7 +63,8 @@ class ResponderDesk:
         if command.keyword is Keyword.GO:
             if not acknowledge(self.session, dispatch.id):
                 return _say(language, "sms.dispatch_closed", code=code)
-            return _say(language, "sms.go_ack", code=code)
+            going = _say(language, "sms.go_ack", code=code)
+            return ResponderAnswer(going.reply, touched=dispatch.incident_id)
         verdict = VERDICTS[command.keyword]
         try:
             transition = record_verdict(
@@ -78,7 +80,7 @@ class ResponderDesk:
             return _say(language, "sms.dispatch_closed", code=code)
         word = text(language, f"sms.verdict.{verdict.value}")
         reply = Reply(text(language, "sms.verdict_ack", code=code, verdict=word))
-        return ResponderAnswer(reply, transition)
+        return ResponderAnswer(reply, transition, touched=dispatch.incident_id)
 
 
 def _say(language: Language, message_id: str, **params: str) -> ResponderAnswer:

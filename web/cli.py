@@ -22,7 +22,7 @@ from rapidresponse.areas import find_area, import_areas
 from rapidresponse.config import ConfigError, Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
 from rapidresponse.db import Database, upgrade
-from rapidresponse.models import Area, Incident, IncidentState, Language, StaffRole
+from rapidresponse.models import Area, Incident, IncidentState, Language, Responder, StaffRole
 from rapidresponse.passwords import WeakPassword, generate_password
 from rapidresponse.people import AlreadyExists, add_responder, add_staff_user
 from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
@@ -247,15 +247,29 @@ def user_group() -> None:
     default=None,
     help="Read the password from this file ('-' for stdin) instead of generating one.",
 )
-def user_add_command(email: str, role: str, password_file: TextIO | None) -> None:
-    """Add a staff account. Without --password-file, a password is generated and shown once."""
+@click.option(
+    "--responder-id",
+    type=int,
+    default=None,
+    help="For the responder role: the responder (see `responder add`) this account is.",
+)
+def user_add_command(
+    email: str, role: str, password_file: TextIO | None, responder_id: int | None
+) -> None:
+    """Add a staff account. Without --password-file, a password is generated and shown once.
+
+    The account enrols its authenticator app (TOTP, by QR code) at its first sign-in.
+    """
     settings = settings_from_env()
     password = password_file.read().strip() if password_file else generate_password()
     with database_session(settings) as session:
+        if responder_id is not None and session.get(Responder, responder_id) is None:
+            raise click.BadParameter("no responder has that id", param_hint="--responder-id")
         try:
             user = add_staff_user(session, email=email, role=StaffRole(role), password=password)
         except (AlreadyExists, WeakPassword, ValueError) as error:
             raise click.ClickException(str(error)) from None
+        user.responder_id = responder_id
         click.echo(f"User #{user.id} {user.email} ({user.role.value}) added.")
     if password_file is None:
         click.echo(f"Password (shown once): {password}")

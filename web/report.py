@@ -30,6 +30,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -58,6 +59,7 @@ bp = Blueprint("report", __name__)
 LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"
 LANGUAGE_NAMES = {"en": "English", "es": "Español"}
+STAFF_LANGUAGE_KEY = "lang"
 TRANSLATIONS_PATH = Path(__file__).resolve().parent / "translations"
 
 # Reports one client (one address, as an HMAC) may send: limits' syntax. The app config
@@ -109,6 +111,9 @@ def select_locale() -> str:
     chosen = request.args.get("lang", "")
     if chosen in LANGUAGES:
         return chosen
+    remembered = session.get(STAFF_LANGUAGE_KEY)  # a staff member's choice, kept per session
+    if remembered in LANGUAGES:
+        return str(remembered)
     best = request.accept_languages.best_match(LANGUAGES)
     return best if best in LANGUAGES else DEFAULT_LANGUAGE
 

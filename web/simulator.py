@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -81,3 +82,51 @@ def outbox() -> str:
             for row in rows
         ]
     return render_template("simulator/outbox.html", entries=entries)
+
+
+@bp.route("/phone", methods=["GET", "POST"])
+def phone() -> ResponseReturnValue:
+    """A pretend phone: text the hotline as any number and read what that number received.
+
+    The number travels in the form body, never the URL, so that it stays out of access
+    logs; the page shows only the inbox of the number typed in, never a list of numbers.
+    """
+    found = services()
+    if request.method == "GET":
+        return render_template("simulator/phone.html", number=None, inbox=[], sent=False)
+    raw = request.form.get("From", "")
+    try:
+        number = normalize(raw, found.settings.phone_region)
+    except InvalidPhoneNumber:
+        return render_template(
+            "simulator/phone.html", number=None, inbox=[], sent=False, bad_number=True
+        ), 400
+    body = request.form.get("Body", "").strip()
+    if body:
+        reply = answer(found, number, body, sid=None)
+        if reply is not None:
+            _deliver(found, number, reply)
+    return render_template(
+        "simulator/phone.html", number=number, inbox=_inbox(found, number), sent=bool(body)
+    )
+
+
+def _inbox(found: Services, number: str) -> list[OutboxEntry]:
+    digest = found.index.digest(number, Purpose.PHONE_INDEX)
+    with found.database.session() as session:
+        rows = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.to_index == digest)
+            .order_by(OutboxMessage.id.desc())
+            .limit(OUTBOX_PAGE_SIZE)
+        ).all()
+        return [
+            OutboxEntry(
+                sid=row.sid,
+                to=masked(number),
+                body=found.cipher.decrypt(row.body_sealed, Purpose.OUTBOX_BODY),
+                segments=row.segments,
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]

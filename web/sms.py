@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from dispatch.broadcast import progress_hint
-from dispatch.incidents import after_intake, incident_changed
+from dispatch.incidents import after_intake, incident_changed, incident_touched
 from dispatch.services import Services
 from rapidresponse.broadcast import CallbackStatus, record_callback
 from rapidresponse.hotline import Hotline, Location, Outcome
@@ -111,6 +111,8 @@ def after_commit(found: Services, outcome: Outcome) -> None:
         after_intake(found, outcome.intake)
     if outcome.transition is not None:
         incident_changed(found, outcome.transition)
+    elif outcome.touched is not None:
+        incident_touched(found, outcome.touched)
 
 
 def twilio_location(form: Mapping[str, str]) -> Location | None:

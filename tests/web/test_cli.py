@@ -179,6 +179,22 @@ def test_a_user_gets_a_generated_password_shown_once(
     assert verify_password(user.password_hash, password)
 
 
+def test_a_responder_account_is_linked_to_its_responder(
+    services: Services, environ: dict[str, str]
+) -> None:
+    from tests.web.test_access import build_world
+
+    world = build_world(services)
+    result = invoke(
+        environ, "user", "add", "--email", "rosa@example.org", "--role", "responder",
+        "--responder-id", str(world.responder_id),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with services.database.session() as session:
+        user = session.scalars(select(StaffUser)).one()
+    assert user.responder_id == world.responder_id and user.totp_enrolled_at is None
+
+
 def test_a_user_password_can_come_from_stdin(services: Services, environ: dict[str, str]) -> None:
     result = invoke(
         environ,
@@ -200,6 +216,10 @@ def test_a_user_password_can_come_from_stdin(services: Services, environ: dict[s
     [
         (["--email", "nobody", "--role", "dispatcher"], "not an email address"),
         (["--email", "a@example.org", "--role", "admin"], "Invalid value for '--role'"),
+        (
+            ["--email", "a@example.org", "--role", "responder", "--responder-id", "999"],
+            "no responder has that id",
+        ),
     ],
 )
 def test_bad_user_input_is_refused(

@@ -21,6 +21,8 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from dispatch.live import LivePublisher
 from dispatch.services import Services
+from rapidresponse.models import StaffRole
+from tests.web.staff_helpers import add_account, sign_in
 
 
 @pytest.fixture
@@ -33,13 +35,23 @@ def live_server(app: Flask) -> Iterator[str]:
     thread.join(5)
 
 
+@pytest.fixture
+def signed_in_cookie(app: Flask, services: Services) -> dict[str, str]:
+    """The Cookie header of a dispatcher's browser: the socket refuses anyone else."""
+    client = app.test_client()
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return {"Cookie": f"session={cookie.value}"}
+
+
 def test_an_event_published_by_a_worker_reaches_a_connected_board(
-    live_server: str, services: Services
+    live_server: str, services: Services, signed_in_cookie: dict[str, str]
 ) -> None:
     received: Queue[Any] = Queue()
     board = socketio.Client(reconnection=False)
     board.on("broadcast_progress", received.put)
-    board.connect(live_server, transports=["polling"], wait_timeout=10)
+    board.connect(live_server, headers=signed_in_cookie, transports=["polling"], wait_timeout=10)
     try:
         publisher = LivePublisher(services.redis_url)
         event = None
@@ -57,7 +69,7 @@ def test_an_event_published_by_a_worker_reaches_a_connected_board(
 
 @pytest.mark.slow
 def test_a_broadcast_pushes_its_progress_from_the_workers(
-    live_server: str, services: Services, cli_env: dict[str, str]
+    live_server: str, services: Services, cli_env: dict[str, str], signed_in_cookie: dict[str, str]
 ) -> None:
     from tests.dispatch.test_alerts import confirmed_incident
     from tests.dispatch.test_broadcast_core import make_area
@@ -69,7 +81,7 @@ def test_a_broadcast_pushes_its_progress_from_the_workers(
     board = socketio.Client(reconnection=False)
     for name in ("probe", "alert_progress", "alert_complete"):
         board.on(name, lambda data, name=name: events.put((name, data)))
-    board.connect(live_server, transports=["polling"], wait_timeout=10)
+    board.connect(live_server, headers=signed_in_cookie, transports=["polling"], wait_timeout=10)
     try:
         wait_until_subscribed(services, events)
         from dispatch.alerts import alert_for_incident, approve_alert
@@ -128,3 +140,53 @@ def collect_until(
         if seen[-1][0] == last:
             return seen
     pytest.fail(f"no {last} event; saw {[name for name, _ in seen]}")
+
+
+def cookie_of(app: Flask, services: Services, role: StaffRole, email: str) -> dict[str, str]:
+    client = app.test_client()
+    sign_in(client, services, add_account(services, role, email))
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return {"Cookie": f"session={cookie.value}"}
+
+
+@pytest.mark.parametrize("who", ["nobody", "responder"])
+def test_the_board_socket_refuses_anyone_who_may_not_see_the_board(
+    live_server: str, app: Flask, services: Services, who: str
+) -> None:
+    headers = {} if who == "nobody" else cookie_of(app, services, StaffRole.RESPONDER, "r@x.org")
+    board = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        board.connect(live_server, headers=headers, transports=["polling"], wait_timeout=5)
+    board.disconnect()
+
+
+def test_revoking_a_session_disconnects_its_socket(
+    live_server: str, app: Flask, services: Services
+) -> None:
+    from sqlalchemy import select
+
+    from rapidresponse.models import StaffSession, StaffUser
+    from tests.web.staff_helpers import post_form
+
+    headers = cookie_of(app, services, StaffRole.DISPATCHER, "d@x.org")
+    board = socketio.Client(reconnection=False)
+    gone = threading.Event()
+    board.on("disconnect", lambda *_: gone.set())
+    board.connect(live_server, headers=headers, transports=["polling"], wait_timeout=10)
+    assert board.connected
+    coordinator = app.test_client()
+    sign_in(coordinator, services, add_account(services, StaffRole.COORDINATOR, "c@x.org"))
+    with services.database.session() as session:
+        victim = session.scalar(
+            select(StaffSession.id)
+            .join(StaffUser, StaffUser.id == StaffSession.user_id)
+            .where(StaffUser.email == "d@x.org")
+        )
+    page = coordinator.get("/staff/sessions").get_data(as_text=True)
+    assert post_form(coordinator, f"/staff/sessions/{victim}/revoke", {}, page).status_code == 303
+    assert gone.wait(10), "the revoked session's socket stayed connected"
+    again = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        again.connect(live_server, headers=headers, transports=["polling"], wait_timeout=5)
+    again.disconnect()

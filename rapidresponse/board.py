@@ -1,0 +1,379 @@
+"""What the live board shows, read from the database: the record, never the socket events.
+
+Views are plain frozen dataclasses so that templates cannot lazy-load anything after the
+session closed, and so that no view carries a subscriber's number: there is no field for
+one. Responders appear by name and the last four digits of their number.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from rapidresponse import broadcast
+from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
+from rapidresponse.models import (
+    Alert,
+    AlertApproval,
+    AlertKind,
+    AlertStatus,
+    Area,
+    Dispatch,
+    DispatchState,
+    Incident,
+    IncidentState,
+    Language,
+    Report,
+    Responder,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+
+# Closed incidents stay on the board a while, so that a dispatcher sees what just ended.
+RECENTLY_CLOSED = timedelta(hours=6)
+LIVE_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED)
+
+
+@dataclass(frozen=True)
+class AlertView:
+    id: int
+    kind: AlertKind
+    status: AlertStatus
+    incident_code: str | None
+    created_at: datetime
+    approved_at: datetime | None
+    texts: dict[str, str]
+    approvals: int
+    approver_ids: tuple[int, ...]
+    progress: broadcast.Progress
+
+    @property
+    def percent_done(self) -> int:
+        total = self.progress.total
+        return 100 if total == 0 else round(100 * (total - self.progress.pending) / total)
+
+
+@dataclass(frozen=True)
+class DispatchView:
+    responder_name: str
+    responder_phone: str  # masked: "•••-1234"
+    state: DispatchState
+    verdict: str | None
+    paged_at: datetime
+    acknowledged_at: datetime | None
+    verdict_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReportView:
+    code: str
+    channel: str
+    received_at: datetime
+    text: str | None  # None once purged
+    eyewitness: bool
+    details: dict[str, str]
+
+
+@dataclass(frozen=True)
+class IncidentSummary:
+    id: int
+    code: str
+    state: IncidentState
+    area_id: int | None
+    area_name: str | None
+    latitude: float | None
+    longitude: float | None
+    opened_at: datetime
+    state_changed_at: datetime
+    reports: int
+    independent: int
+    eyewitness: int
+    paged: int
+    going: int
+    verdicts: dict[str, int]
+    possible_flood: bool
+    escalated: bool
+    alert_ids: tuple[int, ...]
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def unplaced(self) -> bool:
+        return self.area_id is None
+
+
+@dataclass(frozen=True)
+class IncidentDetail:
+    summary: IncidentSummary
+    reports: tuple[ReportView, ...]
+    dispatches: tuple[DispatchView, ...]
+    alerts: tuple[AlertView, ...] = field(default=())
+
+
+def board_incidents(session: Session, now: datetime) -> list[IncidentSummary]:
+    """Every incident not closed, and those closed within ``RECENTLY_CLOSED``, newest first."""
+    incidents = session.scalars(
+        select(Incident)
+        .where(
+            or_(
+                Incident.state != IncidentState.CLOSED,
+                Incident.closed_at > now - RECENTLY_CLOSED,
+            )
+        )
+        .options(selectinload(Incident.area))
+        .order_by(Incident.opened_at.desc())
+        .limit(200)
+    ).all()
+    return summarize(session, incidents)
+
+
+def summarize(session: Session, incidents: Sequence[Incident]) -> list[IncidentSummary]:
+    ids = [incident.id for incident in incidents]
+    reports = _reports_by_incident(session, ids)
+    dispatches = _dispatches_by_incident(session, ids)
+    alerts = _alerts_by_incident(session, ids)
+    return [
+        _summary(incident, reports.get(incident.id, []), dispatches.get(incident.id, []), alerts)
+        for incident in incidents
+    ]
+
+
+def _reports_by_incident(session: Session, ids: list[int]) -> dict[int, list[Report]]:
+    found: dict[int, list[Report]] = {}
+    for report in session.scalars(select(Report).where(Report.incident_id.in_(ids))):
+        found.setdefault(report.incident_id or 0, []).append(report)
+    return found
+
+
+def _dispatches_by_incident(session: Session, ids: list[int]) -> dict[int, list[Dispatch]]:
+    found: dict[int, list[Dispatch]] = {}
+    for dispatch in session.scalars(select(Dispatch).where(Dispatch.incident_id.in_(ids))):
+        found.setdefault(dispatch.incident_id, []).append(dispatch)
+    return found
+
+
+def _alerts_by_incident(session: Session, ids: list[int]) -> dict[int, tuple[int, ...]]:
+    found: dict[int, list[int]] = {}
+    rows = session.execute(
+        select(Alert.incident_id, Alert.id).where(Alert.incident_id.in_(ids)).order_by(Alert.id)
+    )
+    for incident_id, alert_id in rows:
+        found.setdefault(incident_id or 0, []).append(alert_id)
+    return {key: tuple(value) for key, value in found.items()}
+
+
+def _summary(
+    incident: Incident,
+    reports: list[Report],
+    dispatches: list[Dispatch],
+    alerts: dict[int, tuple[int, ...]],
+) -> IncidentSummary:
+    verdicts = Counter(d.verdict.value for d in dispatches if d.verdict is not None)
+    return IncidentSummary(
+        id=incident.id,
+        code=incident.code,
+        state=incident.state,
+        area_id=incident.area_id,
+        area_name=incident.area.name if incident.area else None,
+        latitude=incident.latitude,
+        longitude=incident.longitude,
+        opened_at=incident.opened_at,
+        state_changed_at=incident.state_changed_at,
+        reports=len(reports),
+        # A report without a reporter hash (web form, or Redis was down) counts on its own.
+        independent=len({r.reporter_hash or f"report:{r.id}" for r in reports}),
+        eyewitness=sum(1 for r in reports if r.eyewitness),
+        paged=len(dispatches),
+        going=sum(1 for d in dispatches if d.state is DispatchState.GOING),
+        verdicts=dict(verdicts),
+        possible_flood=incident.possible_flood,
+        escalated=incident.escalated_at is not None,
+        alert_ids=alerts.get(incident.id, ()),
+    )
+
+
+def incident_detail(
+    session: Session, cipher: FieldCipher, incident_id: int
+) -> IncidentDetail | None:
+    incident = session.get(Incident, incident_id)
+    if incident is None:
+        return None
+    (summary,) = summarize(session, [incident])
+    reports = session.scalars(
+        select(Report).where(Report.incident_id == incident_id).order_by(Report.received_at)
+    ).all()
+    dispatches = session.scalars(
+        select(Dispatch)
+        .where(Dispatch.incident_id == incident_id)
+        .options(selectinload(Dispatch.responder))
+        .order_by(Dispatch.paged_at)
+    ).all()
+    return IncidentDetail(
+        summary=summary,
+        reports=tuple(_report_view(cipher, report) for report in reports),
+        dispatches=tuple(_dispatch_view(dispatch) for dispatch in dispatches),
+        alerts=tuple(alert_views(session, summary.alert_ids)),
+    )
+
+
+def _report_view(cipher: FieldCipher, report: Report) -> ReportView:
+    text = None
+    if report.text_sealed is not None:
+        try:
+            text = cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
+        except DecryptionError:  # a retired key: the rest of the report still shows
+            text = None
+    return ReportView(
+        code=report.code,
+        channel=report.channel.value,
+        received_at=report.received_at,
+        text=text,
+        eyewitness=report.eyewitness,
+        details={str(k): str(v) for k, v in (report.details or {}).items() if v},
+    )
+
+
+def _dispatch_view(dispatch: Dispatch) -> DispatchView:
+    return DispatchView(
+        responder_name=dispatch.responder.name,
+        responder_phone=masked_last4(dispatch.responder.phone_last4),
+        state=dispatch.state,
+        verdict=dispatch.verdict.value if dispatch.verdict else None,
+        paged_at=dispatch.paged_at,
+        acknowledged_at=dispatch.acknowledged_at,
+        verdict_at=dispatch.verdict_at,
+    )
+
+
+def masked_last4(last4: str) -> str:
+    return "•••-" + last4
+
+
+def alert_views(session: Session, alert_ids: Sequence[int]) -> list[AlertView]:
+    if not alert_ids:
+        return []
+    alerts = session.scalars(
+        select(Alert).where(Alert.id.in_(alert_ids)).order_by(Alert.id.desc())
+    ).all()
+    incident_ids = sorted({a.incident_id for a in alerts if a.incident_id})
+    codes = {
+        incident_id: code
+        for incident_id, code in session.execute(
+            select(Incident.id, Incident.code).where(Incident.id.in_(incident_ids))
+        )
+    }
+    approvers: dict[int, list[int]] = {}
+    for alert_id, staff_id in session.execute(
+        select(AlertApproval.alert_id, AlertApproval.staff_user_id).where(
+            AlertApproval.alert_id.in_(alert_ids)
+        )
+    ):
+        approvers.setdefault(alert_id, []).append(staff_id)
+    return [
+        AlertView(
+            id=alert.id,
+            kind=alert.kind,
+            status=alert.status,
+            incident_code=codes.get(alert.incident_id or 0),
+            created_at=alert.created_at,
+            approved_at=alert.approved_at,
+            texts={str(k): str(v) for k, v in alert.texts.items()},
+            approvals=len(approvers.get(alert.id, [])),
+            approver_ids=tuple(approvers.get(alert.id, [])),
+            progress=broadcast.progress(session, alert.id),
+        )
+        for alert in alerts
+    ]
+
+
+def board_alerts(session: Session, now: datetime) -> list[AlertView]:
+    """Drafts waiting for a decision and broadcasts of the last hours."""
+    ids = session.scalars(
+        select(Alert.id).where(
+            or_(
+                Alert.status == AlertStatus.DRAFT,
+                Alert.approved_at > now - RECENTLY_CLOSED,
+            )
+        )
+    ).all()
+    return alert_views(session, ids)
+
+
+# --- people -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResponderView:
+    id: int
+    name: str
+    phone: str  # masked
+    language: Language
+    areas: tuple[str, ...]
+    on_shift: bool
+    active: bool
+    last_seen_at: datetime | None
+
+
+def responder_views(session: Session) -> list[ResponderView]:
+    responders = session.scalars(
+        select(Responder).options(selectinload(Responder.areas)).order_by(Responder.name)
+    ).all()
+    return [
+        ResponderView(
+            id=r.id,
+            name=r.name,
+            phone=masked_last4(r.phone_last4),
+            language=r.language,
+            areas=tuple(sorted(area.name for area in r.areas)),
+            on_shift=r.on_shift,
+            active=r.active,
+            last_seen_at=r.last_seen_at,
+        )
+        for r in responders
+    ]
+
+
+@dataclass(frozen=True)
+class AreaAudience:
+    area_id: int
+    area_name: str
+    by_language: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_language.values())
+
+
+def subscriber_counts(session: Session) -> list[AreaAudience]:
+    """Confirmed, active subscribers per area and language: counts only, never numbers."""
+    rows = session.execute(
+        select(Area.id, Area.name, Subscriber.language, func.count(Subscriber.id))
+        .select_from(Area)
+        .outerjoin(
+            Subscription,
+            (Subscription.area_id == Area.id)
+            & (Subscription.status == SubscriptionStatus.CONFIRMED),
+        )
+        .outerjoin(
+            Subscriber,
+            (Subscriber.id == Subscription.subscriber_id)
+            & (Subscriber.status == SubscriberStatus.ACTIVE),
+        )
+        .group_by(Area.id, Area.name, Subscriber.language)
+        .order_by(Area.name)
+    ).all()
+    areas: dict[int, AreaAudience] = {}
+    for area_id, name, language, count in rows:
+        audience = areas.setdefault(area_id, AreaAudience(area_id, name, {}))
+        if language is not None and count:
+            audience.by_language[language.value] = count
+    return list(areas.values())

@@ -1,0 +1,210 @@
+"""Staff sign-in: roles and what each may do, TOTP second factors, server-side sessions.
+
+A staff account is the most valuable thing an adversary could take over, so sign-in is
+two factors, every code works once, and every session lives in the database where a
+coordinator can end it. The browser's cookie holds only a random token; the database
+holds its hash, so a stolen copy of the database signs nobody in.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyotp
+from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.orm import Session
+
+from rapidresponse.crypto import FieldCipher, Purpose
+from rapidresponse.models import StaffRole, StaffSession, StaffUser
+
+TOTP_ISSUER = "rapidresponse"
+TOTP_STEP_SECONDS = 30
+# One step either side: phones drift, and a code typed at the end of its step is late.
+TOTP_DRIFT_STEPS = 1
+TOTP_DIGITS = 6
+# Writing last_seen on every request would make each page view a write; a minute is
+# precise enough for a 30-minute idle timeout.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+class Permission(str, enum.Enum):
+    """What a page or an action needs. Roles are sets of these (see ``ROLE_PERMISSIONS``)."""
+
+    VIEW_BOARD = "view_board"
+    ACT_ON_INCIDENTS = "act_on_incidents"
+    SEND_ALERTS = "send_alerts"
+    VIEW_PEOPLE = "view_people"
+    MANAGE_PEOPLE = "manage_people"
+    VIEW_AUDIT = "view_audit"
+    MANAGE_SESSIONS = "manage_sessions"
+    OWN_DISPATCHES = "own_dispatches"
+
+
+ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {
+    StaffRole.COORDINATOR: frozenset(Permission),
+    StaffRole.DISPATCHER: frozenset(
+        {
+            Permission.VIEW_BOARD,
+            Permission.ACT_ON_INCIDENTS,
+            Permission.SEND_ALERTS,
+            Permission.VIEW_PEOPLE,
+        }
+    ),
+    StaffRole.RESPONDER: frozenset({Permission.OWN_DISPATCHES}),
+}
+
+
+def may(role: StaffRole, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS[role]
+
+
+# --- TOTP -------------------------------------------------------------------------------
+
+
+def begin_enrolment(user: StaffUser, cipher: FieldCipher) -> str:
+    """A fresh secret for ``user``, stored sealed but not trusted until a code matches it.
+
+    Returns the secret so it can be shown (as a QR code) this once.
+    """
+    secret = pyotp.random_base32()
+    user.totp_secret_sealed = cipher.encrypt(secret, Purpose.STAFF_TOTP)
+    user.totp_enrolled_at = None
+    user.totp_last_step = None
+    return secret
+
+
+def totp_secret(user: StaffUser, cipher: FieldCipher) -> str | None:
+    if user.totp_secret_sealed is None:
+        return None
+    return cipher.decrypt(user.totp_secret_sealed, Purpose.STAFF_TOTP)
+
+
+def provisioning_uri(secret: str, email: str, issuer: str = TOTP_ISSUER) -> str:
+    """The otpauth:// URI an authenticator app reads from the QR code."""
+    return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
+
+
+def matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The time step whose code ``code`` is, within the allowed drift; None if none."""
+    code = "".join(code.split())
+    if len(code) != TOTP_DIGITS or not code.isdigit():
+        return None
+    totp = pyotp.TOTP(secret)
+    current = int(now.timestamp()) // TOTP_STEP_SECONDS
+    for step in range(current - TOTP_DRIFT_STEPS, current + TOTP_DRIFT_STEPS + 1):
+        if hmac.compare_digest(totp.at(step * TOTP_STEP_SECONDS), code):
+            return step
+    return None
+
+
+def accept_code(
+    session: Session, user: StaffUser, cipher: FieldCipher, code: str, now: datetime
+) -> bool:
+    """Check a code and use it up: the same code (or an older one) never works twice.
+
+    The conditional UPDATE makes two simultaneous logins with one code end with one winner.
+    """
+    secret = totp_secret(user, cipher)
+    step = None if secret is None else matching_step(secret, code, now)
+    if step is None:
+        return False
+    result = session.execute(
+        update(StaffUser)
+        .where(
+            StaffUser.id == user.id,
+            or_(StaffUser.totp_last_step.is_(None), StaffUser.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    if not isinstance(result, CursorResult) or result.rowcount != 1:
+        return False
+    user.totp_last_step = step
+    if user.totp_enrolled_at is None:
+        user.totp_enrolled_at = now
+    return True
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    idle: timedelta  # STAFF_IDLE_MINUTES
+    absolute: timedelta  # STAFF_SESSION_HOURS
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(session: Session, user: StaffUser, rules: SessionRules, now: datetime) -> str:
+    """Open a session for ``user`` and return the token for its cookie (never stored)."""
+    token = secrets.token_urlsafe(32)
+    session.add(
+        StaffSession(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + rules.absolute,
+        )
+    )
+    user.last_login_at = now
+    session.flush()
+    return token
+
+
+def is_live(staff_session: StaffSession, rules: SessionRules, now: datetime) -> bool:
+    return (
+        staff_session.revoked_at is None
+        and now < staff_session.expires_at
+        and now - staff_session.last_seen_at < rules.idle
+        and staff_session.user.active
+    )
+
+
+def find_session(
+    session: Session, token: str, rules: SessionRules, now: datetime
+) -> StaffSession | None:
+    """The live session for a cookie's token, its idle clock reset; None if it has ended."""
+    found = session.scalar(select(StaffSession).where(StaffSession.token_hash == token_hash(token)))
+    if found is None or not is_live(found, rules, now):
+        return None
+    if now - found.last_seen_at >= TOUCH_EVERY:
+        found.last_seen_at = now
+    return found
+
+
+def end_session(session: Session, session_id: int, now: datetime, by_id: int | None) -> bool:
+    """Revoke one session. Returns False if it had already ended."""
+    result = session.execute(
+        update(StaffSession)
+        .where(StaffSession.id == session_id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_by_id=by_id)
+        .execution_options(synchronize_session=False)
+    )
+    return isinstance(result, CursorResult) and result.rowcount == 1
+
+
+def live_sessions(session: Session, rules: SessionRules, now: datetime) -> list[StaffSession]:
+    """Sessions that could still be used, newest first, for the coordinator's page."""
+    candidates = session.scalars(
+        select(StaffSession)
+        .where(
+            StaffSession.revoked_at.is_(None),
+            StaffSession.expires_at > now,
+            StaffSession.last_seen_at > now - rules.idle,
+        )
+        .order_by(StaffSession.last_seen_at.desc())
+    ).all()
+    return [found for found in candidates if is_live(found, rules, now)]
+
+
+def sessions_of(session: Session, user_id: int, rules: SessionRules, now: datetime) -> list[int]:
+    return [found.id for found in live_sessions(session, rules, now) if found.user_id == user_id]

@@ -1,0 +1,406 @@
+"""The board: what dispatchers see and do. Real database, real Redis; no browser here
+(tests/browser drives Chromium through the whole flow)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from dispatch.queues import QueueName, queue
+from dispatch.services import Services
+from rapidresponse.models import (
+    Alert,
+    AlertApproval,
+    AlertKind,
+    AlertStatus,
+    AuditEvent,
+    Dispatch,
+    Incident,
+    IncidentState,
+    Responder,
+    StaffRole,
+)
+from tests.factories import add_on_shift_responder
+from tests.web.staff_helpers import add_account, post_form, sign_in
+from tests.web.test_access import SUBSCRIBER_NUMBERS, World, build_world, forms_of
+
+
+@pytest.fixture
+def world(services: Services) -> World:
+    return build_world(services)
+
+
+def signed_in(
+    app: Flask, services: Services, role: StaffRole, email: str | None = None
+) -> FlaskClient:
+    client = app.test_client()
+    sign_in(client, services, add_account(services, role, email))
+    return client
+
+
+@pytest.fixture
+def dispatcher(app: Flask, services: Services, world: World) -> FlaskClient:
+    return signed_in(app, services, StaffRole.DISPATCHER)
+
+
+def open_incident(services: Services, area_id: int | None, code: str = "M3N4") -> int:
+    with services.database.session() as session:
+        incident = Incident(code=code, state=IncidentState.REPORTED, area_id=area_id)
+        session.add(incident)
+        session.flush()
+        return incident.id
+
+
+def cully_id(services: Services) -> int:
+    from rapidresponse.areas import find_area
+
+    with services.database.session() as session:
+        area = find_area(session, "cully")
+        assert area is not None
+        return area.id
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def test_the_board_lists_incidents_with_their_facts(dispatcher: FlaskClient, world: World) -> None:
+    page = dispatcher.get("/board/live").get_data(as_text=True)
+    assert f'data-incident-id="{world.incident_id}"' in page
+    assert "K7P2" in page and "Cully" in page
+    assert "1 reports, 1 independent" in page
+    assert "<svg" in page and "map-marker" in page  # the incident is on the map
+
+
+def test_an_incident_page_shows_its_reports_and_responders_masked(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    with services.database.session() as session:
+        session.add(Dispatch(incident_id=world.incident_id, responder_id=world.responder_id))
+    page = dispatcher.get(f"/board/incidents/{world.incident_id}").get_data(as_text=True)
+    assert "agents at the corner store" in page  # report text, for the dispatcher's eyes
+    assert "Rosa" in page and "•••-0199" in page
+    assert "5035550199" not in page and "555-0199" not in page
+
+
+def test_the_map_draws_no_third_party_tiles_by_default(
+    dispatcher: FlaskClient, world: World
+) -> None:
+    page = dispatcher.get("/board").get_data(as_text=True)
+    assert "<image" not in page and "http://" not in page.replace("http://www.w3.org", "")
+
+
+def test_a_configured_tile_server_is_drawn_and_allowed(
+    app: Flask, services: Services, world: World
+) -> None:
+    services.settings = replace(
+        services.settings, map_tile_url="https://tiles.example.org/{z}/{x}/{y}.png"
+    )
+    client = signed_in(app, services, StaffRole.DISPATCHER)
+    response = client.get("/board")
+    assert 'href="https://tiles.example.org/' in response.get_data(as_text=True)
+    assert "https://tiles.example.org" in response.headers["Content-Security-Policy"]
+
+
+def test_a_missing_incident_or_alert_is_a_404(dispatcher: FlaskClient) -> None:
+    assert dispatcher.get("/board/incidents/999999").status_code == 404
+    assert dispatcher.get("/board/alerts/999999").status_code == 404
+
+
+# --- acting ---------------------------------------------------------------------------------
+
+
+def test_placing_an_unplaced_incident_pages_responders_there(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    incident_id, cully = open_incident(services, None), cully_id(services)
+    page = dispatcher.get(f"/board/incidents/{incident_id}").get_data(as_text=True)
+    assert 'id="place-form"' in page
+    place = f"/board/incidents/{incident_id}/place"
+    assert post_form(dispatcher, place, {"area_id": str(cully)}, page).status_code == 303
+    with services.database.session() as session:
+        assert session.get_one(Incident, incident_id).area_id == cully
+        assert "incident.placed" in session.scalars(select(AuditEvent.action)).all()
+    jobs = queue(QueueName.REPLIES, services.redis).jobs
+    assert [job.func_name for job in jobs][-1].endswith("dispatch_incident")
+    assert list(jobs[-1].args) == [incident_id]
+
+
+def test_placing_twice_or_in_no_area_is_refused_politely(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    page = dispatcher.get(f"/board/incidents/{world.incident_id}").get_data(as_text=True)
+    for area in (str(cully_id(services)), "999999", "", "cully"):
+        response = post_form(
+            dispatcher, f"/board/incidents/{world.incident_id}/place", {"area_id": area}, page
+        )
+        assert response.status_code == 303
+    shown = dispatcher.get(f"/board/incidents/{world.incident_id}").get_data(as_text=True)
+    assert "Only an open incident without a place can be placed." in shown
+
+
+def test_paging_more_responders_opens_dispatches(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    incident_id = open_incident(services, cully_id(services))
+    add_on_shift_responder(services, "Ana", "+15035550177", "cully")
+    add_on_shift_responder(services, "Beto", "+15035550178", "cully")
+    page = dispatcher.get(f"/board/incidents/{incident_id}").get_data(as_text=True)
+    response = post_form(
+        dispatcher, f"/board/incidents/{incident_id}/page", {"how_many": "50"}, page
+    )
+    assert response.status_code == 303
+    with services.database.session() as session:
+        paged = session.scalar(
+            select(func.count()).select_from(Dispatch).where(Dispatch.incident_id == incident_id)
+        )
+        assert paged == 2  # everyone on shift there, however many were asked for
+        assert session.get_one(Incident, incident_id).state is IncidentState.DISPATCHED
+    assert "2 more responders paged." in dispatcher.get("/board").get_data(as_text=True)
+
+
+def test_closing_an_incident(dispatcher: FlaskClient, services: Services, world: World) -> None:
+    page = dispatcher.get(f"/board/incidents/{world.incident_id}").get_data(as_text=True)
+    response = post_form(dispatcher, f"/board/incidents/{world.incident_id}/close", {}, page)
+    assert response.status_code == 303
+    with services.database.session() as session:
+        assert session.get_one(Incident, world.incident_id).state is IncidentState.CLOSED
+    again = post_form(dispatcher, f"/board/incidents/{world.incident_id}/close", {}, page)
+    assert again.status_code == 303
+    assert "closed already" in dispatcher.get("/board").get_data(as_text=True)
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+def draft_alert(services: Services, world: World) -> int:
+    from dispatch.alerts import draft_follow_up
+
+    return draft_follow_up(services, world.alert_id, AlertKind.UPDATE, note="Agents left")
+
+
+def test_an_alert_page_previews_each_language_with_its_cost_and_audience(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    draft_id = draft_alert(services, world)
+    page = dispatcher.get(f"/board/alerts/{draft_id}").get_data(as_text=True)
+    assert 'lang="en"' in page and 'lang="es"' in page
+    assert "GSM-7" in page and "segments" in page
+    assert "Goes to 3 subscribers." in page
+    assert "Approvals: 0 of 1" in page
+
+
+def test_one_approval_sends_by_default(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    draft_id = draft_alert(services, world)
+    page = dispatcher.get(f"/board/alerts/{draft_id}").get_data(as_text=True)
+    assert post_form(dispatcher, f"/board/alerts/{draft_id}/approve", {}, page).status_code == 303
+    with services.database.session() as session:
+        assert session.get_one(Alert, draft_id).status in (
+            AlertStatus.APPROVED,
+            AlertStatus.COMPLETE,
+        )
+    assert "Approved. The alert is going out." in dispatcher.get("/board").get_data(as_text=True)
+
+
+def test_the_two_person_rule_needs_two_different_dispatchers(
+    app: Flask, dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    services.settings = replace(services.settings, alert_approvers=2)
+    draft_id = draft_alert(services, world)
+    path = f"/board/alerts/{draft_id}"
+    post_form(dispatcher, f"{path}/approve", {}, dispatcher.get(path).get_data(as_text=True))
+    again = dispatcher.get(path).get_data(as_text=True)
+    assert "Another dispatcher must approve too." in again
+    assert 'id="approve-form"' not in again  # the same person cannot approve twice
+    post_form(dispatcher, f"{path}/approve", {}, again)  # a forged second click
+    with services.database.session() as session:
+        assert session.get_one(Alert, draft_id).status is AlertStatus.DRAFT
+        assert session.scalar(select(func.count()).select_from(AlertApproval)) == 1
+    second = signed_in(app, services, StaffRole.DISPATCHER, "second@example.org")
+    post_form(second, f"{path}/approve", {}, second.get(path).get_data(as_text=True))
+    with services.database.session() as session:
+        assert session.get_one(Alert, draft_id).status in (
+            AlertStatus.APPROVED,
+            AlertStatus.COMPLETE,
+        )
+
+
+def test_the_hourly_cap_holds_back_alerts_but_never_follow_ups(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    services.settings = replace(services.settings, alert_hourly_cap=1)  # the world sent one
+    from dispatch.alerts import draft_for_incident
+
+    other = open_incident(services, cully_id(services), "Q8R9")
+    with services.database.session() as session:
+        session.get_one(Incident, other).state = IncidentState.CONFIRMED
+    capped = draft_for_incident(services, other)
+    assert capped is not None
+    path = f"/board/alerts/{capped}"
+    post_form(dispatcher, f"{path}/approve", {}, dispatcher.get(path).get_data(as_text=True))
+    assert "The limit of 1 alerts an hour is reached" in dispatcher.get(path).get_data(as_text=True)
+    follow_up = draft_alert(services, world)
+    path = f"/board/alerts/{follow_up}"
+    post_form(dispatcher, f"{path}/approve", {}, dispatcher.get(path).get_data(as_text=True))
+    with services.database.session() as session:
+        assert session.get_one(Alert, capped).status is AlertStatus.DRAFT
+        assert session.get_one(Alert, follow_up).status is not AlertStatus.DRAFT
+
+
+def test_cancelling_a_draft_sends_nothing(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    draft_id = draft_alert(services, world)
+    path = f"/board/alerts/{draft_id}"
+    post_form(dispatcher, f"{path}/cancel", {}, dispatcher.get(path).get_data(as_text=True))
+    with services.database.session() as session:
+        assert session.get_one(Alert, draft_id).status is AlertStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("kind", "note"), [("update", "Agents left the area"), ("all_clear", ""), ("correction", "x")]
+)
+def test_a_follow_up_is_drafted_for_the_recipients(
+    dispatcher: FlaskClient, services: Services, world: World, kind: str, note: str
+) -> None:
+    path = f"/board/alerts/{world.alert_id}"
+    page = dispatcher.get(path).get_data(as_text=True)
+    assert 'id="follow-up-form"' in page
+    response = post_form(dispatcher, f"{path}/follow-up", {"kind": kind, "note": note}, page)
+    assert response.status_code == 303
+    with services.database.session() as session:
+        follow_up = session.scalars(select(Alert).where(Alert.parent_id == world.alert_id)).one()
+        assert follow_up.kind.value == kind and follow_up.status is AlertStatus.DRAFT
+    assert response.headers["Location"] == f"/board/alerts/{follow_up.id}"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"kind": "update", "note": "call 503 555 0101 now"}, "looks like it has a phone number"),
+        ({"kind": "nonsense"}, "Choose update, all clear or correction."),
+        ({"kind": "update", "note": "x" * 10_000}, "The note is too long"),
+        ({"kind": "update", "note": "   "}, "The note is empty"),
+    ],
+)
+def test_a_bad_follow_up_is_refused_without_repeating_it(
+    dispatcher: FlaskClient, services: Services, world: World, data: dict[str, str], message: str
+) -> None:
+    path = f"/board/alerts/{world.alert_id}"
+    response = post_form(
+        dispatcher, f"{path}/follow-up", data, dispatcher.get(path).get_data(as_text=True)
+    )
+    assert response.status_code == 303
+    page = dispatcher.get(path).get_data(as_text=True)
+    assert message in page and "555 0101" not in page
+
+
+# --- people, audit, simulator ---------------------------------------------------------------
+
+
+def test_people_shows_counts_never_numbers(app: Flask, services: Services, world: World) -> None:
+    coordinator = signed_in(app, services, StaffRole.COORDINATOR)
+    page = coordinator.get("/people").get_data(as_text=True)
+    assert "Rosa" in page and "•••-0199" in page
+    assert "<td>Cully</td><td>3</td><td>0</td><td>3</td>" in page.replace("\n", "")
+    for number in SUBSCRIBER_NUMBERS:
+        assert not any(form in page for form in forms_of(number))
+
+
+def test_a_coordinator_adds_a_responder_and_changes_shifts(
+    app: Flask, services: Services, world: World
+) -> None:
+    coordinator = signed_in(app, services, StaffRole.COORDINATOR)
+    page = coordinator.get("/people").get_data(as_text=True)
+    data = {
+        "name": "Dora",
+        "phone": "503-555-0166",
+        "area_ids": str(cully_id(services)),
+        "language": "es",
+    }
+    assert post_form(coordinator, "/people/responders", data, page).status_code == 303
+    again = post_form(coordinator, "/people/responders", data, page)
+    assert again.status_code == 409 and "exists already" in again.get_data(as_text=True)
+    bad = post_form(coordinator, "/people/responders", {**data, "phone": "12"}, page)
+    assert bad.status_code == 400
+    shown = coordinator.get("/people").get_data(as_text=True)
+    assert "Dora" in shown and "•••-0166" in shown and "503-555-0166" not in shown
+    with services.database.session() as session:
+        dora = session.scalars(select(Responder).where(Responder.name == "Dora")).one()
+        assert not dora.on_shift
+    post_form(coordinator, f"/people/responders/{dora.id}/shift", {"on_shift": "1"}, page)
+    with services.database.session() as session:
+        assert session.get_one(Responder, dora.id).on_shift
+
+
+def test_a_dispatcher_sees_people_but_cannot_change_them(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    page = dispatcher.get("/people").get_data(as_text=True)
+    assert "Rosa" in page and 'id="add-responder-form"' not in page
+    data = {"on_shift": "1"}
+    assert (
+        post_form(
+            dispatcher, f"/people/responders/{world.responder_id}/shift", data, page
+        ).status_code
+        == 403
+    )
+
+
+def test_the_audit_page_verifies_the_chain_and_finds_tampering(
+    app: Flask, services: Services, world: World
+) -> None:
+    coordinator = signed_in(app, services, StaffRole.COORDINATOR)
+    page = coordinator.get("/audit").get_data(as_text=True)
+    assert "alert.approved" in page and "staff.login" in page
+    post_form(coordinator, "/audit/verify", {}, page)
+    assert "The chain is intact" in coordinator.get("/audit").get_data(as_text=True)
+    with services.database.session() as session:
+        event = session.scalars(select(AuditEvent).order_by(AuditEvent.id).limit(1)).one()
+        event.action = "something.else"
+        tampered = event.id
+    post_form(coordinator, "/audit/verify", {}, page)
+    assert f"broken at event {tampered}" in coordinator.get("/audit").get_data(as_text=True)
+
+
+def test_the_simulator_phone_texts_the_hotline_and_shows_that_numbers_inbox(
+    client: FlaskClient, services: Services, world: World
+) -> None:
+    page = client.get("/simulator/phone").get_data(as_text=True)
+    response = post_form(
+        client, "/simulator/phone", {"From": "503-555-0142", "Body": "JOIN Cully"}, page
+    )
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "YES" in body  # the double opt-in question arrived in this number's inbox
+    other = post_form(client, "/simulator/phone", {"From": "503-555-0143", "Body": ""}, page)
+    assert "Nothing received yet." in other.get_data(as_text=True)
+    bad = post_form(client, "/simulator/phone", {"From": "not a number", "Body": "hi"}, page)
+    assert bad.status_code == 400
+
+
+def test_a_responder_account_sees_its_own_dispatches(
+    app: Flask, services: Services, world: World
+) -> None:
+    with services.database.session() as session:
+        session.add(Dispatch(incident_id=world.incident_id, responder_id=world.responder_id))
+    client = app.test_client()
+    sign_in(
+        client,
+        services,
+        add_account(services, StaffRole.RESPONDER, responder_id=world.responder_id),
+    )
+    page = client.get("/my").get_data(as_text=True)
+    assert "K7P2" in page and "Cully" in page
+    assert client.get("/board").status_code == 403
+
+
+def test_the_board_speaks_spanish(dispatcher: FlaskClient, world: World) -> None:
+    page = dispatcher.get("/board?lang=es").get_data(as_text=True)
+    assert "Incidentes" in page and 'lang="es"' in page
+    assert 'lang="es"' in dispatcher.get("/board").get_data(as_text=True)  # remembered

@@ -1,0 +1,227 @@
+"""Staff sign-in: argon2id password, a single-use TOTP code, server-side sessions."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from datetime import timedelta
+
+import pyotp
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
+from dispatch.services import Services
+from rapidresponse.models import AuditEvent, StaffRole, StaffSession, StaffUser, utcnow
+from tests.web.staff_helpers import (
+    PASSWORD,
+    add_account,
+    next_code,
+    post_form,
+    secret_of,
+    sign_in,
+)
+
+
+def test_a_dispatcher_signs_in_with_password_and_code(
+    client: FlaskClient, services: Services
+) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER, "bea@example.org")
+    response = post_form(client, "/login", {"email": "Bea@Example.org ", "password": PASSWORD})
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login/code")
+    assert client.get("/board").status_code == 302  # the password alone opens nothing
+    response = post_form(client, "/login/code", {"code": next_code(services, bea)})
+    assert response.status_code == 302 and response.headers["Location"] == "/board"
+    assert client.get("/board").status_code == 200
+    with services.database.session() as session:
+        assert session.scalar(select(StaffSession.user_id)) == bea.id
+        assert "staff.login" in session.scalars(select(AuditEvent.action)).all()
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("bea@example.org", "wrong password, long"), ("nobody@example.org", PASSWORD)],
+)
+def test_a_wrong_email_or_password_gets_the_same_answer(
+    client: FlaskClient, services: Services, email: str, password: str
+) -> None:
+    add_account(services, StaffRole.DISPATCHER, "bea@example.org")
+    response = post_form(client, "/login", {"email": email, "password": password})
+    assert response.status_code == 401
+    assert "That email and password do not match." in response.get_data(as_text=True)
+    assert client.get("/login/code").status_code == 302
+
+
+def test_a_code_works_only_once(app: Flask, services: Services) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER)
+    code = next_code(services, bea)
+    first, second = app.test_client(), app.test_client()
+    for browser in (first, second):
+        post_form(browser, "/login", {"email": bea.email, "password": PASSWORD})
+    assert post_form(first, "/login/code", {"code": code}).status_code == 302
+    refused = post_form(second, "/login/code", {"code": code})
+    assert refused.status_code == 401
+    assert "already used" in refused.get_data(as_text=True)
+    assert second.get("/board").status_code == 302
+
+
+@pytest.mark.parametrize("code", ["000000", "12345", "abcdef", "1" * 16, ""])
+def test_a_wrong_code_is_refused(client: FlaskClient, services: Services, code: str) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER)
+    post_form(client, "/login", {"email": bea.email, "password": PASSWORD})
+    if code == "000000" and pyotp.TOTP(secret_of(services, bea)).verify("000000", valid_window=1):
+        pytest.skip("000000 happens to be the current code")
+    assert post_form(client, "/login/code", {"code": code}).status_code in (400, 401)
+    assert client.get("/board").status_code == 302
+
+
+def test_a_new_account_enrols_by_qr_code(client: FlaskClient, services: Services) -> None:
+    cam = add_account(services, StaffRole.COORDINATOR, "cam@example.org", enrolled=False)
+    post_form(client, "/login", {"email": cam.email, "password": PASSWORD})
+    page = client.get("/login/code").get_data(as_text=True)
+    assert 'src="data:image/svg+xml' in page
+    secret = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page)
+    assert secret is not None
+    assert client.get("/login/code").get_data(as_text=True).count(secret.group(1)) == 1  # same key
+    code = pyotp.TOTP(secret.group(1)).now()
+    assert post_form(client, "/login/code", {"code": code}, page).status_code == 302
+    with services.database.session() as session:
+        user = session.get_one(StaffUser, cam.id)
+        assert user.totp_enrolled_at is not None
+        assert secret.group(1).encode() not in (user.totp_secret_sealed or b"")  # sealed
+    client.post("/logout", data={"csrf_token": _token(client)})
+    post_form(client, "/login", {"email": cam.email, "password": PASSWORD})
+    assert "totp-secret" not in client.get("/login/code").get_data(as_text=True)  # no QR again
+
+
+def _token(client: FlaskClient) -> str:
+    from tests.web.staff_helpers import csrf_from
+
+    return csrf_from(client.get("/board").get_data(as_text=True))
+
+
+def test_the_password_step_expires(client: FlaskClient, services: Services) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER)
+    post_form(client, "/login", {"email": bea.email, "password": PASSWORD})
+    with client.session_transaction() as session:
+        session["pending_at"] -= 301
+    assert client.get("/login/code").status_code == 302
+
+
+def test_logins_are_rate_limited_per_account(app: Flask, services: Services) -> None:
+    services.settings = replace(services.settings, login_limit="3 per 15 minutes")
+    bea = add_account(services, StaffRole.DISPATCHER)
+    client = app.test_client()
+    for _ in range(3):
+        assert (
+            post_form(
+                client, "/login", {"email": bea.email, "password": "wrong-password-x"}
+            ).status_code
+            == 401
+        )
+    limited = post_form(client, "/login", {"email": bea.email, "password": PASSWORD})
+    assert limited.status_code == 429  # even the right password waits now
+    assert "Too many attempts" in limited.get_data(as_text=True)
+
+
+def test_a_session_ends_after_the_idle_timeout(client: FlaskClient, services: Services) -> None:
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    assert client.get("/board").status_code == 200
+    idle = timedelta(minutes=services.settings.staff_idle_minutes, seconds=1)
+    with services.database.session() as session:
+        session.execute(update(StaffSession).values(last_seen_at=utcnow() - idle))
+    assert client.get("/board").status_code == 302
+
+
+def test_a_session_ends_after_the_absolute_timeout_however_busy(
+    client: FlaskClient, services: Services
+) -> None:
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    with services.database.session() as session:
+        session.execute(update(StaffSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert client.get("/board").status_code == 302
+
+
+def test_activity_keeps_a_session_alive(client: FlaskClient, services: Services) -> None:
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    almost = timedelta(minutes=services.settings.staff_idle_minutes - 1)
+    with services.database.session() as session:
+        session.execute(update(StaffSession).values(last_seen_at=utcnow() - almost))
+    assert client.get("/board").status_code == 200
+    with services.database.session() as session:
+        seen = session.scalar(select(StaffSession.last_seen_at))
+        assert seen is not None and utcnow() - seen < timedelta(seconds=10)
+
+
+def test_signing_out_ends_the_session_on_the_server(
+    client: FlaskClient, services: Services
+) -> None:
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    with client.session_transaction() as cookie:
+        token = cookie["staff_token"]
+    assert client.post("/logout", data={"csrf_token": _token(client)}).status_code == 302
+    with client.session_transaction() as cookie:
+        cookie["staff_token"] = token  # an old copy of the cookie
+    assert client.get("/board").status_code == 302
+
+
+def test_a_coordinator_revokes_another_session(app: Flask, services: Services) -> None:
+    coordinator, dispatcher = app.test_client(), app.test_client()
+    sign_in(coordinator, services, add_account(services, StaffRole.COORDINATOR))
+    sign_in(dispatcher, services, add_account(services, StaffRole.DISPATCHER))
+    assert dispatcher.get("/board").status_code == 200
+    page = coordinator.get("/staff/sessions").get_data(as_text=True)
+    with services.database.session() as session:
+        victim = session.scalar(
+            select(StaffSession.id)
+            .join(StaffUser, StaffUser.id == StaffSession.user_id)
+            .where(StaffUser.role == StaffRole.DISPATCHER)
+        )
+    assert f'data-session-id="{victim}"' in page
+    response = post_form(coordinator, f"/staff/sessions/{victim}/revoke", {}, page)
+    assert response.status_code == 303
+    assert dispatcher.get("/board").status_code == 302
+    assert coordinator.get("/board").status_code == 200
+
+
+def test_the_database_holds_only_a_hash_of_the_session_token(
+    client: FlaskClient, services: Services
+) -> None:
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    with client.session_transaction() as cookie:
+        token = cookie["staff_token"]
+    with services.database.session() as session:
+        stored = session.scalar(select(StaffSession.token_hash))
+    assert stored and token not in stored and len(stored) == 64
+
+
+@pytest.mark.parametrize(
+    ("target", "landing"),
+    [
+        ("https://evil.example", "/board"),
+        ("//evil.example", "/board"),
+        ("/\\evil.example", "/board"),
+        ("/people", "/people"),
+    ],
+)
+def test_the_next_parameter_cannot_send_people_elsewhere(
+    client: FlaskClient, services: Services, target: str, landing: str
+) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER)
+    response = post_form(
+        client, f"/login?next={target}", {"email": bea.email, "password": PASSWORD}
+    )
+    code_page = response.headers["Location"]
+    response = post_form(client, code_page, {"code": next_code(services, bea)})
+    assert response.headers["Location"] == landing
+
+
+def test_nothing_about_a_failed_login_is_logged(
+    client: FlaskClient, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    add_account(services, StaffRole.DISPATCHER, "bea@example.org")
+    post_form(client, "/login", {"email": "bea@example.org", "password": "hunter2-hunter2"})
+    assert "bea@example.org" not in caplog.text and "hunter2" not in caplog.text

@@ -1,0 +1,381 @@
+"""Staff sign-in: password, then a TOTP code (or enrolment by QR code), then a session.
+
+Flask's own session cookie is signed, not encrypted, and cannot be taken back; so it
+carries only a random token whose hash names a row in ``staff_sessions``. Ending that
+row (logout, a coordinator's revoke, the idle or absolute timeout) ends the session
+everywhere at once, sockets included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+import segno
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from limits import parse
+from limits.errors import StorageError
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from dispatch.limits import moving_window
+from dispatch.services import Services
+from rapidresponse import audit
+from rapidresponse.models import StaffRole, StaffUser, utcnow
+from rapidresponse.passwords import spend_as_long_as_a_check, verify_password
+from rapidresponse.staff import (
+    Permission,
+    SessionRules,
+    accept_code,
+    begin_enrolment,
+    end_session,
+    find_session,
+    may,
+    provisioning_uri,
+    start_session,
+    totp_secret,
+)
+from web.context import services
+from web.report import LANGUAGE_NAMES, LANGUAGES, STAFF_LANGUAGE_KEY, current_language
+
+STAFF_BLUEPRINTS = ("auth", "board", "people", "my", "simulator")
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+
+TOKEN_KEY = "staff_token"  # noqa: S105 - the session key under which the token lives
+PENDING_USER_KEY = "pending_user"
+PENDING_AT_KEY = "pending_at"
+# Between the password and the code: long enough to open an authenticator app.
+PENDING_SECONDS = 300
+F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Who is signed in on this request."""
+
+    user_id: int
+    email: str
+    role: StaffRole
+    session_id: int
+    responder_id: int | None
+
+    def may(self, permission: Permission) -> bool:
+        return may(self.role, permission)
+
+    @property
+    def actor(self) -> str:
+        return f"staff:{self.user_id}"
+
+
+class LoginForm(FlaskForm):  # type: ignore[misc]
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
+
+
+class CodeForm(FlaskForm):  # type: ignore[misc]
+    code = StringField(
+        _l("Six-digit code"),
+        validators=[DataRequired(), Length(max=16)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+
+
+# --- who is signed in -----------------------------------------------------------------
+
+
+def session_rules(found: Services) -> SessionRules:
+    settings = found.settings
+    return SessionRules(
+        idle=timedelta(minutes=settings.staff_idle_minutes),
+        absolute=timedelta(hours=settings.staff_session_hours),
+    )
+
+
+def load_staff() -> None:
+    """Before every request: the signed-in staff member, or None."""
+    g.staff = None
+    token = session.get(TOKEN_KEY)
+    if not isinstance(token, str):
+        return
+    found = services()
+    with found.database.session() as db:
+        staff_session = find_session(db, token, session_rules(found), utcnow())
+        if staff_session is None:
+            session.pop(TOKEN_KEY, None)
+            return
+        user = staff_session.user
+        g.staff = Staff(user.id, user.email, user.role, staff_session.id, user.responder_id)
+
+
+def current_staff() -> Staff | None:
+    return cast(Staff | None, g.get("staff"))
+
+
+def signed_in() -> Staff:
+    staff = current_staff()
+    if staff is None:
+        abort(401)
+    return staff
+
+
+def requires(permission: Permission) -> Callable[[F], F]:
+    """Refuse a view to anyone without ``permission``: to the login page if signed out,
+    403 if signed in with a role that lacks it."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            staff = current_staff()
+            if staff is None:
+                if request.method == "GET":
+                    return redirect(url_for("auth.login", next=request.full_path))
+                abort(401)
+            if not staff.may(permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        guarded.required_permission = permission  # type: ignore[attr-defined]
+        return cast(F, guarded)
+
+    return decorate
+
+
+def home_for(role: StaffRole) -> str:
+    if role is StaffRole.RESPONDER:
+        return url_for("my.dispatches")
+    return url_for("board.index")
+
+
+# --- login limits ---------------------------------------------------------------------
+
+
+def _limit_key(value: str) -> str:
+    # Redis sees neither the email nor the address, only a keyed hash of it.
+    secret = services().settings.secret_key.encode()
+    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def within_login_limit(*subjects: str) -> bool:
+    """One attempt against each subject's budget (the account and the client address).
+
+    Fails open if Redis is unreachable: a raid is no time to lock dispatchers out, and
+    argon2 plus the second factor still stand between a guesser and the board.
+    """
+    found = services()
+    item = parse(found.settings.login_limit)
+    try:
+        limiter = moving_window(found.redis)
+        results = [limiter.hit(item, "login", _limit_key(subject)) for subject in subjects]
+    except (StorageError, RedisError, OSError) as error:
+        log.warning("login limits unavailable (%s); allowing", error.__class__.__name__)
+        return True
+    return all(results)
+
+
+def _client() -> str:
+    return f"addr:{request.remote_addr or ''}"
+
+
+# --- the pages --------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    staff = current_staff()
+    if staff is not None:
+        return redirect(home_for(staff.role))
+    form = LoginForm()
+    if request.method == "GET" or not form.validate():
+        return _page("auth/login.html", form, 200 if request.method == "GET" else 400)
+    email = form.email.data.strip().lower()
+    if not within_login_limit(f"email:{email}", _client()):
+        return _page(
+            "auth/login.html", form, 429, error=_l("Too many attempts. Wait a few minutes.")
+        )
+    user_id = _check_password(email, form.password.data)
+    if user_id is None:
+        log.info("login refused: wrong email or password")
+        return _page(
+            "auth/login.html", form, 401, error=_l("That email and password do not match.")
+        )
+    _fresh_session()  # nothing from before the login survives it (session fixation)
+    session[PENDING_USER_KEY] = user_id
+    session[PENDING_AT_KEY] = int(time.time())
+    return redirect(url_for("auth.code", next=_safe_next()))
+
+
+def _check_password(email: str, password: str) -> int | None:
+    with services().database.session() as db:
+        user = db.scalar(select(StaffUser).where(func.lower(StaffUser.email) == email))
+        if user is None or not user.active:
+            spend_as_long_as_a_check(password)  # a wrong email looks like a wrong password
+            return None
+        return user.id if verify_password(user.password_hash, password) else None
+
+
+def _pending_user_id() -> int | None:
+    user_id, at = session.get(PENDING_USER_KEY), session.get(PENDING_AT_KEY)
+    if not isinstance(user_id, int) or not isinstance(at, int):
+        return None
+    if time.time() - at > PENDING_SECONDS:
+        return None
+    return user_id
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def code() -> ResponseReturnValue:
+    """The second factor; a user without one enrols here by scanning a QR code."""
+    user_id = _pending_user_id()
+    if user_id is None:
+        return redirect(url_for("auth.login"))
+    found = services()
+    form = CodeForm()
+    with found.database.session() as db:
+        user = db.get(StaffUser, user_id)
+        if user is None or not user.active:
+            session.clear()
+            return redirect(url_for("auth.login"))
+        enrolling = user.totp_enrolled_at is None
+        # An unfinished enrolment keeps its secret, so a reload shows the QR code scanned.
+        secret = totp_secret(user, found.cipher) or begin_enrolment(user, found.cipher)
+        if request.method == "GET" or not form.validate():
+            db.commit()
+            return _code_page(form, user, secret if enrolling else None, request.method)
+        if not within_login_limit(f"code:{user_id}", _client()):
+            db.commit()
+            return _code_page(form, user, secret if enrolling else None, "POST", status=429)
+        if not accept_code(db, user, found.cipher, form.code.data, utcnow()):
+            db.commit()
+            log.info("login refused: wrong or used code")
+            return _code_page(form, user, secret if enrolling else None, "POST", status=401)
+        token = start_session(db, user, session_rules(found), utcnow())
+        audit.record(
+            db,
+            actor=f"staff:{user.id}",
+            action="staff.enrolled" if enrolling else "staff.login",
+            subject=f"staff:{user.id}",
+        )
+        role = user.role
+    _fresh_session()
+    session[TOKEN_KEY] = token
+    return redirect(_safe_next() or home_for(role))
+
+
+def _code_page(
+    form: CodeForm, user: StaffUser, secret: str | None, method: str, status: int | None = None
+) -> ResponseReturnValue:
+    qr = None
+    if secret is not None:
+        uri = provisioning_uri(secret, user.email)
+        qr = segno.make(uri, error="m").svg_data_uri(scale=4, border=2)
+    error = None
+    if method == "POST":
+        error = {
+            429: _l("Too many attempts. Wait a few minutes."),
+        }.get(status or 400, _l("That code is not right, or was already used. Try the next one."))
+    return _page(
+        "auth/code.html",
+        form,
+        status or (200 if method == "GET" else 400),
+        error=error,
+        qr=qr,
+        secret=secret,
+    )
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    staff = current_staff()
+    if staff is not None:
+        with services().database.session() as db:
+            end_session(db, staff.session_id, utcnow(), by_id=staff.user_id)
+            audit.record(db, actor=staff.actor, action="staff.logout", subject=staff.actor)
+        from web.board_live import disconnect_session
+
+        disconnect_session(staff.session_id)
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+def _fresh_session() -> None:
+    language = session.get(STAFF_LANGUAGE_KEY)
+    session.clear()
+    if language in LANGUAGES:
+        session[STAFF_LANGUAGE_KEY] = language
+
+
+def _safe_next() -> str | None:
+    """Only a path on this site: an open redirect would make a fine phishing link."""
+    target = request.args.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+def _page(template: str, form: FlaskForm, status: int, **context: Any) -> ResponseReturnValue:
+    return render_template(template, form=form, **context), status
+
+
+def private(response: Response) -> Response:
+    """Staff pages hold incident details: never cached, by the browser or anyone between."""
+    if current_staff() is not None or request.blueprint in ("auth",):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def remember_language() -> None:
+    """On staff pages, ``?lang=`` is remembered for the rest of the session."""
+    chosen = request.args.get("lang")
+    if chosen in LANGUAGES and request.blueprint in STAFF_BLUEPRINTS:
+        session[STAFF_LANGUAGE_KEY] = chosen
+
+
+def staff_page_context() -> dict[str, Any]:
+    language = current_language()
+    other = "es" if language == "en" else "en"
+    endpoint = request.endpoint or "auth.login"
+    switch_url = url_for(endpoint, **(request.view_args or {}), lang=other)
+    return {
+        "staff": current_staff(),
+        "Permission": Permission,
+        "language": language,
+        "other_language": other,
+        "other_language_name": LANGUAGE_NAMES[other],
+        "switch_url": switch_url,
+        "simulator_enabled": "simulator" in current_app.blueprints,
+    }
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(load_staff)
+    app.before_request(remember_language)
+    app.after_request(private)
+    app.context_processor(staff_page_context)

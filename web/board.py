@@ -1,0 +1,244 @@
+"""The live board: incidents and alerts as they happen, and what a dispatcher does about them.
+
+Pages are rendered on the server. A little JavaScript (static/board.js) listens on the
+socket and, on any event or reconnection, fetches the page's ``/live`` fragment again:
+events are hints, the fragment is the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from dispatch.alerts import (
+    NotFollowable,
+    approval_rules,
+    approve_from_board,
+    draft_follow_up,
+    draft_for_incident,
+)
+from dispatch.board_actions import NotPossible, close_from_board, page_more, place_incident
+from rapidresponse import board, broadcast
+from rapidresponse.approvals import ApprovalRefused
+from rapidresponse.composer import NoteRefused, previews
+from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
+from rapidresponse.models import Alert, AlertKind, Area, utcnow
+from rapidresponse.staff import Permission
+from web.auth import requires, signed_in
+from web.context import services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("board", __name__, url_prefix="/board")
+
+FOLLOW_UP_KINDS = {kind.value: kind for kind in broadcast.FOLLOW_UP_KINDS}
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@bp.get("")
+@requires(Permission.VIEW_BOARD)
+def index() -> ResponseReturnValue:
+    return render_template("board/index.html", **_board_context())
+
+
+@bp.get("/live")
+@requires(Permission.VIEW_BOARD)
+def live() -> ResponseReturnValue:
+    return render_template("board/_live.html", **_board_context())
+
+
+def _board_context() -> dict[str, Any]:
+    found = services()
+    now = utcnow()
+    with found.database.session() as session:
+        incidents = board.board_incidents(session, now)
+        alerts = board.board_alerts(session, now)
+        areas = session.scalars(select(Area).order_by(Area.name)).all()
+        shapes = [AreaShape(a.id, a.name, a.geometry) for a in areas]
+    points = [
+        IncidentPoint(i.id, i.code, i.state.value, i.area_id, i.latitude, i.longitude)
+        for i in incidents
+        if i.state.value != "closed"
+    ]
+    return {
+        "incidents": incidents,
+        "alerts": alerts,
+        "board_map": build_map(shapes, points, tile_url=found.settings.map_tile_url),
+        "now": now,
+    }
+
+
+@bp.get("/incidents/<int:incident_id>")
+@requires(Permission.VIEW_BOARD)
+def incident(incident_id: int) -> ResponseReturnValue:
+    return render_template("board/incident.html", **_incident_context(incident_id))
+
+
+@bp.get("/incidents/<int:incident_id>/live")
+@requires(Permission.VIEW_BOARD)
+def incident_live(incident_id: int) -> ResponseReturnValue:
+    return render_template("board/_incident.html", **_incident_context(incident_id))
+
+
+def _incident_context(incident_id: int) -> dict[str, Any]:
+    found = services()
+    with found.database.session() as session:
+        detail = board.incident_detail(session, found.cipher, incident_id)
+        if detail is None:
+            abort(404)
+        areas = session.scalars(select(Area).order_by(Area.name)).all()
+        area_choices = [(a.id, a.name) for a in areas]
+    return {"detail": detail, "areas": area_choices, "now": utcnow()}
+
+
+@bp.get("/alerts/<int:alert_id>")
+@requires(Permission.VIEW_BOARD)
+def alert(alert_id: int) -> ResponseReturnValue:
+    return render_template("board/alert.html", **_alert_context(alert_id))
+
+
+@bp.get("/alerts/<int:alert_id>/live")
+@requires(Permission.VIEW_BOARD)
+def alert_live(alert_id: int) -> ResponseReturnValue:
+    return render_template("board/_alert.html", **_alert_context(alert_id))
+
+
+def _alert_context(alert_id: int) -> dict[str, Any]:
+    found = services()
+    with found.database.session() as session:
+        views = board.alert_views(session, [alert_id])
+        if not views:
+            abort(404)
+        row = session.get_one(Alert, alert_id)
+        audience = broadcast.audience_size(session, row)
+    view = views[0]
+    staff = signed_in()
+    return {
+        "alert": view,
+        "previews": previews(view.texts),
+        "audience": audience,
+        "needed": approval_rules(found).approvers,
+        "approved_by_me": staff.user_id in view.approver_ids,
+    }
+
+
+# --- acting --------------------------------------------------------------------------------
+
+
+def _back_to_incident(incident_id: int) -> ResponseReturnValue:
+    return redirect(url_for("board.incident", incident_id=incident_id), code=303)
+
+
+def _queue_down() -> None:
+    flash(_("Saved. The queue is unreachable; the workers will catch up when it is back."))
+
+
+@bp.post("/incidents/<int:incident_id>/place")
+@requires(Permission.ACT_ON_INCIDENTS)
+def place(incident_id: int) -> ResponseReturnValue:
+    area_id = request.form.get("area_id", type=int)
+    if area_id is None:
+        flash(_("Choose an area."))
+        return _back_to_incident(incident_id)
+    try:
+        place_incident(services(), incident_id, area_id, signed_in().user_id)
+        flash(_("Placed. Responders there are being paged."))
+    except NotPossible as refused:
+        flash(str(refused))
+    except (RedisError, OSError):
+        _queue_down()
+    return _back_to_incident(incident_id)
+
+
+@bp.post("/incidents/<int:incident_id>/page")
+@requires(Permission.ACT_ON_INCIDENTS)
+def page(incident_id: int) -> ResponseReturnValue:
+    how_many = request.form.get("how_many", default=1, type=int) or 1
+    try:
+        paged = page_more(services(), incident_id, how_many, signed_in().user_id)
+        flash(
+            _("%(count)d more responders paged.", count=paged)
+            if paged
+            else _("Nobody else is on shift nearby.")
+        )
+    except NotPossible as refused:
+        flash(str(refused))
+    except (RedisError, OSError):
+        _queue_down()
+    return _back_to_incident(incident_id)
+
+
+@bp.post("/incidents/<int:incident_id>/close")
+@requires(Permission.ACT_ON_INCIDENTS)
+def close(incident_id: int) -> ResponseReturnValue:
+    try:
+        close_from_board(services(), incident_id, signed_in().user_id)
+        flash(_("Closed."))
+    except NotPossible as refused:
+        flash(str(refused))
+    return _back_to_incident(incident_id)
+
+
+@bp.post("/incidents/<int:incident_id>/draft")
+@requires(Permission.SEND_ALERTS)
+def draft(incident_id: int) -> ResponseReturnValue:
+    """Draft the alert now, if the job that drafts it on confirmation has not yet."""
+    alert_id = draft_for_incident(services(), incident_id)
+    if alert_id is None:
+        flash(_("Only a confirmed, placed incident gets an alert."))
+        return _back_to_incident(incident_id)
+    return redirect(url_for("board.alert", alert_id=alert_id), code=303)
+
+
+@bp.post("/alerts/<int:alert_id>/approve")
+@requires(Permission.SEND_ALERTS)
+def approve(alert_id: int) -> ResponseReturnValue:
+    try:
+        state = approve_from_board(services(), alert_id, signed_in().user_id)
+    except ApprovalRefused as refused:
+        flash(str(refused))
+    else:
+        if state.complete:
+            flash(_("Approved. The alert is going out."))
+        else:
+            flash(_("Your approval is counted. Another dispatcher must approve too."))
+    return redirect(url_for("board.alert", alert_id=alert_id), code=303)
+
+
+@bp.post("/alerts/<int:alert_id>/cancel")
+@requires(Permission.SEND_ALERTS)
+def cancel(alert_id: int) -> ResponseReturnValue:
+    with services().database.session() as session:
+        cancelled = broadcast.cancel(session, alert_id, by_id=signed_in().user_id)
+    flash(_("Cancelled. Nothing was sent.") if cancelled else _("Only a draft can be cancelled."))
+    return redirect(url_for("board.alert", alert_id=alert_id), code=303)
+
+
+@bp.post("/alerts/<int:alert_id>/follow-up")
+@requires(Permission.SEND_ALERTS)
+def follow_up(alert_id: int) -> ResponseReturnValue:
+    kind = FOLLOW_UP_KINDS.get(request.form.get("kind", ""))
+    # Only an update carries a note (the others are fixed texts in both languages).
+    note = request.form.get("note", "") if kind is AlertKind.UPDATE else None
+    if kind is None:
+        flash(_("Choose update, all clear or correction."))
+        return redirect(url_for("board.alert", alert_id=alert_id), code=303)
+    try:
+        new_id = draft_follow_up(
+            services(), alert_id, kind, note=note, staff_id=signed_in().user_id
+        )
+    except NoteRefused as refused:  # its message never repeats the note
+        flash(str(refused))
+    except NotFollowable:
+        flash(_("Follow-ups go to the recipients of an approved alert."))
+    else:
+        return redirect(url_for("board.alert", alert_id=new_id), code=303)
+    return redirect(url_for("board.alert", alert_id=alert_id), code=303)

@@ -1,0 +1,234 @@
+"""People, sessions and the audit trail: the coordinator's pages.
+
+Nothing here can show a subscriber's number: the views have no field for one, and there
+is no export. Responders' numbers appear as their last four digits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from rapidresponse import audit
+from rapidresponse.board import responder_views, subscriber_counts
+from rapidresponse.models import Area, AuditEvent, Language, Responder, utcnow
+from rapidresponse.people import AlreadyExists, add_responder
+from rapidresponse.phones import InvalidPhoneNumber, normalize
+from rapidresponse.staff import Permission, end_session, live_sessions
+from web.auth import requires, session_rules, signed_in
+from web.board_live import disconnect_session
+from web.context import services
+
+bp = Blueprint("people", __name__)
+
+AUDIT_PAGE_SIZE = 100
+MAX_NAME_LENGTH = 120
+
+
+@bp.get("/people")
+@requires(Permission.VIEW_PEOPLE)
+def responders() -> ResponseReturnValue:
+    found = services()
+    with found.database.session() as session:
+        context: dict[str, Any] = {
+            "responders": responder_views(session),
+            "audiences": subscriber_counts(session),
+            "areas": [(a.id, a.name) for a in session.scalars(select(Area).order_by(Area.name))],
+        }
+    return render_template("people/index.html", **context)
+
+
+@bp.post("/people/responders")
+@requires(Permission.MANAGE_PEOPLE)
+def add() -> ResponseReturnValue:
+    found = services()
+    name = (request.form.get("name") or "").strip()[:MAX_NAME_LENGTH]
+    area_ids = [int(v) for v in request.form.getlist("area_ids") if v.isdigit()]
+    language = request.form.get("language", "en")
+    try:
+        phone = normalize(request.form.get("phone", ""), found.settings.phone_region)
+    except InvalidPhoneNumber:
+        flash(_("That is not a phone number we can text."))
+        return _to_people(400)
+    if not name or not area_ids or language not in {lang.value for lang in Language}:
+        flash(_("A responder needs a name, a number and at least one area."))
+        return _to_people(400)
+    with found.database.session() as session:
+        areas = session.scalars(select(Area).where(Area.id.in_(area_ids))).all()
+        try:
+            responder = add_responder(
+                session,
+                found.cipher,
+                found.index,
+                name=name,
+                phone_e164=phone,
+                areas=areas,
+                language=Language(language),
+            )
+        except AlreadyExists:
+            responder = None
+        if responder is not None:
+            audit.record(
+                session,
+                actor=signed_in().actor,
+                action="responder.added",
+                subject=f"responder:{responder.id}",
+                details={"areas": len(areas)},
+            )
+    if responder is None:
+        flash(_("A responder with that number exists already."))
+        return _to_people(409)
+    flash(_("Responder added."))
+    return _to_people()
+
+
+@bp.post("/people/responders/<int:responder_id>/shift")
+@requires(Permission.MANAGE_PEOPLE)
+def shift(responder_id: int) -> ResponseReturnValue:
+    on_shift = request.form.get("on_shift") == "1"
+    with services().database.session() as session:
+        responder = session.get(Responder, responder_id)
+        if responder is None:
+            abort(404)
+        responder.on_shift = on_shift
+        audit.record(
+            session,
+            actor=signed_in().actor,
+            action="responder.on_shift" if on_shift else "responder.off_shift",
+            subject=f"responder:{responder_id}",
+        )
+    return _to_people()
+
+
+def _to_people(status: int = 303) -> ResponseReturnValue:
+    """Back to the list; a refused form is shown there with its status, not redirected."""
+    if status == 303:
+        return redirect(url_for("people.responders"), code=303)
+    page = responders()
+    return (page if isinstance(page, str) else ""), status
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+@bp.get("/staff/sessions")
+@requires(Permission.MANAGE_SESSIONS)
+def sessions() -> ResponseReturnValue:
+    found = services()
+    with found.database.session() as session:
+        live = live_sessions(session, session_rules(found), utcnow())
+        rows = [
+            {
+                "id": s.id,
+                "email": s.user.email,
+                "role": s.user.role.value,
+                "created_at": s.created_at,
+                "last_seen_at": s.last_seen_at,
+                "mine": s.id == signed_in().session_id,
+            }
+            for s in live
+        ]
+    return render_template("people/sessions.html", sessions=rows)
+
+
+@bp.post("/staff/sessions/<int:session_id>/revoke")
+@requires(Permission.MANAGE_SESSIONS)
+def revoke(session_id: int) -> ResponseReturnValue:
+    staff = signed_in()
+    with services().database.session() as session:
+        ended = end_session(session, session_id, utcnow(), by_id=staff.user_id)
+        if ended:
+            audit.record(
+                session,
+                actor=staff.actor,
+                action="staff.session_revoked",
+                subject=f"session:{session_id}",
+            )
+    if ended:
+        disconnect_session(session_id)
+        flash(_("Session ended. Its sockets are disconnected."))
+    else:
+        flash(_("That session had already ended."))
+    return redirect(url_for("people.sessions"), code=303)
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+@requires(Permission.VIEW_AUDIT)
+def audit_log() -> ResponseReturnValue:
+    before = request.args.get("before", type=int)
+    with services().database.session() as session:
+        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE_SIZE)
+        if before is not None:
+            query = query.where(AuditEvent.id < before)
+        events = session.scalars(query).all()
+        total = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+        rows = [
+            {
+                "id": e.id,
+                "occurred_at": e.occurred_at,
+                "actor": e.actor,
+                "action": e.action,
+                "subject": e.subject,
+                "details": e.details,
+                "hash": e.hash[:12],
+            }
+            for e in events
+        ]
+    older = rows[-1]["id"] if len(rows) == AUDIT_PAGE_SIZE else None
+    return render_template("people/audit.html", events=rows, total=total, older=older)
+
+
+@bp.post("/audit/verify")
+@requires(Permission.VIEW_AUDIT)
+def audit_verify() -> ResponseReturnValue:
+    with services().database.session() as session:
+        broken = audit.verify(session)
+        count = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+    if broken is None:
+        flash(_("The chain is intact: all %(count)d events check out.", count=count))
+    else:
+        flash(_("The chain is broken at event %(id)d: it was changed or removed.", id=broken))
+    return redirect(url_for("people.audit_log"), code=303)
+
+
+# --- a responder's own dispatches -------------------------------------------------------------
+
+
+my = Blueprint("my", __name__)
+
+
+@my.get("/my")
+@requires(Permission.OWN_DISPATCHES)
+def dispatches() -> ResponseReturnValue:
+    from rapidresponse.models import Dispatch
+
+    staff = signed_in()
+    with services().database.session() as session:
+        rows = []
+        if staff.responder_id is not None:
+            found = session.scalars(
+                select(Dispatch)
+                .where(Dispatch.responder_id == staff.responder_id)
+                .options(selectinload(Dispatch.incident))
+                .order_by(Dispatch.paged_at.desc())
+                .limit(50)
+            ).all()
+            rows = [
+                {
+                    "code": d.incident.code,
+                    "area": d.incident.area.name if d.incident.area else None,
+                    "state": d.state.value,
+                    "verdict": d.verdict.value if d.verdict else None,
+                    "paged_at": d.paged_at,
+                }
+                for d in found
+            ]
+    return render_template("people/my.html", dispatches=rows, linked=staff.responder_id is not None)

@@ -1,0 +1,70 @@
+// The live board: socket events are hints. On any event, and on every (re)connection,
+// fetch the page's fragment again from the server, which is the record.
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  var status = document.getElementById("connection");
+  if (!live || typeof io === "undefined") { return; }
+  var url = live.getAttribute("data-live-url");
+  var pending = null;
+  var inFlight = false;
+  var again = false;
+
+  function show(state) {
+    if (!status) { return; }
+    status.setAttribute("data-state", state);
+    status.textContent = status.getAttribute("data-label-" + state) || state;
+  }
+
+  function refresh() {
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" }, redirect: "manual" })
+      .then(function (response) {
+        if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
+          window.location.reload();  // signed out or revoked: the server shows the way in
+          return null;
+        }
+        return response.ok ? response.text() : null;
+      })
+      .then(function (html) {
+        if (html !== null) { live.innerHTML = html; live.setAttribute("data-synced", String(Date.now())); }
+      })
+      .catch(function () { /* offline for a moment: the next event or reconnection retries */ })
+      .then(function () {
+        inFlight = false;
+        if (again) { again = false; soon(); }
+      });
+  }
+
+  function soon() {
+    if (pending !== null) { return; }
+    pending = window.setTimeout(function () { pending = null; refresh(); }, 250);
+  }
+
+  function showProgress(data) {
+    var bars = live.querySelectorAll('.progress[data-alert-id="' + data.alert_id + '"]');
+    Array.prototype.forEach.call(bars, function (bar) {
+      var meter = bar.querySelector("progress");
+      var done = data.total - data.pending;
+      if (meter) { meter.max = data.total || 1; meter.value = data.total ? done : 1; }
+      var percent = bar.querySelector(".percent");
+      var value = data.total ? Math.round(100 * done / data.total) : 100;
+      if (percent) { percent.textContent = value + "%"; percent.setAttribute("data-percent", String(value)); }
+    });
+  }
+
+  var socket = io({ transports: ["websocket", "polling"] });
+  socket.on("connect", function () { show("connected"); refresh(); });
+  socket.on("disconnect", function (reason) {
+    show("disconnected");
+    if (reason === "io server disconnect") { window.location.reload(); }  // the session ended
+  });
+  socket.on("connect_error", function () { show("disconnected"); });
+  socket.onAny(function (event, data) {
+    if (event === "alert_progress" && data) { showProgress(data); }
+    soon();
+  });
+  // A quiet board still re-reads now and then: ages move on, and a lost event is found.
+  window.setInterval(soon, 30000);
+}());
