@@ -404,3 +404,14 @@ def test_the_board_speaks_spanish(dispatcher: FlaskClient, world: World) -> None
     page = dispatcher.get("/board?lang=es").get_data(as_text=True)
     assert "Incidentes" in page and 'lang="es"' in page
     assert 'lang="es"' in dispatcher.get("/board").get_data(as_text=True)  # remembered
+
+
+def test_every_live_page_names_the_fragment_it_refreshes_from(
+    dispatcher: FlaskClient, world: World
+) -> None:
+    incident, alert = f"/board/incidents/{world.incident_id}", f"/board/alerts/{world.alert_id}"
+    for path in ("/board", incident, alert):
+        page = dispatcher.get(path).get_data(as_text=True)
+        assert f'data-live-url="{path}/live"' in page
+        assert "/static/vendor/socket.io.min.js" in page and "/static/board.js" in page
+        assert dispatcher.get(f"{path}/live").status_code == 200
