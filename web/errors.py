@@ -18,7 +18,9 @@ def register(app: Flask) -> None:
 def _http_error(error: HTTPException) -> tuple[Response, int]:
     status = error.code or 500
     response = jsonify({"error": error.name, "status": status})
-    if request.accept_mimetypes.accept_html and not request.accept_mimetypes.accept_json:
+    # A browser names text/html first (and */* at a lower quality); a machine asks for JSON
+    # or takes anything: the first choice wins a tie.
+    if request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html":
         response = Response(f"{status} {error.name}\n", mimetype="text/plain")
     return response, status
 

@@ -81,3 +81,12 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored(app: Flask) -> No
 
     seen = app.test_client().get("/_whoami", headers={"X-Forwarded-For": "198.51.100.7"})
     assert seen.get_data(as_text=True) == "127.0.0.1"
+
+
+def test_an_error_answers_a_browser_in_text_and_a_machine_in_json(client: FlaskClient) -> None:
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = client.get("/no-such-page", headers={"Accept": browser})
+    assert page.status_code == 404 and page.mimetype == "text/plain"
+    for accept in ("*/*", "application/json", ""):
+        machine = client.get("/no-such-page", headers={"Accept": accept} if accept else {})
+        assert machine.status_code == 404 and machine.json == {"error": "Not Found", "status": 404}

@@ -1,0 +1,205 @@
+"""The board in a real browser: a dispatcher signs in with a password and a TOTP code,
+watches a report arrive and be confirmed without reloading, and approves the alert;
+a responder's account is kept out; a forged CSRF token changes nothing.
+
+Texts reach the hotline as Twilio sends them (signed POSTs to the live server, from the
+test); pages and alerts leave through real worker processes to the local Twilio.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from dispatch.alerts import draft_for_incident
+from rapidresponse.areas import find_area
+from rapidresponse.models import Alert, AlertStatus, Responder, StaffRole
+from tests.browser.conftest import TIMEOUT_MS, Live, sign_in, wait_until_connected
+from tests.dispatch.test_alerts import confirmed_incident
+from tests.dispatch.test_verification_e2e import ANA, REPORTERS, SIGHTINGS
+from tests.factories import add_many_subscribers, add_on_shift_responder
+from tests.web.staff_helpers import add_account
+
+SUBSCRIBERS = 30
+SENDING_MS = 30_000  # the whole broadcast, through the workers and the local Twilio
+
+
+def area_id(live: Live, slug: str) -> int:
+    with live.services.database.session() as session:
+        area = find_area(session, slug)
+        assert area is not None, slug
+        return area.id
+
+
+@pytest.mark.slow
+@pytest.mark.sends_through_api
+def test_a_dispatcher_sees_a_report_arrive_and_sends_the_alert(
+    page: Page, live: Live, artifacts: Path
+) -> None:
+    services = live.services
+    add_on_shift_responder(services, "Ana", ANA, "cully")
+    add_many_subscribers(services, area_id(live, "cully"), SUBSCRIBERS)
+    dispatcher = add_account(services, StaffRole.DISPATCHER)
+
+    sign_in(page, services, dispatcher)
+    expect(page).to_have_url(re.compile(r"/board$"))
+    wait_until_connected(page)
+    expect(page.locator("li.incident-card")).to_have_count(0)
+    page.evaluate("window.__marker = 1")  # gone if the page reloads
+
+    # A neighbour texts the hotline; the board shows it without a reload.
+    assert live.text(REPORTERS[0], SIGHTINGS[0]) is not None
+    card = page.locator("li.incident-card")
+    expect(card).to_have_count(1, timeout=TIMEOUT_MS)
+    incident_id = card.get_attribute("data-incident-id")
+    code = card.locator("a.code").inner_text().strip()
+    card = page.locator(f'li.incident-card[data-incident-id="{incident_id}"]')
+    expect(card).to_contain_text("Cully")
+    assert page.evaluate("window.__marker") == 1
+    page.screenshot(path=artifacts / "board-report-arrived.png", full_page=True)
+
+    # The workers page Ana; she goes, and confirms. The card follows, still without reload.
+    live.wait_for("the page to Ana", lambda: bool(live.sent_to(ANA)))
+    [paged] = live.sent_to(ANA)
+    assert paged.startswith(f"{code}: possible sighting in Cully")
+    assert live.text(ANA, f"{code} GO") is not None
+    assert live.text(ANA, f"{code} CONFIRM 3 vans, agents in vests") == (
+        f"Recorded for {code}: CONFIRMED. Thank you."
+    )
+    expect(card).to_have_attribute("data-state", "confirmed", timeout=TIMEOUT_MS)
+
+    # ALERT_POLICY=approve: a worker drafts the alert, and it waits for the dispatcher.
+    alert_card = page.locator("li.alert-card")
+    expect(alert_card).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(alert_card).to_have_attribute("data-status", "draft")
+    expect(alert_card).to_contain_text(code)
+    assert page.evaluate("window.__marker") == 1
+    page.screenshot(path=artifacts / "board-confirmed.png", full_page=True)
+    assert [m for m in live.fake.messages if m.body.startswith("ALERT")] == []
+
+    alert_id = alert_card.get_attribute("data-alert-id")
+    alert_card.locator("a").click()
+    page.wait_for_url(f"**/board/alerts/{alert_id}")
+    wait_until_connected(page)
+    expect(page.locator(".audience")).to_contain_text(f"Goes to {SUBSCRIBERS} subscribers")
+    page.get_by_role("button", name="Approve and send").click()
+
+    # The workers' progress events move the bar; the refresh after the last shows the record.
+    percent = page.locator(".progress .percent")
+    expect(percent).to_have_attribute("data-percent", "100", timeout=SENDING_MS)
+    expect(percent).to_have_text("100%")
+    expect(page.locator("article.alert-detail")).to_have_attribute(
+        "data-status", "complete", timeout=TIMEOUT_MS
+    )
+    expect(page.locator(".progress .counts")).to_contain_text(f"0 waiting of {SUBSCRIBERS}")
+    page.screenshot(path=artifacts / "alert-sent.png", full_page=True)
+
+    with services.database.session() as session:
+        sent = session.get_one(Alert, int(alert_id or 0))
+        assert sent.status == AlertStatus.COMPLETE
+        texts = set(sent.texts.values())
+    alerts = [m for m in live.fake.messages if m.to != ANA]
+    assert len(alerts) == len({m.to for m in alerts}) == SUBSCRIBERS  # one each
+    assert {m.body for m in alerts} == texts  # English and Spanish, as approved
+
+
+# The engine.io polling handshake, then a Socket.IO connect, then the server's answer:
+# "40..." if it accepted the connection, "44..." if it refused it.
+SOCKET_CONNECT = """async () => {
+  const base = "/socket.io/?EIO=4&transport=polling";
+  const opened = await (await fetch(base)).text();
+  const sid = JSON.parse(opened.slice(1)).sid;
+  await fetch(base + "&sid=" + sid, { method: "POST", body: "40" });
+  return await (await fetch(base + "&sid=" + sid)).text();
+}"""
+
+
+def test_a_responder_cannot_open_dispatcher_pages(page: Page, live: Live) -> None:
+    services = live.services
+    add_on_shift_responder(services, "Ana", ANA, "cully")
+    with services.database.session() as session:
+        responder_id = session.scalars(select(Responder.id)).one()
+    responder = add_account(services, StaffRole.RESPONDER, responder_id=responder_id)
+    incident_id = confirmed_incident(services, area_id(live, "cully"))
+
+    sign_in(page, services, responder)
+    expect(page).to_have_url(re.compile(r"/my$"))
+    expect(page.locator("h1")).to_have_text("My dispatches")
+
+    for path in (
+        "/board",
+        "/board/live",
+        f"/board/incidents/{incident_id}",
+        "/people",
+        "/audit",
+    ):
+        response = page.goto(path)
+        assert response is not None and response.status == 403, path
+        assert page.url.endswith(path)  # not sent elsewhere: refused
+        expect(page.locator("body")).to_contain_text("Forbidden")
+        expect(page.locator("#live, .incident-card, .alert-card, table")).to_have_count(0)
+
+    # Nor does the socket take a responder's session.
+    page.goto("/my")
+    answer = page.evaluate(SOCKET_CONNECT)
+    assert answer.startswith("44"), answer
+
+
+def forge_and_submit(page: Page, form: str) -> None:
+    """Change the form's CSRF token (a token of the right shape, wrongly signed) and
+    submit it, in one step: the board's live refresh may redraw the form meanwhile."""
+    page.evaluate(
+        """(selector) => {
+          const form = document.querySelector(selector);
+          const input = form.querySelector('input[name="csrf_token"]');
+          const tail = input.value.endsWith("AAAA") ? "BBBB" : "AAAA";
+          input.value = input.value.slice(0, -4) + tail;
+          form.requestSubmit();
+        }""",
+        form,
+    )
+
+
+def test_a_forged_csrf_token_is_refused(page: Page, live: Live) -> None:
+    services = live.services
+    add_many_subscribers(services, area_id(live, "cully"), 3)
+    incident_id = confirmed_incident(services, area_id(live, "cully"))
+    alert_id = draft_for_incident(services, incident_id)
+    assert alert_id is not None
+    dispatcher = add_account(services, StaffRole.DISPATCHER)
+    sign_in(page, services, dispatcher)
+
+    page.goto(f"/board/alerts/{alert_id}")
+    wait_until_connected(page)
+    detail = page.locator("article.alert-detail")
+    expect(detail).to_have_attribute("data-status", "draft")
+    expect(page.locator("#approve-form")).to_have_count(1)
+
+    approve_url = f"{live.url}/board/alerts/{alert_id}/approve"
+    with page.expect_response(approve_url) as posted:
+        forge_and_submit(page, "#approve-form")
+    page.wait_for_url(approve_url)
+    assert posted.value.status == 400
+    expect(page.locator("body")).to_contain_text("Bad Request")
+
+    with services.database.session() as session:
+        assert session.get_one(Alert, alert_id).status == AlertStatus.DRAFT
+    page.goto(f"/board/alerts/{alert_id}")
+    expect(detail).to_have_attribute("data-status", "draft")
+    expect(page.locator(".approvals")).to_have_text("Approvals: 0 of 1")
+
+    # Signing out with a forged token does not sign out either.
+    with page.expect_response(f"{live.url}/logout") as posted:
+        forge_and_submit(page, 'form[action="/logout"]')
+    page.wait_for_url(f"{live.url}/logout")
+    assert posted.value.status == 400
+    expect(page.locator("body")).to_contain_text("Bad Request")
+    response = page.goto("/board")
+    assert response is not None and response.status == 200
+    expect(page).to_have_url(re.compile(r"/board$"))
+    expect(page.locator(".who")).to_contain_text(dispatcher.email)
+    assert live.fake.requests == []
