@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -35,6 +35,8 @@ from rapidresponse.models import (
     Subscription,
     SubscriptionStatus,
 )
+from rapidresponse.phones import masked_last_four
+from rapidresponse.reports import independent_reporters
 
 # Closed incidents stay on the board a while, so that a dispatcher sees what just ended.
 RECENTLY_CLOSED = timedelta(hours=6)
@@ -50,9 +52,12 @@ class AlertView:
     created_at: datetime
     approved_at: datetime | None
     texts: dict[str, str]
-    approvals: int
     approver_ids: tuple[int, ...]
     progress: broadcast.Progress
+
+    @property
+    def approvals(self) -> int:
+        return len(self.approver_ids)
 
     @property
     def percent_done(self) -> int:
@@ -116,7 +121,7 @@ class IncidentDetail:
     summary: IncidentSummary
     reports: tuple[ReportView, ...]
     dispatches: tuple[DispatchView, ...]
-    alerts: tuple[AlertView, ...] = field(default=())
+    alerts: tuple[AlertView, ...]
 
 
 def board_incidents(session: Session, now: datetime) -> list[IncidentSummary]:
@@ -189,8 +194,7 @@ def _summary(
         opened_at=incident.opened_at,
         state_changed_at=incident.state_changed_at,
         reports=len(reports),
-        # A report without a reporter hash (web form, or Redis was down) counts on its own.
-        independent=len({r.reporter_hash or f"report:{r.id}" for r in reports}),
+        independent=independent_reporters(reports),
         eyewitness=sum(1 for r in reports if r.eyewitness),
         paged=len(dispatches),
         going=sum(1 for d in dispatches if d.state is DispatchState.GOING),
@@ -245,17 +249,13 @@ def _report_view(cipher: FieldCipher, report: Report) -> ReportView:
 def _dispatch_view(dispatch: Dispatch) -> DispatchView:
     return DispatchView(
         responder_name=dispatch.responder.name,
-        responder_phone=masked_last4(dispatch.responder.phone_last4),
+        responder_phone=masked_last_four(dispatch.responder.phone_last4),
         state=dispatch.state,
         verdict=dispatch.verdict.value if dispatch.verdict else None,
         paged_at=dispatch.paged_at,
         acknowledged_at=dispatch.acknowledged_at,
         verdict_at=dispatch.verdict_at,
     )
-
-
-def masked_last4(last4: str) -> str:
-    return "•••-" + last4
 
 
 def alert_views(session: Session, alert_ids: Sequence[int]) -> list[AlertView]:
@@ -287,7 +287,6 @@ def alert_views(session: Session, alert_ids: Sequence[int]) -> list[AlertView]:
             created_at=alert.created_at,
             approved_at=alert.approved_at,
             texts={str(k): str(v) for k, v in alert.texts.items()},
-            approvals=len(approvers.get(alert.id, [])),
             approver_ids=tuple(approvers.get(alert.id, [])),
             progress=broadcast.progress(session, alert.id),
         )
@@ -331,7 +330,7 @@ def responder_views(session: Session) -> list[ResponderView]:
         ResponderView(
             id=r.id,
             name=r.name,
-            phone=masked_last4(r.phone_last4),
+            phone=masked_last_four(r.phone_last4),
             language=r.language,
             areas=tuple(sorted(area.name for area in r.areas)),
             on_shift=r.on_shift,

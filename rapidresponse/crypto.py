@@ -32,6 +32,7 @@ class Purpose:
     REPORT_TEXT = "report.text"
     DISPATCH_NOTE = "dispatch.note"
     STAFF_TOTP = "staff.totp"
+    LOGIN_LIMIT = "login.limit"  # rate-limit keys for sign-in attempts (email, address)
 
 
 KEY_ID_BYTES = 4

@@ -38,4 +38,9 @@ def last_four(e164: str) -> str:
 
 
 def masked(e164: str) -> str:
-    return "•••-" + last_four(e164)
+    return masked_last_four(last_four(e164))
+
+
+def masked_last_four(digits: str) -> str:
+    """How a number shows on staff pages, from the last four digits kept for that purpose."""
+    return "•••-" + digits

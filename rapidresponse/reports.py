@@ -277,9 +277,12 @@ def _close_enough(incident: Incident, report: Report, limit_m: float) -> bool:
 def counts(session: Session, incident_id: int) -> tuple[int, int, int]:
     """(reports, independent reporters, eyewitness reports) of an incident."""
     reports = session.scalars(select(Report).where(Report.incident_id == incident_id)).all()
+    return len(reports), independent_reporters(reports), sum(1 for r in reports if r.eyewitness)
+
+
+def independent_reporters(reports: Sequence[Report]) -> int:
     # A report without a reporter hash (web form, or Redis was down) counts on its own.
-    independent = len({r.reporter_hash or f"report:{r.id}" for r in reports})
-    return len(reports), independent, sum(1 for r in reports if r.eyewitness)
+    return len({r.reporter_hash or f"report:{r.id}" for r in reports})
 
 
 def purge_report_texts(session: Session, retention: timedelta) -> int:

@@ -204,7 +204,3 @@ def live_sessions(session: Session, rules: SessionRules, now: datetime) -> list[
         .order_by(StaffSession.last_seen_at.desc())
     ).all()
     return [found for found in candidates if is_live(found, rules, now)]
-
-
-def sessions_of(session: Session, user_id: int, rules: SessionRules, now: datetime) -> list[int]:
-    return [found.id for found in live_sessions(session, rules, now) if found.user_id == user_id]

@@ -8,8 +8,6 @@ everywhere at once, sockets included.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +43,7 @@ from wtforms.validators import DataRequired, Length
 from dispatch.limits import moving_window
 from dispatch.services import Services
 from rapidresponse import audit
+from rapidresponse.crypto import Purpose
 from rapidresponse.models import StaffRole, StaffUser, utcnow
 from rapidresponse.passwords import spend_as_long_as_a_check, verify_password
 from rapidresponse.staff import (
@@ -122,8 +121,8 @@ def load_staff() -> None:
     """Before every request: the signed-in staff member, or None."""
     g.staff = None
     token = session.get(TOKEN_KEY)
-    if not isinstance(token, str):
-        return
+    if not isinstance(token, str) or request.endpoint == "static":
+        return  # a stylesheet or script needs no database lookup
     found = services()
     with found.database.session() as db:
         staff_session = find_session(db, token, session_rules(found), utcnow())
@@ -178,8 +177,7 @@ def home_for(role: StaffRole) -> str:
 
 def _limit_key(value: str) -> str:
     # Redis sees neither the email nor the address, only a keyed hash of it.
-    secret = services().settings.secret_key.encode()
-    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:32]
+    return services().index.digest(value, Purpose.LOGIN_LIMIT)[:32]
 
 
 def within_login_limit(*subjects: str) -> bool:
@@ -296,10 +294,10 @@ def _code_page(
         uri = provisioning_uri(secret, user.email)
         qr = segno.make(uri, error="m").svg_data_uri(scale=4, border=2)
     error = None
-    if method == "POST":
-        error = {
-            429: _l("Too many attempts. Wait a few minutes."),
-        }.get(status or 400, _l("That code is not right, or was already used. Try the next one."))
+    if status == 429:
+        error = _l("Too many attempts. Wait a few minutes.")
+    elif method == "POST":
+        error = _l("That code is not right, or was already used. Try the next one.")
     return _page(
         "auth/code.html",
         form,
@@ -345,7 +343,7 @@ def _page(template: str, form: FlaskForm, status: int, **context: Any) -> Respon
 
 def private(response: Response) -> Response:
     """Staff pages hold incident details: never cached, by the browser or anyone between."""
-    if current_staff() is not None or request.blueprint in ("auth",):
+    if current_staff() is not None or request.blueprint == "auth":
         response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -28,7 +28,7 @@ from rapidresponse import board, broadcast
 from rapidresponse.approvals import ApprovalRefused
 from rapidresponse.composer import NoteRefused, previews
 from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
-from rapidresponse.models import Alert, AlertKind, Area, utcnow
+from rapidresponse.models import Alert, AlertKind, Area, IncidentState, utcnow
 from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
 from web.context import services
@@ -66,7 +66,7 @@ def _board_context() -> dict[str, Any]:
     points = [
         IncidentPoint(i.id, i.code, i.state.value, i.area_id, i.latitude, i.longitude)
         for i in incidents
-        if i.state.value != "closed"
+        if i.state is not IncidentState.CLOSED
     ]
     return {
         "incidents": incidents,

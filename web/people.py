@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from rapidresponse import audit
 from rapidresponse.board import responder_views, subscriber_counts
-from rapidresponse.models import Area, AuditEvent, Language, Responder, utcnow
+from rapidresponse.models import Area, AuditEvent, Dispatch, Language, Responder, utcnow
 from rapidresponse.people import AlreadyExists, add_responder
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.staff import Permission, end_session, live_sessions
@@ -120,6 +120,7 @@ def _to_people(status: int = 303) -> ResponseReturnValue:
 @requires(Permission.MANAGE_SESSIONS)
 def sessions() -> ResponseReturnValue:
     found = services()
+    mine = signed_in().session_id
     with found.database.session() as session:
         live = live_sessions(session, session_rules(found), utcnow())
         rows = [
@@ -129,7 +130,7 @@ def sessions() -> ResponseReturnValue:
                 "role": s.user.role.value,
                 "created_at": s.created_at,
                 "last_seen_at": s.last_seen_at,
-                "mine": s.id == signed_in().session_id,
+                "mine": s.id == mine,
             }
             for s in live
         ]
@@ -208,8 +209,6 @@ my = Blueprint("my", __name__)
 @my.get("/my")
 @requires(Permission.OWN_DISPATCHES)
 def dispatches() -> ResponseReturnValue:
-    from rapidresponse.models import Dispatch
-
     staff = signed_in()
     with services().database.session() as session:
         rows = []

@@ -83,7 +83,3 @@ def sign_in(client: FlaskClient, services: Services, account: Account) -> None:
     assert response.status_code == 302, response.get_data(as_text=True)
     response = post_form(client, "/login/code", {"code": next_code(services, account)})
     assert response.status_code == 302, response.get_data(as_text=True)
-
-
-def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    return csrf_from(client.get(path).get_data(as_text=True))
