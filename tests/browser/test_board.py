@@ -203,3 +203,40 @@ def test_a_forged_csrf_token_is_refused(page: Page, live: Live) -> None:
     expect(page).to_have_url(re.compile(r"/board$"))
     expect(page.locator(".who")).to_contain_text(dispatcher.email)
     assert live.fake.requests == []
+
+
+# Cut the connection as a network drop does (the transport closes; the client itself
+# reconnects), with a fixed delay long enough for the test to act while it is down.
+DROP_CONNECTION = """() => {
+  const manager = window.rrBoard.socket.io;
+  manager.reconnectionDelay(3000).reconnectionDelayMax(3000).randomizationFactor(0);
+  manager.engine.close();
+}"""
+
+
+def test_after_a_dropped_connection_the_board_resyncs_from_the_server(
+    page: Page, live: Live
+) -> None:
+    services = live.services
+    dispatcher = add_account(services, StaffRole.DISPATCHER)
+    sign_in(page, services, dispatcher)
+    wait_until_connected(page)
+    board = page.locator("#live")
+    expect(board.locator("li.incident-card")).to_have_count(0)
+    page.evaluate("window.__marker = 1")  # gone if the page reloads
+
+    page.evaluate(DROP_CONNECTION)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "disconnected")
+    synced_before = board.get_attribute("data-synced")
+
+    # A report arrives while the board is cut off: its event reaches nobody.
+    assert live.text(REPORTERS[0], SIGHTINGS[0]) is not None
+    assert page.evaluate("window.rrBoard.socket.connected") is False
+    assert board.get_attribute("data-synced") == synced_before
+    expect(board.locator("li.incident-card")).to_have_count(0)
+
+    # The client reconnects by itself, and the page reads the record again.
+    wait_until_connected(page)
+    expect(board.locator("li.incident-card")).to_have_count(1)
+    expect(board.locator("li.incident-card")).to_contain_text("Cully")
+    assert page.evaluate("window.__marker") == 1

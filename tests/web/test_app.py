@@ -90,3 +90,22 @@ def test_an_error_answers_a_browser_in_text_and_a_machine_in_json(client: FlaskC
     for accept in ("*/*", "application/json", ""):
         machine = client.get("/no-such-page", headers={"Accept": accept} if accept else {})
         assert machine.status_code == 404 and machine.json == {"error": "Not Found", "status": 404}
+
+
+def test_production_adds_hsts_and_a_secure_session_cookie(services: Services) -> None:
+    from dataclasses import replace
+
+    from web import create_app
+
+    services.settings = replace(
+        services.settings, env="production", public_url="https://alerts.example.org"
+    )
+    app = create_app(services=services, test_config={"TESTING": True})
+    client = app.test_client()
+    response = client.get("/login", base_url="https://alerts.example.org")
+    assert response.status_code == 200
+    hsts = response.headers["Strict-Transport-Security"]
+    assert "max-age=63072000" in hsts and "includeSubDomains" in hsts
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    cookie = response.headers.get("Set-Cookie", "")
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie

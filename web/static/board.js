@@ -67,4 +67,6 @@
   });
   // A quiet board still re-reads now and then: ages move on, and a lost event is found.
   window.setInterval(soon, 30000);
+  // For the browser tests (and a curious dispatcher's console): the socket, to cut it.
+  window.rrBoard = { socket: socket };
 }());
