@@ -10,6 +10,7 @@ from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services
 from rapidresponse import audit
 from rapidresponse.models import Area, Incident, IncidentState
+from rapidresponse.refusals import N_, Refused
 from rapidresponse.verification import (
     PAGEABLE_STATES,
     close_incident,
@@ -21,14 +22,14 @@ from rapidresponse.verification import (
 MAX_EXTRA_PAGES = 5  # per click: paging a whole city at once helps nobody
 
 
-class NotPossible(ValueError):
+class NotPossible(Refused):
     """The incident is not in a state that allows this; the message says why."""
 
 
 def _locked(session: Session, incident_id: int) -> Incident:
     incident = lock_incident(session, incident_id)
     if incident is None:
-        raise NotPossible("There is no such incident.")
+        raise NotPossible(N_("There is no such incident."))
     return incident
 
 
@@ -42,9 +43,9 @@ def place_incident(services: Services, incident_id: int, area_id: int, staff_id:
         incident = _locked(session, incident_id)
         area = session.get(Area, area_id)
         if area is None:
-            raise NotPossible("There is no such area.")
+            raise NotPossible(N_("There is no such area."))
         if incident.area_id is not None or incident.state not in PAGEABLE_STATES:
-            raise NotPossible("Only an open incident without a place can be placed.")
+            raise NotPossible(N_("Only an open incident without a place can be placed."))
         incident.area_id = area.id
         incident.escalated_at = None  # it was escalated for want of a place: look again
         audit.record(
@@ -68,7 +69,7 @@ def page_more(services: Services, incident_id: int, how_many: int, staff_id: int
     with services.database.session() as session:
         incident = _locked(session, incident_id)
         if incident.state not in PAGEABLE_STATES or incident.area_id is None:
-            raise NotPossible("Only an open, placed incident can have more responders paged.")
+            raise NotPossible(N_("Only an open, placed incident can have more responders paged."))
         dispatches = open_dispatches(
             session, incident, responders_to_page(session, incident, how_many)
         )
@@ -94,6 +95,6 @@ def close_from_board(services: Services, incident_id: int, staff_id: int) -> Non
     with services.database.session() as session:
         incident = _locked(session, incident_id)
         if incident.state is IncidentState.CLOSED:
-            raise NotPossible("This incident is closed already.")
+            raise NotPossible(N_("This incident is closed already."))
         close_incident(session, incident, f"staff:{staff_id}")
     incident_touched(services, incident_id)

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from rapidresponse import audit
 from rapidresponse.models import Alert, AlertApproval, AlertKind, AlertStatus
+from rapidresponse.refusals import N_, Refused
 
 CAP_WINDOW = timedelta(hours=1)
 
 
-class ApprovalRefused(ValueError):
+class ApprovalRefused(Refused):
     """This approval cannot count; the message says why, for the dispatcher to read."""
 
 
@@ -71,19 +72,22 @@ def record_approval(
     """
     alert = session.get(Alert, alert_id, with_for_update=True)  # approvals one at a time
     if alert is None or alert.status is not AlertStatus.DRAFT:
-        raise ApprovalRefused("This alert is no longer waiting for approval.")
+        raise ApprovalRefused(N_("This alert is no longer waiting for approval."))
     approvers = set(
         session.scalars(
             select(AlertApproval.staff_user_id).where(AlertApproval.alert_id == alert_id)
         )
     )
     if staff_id in approvers:
-        raise ApprovalRefused("You approved this alert already: another dispatcher must.")
+        raise ApprovalRefused(N_("You approved this alert already: another dispatcher must."))
     state = ApprovalState(len(approvers) + 1, rules.approvers)
     if state.complete and cap_reached(session, alert, rules, now):
         raise ApprovalRefused(
-            f"The limit of {rules.hourly_cap} alerts an hour is reached; "
-            "wait, or ask a coordinator to raise ALERT_HOURLY_CAP."
+            N_(
+                "The limit of %(cap)d alerts an hour is reached; "
+                "wait, or ask a coordinator to raise ALERT_HOURLY_CAP."
+            ),
+            cap=rules.hourly_cap,
         )
     session.add(AlertApproval(alert_id=alert_id, staff_user_id=staff_id, approved_at=now))
     audit.record(

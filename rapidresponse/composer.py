@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from rapidresponse.messages import join_names, text
 from rapidresponse.models import AlertKind, Language
+from rapidresponse.refusals import N_, Refused
 from rapidresponse.sms import GSM7_BASIC, GSM7_EXTENDED, is_gsm7, segment
 
 NOTE_MAX_CHARS = 80
@@ -128,7 +129,7 @@ def previews(texts: Mapping[str, str]) -> list[Preview]:
     return [preview(Language(language), body) for language, body in texts.items()]
 
 
-class NoteRefused(ValueError):
+class NoteRefused(Refused):
     """A dispatcher note that may not go out. The message never quotes the note."""
 
 
@@ -190,19 +191,23 @@ def clean_note(note: str) -> str:
     """
     cleaned = gsm_fold(" ".join(note.split()))
     if not cleaned:
-        raise NoteRefused("The note is empty: write what changed, in a few words.")
+        raise NoteRefused(N_("The note is empty: write what changed, in a few words."))
     if not is_gsm7(cleaned):
         raise NoteRefused(
-            "The note has an emoji or a symbol that SMS cannot send as plain text; "
-            "use letters, digits and simple punctuation."
+            N_(
+                "The note has an emoji or a symbol that SMS cannot send as plain text; "
+                "use letters, digits and simple punctuation."
+            )
         )
     if segment(cleaned).units > NOTE_MAX_CHARS:
-        raise NoteRefused(f"The note is too long: at most {NOTE_MAX_CHARS} characters.")
+        raise NoteRefused(
+            N_("The note is too long: at most %(most)d characters."), most=NOTE_MAX_CHARS
+        )
     if _PHONE.search(cleaned):
-        raise NoteRefused("The note looks like it has a phone number; leave numbers out.")
+        raise NoteRefused(N_("The note looks like it has a phone number; leave numbers out."))
     if _HOUSE_NUMBER.search(cleaned):
         raise NoteRefused(
-            "The note looks like it has a street address; name cross streets or the block."
+            N_("The note looks like it has a street address; name cross streets or the block.")
         )
     previous: str | None = None
     previous_end = -1
@@ -211,7 +216,7 @@ def clean_note(note: str) -> str:
         # Two words make a plate only with one space between them.
         beside = previous if cleaned[previous_end : match.start()] == " " else None
         if _looks_like_plate(token, beside):
-            raise NoteRefused("The note looks like it has a licence plate; leave it out.")
+            raise NoteRefused(N_("The note looks like it has a licence plate; leave it out."))
         previous, previous_end = token, match.end()
     return cleaned
 
@@ -271,7 +276,7 @@ def compose(
     params = {"time": local_time(language, at, tz)}
     if kind is AlertKind.UPDATE:
         if note is None:
-            raise NoteRefused("An update needs a note: write what changed, in a few words.")
+            raise NoteRefused(N_("An update needs a note: write what changed, in a few words."))
         params["note"] = _as_sentence(clean_note(note))
     elif note is not None:
         raise ValueError(f"a {kind.value} message takes no note")

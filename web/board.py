@@ -29,6 +29,7 @@ from rapidresponse.approvals import ApprovalRefused
 from rapidresponse.composer import NoteRefused, previews
 from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
 from rapidresponse.models import Alert, AlertKind, Area, IncidentState, utcnow
+from rapidresponse.refusals import Refused
 from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
 from web.context import services
@@ -36,6 +37,12 @@ from web.context import services
 log = logging.getLogger(__name__)
 
 bp = Blueprint("board", __name__, url_prefix="/board")
+
+
+def refusal(refused: Refused) -> str:
+    """The refusal in the staff member's language (its English wording is the msgid)."""
+    return _(refused.wording) % refused.details
+
 
 FOLLOW_UP_KINDS = {kind.value: kind for kind in broadcast.FOLLOW_UP_KINDS}
 
@@ -152,7 +159,7 @@ def place(incident_id: int) -> ResponseReturnValue:
         place_incident(services(), incident_id, area_id, signed_in().user_id)
         flash(_("Placed. Responders there are being paged."))
     except NotPossible as refused:
-        flash(str(refused))
+        flash(refusal(refused))
     except (RedisError, OSError):
         _queue_down()
     return _back_to_incident(incident_id)
@@ -170,7 +177,7 @@ def page(incident_id: int) -> ResponseReturnValue:
             else _("Nobody else is on shift nearby.")
         )
     except NotPossible as refused:
-        flash(str(refused))
+        flash(refusal(refused))
     except (RedisError, OSError):
         _queue_down()
     return _back_to_incident(incident_id)
@@ -183,7 +190,7 @@ def close(incident_id: int) -> ResponseReturnValue:
         close_from_board(services(), incident_id, signed_in().user_id)
         flash(_("Closed."))
     except NotPossible as refused:
-        flash(str(refused))
+        flash(refusal(refused))
     return _back_to_incident(incident_id)
 
 
@@ -204,7 +211,7 @@ def approve(alert_id: int) -> ResponseReturnValue:
     try:
         state = approve_from_board(services(), alert_id, signed_in().user_id)
     except ApprovalRefused as refused:
-        flash(str(refused))
+        flash(refusal(refused))
     else:
         if state.complete:
             flash(_("Approved. The alert is going out."))
@@ -235,8 +242,8 @@ def follow_up(alert_id: int) -> ResponseReturnValue:
         new_id = draft_follow_up(
             services(), alert_id, kind, note=note, staff_id=signed_in().user_id
         )
-    except NoteRefused as refused:  # its message never repeats the note
-        flash(str(refused))
+    except NoteRefused as refused:  # it never repeats the note
+        flash(refusal(refused))
     except NotFollowable:
         flash(_("Follow-ups go to the recipients of an approved alert."))
     else:

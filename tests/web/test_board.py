@@ -406,6 +406,23 @@ def test_the_board_speaks_spanish(dispatcher: FlaskClient, world: World) -> None
     assert 'lang="es"' in dispatcher.get("/board").get_data(as_text=True)  # remembered
 
 
+@pytest.mark.parametrize(
+    ("note", "message"),
+    [
+        ("call 503 555 0101 now", "La nota parece tener un número de teléfono"),
+        ("x" * 10_000, "como máximo 80 caracteres"),
+    ],
+)
+def test_a_refusal_speaks_the_staff_language(
+    dispatcher: FlaskClient, world: World, note: str, message: str
+) -> None:
+    path = f"/board/alerts/{world.alert_id}"
+    page = dispatcher.get(f"{path}?lang=es").get_data(as_text=True)
+    post_form(dispatcher, f"{path}/follow-up", {"kind": "update", "note": note}, page)
+    page = dispatcher.get(path).get_data(as_text=True)
+    assert message in page and "555 0101" not in page and "The note" not in page
+
+
 def test_every_live_page_names_the_fragment_it_refreshes_from(
     dispatcher: FlaskClient, world: World
 ) -> None:

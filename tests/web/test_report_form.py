@@ -532,7 +532,7 @@ def test_every_string_of_the_pages_has_a_spanish_translation() -> None:
     """`pybabel extract` and `pybabel update` (see babel.cfg) after changing page text."""
     with (ROOT / "babel.cfg").open() as handle:
         method_map, options_map = parse_mapping_cfg(handle)
-    keywords = {"_": None, "gettext": None, "_l": None}
+    keywords = {"_": None, "gettext": None, "_l": None, "N_": None}
     in_sources = {
         message if isinstance(message, str) else message[0]
         for _file, _line, message, _comments, _context in extract_from_dir(
