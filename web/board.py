@@ -41,7 +41,8 @@ bp = Blueprint("board", __name__, url_prefix="/board")
 
 def refusal(refused: Refused) -> str:
     """The refusal in the staff member's language (its English wording is the msgid)."""
-    return _(refused.wording) % refused.details
+    translated: str = _(refused.wording)
+    return translated % refused.details
 
 
 FOLLOW_UP_KINDS = {kind.value: kind for kind in broadcast.FOLLOW_UP_KINDS}
