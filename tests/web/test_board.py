@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -191,6 +192,23 @@ def test_an_alert_page_previews_each_language_with_its_cost_and_audience(
     assert "GSM-7" in page and "segments" in page
     assert "Goes to 3 subscribers." in page
     assert "Approvals: 0 of 1" in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"), [("en", ("sent", "waiting of")), ("es", ("enviados", "de un total de"))]
+)
+def test_the_progress_counts_are_numbers_the_live_page_can_update(
+    dispatcher: FlaskClient, world: World, lang: str, words: tuple[str, str]
+) -> None:
+    page = dispatcher.get(f"/board/alerts/{world.alert_id}?lang={lang}").get_data(as_text=True)
+    counts = re.search(r'<span class="counts">(.*?)</span>\s*</div>', page, re.DOTALL)
+    assert counts is not None
+    text = counts.group(1)
+    total = len(SUBSCRIBER_NUMBERS)
+    assert f'<span data-count="total">{total}</span>' in text
+    assert '<span data-count="sent">0</span>' in text
+    assert all(word in text for word in words)
+    assert "&lt;" not in text  # the numbers' markup is not escaped into text
 
 
 def test_one_approval_sends_by_default(

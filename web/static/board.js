@@ -51,6 +51,10 @@
       var percent = bar.querySelector(".percent");
       var value = data.total ? Math.round(100 * done / data.total) : 100;
       if (percent) { percent.textContent = value + "%"; percent.setAttribute("data-percent", String(value)); }
+      ["sent", "delivered", "failed", "pending", "total"].forEach(function (field) {
+        var number = bar.querySelector('[data-count="' + field + '"]');
+        if (number && typeof data[field] === "number") { number.textContent = String(data[field]); }
+      });
     });
   }
 
