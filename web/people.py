@@ -28,6 +28,7 @@ bp = Blueprint("people", __name__)
 
 AUDIT_PAGE_SIZE = 100
 MAX_NAME_LENGTH = 120
+LANGUAGES = frozenset(language.value for language in Language)
 
 
 @bp.get("/people")
@@ -48,14 +49,14 @@ def responders() -> ResponseReturnValue:
 def add() -> ResponseReturnValue:
     found = services()
     name = (request.form.get("name") or "").strip()[:MAX_NAME_LENGTH]
-    area_ids = [int(v) for v in request.form.getlist("area_ids") if v.isdigit()]
+    area_ids = _area_ids()
     language = request.form.get("language", "en")
     try:
         phone = normalize(request.form.get("phone", ""), found.settings.phone_region)
     except InvalidPhoneNumber:
         flash(_("That is not a phone number we can text."))
         return _to_people(400)
-    if not name or not area_ids or language not in {lang.value for lang in Language}:
+    if not name or not area_ids or language not in LANGUAGES:
         flash(_("A responder needs a name, a number and at least one area."))
         return _to_people(400)
     with found.database.session() as session:
@@ -95,14 +96,74 @@ def shift(responder_id: int) -> ResponseReturnValue:
         responder = session.get(Responder, responder_id)
         if responder is None:
             abort(404)
-        responder.on_shift = on_shift
+        refused = on_shift and not responder.active
+        if not refused:
+            responder.on_shift = on_shift
+            audit.record(
+                session,
+                actor=signed_in().actor,
+                action="responder.on_shift" if on_shift else "responder.off_shift",
+                subject=f"responder:{responder_id}",
+            )
+    if refused:  # the page is drawn after the transaction: one database session at a time
+        flash(_("An inactive responder cannot go on shift: make them active first."))
+        return _to_people(409)
+    return _to_people()
+
+
+@bp.get("/people/responders/<int:responder_id>")
+@requires(Permission.MANAGE_PEOPLE)
+def edit_responder(responder_id: int) -> ResponseReturnValue:
+    return _responder_page(responder_id)
+
+
+@bp.post("/people/responders/<int:responder_id>")
+@requires(Permission.MANAGE_PEOPLE)
+def change_responder(responder_id: int) -> ResponseReturnValue:
+    """Name, areas, language, and whether the person is still a responder at all.
+
+    A responder who leaves is deactivated, not deleted: their past dispatches and verdicts
+    stay in the record, and they are never paged again. Their number cannot be changed
+    here; a new number is a new responder (added above, this one deactivated)."""
+    name = (request.form.get("name") or "").strip()[:MAX_NAME_LENGTH]
+    area_ids = _area_ids()
+    language = request.form.get("language", "")
+    active = request.form.get("active") == "1"
+    if not name or not area_ids or language not in LANGUAGES:
+        flash(_("A responder needs a name and at least one area."))
+        return _responder_page(responder_id, 400)
+    with services().database.session() as session:
+        found = session.get(Responder, responder_id, options=[selectinload(Responder.areas)])
+        if found is None:
+            abort(404)
+        found.name = name
+        found.areas = list(session.scalars(select(Area).where(Area.id.in_(area_ids))))
+        found.language = Language(language)
+        found.active = active
+        found.on_shift = found.on_shift and active  # nobody inactive is paged
         audit.record(
             session,
             actor=signed_in().actor,
-            action="responder.on_shift" if on_shift else "responder.off_shift",
+            action="responder.changed",
             subject=f"responder:{responder_id}",
+            details={"areas": len(found.areas), "language": language, "active": active},
         )
+    flash(_("Responder saved."))
     return _to_people()
+
+
+def _responder_page(responder_id: int, status: int = 200) -> ResponseReturnValue:
+    with services().database.session() as session:
+        view = next((r for r in responder_views(session) if r.id == responder_id), None)
+        if view is None:
+            abort(404)
+        areas = session.scalars(select(Area).order_by(Area.name)).all()
+        choices = [(a.id, a.name, a.name in view.areas) for a in areas]
+    return render_template("people/responder.html", responder=view, areas=choices), status
+
+
+def _area_ids() -> list[int]:
+    return [int(v) for v in request.form.getlist("area_ids") if v.isdigit() and len(v) < 10]
 
 
 def _to_people(status: int = 303) -> ResponseReturnValue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyotp
@@ -72,7 +73,7 @@ def csrf_from(page: str) -> str:
     return found.group(1)
 
 
-def post_form(client: FlaskClient, path: str, data: dict[str, str], page: str | None = None):  # type: ignore[no-untyped-def]
+def post_form(client: FlaskClient, path: str, data: Mapping[str, object], page: str | None = None):  # type: ignore[no-untyped-def]
     """POST like the browser: with the CSRF token of the page the form is on."""
     page = page if page is not None else client.get(path).get_data(as_text=True)
     return client.post(path, data={**data, "csrf_token": csrf_from(page)})

@@ -85,6 +85,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/people"): BOARD,
     ("POST", "/people/responders"): COORDINATOR,
     ("POST", "/people/responders/<int:responder_id>/shift"): COORDINATOR,
+    ("GET", "/people/responders/<int:responder_id>"): COORDINATOR,
+    ("POST", "/people/responders/<int:responder_id>"): COORDINATOR,
     ("GET", "/staff/sessions"): COORDINATOR,
     ("POST", "/staff/sessions/<int:session_id>/revoke"): COORDINATOR,
     ("GET", "/audit"): COORDINATOR,

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from dispatch.queues import QueueName, queue
 from dispatch.services import Services
+from rapidresponse.areas import find_area
 from rapidresponse.models import (
     Alert,
     AlertApproval,
@@ -22,6 +23,7 @@ from rapidresponse.models import (
     Dispatch,
     Incident,
     IncidentState,
+    Language,
     Responder,
     StaffRole,
 )
@@ -354,6 +356,60 @@ def test_a_coordinator_adds_a_responder_and_changes_shifts(
     post_form(coordinator, f"/people/responders/{dora.id}/shift", {"on_shift": "1"}, page)
     with services.database.session() as session:
         assert session.get_one(Responder, dora.id).on_shift
+
+
+def test_a_coordinator_changes_a_responders_areas_and_deactivates_them(
+    app: Flask, services: Services, world: World
+) -> None:
+    coordinator = signed_in(app, services, StaffRole.COORDINATOR)
+    path = f"/people/responders/{world.responder_id}"
+    page = coordinator.get(path).get_data(as_text=True)
+    assert "•••-0199" in page and "+15035550199" not in page
+    with services.database.session() as session:
+        foster = find_area(session, "foster-powell")
+        assert foster is not None
+        session.get_one(Responder, world.responder_id).on_shift = True
+    data = {"name": "Rosa M.", "area_ids": [str(foster.id)], "language": "en", "active": "1"}
+    assert post_form(coordinator, path, data, page).status_code == 303
+    with services.database.session() as session:
+        rosa = session.get_one(Responder, world.responder_id)
+        assert rosa.name == "Rosa M." and [a.slug for a in rosa.areas] == ["foster-powell"]
+        assert rosa.language is Language.EN and rosa.on_shift and rosa.active
+
+    # She leaves: inactive, off shift, never paged; her history stays.
+    assert post_form(coordinator, path, {**data, "active": ""}, page).status_code == 303
+    with services.database.session() as session:
+        rosa = session.get_one(Responder, world.responder_id)
+        assert not rosa.active and not rosa.on_shift
+    people = coordinator.get("/people").get_data(as_text=True)
+    assert 'data-active="false"' in people and "inactive" in people
+    shift = post_form(coordinator, f"{path}/shift", {"on_shift": "1"}, people)
+    assert shift.status_code == 409 and "cannot go on shift" in shift.get_data(as_text=True)
+    events = coordinator.get("/audit").get_data(as_text=True)
+    assert "responder.changed" in events and "0199" not in events
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"name": "", "area_ids": ["1"], "language": "en"},
+        {"name": "Rosa", "area_ids": [], "language": "en"},
+        {"name": "Rosa", "area_ids": ["1"], "language": "fr"},
+        {"name": "Rosa", "area_ids": ["99999999999999999999"], "language": "en"},
+    ],
+)
+def test_a_bad_responder_change_is_refused_and_changes_nothing(
+    app: Flask, services: Services, world: World, data: dict[str, object]
+) -> None:
+    coordinator = signed_in(app, services, StaffRole.COORDINATOR)
+    path = f"/people/responders/{world.responder_id}"
+    response = post_form(coordinator, path, data, coordinator.get(path).get_data(as_text=True))
+    assert response.status_code == 400
+    assert "needs a name and at least one area" in response.get_data(as_text=True)
+    with services.database.session() as session:
+        rosa = session.get_one(Responder, world.responder_id)
+        assert rosa.name == "Rosa" and rosa.active and [a.slug for a in rosa.areas] == ["cully"]
+    assert coordinator.get("/people/responders/999999").status_code == 404
 
 
 def test_a_dispatcher_sees_people_but_cannot_change_them(
