@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from rapidresponse.crypto import FieldCipher, Purpose
 from rapidresponse.models import StaffRole, StaffSession, StaffUser
+from rapidresponse.refusals import N_, Refused
 
 TOTP_ISSUER = "rapidresponse"
 TOTP_STEP_SECONDS = 30
@@ -42,6 +43,7 @@ class Permission(str, enum.Enum):
     MANAGE_PEOPLE = "manage_people"
     VIEW_AUDIT = "view_audit"
     MANAGE_SESSIONS = "manage_sessions"
+    MANAGE_STAFF = "manage_staff"
     OWN_DISPATCHES = "own_dispatches"
 
 
@@ -204,3 +206,69 @@ def live_sessions(session: Session, rules: SessionRules, now: datetime) -> list[
         .order_by(StaffSession.last_seen_at.desc())
     ).all()
     return [found for found in candidates if is_live(found, rules, now)]
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+class AccountRefused(Refused):
+    """A change to a staff account that would lock the network out of its own board."""
+
+
+def end_sessions_of(session: Session, user_id: int, now: datetime, by_id: int | None) -> list[int]:
+    """End every session of one account; returns their ids (whose sockets must go too)."""
+    ended = list(
+        session.scalars(
+            select(StaffSession.id).where(
+                StaffSession.user_id == user_id,
+                StaffSession.revoked_at.is_(None),
+                StaffSession.expires_at > now,
+            )
+        )
+    )
+    for session_id in ended:
+        end_session(session, session_id, now, by_id)
+    return ended
+
+
+def _check_not_self(user: StaffUser, by_id: int | None) -> None:
+    if by_id == user.id:
+        raise AccountRefused(N_("Not on your own account: ask another coordinator."))
+
+
+def disable_account(
+    session: Session, user: StaffUser, now: datetime, by_id: int | None
+) -> list[int]:
+    """Take away an account's access at once: it cannot sign in and its sessions end.
+
+    The last active coordinator cannot be disabled: nobody could then manage the others
+    (the CLI can still add one). Returns the ended sessions' ids."""
+    _check_not_self(user, by_id)
+    if user.role is StaffRole.COORDINATOR and user.active:
+        others = session.scalar(
+            select(func.count()).where(
+                StaffUser.role == StaffRole.COORDINATOR,
+                StaffUser.active.is_(True),
+                StaffUser.id != user.id,
+            )
+        )
+        if not others:
+            raise AccountRefused(N_("This is the last active coordinator; add another first."))
+    user.active = False
+    return end_sessions_of(session, user.id, now, by_id)
+
+
+def enable_account(user: StaffUser) -> None:
+    user.active = True
+
+
+def reset_second_factor(
+    session: Session, user: StaffUser, now: datetime, by_id: int | None
+) -> list[int]:
+    """Forget an account's authenticator (a lost phone): at its next sign-in, after the
+    password, it enrols a new one by QR code. Its sessions end now; returns their ids."""
+    _check_not_self(user, by_id)
+    user.totp_secret_sealed = None
+    user.totp_enrolled_at = None
+    user.totp_last_step = None
+    return end_sessions_of(session, user.id, now, by_id)

@@ -53,6 +53,8 @@ def create_app(
         async_mode="threading",
         client_manager=live_events_manager(services.redis_url, app.config.get("SOCKETIO_CHANNEL")),
         cors_allowed_origins=[settings.public_url],
+        # Engine.IO's default; tests shorten it, since a long poll waits for the next ping.
+        ping_interval=app.config.get("SOCKETIO_PING_INTERVAL", 25),
         logger=False,
         engineio_logger=False,
     )

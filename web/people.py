@@ -11,16 +11,34 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from rapidresponse import audit
 from rapidresponse.board import responder_views, subscriber_counts
-from rapidresponse.models import Area, AuditEvent, Dispatch, Language, Responder, utcnow
+from rapidresponse.models import (
+    Area,
+    AuditEvent,
+    Dispatch,
+    Language,
+    Responder,
+    StaffUser,
+    utcnow,
+)
 from rapidresponse.people import AlreadyExists, add_responder
 from rapidresponse.phones import InvalidPhoneNumber, normalize
-from rapidresponse.staff import Permission, end_session, live_sessions
+from rapidresponse.staff import (
+    AccountRefused,
+    Permission,
+    disable_account,
+    enable_account,
+    end_session,
+    live_sessions,
+    reset_second_factor,
+)
 from web.auth import requires, session_rules, signed_in
+from web.board import refusal
 from web.board_live import disconnect_session
 from web.context import services
 
@@ -217,6 +235,79 @@ def revoke(session_id: int) -> ResponseReturnValue:
     else:
         flash(_("That session had already ended."))
     return redirect(url_for("people.sessions"), code=303)
+
+
+# --- staff accounts ----------------------------------------------------------------------------
+
+
+@bp.get("/staff")
+@requires(Permission.MANAGE_STAFF)
+def accounts() -> ResponseReturnValue:
+    with services().database.session() as session:
+        users = session.scalars(select(StaffUser).order_by(StaffUser.role, StaffUser.email)).all()
+        rows = [
+            {
+                "id": u.id,
+                "email": u.email,
+                "role": u.role.value,
+                "active": u.active,
+                "enrolled": u.totp_enrolled_at is not None,
+                "last_login_at": u.last_login_at,
+                "mine": u.id == signed_in().user_id,
+            }
+            for u in users
+        ]
+    return render_template("people/staff.html", accounts=rows)
+
+
+ACCOUNT_ACTIONS = {
+    "disable": ("staff.disabled", _l("Account disabled. Its sessions and sockets are ended.")),
+    "enable": ("staff.enabled", _l("Account enabled. It can sign in again.")),
+    "reset-second-factor": (
+        "staff.second_factor_reset",
+        _l("Authenticator forgotten: the next sign-in enrols a new one. Sessions ended."),
+    ),
+}
+
+
+@bp.post("/staff/<int:user_id>/<any(disable, enable, 'reset-second-factor'):action>")
+@requires(Permission.MANAGE_STAFF)
+def account_action(user_id: int, action: str) -> ResponseReturnValue:
+    staff = signed_in()
+    audit_action, done = ACCOUNT_ACTIONS[action]
+    try:
+        with services().database.session() as session:
+            user = session.get(StaffUser, user_id)
+            if user is None:
+                abort(404)
+            ended = apply_account_action(session, user, action, staff.user_id)
+            audit.record(
+                session,
+                actor=staff.actor,
+                action=audit_action,
+                subject=f"staff:{user_id}",
+                details={"sessions_ended": len(ended)},
+            )
+    except AccountRefused as refused:
+        flash(refusal(refused))
+        return redirect(url_for("people.accounts"), code=303)
+    for session_id in ended:
+        disconnect_session(session_id)
+    flash(str(done))
+    return redirect(url_for("people.accounts"), code=303)
+
+
+def apply_account_action(
+    session: Session, user: StaffUser, action: str, by_id: int | None
+) -> list[int]:
+    """Disable, enable or reset the second factor of ``user``; the ended sessions' ids."""
+    now = utcnow()
+    if action == "disable":
+        return disable_account(session, user, now, by_id)
+    if action == "reset-second-factor":
+        return reset_second_factor(session, user, now, by_id)
+    enable_account(user)
+    return []
 
 
 # --- audit -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from rapidresponse.models import (
     Responder,
     StaffRole,
     StaffSession,
+    StaffUser,
     Subscription,
     SubscriptionStatus,
 )
@@ -89,6 +90,10 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/people/responders/<int:responder_id>"): COORDINATOR,
     ("GET", "/staff/sessions"): COORDINATOR,
     ("POST", "/staff/sessions/<int:session_id>/revoke"): COORDINATOR,
+    ("GET", "/staff"): COORDINATOR,
+    ("POST", "/staff/<int:user_id>/<any(disable, enable, 'reset-second-factor'):action>"): (
+        COORDINATOR
+    ),
     ("GET", "/audit"): COORDINATOR,
     ("POST", "/audit/verify"): COORDINATOR,
     ("GET", "/my"): frozenset({"responder", "coordinator"}),
@@ -152,11 +157,14 @@ def build_world(services: Services) -> World:
 def fill(rule: str, world: World, services: Services) -> str:
     with services.database.session() as session:
         session_id = session.scalar(select(StaffSession.id).limit(1)) or 1
+        user_id = session.scalar(select(StaffUser.id).limit(1)) or 1
     return (
         rule.replace("<int:incident_id>", str(world.incident_id))
         .replace("<int:alert_id>", str(world.alert_id))
         .replace("<int:responder_id>", str(world.responder_id))
         .replace("<int:session_id>", str(session_id))
+        .replace("<int:user_id>", str(user_id))
+        .replace("<any(disable, enable, 'reset-second-factor'):action>", "enable")
     )
 
 

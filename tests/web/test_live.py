@@ -26,6 +26,14 @@ from tests.web.staff_helpers import add_account, sign_in
 
 
 @pytest.fixture
+def app(services: Services) -> Flask:
+    """A refused or closed polling client waits for the server's next ping: make it soon."""
+    from web import create_app
+
+    return create_app(services=services, test_config={"TESTING": True, "SOCKETIO_PING_INTERVAL": 1})
+
+
+@pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -161,8 +169,9 @@ def test_the_board_socket_refuses_anyone_who_may_not_see_the_board(
     board.disconnect()
 
 
-def test_revoking_a_session_disconnects_its_socket(
-    live_server: str, app: Flask, services: Services
+@pytest.mark.parametrize("ending", ["revoke the session", "disable the account"])
+def test_ending_a_session_disconnects_its_socket(
+    live_server: str, app: Flask, services: Services, ending: str
 ) -> None:
     from sqlalchemy import select
 
@@ -178,14 +187,19 @@ def test_revoking_a_session_disconnects_its_socket(
     coordinator = app.test_client()
     sign_in(coordinator, services, add_account(services, StaffRole.COORDINATOR, "c@x.org"))
     with services.database.session() as session:
-        victim = session.scalar(
-            select(StaffSession.id)
+        victim, victim_user = session.execute(
+            select(StaffSession.id, StaffUser.id)
             .join(StaffUser, StaffUser.id == StaffSession.user_id)
             .where(StaffUser.email == "d@x.org")
-        )
-    page = coordinator.get("/staff/sessions").get_data(as_text=True)
-    assert post_form(coordinator, f"/staff/sessions/{victim}/revoke", {}, page).status_code == 303
-    assert gone.wait(10), "the revoked session's socket stayed connected"
+        ).one()
+    if ending == "revoke the session":
+        page = coordinator.get("/staff/sessions").get_data(as_text=True)
+        path = f"/staff/sessions/{victim}/revoke"
+    else:
+        page = coordinator.get("/staff").get_data(as_text=True)
+        path = f"/staff/{victim_user}/disable"
+    assert post_form(coordinator, path, {}, page).status_code == 303
+    assert gone.wait(10), f"the socket stayed connected after we {ending}"
     again = socketio.Client(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
         again.connect(live_server, headers=headers, transports=["polling"], wait_timeout=5)
