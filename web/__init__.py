@@ -6,12 +6,23 @@ from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 from dispatch.live import live_events_manager
 from dispatch.services import Services, install
 from rapidresponse.config import Settings
 from web.extensions import csrf, socketio
 from web.security import add_security_headers
+
+
+class RowId(IntegerConverter):
+    """``<int:...>`` in our routes: an id that fits a database integer (63 bits), else 404.
+
+    Werkzeug's converter takes any length of digits, and SQLite cannot even compare a
+    larger number with a column: a URL with a 20-digit id would be a 500."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, max=2**63 - 1)
 
 
 def create_app(
@@ -46,6 +57,7 @@ def create_app(
     app.config.update(test_config or {})
     app.extensions["rapidresponse"] = services
     csrf.init_app(app)
+    app.url_map.converters["int"] = RowId  # before any route is added
     _register_blueprints(app, settings)
     app.after_request(add_security_headers)
     socketio.init_app(

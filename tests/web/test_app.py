@@ -109,3 +109,13 @@ def test_production_adds_hsts_and_a_secure_session_cookie(services: Services) ->
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     cookie = response.headers.get("Set-Cookie", "")
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+@pytest.mark.parametrize("digits", [19, 20, 400])
+def test_an_id_too_large_for_the_database_is_a_404_not_a_500(
+    client: FlaskClient, digits: int
+) -> None:
+    huge = "9" * digits
+    for path in (f"/board/incidents/{huge}", f"/board/alerts/{huge}/live", f"/staff/{huge}/enable"):
+        response = client.get(path, headers={"Accept": "application/json"})
+        assert response.status_code in (404, 405), (path, response.status_code)
