@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ TOTP_STEP_SECONDS = 30
 # One step either side: phones drift, and a code typed at the end of its step is late.
 TOTP_DRIFT_STEPS = 1
 TOTP_DIGITS = 6
+CODE_SHAPE = re.compile(rf"[0-9]{{{TOTP_DIGITS}}}")
 # Writing last_seen on every request would make each page view a write; a minute is
 # precise enough for a 30-minute idle timeout.
 TOUCH_EVERY = timedelta(seconds=60)
@@ -94,7 +96,7 @@ def provisioning_uri(secret: str, email: str, issuer: str = TOTP_ISSUER) -> str:
 def matching_step(secret: str, code: str, now: datetime) -> int | None:
     """The time step whose code ``code`` is, within the allowed drift; None if none."""
     code = "".join(code.split())
-    if len(code) != TOTP_DIGITS or not code.isdigit():
+    if not CODE_SHAPE.fullmatch(code):  # ASCII only: isdigit() also says yes to "١٢٣٤٥٦"
         return None
     totp = pyotp.TOTP(secret)
     current = int(now.timestamp()) // TOTP_STEP_SECONDS

@@ -9,12 +9,14 @@ everywhere at once, sockets included.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import segno
 from flask import (
@@ -59,9 +61,13 @@ from rapidresponse.staff import (
     totp_secret,
 )
 from web.context import services
+from web.inputs import refuse_nul_bytes
 from web.report import LANGUAGE_NAMES, LANGUAGES, STAFF_LANGUAGE_KEY, current_language
 
 STAFF_BLUEPRINTS = ("auth", "board", "people", "my", "simulator")
+# Where to go after signing in: a path on this site, in printable ASCII without a
+# backslash (browsers read one as "/"), not "//host".
+SAFE_NEXT = re.compile(r"/(?!/)[\x21-\x5b\x5d-\x7e]*")
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +338,9 @@ def _fresh_session() -> None:
 def _safe_next() -> str | None:
     """Only a path on this site: an open redirect would make a fine phishing link."""
     target = request.args.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    # Printable ASCII only: browsers drop a tab or newline, so "/\t/evil.example" would
+    # become "//evil.example", another site.
+    if SAFE_NEXT.fullmatch(target) and not urlsplit(target).netloc:
         return target
     return None
 
@@ -371,8 +379,14 @@ def staff_page_context() -> dict[str, Any]:
     }
 
 
+def refuse_nul_bytes_on_staff_pages() -> None:
+    if request.blueprint in STAFF_BLUEPRINTS:
+        refuse_nul_bytes()
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.before_request(refuse_nul_bytes_on_staff_pages)
     app.before_request(load_staff)
     app.before_request(remember_language)
     app.after_request(private)

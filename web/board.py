@@ -33,6 +33,7 @@ from rapidresponse.refusals import Refused
 from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
 from web.context import services
+from web.inputs import row_id
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def _queue_down() -> None:
 @bp.post("/incidents/<int:incident_id>/place")
 @requires(Permission.ACT_ON_INCIDENTS)
 def place(incident_id: int) -> ResponseReturnValue:
-    area_id = request.form.get("area_id", type=int)
+    area_id = row_id(request.form.get("area_id"))
     if area_id is None:
         flash(_("Choose an area."))
         return _back_to_incident(incident_id)
@@ -169,7 +170,7 @@ def place(incident_id: int) -> ResponseReturnValue:
 @bp.post("/incidents/<int:incident_id>/page")
 @requires(Permission.ACT_ON_INCIDENTS)
 def page(incident_id: int) -> ResponseReturnValue:
-    how_many = request.form.get("how_many", default=1, type=int) or 1
+    how_many = row_id(request.form.get("how_many")) or 1
     try:
         paged = page_more(services(), incident_id, how_many, signed_in().user_id)
         flash(

@@ -41,6 +41,7 @@ from web.auth import requires, session_rules, signed_in
 from web.board import refusal
 from web.board_live import disconnect_session
 from web.context import services
+from web.inputs import row_id, row_ids
 
 bp = Blueprint("people", __name__)
 
@@ -181,7 +182,7 @@ def _responder_page(responder_id: int, status: int = 200) -> ResponseReturnValue
 
 
 def _area_ids() -> list[int]:
-    return [int(v) for v in request.form.getlist("area_ids") if v.isdigit() and len(v) < 10]
+    return row_ids(request.form.getlist("area_ids"))
 
 
 def _to_people(status: int = 303) -> ResponseReturnValue:
@@ -316,7 +317,7 @@ def apply_account_action(
 @bp.get("/audit")
 @requires(Permission.VIEW_AUDIT)
 def audit_log() -> ResponseReturnValue:
-    before = request.args.get("before", type=int)
+    before = row_id(request.args.get("before"))
     with services().database.session() as session:
         query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(AUDIT_PAGE_SIZE)
         if before is not None:

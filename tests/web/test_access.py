@@ -265,3 +265,64 @@ def test_a_forged_csrf_token_is_refused(app: Flask, services: Services) -> None:
     assert client.post(path, data={}).status_code == 400
     with services.database.session() as session:
         assert session.get_one(Incident, world.incident_id).state is IncidentState.CONFIRMED
+
+
+# Every field name any staff form uses, each given the same hostile value at once.
+FIELDS = (
+    "area_id",
+    "area_ids",
+    "how_many",
+    "name",
+    "phone",
+    "language",
+    "kind",
+    "note",
+    "on_shift",
+    "active",
+    "code",
+    "email",
+    "password",
+    "From",
+    "Body",
+    "before",
+)
+HOSTILE = ("99999999999999999999", "١٢٣٤٥٦", "²", "-1", "\x00", "", "x" * 5000)
+
+
+# Routes that would end the walker's own session (signing in again starts a new one),
+# and the Twilio-signed webhooks, which have their own hostile-input tests.
+NOT_WALKED_SIGNED_IN = ("/login", "/logout", "/revoke", "/sms/")
+
+
+def walk(
+    client: FlaskClient,
+    services: Services,
+    world: World,
+    value: str,
+    *,
+    skip: tuple[str, ...] = ("/sms/",),
+) -> None:
+    token = csrf_from(client.get("/report").get_data(as_text=True))
+    for method, rule in sorted(ROUTES):
+        path = fill(rule, world, services)
+        if method == "GET":
+            response = client.get(path, query_string={"before": value, "next": value})
+        elif any(part in path for part in skip):
+            continue
+        else:
+            data = {field: value for field in FIELDS}
+            response = client.post(path, data={**data, "csrf_token": token})
+        assert response.status_code < 500, (method, path, response.status_code)
+
+
+@pytest.mark.parametrize(
+    "value", HOSTILE, ids=["huge", "arabic", "super", "neg", "nul", "empty", "long"]
+)
+def test_no_staff_route_answers_hostile_input_with_a_500(
+    app: Flask, services: Services, value: str
+) -> None:
+    world = build_world(services)
+    walk(app.test_client(), services, world, value)  # signed out: the sign-in forms
+    coordinator = browser_for(app, services, "coordinator")
+    walk(coordinator, services, world, value, skip=NOT_WALKED_SIGNED_IN)
+    assert coordinator.get("/board").status_code == 200  # still signed in, nothing broke

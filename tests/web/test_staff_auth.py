@@ -203,6 +203,9 @@ def test_the_database_holds_only_a_hash_of_the_session_token(
         ("https://evil.example", "/board"),
         ("//evil.example", "/board"),
         ("/\\evil.example", "/board"),
+        ("/%09/evil.example", "/board"),  # a tab: browsers drop it, leaving //evil.example
+        ("/%0a/evil.example", "/board"),
+        ("/%0d/evil.example", "/board"),
         ("/people", "/people"),
     ],
 )
@@ -225,3 +228,16 @@ def test_nothing_about_a_failed_login_is_logged(
     add_account(services, StaffRole.DISPATCHER, "bea@example.org")
     post_form(client, "/login", {"email": "bea@example.org", "password": "hunter2-hunter2"})
     assert "bea@example.org" not in caplog.text and "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "code", ["١٢٣٤٥٦", "１２３４５６", "12345６", "12 34 5", "\x00" * 6, "9" * 16]
+)
+def test_a_code_that_is_not_six_ascii_digits_is_just_wrong(
+    client: FlaskClient, services: Services, code: str
+) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER)
+    post_form(client, "/login", {"email": bea.email, "password": PASSWORD})
+    response = post_form(client, "/login/code", {"code": code})
+    assert response.status_code in (400, 401)
+    assert post_form(client, "/login/code", {"code": next_code(services, bea)}).status_code == 302
