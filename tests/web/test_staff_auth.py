@@ -231,7 +231,15 @@ def test_nothing_about_a_failed_login_is_logged(
 
 
 @pytest.mark.parametrize(
-    "code", ["١٢٣٤٥٦", "\uff11\uff12\uff13\uff14\uff15\uff16", "12345\uff16", "12 34 5", "\x00" * 6, "9" * 16]
+    "code",
+    [
+        "١٢٣٤٥٦",
+        "\uff11\uff12\uff13\uff14\uff15\uff16",
+        "12345\uff16",
+        "12 34 5",
+        "\x00" * 6,
+        "9" * 16,
+    ],
 )
 def test_a_code_that_is_not_six_ascii_digits_is_just_wrong(
     client: FlaskClient, services: Services, code: str
