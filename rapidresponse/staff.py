@@ -174,13 +174,16 @@ def is_live(staff_session: StaffSession, rules: SessionRules, now: datetime) -> 
 
 
 def find_session(
-    session: Session, token: str, rules: SessionRules, now: datetime
+    session: Session, token: str, rules: SessionRules, now: datetime, *, activity: bool = True
 ) -> StaffSession | None:
-    """The live session for a cookie's token, its idle clock reset; None if it has ended."""
+    """The live session for a cookie's token; None if it has ended.
+
+    ``activity`` resets the idle clock. A board's own re-reads and socket reconnections
+    are not activity: otherwise a board left open would never time out."""
     found = session.scalar(select(StaffSession).where(StaffSession.token_hash == token_hash(token)))
     if found is None or not is_live(found, rules, now):
         return None
-    if now - found.last_seen_at >= TOUCH_EVERY:
+    if activity and now - found.last_seen_at >= TOUCH_EVERY:
         found.last_seen_at = now
     return found
 

@@ -65,6 +65,7 @@ from web.inputs import refuse_nul_bytes
 from web.report import LANGUAGE_NAMES, LANGUAGES, STAFF_LANGUAGE_KEY, current_language
 
 STAFF_BLUEPRINTS = ("auth", "board", "people", "my", "simulator")
+BACKGROUND_HEADER = "X-Board-Refresh"  # see is_background_refresh
 # Where to go after signing in: a path on this site, in printable ASCII without a
 # backslash (browsers read one as "/"), not "//host".
 SAFE_NEXT = re.compile(r"/(?!/)[\x21-\x5b\x5d-\x7e]*")
@@ -131,12 +132,19 @@ def load_staff() -> None:
         return  # a stylesheet or script needs no database lookup
     found = services()
     with found.database.session() as db:
-        staff_session = find_session(db, token, session_rules(found), utcnow())
+        staff_session = find_session(
+            db, token, session_rules(found), utcnow(), activity=not is_background_refresh()
+        )
         if staff_session is None:
             session.pop(TOKEN_KEY, None)
             return
         user = staff_session.user
         g.staff = Staff(user.id, user.email, user.role, staff_session.id, user.responder_id)
+
+
+def is_background_refresh() -> bool:
+    """A live page re-reading its fragment by itself (board.js says so), not a person."""
+    return request.headers.get(BACKGROUND_HEADER) == "background"
 
 
 def current_staff() -> Staff | None:

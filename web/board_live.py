@@ -36,7 +36,7 @@ def connect(_auth: object = None) -> bool:
     found = services()
     rules = session_rules(found)
     with found.database.session() as db:
-        staff_session = find_session(db, token, rules, utcnow())
+        staff_session = find_session(db, token, rules, utcnow(), activity=False)
         if staff_session is None or not may(staff_session.user.role, Permission.VIEW_BOARD):
             return False
         session_id = staff_session.id

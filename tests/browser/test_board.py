@@ -242,8 +242,11 @@ def test_after_a_dropped_connection_the_board_resyncs_from_the_server(
     assert board.get_attribute("data-synced") == synced_before
     expect(board.locator("li.incident-card")).to_have_count(0)
 
-    # The client reconnects by itself, and the page reads the record again.
-    wait_until_connected(page)
+    # The client reconnects by itself, and the page reads the record again; a re-read
+    # nobody asked for does not count as the dispatcher's activity (the idle timeout).
+    with page.expect_request("**/board/live", timeout=TIMEOUT_MS) as reread:
+        wait_until_connected(page)
+    assert reread.value.headers.get("x-board-refresh") == "background"
     expect(board.locator("li.incident-card")).to_have_count(1)
     expect(board.locator("li.incident-card")).to_contain_text("Cully")
     assert page.evaluate("window.__marker") == 1

@@ -155,6 +155,24 @@ def test_activity_keeps_a_session_alive(client: FlaskClient, services: Services)
         assert seen is not None and utcnow() - seen < timedelta(seconds=10)
 
 
+def test_a_board_re_reading_itself_does_not_keep_a_session_alive(
+    client: FlaskClient, services: Services
+) -> None:
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    almost = timedelta(minutes=services.settings.staff_idle_minutes - 1)
+    with services.database.session() as session:
+        session.execute(update(StaffSession).values(last_seen_at=utcnow() - almost))
+    background = {"X-Board-Refresh": "background"}
+    assert client.get("/board/live", headers=background).status_code == 200  # still live...
+    with services.database.session() as session:
+        seen = session.scalar(select(StaffSession.last_seen_at))
+        assert seen is not None and utcnow() - seen >= almost  # ...but not younger
+    with services.database.session() as session:
+        idle = timedelta(minutes=services.settings.staff_idle_minutes, seconds=1)
+        session.execute(update(StaffSession).values(last_seen_at=utcnow() - idle))
+    assert client.get("/board/live", headers=background).status_code == 302
+
+
 def test_signing_out_ends_the_session_on_the_server(
     client: FlaskClient, services: Services
 ) -> None:

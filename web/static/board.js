@@ -9,6 +9,12 @@
   var pending = null;
   var inFlight = false;
   var again = false;
+  // Re-reads the page does by itself must not keep the session alive: the idle timeout
+  // is for the person. Only a re-read after they touched the page counts as activity.
+  var touched = false;
+  ["pointerdown", "keydown", "wheel", "touchstart"].forEach(function (type) {
+    document.addEventListener(type, function () { touched = true; }, { passive: true });
+  });
 
   function show(state) {
     if (!status) { return; }
@@ -19,7 +25,10 @@
   function refresh() {
     if (inFlight) { again = true; return; }
     inFlight = true;
-    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" }, redirect: "manual" })
+    var headers = { "Accept": "text/html" };
+    if (!touched) { headers["X-Board-Refresh"] = "background"; }
+    touched = false;
+    fetch(url, { credentials: "same-origin", headers: headers, redirect: "manual" })
       .then(function (response) {
         if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
           window.location.reload();  // signed out or revoked: the server shows the way in
