@@ -160,6 +160,15 @@ def draft_follow_up(
     return alert_id
 
 
+def cancel_draft(services: Services, alert_id: int, staff_id: int | None = None) -> bool:
+    """Drop a draft (nothing was sent), and tell the boards. False if it was not a draft."""
+    with services.database.session() as session:
+        cancelled = broadcast.cancel(session, alert_id, by_id=staff_id)
+    if cancelled:
+        _emit(services, "alert_cancelled", alert_id)
+    return cancelled
+
+
 def _emit(services: Services, event: str, alert_id: int) -> None:
     try:
         services.live.emit(event, {"alert_id": alert_id})

@@ -98,8 +98,10 @@ def alert_approve_command(alert_id: int) -> None:
 @click.argument("alert_id", type=int)
 def alert_cancel_command(alert_id: int) -> None:
     """Drop a draft that should not go out."""
-    with _services() as services, services.database.session() as session:
-        if not broadcast.cancel(session, alert_id):
+    from dispatch.alerts import cancel_draft
+
+    with _services() as services:
+        if not cancel_draft(services, alert_id):
             raise click.ClickException(f"alert #{alert_id} is not a draft")
     click.echo(f"Alert #{alert_id} cancelled.")
 

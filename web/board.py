@@ -20,6 +20,7 @@ from dispatch.alerts import (
     NotFollowable,
     approval_rules,
     approve_from_board,
+    cancel_draft,
     draft_follow_up,
     draft_for_incident,
 )
@@ -225,8 +226,7 @@ def approve(alert_id: int) -> ResponseReturnValue:
 @bp.post("/alerts/<int:alert_id>/cancel")
 @requires(Permission.SEND_ALERTS)
 def cancel(alert_id: int) -> ResponseReturnValue:
-    with services().database.session() as session:
-        cancelled = broadcast.cancel(session, alert_id, by_id=signed_in().user_id)
+    cancelled = cancel_draft(services(), alert_id, signed_in().user_id)
     flash(_("Cancelled. Nothing was sent.") if cancelled else _("Only a draft can be cancelled."))
     return redirect(url_for("board.alert", alert_id=alert_id), code=303)
 

@@ -278,3 +278,7 @@ def test_the_cli_shows_approves_and_follows_up(services: Services, environ: dict
     assert refused.exit_code == 1 and "ABC1234" not in refused.output
     assert "#" in invoke(environ, "alert", "list").output
     assert invoke(environ, "alert", "show", "999").exit_code == 1
+    draft = follow.output.split("#")[1].split()[0]
+    assert invoke(environ, "alert", "cancel", draft).exit_code == 0
+    assert invoke(environ, "alert", "cancel", draft).exit_code == 1  # no longer a draft
+    assert invoke(environ, "alert", "cancel", str(alert_id)).exit_code == 1  # sent: not a draft

@@ -272,14 +272,20 @@ def test_the_hourly_cap_holds_back_alerts_but_never_follow_ups(
         assert session.get_one(Alert, follow_up).status is not AlertStatus.DRAFT
 
 
-def test_cancelling_a_draft_sends_nothing(
-    dispatcher: FlaskClient, services: Services, world: World
+def test_cancelling_a_draft_sends_nothing_and_tells_the_other_boards(
+    dispatcher: FlaskClient, services: Services, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     draft_id = draft_alert(services, world)
     path = f"/board/alerts/{draft_id}"
-    post_form(dispatcher, f"{path}/cancel", {}, dispatcher.get(path).get_data(as_text=True))
+    page = dispatcher.get(path).get_data(as_text=True)
+    events: list[tuple[str, dict[str, int]]] = []
+    monkeypatch.setattr(services.live, "emit", lambda event, data: events.append((event, data)))
+    post_form(dispatcher, f"{path}/cancel", {}, page)
     with services.database.session() as session:
         assert session.get_one(Alert, draft_id).status is AlertStatus.CANCELLED
+    assert events == [("alert_cancelled", {"alert_id": draft_id})]
+    post_form(dispatcher, f"{path}/cancel", {}, page)  # twice: nothing more to say
+    assert len(events) == 1
 
 
 @pytest.mark.parametrize(
