@@ -37,7 +37,7 @@ def record(
 ) -> AuditEvent:
     """Append an event after the current last one (locked, so the chain never forks)."""
     clean = dict(details or {})
-    _refuse_numbers(clean)
+    _refuse_numbers({"actor": actor, "action": action, "subject": subject, "details": clean})
     if session.get_bind().dialect.name == "postgresql":
         # Row locks cannot serialise appends (a waiter would still read the old last row):
         # one transaction-scoped advisory lock makes appends strictly one at a time.
@@ -86,7 +86,20 @@ def verify(session: Session) -> int | None:
     return None
 
 
-def _refuse_numbers(details: Mapping[str, Any]) -> None:
-    for key, value in details.items():
-        if isinstance(value, str) and _LONG_DIGIT_RUN.search(value):
-            raise NotForTheAuditTrail(f"detail {key!r} looks like a phone number")
+def _refuse_numbers(fields: Mapping[str, Any]) -> None:
+    """Every text in the event, at any depth (keys too), checked for a run of 7+ digits."""
+    for key, value in fields.items():
+        if any(_LONG_DIGIT_RUN.search(text) for text in _texts_in(key, value)):
+            raise NotForTheAuditTrail(f"{key!r} looks like it holds a phone number")
+
+
+def _texts_in(*values: Any) -> list[str]:
+    found: list[str] = []
+    for value in values:
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, Mapping):
+            found.extend(_texts_in(*value.keys(), *value.values()))
+        elif isinstance(value, list | tuple | set | frozenset):
+            found.extend(_texts_in(*value))
+    return found

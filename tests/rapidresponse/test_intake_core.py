@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from rapidresponse import audit
 from rapidresponse.codes import new_code
@@ -49,10 +51,24 @@ def test_the_audit_chain_verifies_and_catches_tampering(database: Database) -> N
         assert audit.verify(session) == middle_id
 
 
-def test_the_audit_trail_refuses_a_phone_number(database: Database) -> None:
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"actor": "system", "details": {"note": "call 5035550142"}},
+        {"actor": "system", "subject": "phone:+15035550142"},
+        {"actor": "sms:5035550142", "subject": ""},
+        {"actor": "system", "details": {"sent": [{"to": "(503) 5550142"}]}},
+        {"actor": "system", "details": {"by_number": {"5035550142": 1}}},
+    ],
+)
+def test_the_audit_trail_refuses_a_phone_number_anywhere(
+    database: Database, event: dict[str, Any]
+) -> None:
     with pytest.raises(audit.NotForTheAuditTrail) as refused, database.session() as session:
-        audit.record(session, actor="system", action="x", details={"note": "call 5035550142"})
-    assert "5035550142" not in str(refused.value)
+        audit.record(session, action="x", **event)
+    assert "555" not in str(refused.value)
+    with database.session() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == 0
 
 
 @pytest.mark.parametrize(
