@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from dispatch.alerts import approve_alert, draft_for_incident
 from dispatch.services import Services
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.models import (
+    AuditEvent,
     Incident,
     IncidentState,
     Language,
@@ -207,6 +208,7 @@ def test_each_role_reaches_exactly_its_routes(
     world = build_world(services)
     client = browser_for(app, services, role)
     response = request_as(client, method, fill(rule, world, services))
+    assert_security_headers(response)  # on a 200, a redirect, a 401 and a 403 alike
     if role in ROUTES[(method, rule)]:
         assert response.status_code not in (401, 403, 404, 500), response.status_code
         if method == "GET":
@@ -326,3 +328,20 @@ def test_no_staff_route_answers_hostile_input_with_a_500(
     coordinator = browser_for(app, services, "coordinator")
     walk(coordinator, services, world, value, skip=NOT_WALKED_SIGNED_IN)
     assert coordinator.get("/board").status_code == 200  # still signed in, nothing broke
+
+
+FORMS = sorted(rule for method, rule in ROUTES if method == "POST" and not rule.startswith("/sms/"))
+
+
+@pytest.mark.parametrize("rule", FORMS)
+def test_every_form_refuses_a_forged_csrf_token(app: Flask, services: Services, rule: str) -> None:
+    world = build_world(services)
+    client = browser_for(app, services, "coordinator")
+    with services.database.session() as session:
+        events = session.scalar(select(func.count()).select_from(AuditEvent))
+    response = client.post(fill(rule, world, services), data={"csrf_token": "forged"})
+    assert response.status_code == 400
+    assert_security_headers(response)
+    with services.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
+    assert client.get("/board").status_code == 200  # nor did it sign anyone out

@@ -18,6 +18,7 @@ from rapidresponse.models import AuditEvent, StaffRole, StaffSession, StaffUser,
 from tests.web.staff_helpers import (
     PASSWORD,
     add_account,
+    csrf_from,
     next_code,
     post_form,
     secret_of,
@@ -124,6 +125,38 @@ def test_logins_are_rate_limited_per_account(app: Flask, services: Services) -> 
     limited = post_form(client, "/login", {"email": bea.email, "password": PASSWORD})
     assert limited.status_code == 429  # even the right password waits now
     assert "Too many attempts" in limited.get_data(as_text=True)
+
+
+def test_logins_are_rate_limited_per_client_address(app: Flask, services: Services) -> None:
+    services.settings = replace(services.settings, login_limit="3 per 15 minutes")
+    here, elsewhere = ({"REMOTE_ADDR": a} for a in ("198.51.100.7", "203.0.113.9"))
+    guesser = app.test_client()
+    for n in range(3):  # three accounts, one guess each: every account is within its budget
+        email = add_account(services, StaffRole.DISPATCHER, f"d{n}@example.org").email
+        page = guesser.get("/login", environ_base=here).get_data(as_text=True)
+        wrong = {"email": email, "password": "wrong-password-x", "csrf_token": csrf_from(page)}
+        assert guesser.post("/login", data=wrong, environ_base=here).status_code == 401
+    victim = add_account(services, StaffRole.DISPATCHER, "v@example.org")
+    page = guesser.get("/login", environ_base=here).get_data(as_text=True)
+    right = {"email": victim.email, "password": PASSWORD, "csrf_token": csrf_from(page)}
+    assert guesser.post("/login", data=right, environ_base=here).status_code == 429
+    colleague = app.test_client()  # another address is not held back by this one
+    page = colleague.get("/login", environ_base=elsewhere).get_data(as_text=True)
+    right["csrf_token"] = csrf_from(page)
+    assert colleague.post("/login", data=right, environ_base=elsewhere).status_code == 302
+
+
+def test_codes_are_rate_limited_too(client: FlaskClient, services: Services) -> None:
+    services.settings = replace(services.settings, login_limit="3 per 15 minutes")
+    bea = add_account(services, StaffRole.DISPATCHER)
+    assert (
+        post_form(client, "/login", {"email": bea.email, "password": PASSWORD}).status_code == 302
+    )
+    for _ in range(2):  # the password step spent one of this address's three attempts
+        assert post_form(client, "/login/code", {"code": "000000"}).status_code == 401
+    limited = post_form(client, "/login/code", {"code": next_code(services, bea)})
+    assert limited.status_code == 429  # even the right code waits now
+    assert client.get("/board").status_code == 302  # and nobody is signed in
 
 
 def test_a_session_ends_after_the_idle_timeout(client: FlaskClient, services: Services) -> None:
