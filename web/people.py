@@ -80,18 +80,20 @@ def add() -> ResponseReturnValue:
         return _to_people(400)
     with found.database.session() as session:
         areas = session.scalars(select(Area).where(Area.id.in_(area_ids))).all()
+        responder = None
         try:
-            responder = add_responder(
-                session,
-                found.cipher,
-                found.index,
-                name=name,
-                phone_e164=phone,
-                areas=areas,
-                language=Language(language),
-            )
+            if areas:  # ids of no area add nobody
+                responder = add_responder(
+                    session,
+                    found.cipher,
+                    found.index,
+                    name=name,
+                    phone_e164=phone,
+                    areas=areas,
+                    language=Language(language),
+                )
         except AlreadyExists:
-            responder = None
+            pass
         if responder is not None:
             audit.record(
                 session,
@@ -100,6 +102,9 @@ def add() -> ResponseReturnValue:
                 subject=f"responder:{responder.id}",
                 details={"areas": len(areas)},
             )
+    if not areas:
+        flash(_("A responder needs a name, a number and at least one area."))
+        return _to_people(400)
     if responder is None:
         flash(_("A responder with that number exists already."))
         return _to_people(409)
@@ -145,28 +150,29 @@ def change_responder(responder_id: int) -> ResponseReturnValue:
     stay in the record, and they are never paged again. Their number cannot be changed
     here; a new number is a new responder (added above, this one deactivated)."""
     name = (request.form.get("name") or "").strip()[:MAX_NAME_LENGTH]
-    area_ids = _area_ids()
     language = request.form.get("language", "")
     active = request.form.get("active") == "1"
-    if not name or not area_ids or language not in LANGUAGES:
-        flash(_("A responder needs a name and at least one area."))
-        return _responder_page(responder_id, 400)
+    saved = False
     with services().database.session() as session:
         found = session.get(Responder, responder_id, options=[selectinload(Responder.areas)])
         if found is None:
             abort(404)
-        found.name = name
-        found.areas = list(session.scalars(select(Area).where(Area.id.in_(area_ids))))
-        found.language = Language(language)
-        found.active = active
-        found.on_shift = found.on_shift and active  # nobody inactive is paged
-        audit.record(
-            session,
-            actor=signed_in().actor,
-            action="responder.changed",
-            subject=f"responder:{responder_id}",
-            details={"areas": len(found.areas), "language": language, "active": active},
-        )
+        areas = list(session.scalars(select(Area).where(Area.id.in_(_area_ids()))))
+        if name and areas and language in LANGUAGES:
+            found.name, found.areas, found.language = name, areas, Language(language)
+            found.active = active
+            found.on_shift = found.on_shift and active  # nobody inactive is paged
+            audit.record(
+                session,
+                actor=signed_in().actor,
+                action="responder.changed",
+                subject=f"responder:{responder_id}",
+                details={"areas": len(areas), "language": language, "active": active},
+            )
+            saved = True
+    if not saved:  # the form is drawn again after the transaction: one session at a time
+        flash(_("A responder needs a name and at least one area."))
+        return _responder_page(responder_id, 400)
     flash(_("Responder saved."))
     return _to_people()
 

@@ -354,6 +354,8 @@ def test_a_coordinator_adds_a_responder_and_changes_shifts(
     assert again.status_code == 409 and "exists already" in again.get_data(as_text=True)
     bad = post_form(coordinator, "/people/responders", {**data, "phone": "12"}, page)
     assert bad.status_code == 400
+    nowhere = {**data, "phone": "503-555-0167", "area_ids": "999999"}
+    assert post_form(coordinator, "/people/responders", nowhere, page).status_code == 400
     shown = coordinator.get("/people").get_data(as_text=True)
     assert "Dora" in shown and "•••-0166" in shown and "503-555-0166" not in shown
     with services.database.session() as session:
@@ -402,6 +404,7 @@ def test_a_coordinator_changes_a_responders_areas_and_deactivates_them(
         {"name": "Rosa", "area_ids": [], "language": "en"},
         {"name": "Rosa", "area_ids": ["1"], "language": "fr"},
         {"name": "Rosa", "area_ids": ["99999999999999999999"], "language": "en"},
+        {"name": "Rosa", "area_ids": ["999999"], "language": "en"},  # no such area
     ],
 )
 def test_a_bad_responder_change_is_refused_and_changes_nothing(
