@@ -24,13 +24,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
 from sqlalchemy import Table, func, insert, literal, select, text
 from sqlalchemy.engine import make_url
 
+from dispatch.alerts import write_ledger
 from dispatch.processes import die_with_parent_hook
 from dispatch.services import Services
 from rapidresponse import broadcast
@@ -279,17 +279,9 @@ def draft_alert(target: Stack, area_ids: Sequence[int], texts: dict[str, str] = 
 
 
 def approve_timed(target: Stack, alert_id: int) -> tuple[broadcast.Approval, float]:
-    """``broadcast.approve`` in its own transaction (commit included); (approval, seconds)."""
-    settings = target.services.settings
+    """``write_ledger`` (the approval, committed), timed: (approval, seconds)."""
     started = time.perf_counter()
-    with target.services.database.session() as session:
-        approval = broadcast.approve(
-            session,
-            alert_id,
-            now=utcnow(),
-            validity=timedelta(minutes=settings.alert_validity_minutes),
-            batch=broadcast.batch_size(settings.send_rate),
-        )
+    approval = write_ledger(target.services, alert_id)
     return approval, time.perf_counter() - started
 
 

@@ -176,6 +176,27 @@ def _emit(services: Services, event: str, alert_id: int) -> None:
         log.warning("alert %s: %s not published (%s)", alert_id, event, error.__class__.__name__)
 
 
+def write_ledger(
+    services: Services, alert_id: int, *, staff_id: int | None = None
+) -> broadcast.Approval:
+    """Approve a draft in the database (its ledger, committed) with this network's
+    validity and batch size; nothing is enqueued. ``approve_alert`` then starts sending.
+
+    Raises:
+        AlertNotApprovable: it was not a draft (already approved, or cancelled).
+    """
+    settings = services.settings
+    with services.database.session() as session:
+        return broadcast.approve(
+            session,
+            alert_id,
+            now=utcnow(),
+            validity=timedelta(minutes=settings.alert_validity_minutes),
+            batch=broadcast.batch_size(settings.send_rate),
+            approved_by_id=staff_id,
+        )
+
+
 def approve_alert(
     services: Services, alert_id: int, *, staff_id: int | None = None
 ) -> broadcast.Approval:
@@ -184,16 +205,7 @@ def approve_alert(
     Raises:
         AlertNotApprovable: it was not a draft (already approved, or cancelled).
     """
-    settings = services.settings
-    with services.database.session() as session:
-        approval = broadcast.approve(
-            session,
-            alert_id,
-            now=utcnow(),
-            validity=timedelta(minutes=settings.alert_validity_minutes),
-            batch=broadcast.batch_size(settings.send_rate),
-            approved_by_id=staff_id,
-        )
+    approval = write_ledger(services, alert_id, staff_id=staff_id)
     try:
         enqueue_batches(services.redis, alert_id, range(approval.batches), job_timeout(services))
     except (RedisError, OSError) as error:

@@ -20,6 +20,7 @@ import pyotp
 from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from rapidresponse import audit
 from rapidresponse.crypto import FieldCipher, Purpose
 from rapidresponse.models import StaffRole, StaffSession, StaffUser
 from rapidresponse.refusals import N_, Refused
@@ -265,6 +266,52 @@ def disable_account(
 
 def enable_account(user: StaffUser) -> None:
     user.active = True
+
+
+class AccountAction(enum.StrEnum):
+    DISABLE = "disable"
+    ENABLE = "enable"
+    RESET_SECOND_FACTOR = "reset-second-factor"
+
+
+# What the audit trail calls each action once it is done.
+ACCOUNT_AUDIT_ACTIONS = {
+    AccountAction.DISABLE: "staff.disabled",
+    AccountAction.ENABLE: "staff.enabled",
+    AccountAction.RESET_SECOND_FACTOR: "staff.second_factor_reset",
+}
+
+
+def change_account(
+    session: Session,
+    user: StaffUser,
+    action: AccountAction,
+    *,
+    actor: str,
+    by_id: int | None,
+    now: datetime,
+) -> list[int]:
+    """One account action, audited, in the caller's transaction; the ended sessions' ids
+    (the caller disconnects their sockets after committing).
+
+    Raises:
+        AccountRefused: on one's own account, or the last active coordinator.
+    """
+    if action is AccountAction.DISABLE:
+        ended = disable_account(session, user, now, by_id)
+    elif action is AccountAction.RESET_SECOND_FACTOR:
+        ended = reset_second_factor(session, user, now, by_id)
+    else:
+        enable_account(user)
+        ended = []
+    audit.record(
+        session,
+        actor=actor,
+        action=ACCOUNT_AUDIT_ACTIONS[action],
+        subject=f"staff:{user.id}",
+        details={"sessions_ended": len(ended)},
+    )
+    return ended
 
 
 def reset_second_factor(

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.redis_conn import EmbeddedRedis, RedisUnavailable
-from rapidresponse import audit
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.config import ConfigError, Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
@@ -31,12 +30,13 @@ from rapidresponse.models import (
     Responder,
     StaffRole,
     StaffUser,
+    utcnow,
 )
 from rapidresponse.passwords import WeakPassword, generate_password
 from rapidresponse.people import AlreadyExists, add_responder, add_staff_user, normalize_email
 from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
 from rapidresponse.regions import PropertyNames, RegionError, load_region_file
-from rapidresponse.staff import AccountRefused
+from rapidresponse.staff import AccountAction, AccountRefused, change_account
 from rapidresponse.verification import close_incident
 from web.alerts_cli import alert_group
 
@@ -298,52 +298,44 @@ def user_list_command() -> None:
             )
 
 
-def _account_command(action: str, email: str) -> None:
+def _account_command(action: AccountAction, email: str) -> None:
     """Run one account action as the CLI; ends the account's sessions and their sockets."""
     from web.board_live import disconnect_session
     from web.context import services
-    from web.people import ACCOUNT_ACTIONS, apply_account_action
+    from web.people import ACCOUNT_ACTION_DONE
 
-    audit_action, done = ACCOUNT_ACTIONS[action]
     with services().database.session() as session:
         user = session.scalar(select(StaffUser).where(StaffUser.email == normalize_email(email)))
         if user is None:
             raise click.BadParameter("no staff account has that email", param_hint="--email")
         try:
-            ended = apply_account_action(session, user, action, by_id=None)
+            ended = change_account(session, user, action, actor="cli", by_id=None, now=utcnow())
         except AccountRefused as refused:
             raise click.ClickException(str(refused)) from None
-        audit.record(
-            session,
-            actor="cli",
-            action=audit_action,
-            subject=f"staff:{user.id}",
-            details={"sessions_ended": len(ended)},
-        )
     for session_id in ended:
         disconnect_session(session_id)
-    click.echo(str(done))
+    click.echo(str(ACCOUNT_ACTION_DONE[action]))
 
 
 @user_group.command("disable")
 @click.option("--email", required=True)
 def user_disable_command(email: str) -> None:
     """Disable an account: no sign-in, its sessions end and its live boards disconnect."""
-    _account_command("disable", email)
+    _account_command(AccountAction.DISABLE, email)
 
 
 @user_group.command("enable")
 @click.option("--email", required=True)
 def user_enable_command(email: str) -> None:
     """Let a disabled account sign in again."""
-    _account_command("enable", email)
+    _account_command(AccountAction.ENABLE, email)
 
 
 @user_group.command("reset-2fa")
 @click.option("--email", required=True)
 def user_reset_2fa_command(email: str) -> None:
     """Forget an account's authenticator (lost phone): its next sign-in enrols a new one."""
-    _account_command("reset-second-factor", email)
+    _account_command(AccountAction.RESET_SECOND_FACTOR, email)
 
 
 @cli.command("demo", with_appcontext=False)

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
 from rapidresponse import audit
 from rapidresponse.board import responder_views, subscriber_counts
@@ -29,13 +29,12 @@ from rapidresponse.models import (
 from rapidresponse.people import AlreadyExists, add_responder
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.staff import (
+    AccountAction,
     AccountRefused,
     Permission,
-    disable_account,
-    enable_account,
+    change_account,
     end_session,
     live_sessions,
-    reset_second_factor,
 )
 from web.auth import requires, session_rules, signed_in
 from web.board import refusal
@@ -267,12 +266,11 @@ def accounts() -> ResponseReturnValue:
     return render_template("people/staff.html", accounts=rows)
 
 
-ACCOUNT_ACTIONS = {
-    "disable": ("staff.disabled", _l("Account disabled. Its sessions and sockets are ended.")),
-    "enable": ("staff.enabled", _l("Account enabled. It can sign in again.")),
-    "reset-second-factor": (
-        "staff.second_factor_reset",
-        _l("Authenticator forgotten: the next sign-in enrols a new one. Sessions ended."),
+ACCOUNT_ACTION_DONE = {
+    AccountAction.DISABLE: _l("Account disabled. Its sessions and sockets are ended."),
+    AccountAction.ENABLE: _l("Account enabled. It can sign in again."),
+    AccountAction.RESET_SECOND_FACTOR: _l(
+        "Authenticator forgotten: the next sign-in enrols a new one. Sessions ended."
     ),
 }
 
@@ -280,41 +278,22 @@ ACCOUNT_ACTIONS = {
 @bp.post("/staff/<int:user_id>/<any(disable, enable, 'reset-second-factor'):action>")
 @requires(Permission.MANAGE_STAFF)
 def account_action(user_id: int, action: str) -> ResponseReturnValue:
-    staff = signed_in()
-    audit_action, done = ACCOUNT_ACTIONS[action]
+    staff, chosen = signed_in(), AccountAction(action)
     try:
         with services().database.session() as session:
             user = session.get(StaffUser, user_id)
             if user is None:
                 abort(404)
-            ended = apply_account_action(session, user, action, staff.user_id)
-            audit.record(
-                session,
-                actor=staff.actor,
-                action=audit_action,
-                subject=f"staff:{user_id}",
-                details={"sessions_ended": len(ended)},
+            ended = change_account(
+                session, user, chosen, actor=staff.actor, by_id=staff.user_id, now=utcnow()
             )
     except AccountRefused as refused:
         flash(refusal(refused))
         return redirect(url_for("people.accounts"), code=303)
     for session_id in ended:
         disconnect_session(session_id)
-    flash(str(done))
+    flash(str(ACCOUNT_ACTION_DONE[chosen]))
     return redirect(url_for("people.accounts"), code=303)
-
-
-def apply_account_action(
-    session: Session, user: StaffUser, action: str, by_id: int | None
-) -> list[int]:
-    """Disable, enable or reset the second factor of ``user``; the ended sessions' ids."""
-    now = utcnow()
-    if action == "disable":
-        return disable_account(session, user, now, by_id)
-    if action == "reset-second-factor":
-        return reset_second_factor(session, user, now, by_id)
-    enable_account(user)
-    return []
 
 
 # --- audit -------------------------------------------------------------------------------------
