@@ -1,9 +1,13 @@
 # Every target a person runs. `make demo` and `make test` bootstrap .venv themselves.
-PYTHON ?= $(shell for p in python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && echo $$p && break; done)
+# The first Python >= 3.11 on PATH. A pyenv shim for a version that is not active prints
+# "command not found" on stderr: the probe stays silent and tries the next name.
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make demo PORT=5150 HOST=0.0.0.0`: where the demo's web server listens.
+DEMO_ARGS := $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 .PHONY: demo test lint format bench clean venv
 
@@ -17,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rapidresponse demo
+	$(BIN)/rapidresponse demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

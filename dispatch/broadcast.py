@@ -39,6 +39,7 @@ from dispatch.queues import (
     RESULT_TTL_SECONDS,
     QueueName,
     check_job_arguments,
+    enqueue_in,
     queue,
 )
 from dispatch.senders import AsyncSender, SendError, make_async_sender
@@ -62,6 +63,7 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0)
 MAX_RETRY_AFTER = 30.0  # a longer wait is better spent back in the queue
 PROGRESS_EVERY = 1.0  # seconds between live progress events of one alert, across workers
 PROGRESS_SLOT = "rr:progress:"
+PROGRESS_TRAILING = "rr:progress-trailing:"
 PACED_CHUNK_SECONDS = 10  # at a slow rate a chunk holds at most this much sending
 JOB_ID_PREFIX = "send-"
 
@@ -225,7 +227,7 @@ async def _send_claimed(services: Services, lease: BatchLease) -> Tally:
         tally.failed += _finish_all(services, lease, DeliveryStatus.EXPIRED)
         return tally
     sender = make_async_sender(
-        services.settings, services.database, services.cipher, services.index
+        services.settings, services.database, services.cipher, services.index, services.redis
     )
     try:
         await _SlidingWindow(services, lease, sender, expires_at, tally).run(recipients)
@@ -605,13 +607,53 @@ def progress_hint(services: Services, alert_id: int) -> None:
     """Publish progress at most once per PROGRESS_EVERY per alert, whoever asks.
 
     Status callbacks arrive as fast as the broadcast goes: counting the ledger for every
-    one of them would cost more than the callbacks themselves.
+    one of them would cost more than the callbacks themselves. A hint that falls inside
+    the window is not dropped: it books one trailing publication at the window's end, so
+    the last callbacks of an alert (its final 'delivered' counts) always reach the board.
     """
+    window = int(PROGRESS_EVERY * 1000)
     try:
-        due = services.redis.set(
-            f"{PROGRESS_SLOT}{alert_id}", 1, nx=True, px=int(PROGRESS_EVERY * 1000)
-        )
+        due = services.redis.set(f"{PROGRESS_SLOT}{alert_id}", 1, nx=True, px=window)
+        if not due and services.redis.set(f"{PROGRESS_TRAILING}{alert_id}", 1, nx=True, px=window):
+            enqueue_in(
+                services.redis,
+                QueueName.REPLIES,
+                timedelta(milliseconds=window),
+                publish_progress_job,
+                alert_id,
+            )
     except (RedisError, OSError):
         return
     if due:
         publish_progress(services, alert_id)
+
+
+def publish_progress_job(alert_id: int) -> None:
+    """The trailing progress publication that ``progress_hint`` books."""
+    publish_progress(current(), alert_id)
+
+
+# --- status callbacks ------------------------------------------------------------------------
+
+
+def apply_status_callback(
+    services: Services,
+    delivery_id: str,
+    *,
+    message_sid: str,
+    status: broadcast.CallbackStatus,
+    error_code: int | None,
+) -> None:
+    """One status callback, from Twilio's webhook or the simulator alike: the ledger
+    first, then a progress hint for the board."""
+    with services.database.session() as session:
+        outcome = broadcast.record_callback(
+            session,
+            delivery_id,
+            message_sid=message_sid,
+            status=status,
+            error_code=error_code,
+            now=utcnow(),
+        )
+    if outcome.changed and outcome.alert_id is not None:
+        progress_hint(services, outcome.alert_id)

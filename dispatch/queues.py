@@ -106,10 +106,18 @@ def enqueue(
 
 
 def enqueue_in(
-    connection: Redis, name: QueueName, delay: timedelta, func: Callable[..., Any], *ids: int | str
+    connection: Redis,
+    name: QueueName,
+    delay: timedelta,
+    func: Callable[..., Any] | str,
+    *ids: int | str,
 ) -> Job:
-    """Like ``enqueue``, run by the scheduler after ``delay`` (timeouts, deadlines)."""
+    """Like ``enqueue``, run by the scheduler after ``delay`` (timeouts, deadlines).
+
+    ``func`` may be a dotted name, for a module that cannot import the job's own.
+    """
     check_job_arguments(ids)
-    return queue(name, connection).enqueue_in(
+    # RQ takes either form; its type variable cannot be given a union.
+    return queue(name, connection).enqueue_in(  # type: ignore[type-var]
         delay, func, *ids, result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS
     )

@@ -14,11 +14,13 @@ import re
 import threading
 import time
 import uuid
+from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
 import aiohttp
+from redis import Redis
 from redis.exceptions import RedisError
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -27,6 +29,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from dispatch.pacer import Pacer
+from dispatch.queues import QueueName, enqueue_in
 from rapidresponse.broadcast import BAD_NUMBER_CODES, OPTED_OUT_CODES
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
@@ -349,13 +352,22 @@ class SimulatorSender:
     """Keeps outbound messages in the database outbox that the simulator page shows.
 
     The number and the text are sealed like everything else, so the demo database
-    is no softer a target than a real one.
+    is no softer a target than a real one. With a Redis connection, a tracked send (one
+    naming its Delivery) gets the status callbacks Twilio would send, a moment later
+    (see ``dispatch.simulator``), so the board's 'delivered' counts mean something.
     """
 
-    def __init__(self, database: Database, cipher: FieldCipher, index: BlindIndex) -> None:
+    def __init__(
+        self,
+        database: Database,
+        cipher: FieldCipher,
+        index: BlindIndex,
+        redis: Redis | None = None,
+    ) -> None:
         self.database = database
         self.cipher = cipher
         self.index = index
+        self.redis = redis
 
     def send(
         self,
@@ -365,18 +377,51 @@ class SimulatorSender:
         callback_id: str | None = None,
         validity_period: int | None = None,
     ) -> str:
-        sid = "SM" + uuid.uuid4().hex
-        with self.database.session() as session:
-            session.add(
-                OutboxMessage(
-                    sid=sid,
-                    to_index=self.index.digest(to, Purpose.PHONE_INDEX),
-                    to_sealed=self.cipher.encrypt(to, Purpose.OUTBOX_TO),
-                    body_sealed=self.cipher.encrypt(body, Purpose.OUTBOX_BODY),
-                    segments=segment(body).segments,
+        sid = simulated_sid()
+        outbox_id = store_phone_message(
+            self.database, self.cipher, self.index, to, body, sid=sid, inbound=False
+        )
+        if callback_id is not None and self.redis is not None:  # after the commit
+            for delay, stage in SIMULATED_REPORTS:
+                enqueue_in(
+                    self.redis, QueueName.REPLIES, delay, REPORT_JOB, outbox_id, callback_id, stage
                 )
-            )
         return sid
+
+
+def simulated_sid() -> str:
+    return "SM" + uuid.uuid4().hex
+
+
+def store_phone_message(
+    database: Database,
+    cipher: FieldCipher,
+    index: BlindIndex,
+    phone: str,
+    body: str,
+    *,
+    sid: str,
+    inbound: bool,
+) -> int:
+    """One message of a simulated phone's conversation, sealed; returns its row id."""
+    with database.session() as session:
+        row = OutboxMessage(
+            sid=sid,
+            to_index=index.digest(phone, Purpose.PHONE_INDEX),
+            to_sealed=cipher.encrypt(phone, Purpose.OUTBOX_TO),
+            body_sealed=cipher.encrypt(body, Purpose.OUTBOX_BODY),
+            segments=segment(body).segments,
+            inbound=inbound,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+# Twilio reports 'sent' when the carrier takes a message and 'delivered' when the phone
+# does, typically a few seconds apart; the simulator does the same, as a job.
+SIMULATED_REPORTS = ((timedelta(seconds=1), "sent"), (timedelta(seconds=3), "final"))
+REPORT_JOB = "dispatch.simulator.report_delivery"  # named: it imports our Services
 
 
 class OptOutGuard:
@@ -446,13 +491,22 @@ def make_sender(
     cipher: FieldCipher,
     index: BlindIndex,
     pacer: Pacer | None = None,
+    redis: Redis | None = None,
 ) -> OptOutGuard:
-    """The sender SMS_BACKEND names, behind the opt-out guard (and the pacer, if any)."""
-    return OptOutGuard(_backend(settings, database, cipher, index), database, index, pacer)
+    """The sender SMS_BACKEND names, behind the opt-out guard (and the pacer, if any).
+
+    ``redis`` lets the simulator schedule its delivery reports.
+    """
+    backend = _backend(settings, database, cipher, index, redis)
+    return OptOutGuard(backend, database, index, pacer)
 
 
 def _backend(
-    settings: Settings, database: Database, cipher: FieldCipher, index: BlindIndex
+    settings: Settings,
+    database: Database,
+    cipher: FieldCipher,
+    index: BlindIndex,
+    redis: Redis | None,
 ) -> Sender:
     if settings.sms_backend == "twilio":
         assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
@@ -463,7 +517,7 @@ def _backend(
             public_url=settings.public_url,
             api_url=settings.twilio_api_url,
         )
-    return SimulatorSender(database, cipher, index)
+    return SimulatorSender(database, cipher, index, redis)
 
 
 class AsyncSimulatorSender:
@@ -482,7 +536,11 @@ class AsyncSimulatorSender:
 
 
 def make_async_sender(
-    settings: Settings, database: Database, cipher: FieldCipher, index: BlindIndex
+    settings: Settings,
+    database: Database,
+    cipher: FieldCipher,
+    index: BlindIndex,
+    redis: Redis | None = None,
 ) -> AsyncSender:
     """The broadcast path's sender for SMS_BACKEND; call inside the event loop.
 
@@ -499,4 +557,4 @@ def make_async_sender(
             api_url=settings.twilio_api_url,
             concurrency=settings.send_concurrency,
         )
-    return AsyncSimulatorSender(SimulatorSender(database, cipher, index))
+    return AsyncSimulatorSender(SimulatorSender(database, cipher, index, redis))

@@ -61,7 +61,7 @@ class Services:
             redis=redis,
             cipher=cipher,
             index=index,
-            sender=make_sender(settings, database, cipher, index, pacer),
+            sender=make_sender(settings, database, cipher, index, pacer, redis),
             limits=RedisAbuseLimits(redis, settings.inbound_limit, settings.confirmation_limit),
             reporter_keys=DailyReporterKeys(redis),
             live=LivePublisher(redis_url),

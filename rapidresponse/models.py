@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -461,7 +462,8 @@ class AuditEvent(Base):
 
 
 class OutboxMessage(Base):
-    """What the simulator 'sent': the demo's stand-in for a phone's inbox."""
+    """The simulator's phones: what the demo 'sent' to a number, and (``inbound``) what
+    that number texted the hotline from the simulator phone, so it reads as a conversation."""
 
     __tablename__ = "outbox_messages"
 
@@ -471,6 +473,7 @@ class OutboxMessage(Base):
     to_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     segments: Mapped[int] = mapped_column(Integer, default=1)
+    inbound: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,4 +1,4 @@
-"""Responders and staff accounts: creating them with numbers sealed and passwords hashed."""
+"""Responders, subscribers and staff accounts: created with numbers sealed, passwords hashed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
-from rapidresponse.models import Area, Language, Responder, StaffRole, StaffUser
+from rapidresponse.models import (
+    Area,
+    Language,
+    Responder,
+    StaffRole,
+    StaffUser,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
 from rapidresponse.passwords import hash_password
 from rapidresponse.phones import last_four
 
@@ -51,6 +62,47 @@ def add_responder(
 def find_responder(session: Session, index: BlindIndex, phone_e164: str) -> Responder | None:
     digest = index.digest(phone_e164, Purpose.PHONE_INDEX)
     return session.scalar(select(Responder).where(Responder.phone_index == digest))
+
+
+def add_confirmed_subscriber(
+    session: Session,
+    cipher: FieldCipher,
+    index: BlindIndex,
+    *,
+    phone_e164: str,
+    areas: Sequence[Area],
+    language: Language,
+) -> Subscriber:
+    """A subscriber already confirmed (YES) to ``areas``: for the demo's fictional cast.
+
+    Real people only ever subscribe themselves, by texting JOIN and then YES.
+
+    Raises:
+        AlreadyExists: that number is already a subscriber.
+    """
+    digest = index.digest(phone_e164, Purpose.PHONE_INDEX)
+    if session.scalar(select(Subscriber.id).where(Subscriber.phone_index == digest)) is not None:
+        raise AlreadyExists("a subscriber with that number already exists")
+    now = utcnow()
+    subscriber = Subscriber(
+        phone_index=digest,
+        phone_sealed=cipher.encrypt(phone_e164, Purpose.SUBSCRIBER_PHONE),
+        language=language,
+        status=SubscriberStatus.ACTIVE,
+    )
+    session.add(subscriber)
+    session.flush()
+    for area in areas:
+        session.add(
+            Subscription(
+                subscriber_id=subscriber.id,
+                area_id=area.id,
+                status=SubscriptionStatus.CONFIRMED,
+                confirmed_at=now,
+            )
+        )
+    session.flush()
+    return subscriber
 
 
 def add_staff_user(session: Session, *, email: str, role: StaffRole, password: str) -> StaffUser:

@@ -32,6 +32,8 @@ from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import ALICE, BETO, Phone
 
+pytest_plugins = ["tests.skip_guard", "pytester"]
+
 # Fixed keys so that a failing test can be replayed; never used outside tests.
 TEST_DATA_KEY = new_key()
 TEST_INDEX_KEY = new_key()

@@ -341,11 +341,22 @@ def user_reset_2fa_command(email: str) -> None:
 @cli.command("demo", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def demo_command(host: str, port: int) -> None:
+@click.option(
+    "--show-login", is_flag=True, help="Print the running demo's banner (login, people) again."
+)
+def demo_command(host: str, port: int, show_login: bool) -> None:
     """Run web + worker + scheduler on embedded defaults with a demo region and accounts."""
-    from web.demo import run_demo
+    from web.demo import run_demo, saved_banner
 
-    sys.exit(run_demo(settings_from_env(), host, port))
+    # Quiet unless asked (LOG_LEVEL=info): the banner must not scroll away under routine
+    # log lines. The web server and the worker inherit it.
+    os.environ.setdefault("LOG_LEVEL", "warning")
+    settings = settings_from_env()
+    if show_login:
+        text = saved_banner(settings.instance_path)
+        click.echo(text if text is not None else "No demo has started here yet: run `make demo`.")
+        sys.exit(0 if text is not None else 1)
+    sys.exit(run_demo(settings, host, port))
 
 
 cli.add_command(alert_group)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-
-from web.context import services
+from flask import Blueprint, current_app, render_template
 
 bp = Blueprint("home", __name__)
 
 
 @bp.get("/")
 def index() -> str:
-    settings = services().settings
-    return render_template("home.html", simulator=settings.sms_backend == "simulator")
+    # The simulator's links only where its pages exist (development, SMS_BACKEND=simulator).
+    return render_template("home.html", simulator="simulator" in current_app.blueprints)

@@ -1,26 +1,30 @@
-"""The simulator's outbox: what the SimulatorSender 'sent', for exploring the demo.
+"""The simulator: a pretend phone that texts the hotline, and the outbox of what it sent.
 
-Registered only with SMS_BACKEND=simulator. Numbers are masked to their last four
-digits here as everywhere else on staff pages.
+Registered only with SMS_BACKEND=simulator, never in production. Numbers are masked to
+their last four digits on the outbox, as everywhere else on staff pages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from dispatch.senders import SendError
+from dispatch.senders import SendError, simulated_sid, store_phone_message
 from dispatch.services import Services
+from dispatch.simulator import UNREACHABLE_LAST_DIGIT, conversation
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import OutboxMessage
 from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
-from rapidresponse.subscribers import Reply
 from web.context import services
+from web.demo import demo_cast
 from web.sms import answer
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
@@ -37,6 +41,19 @@ class OutboxEntry:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class QuickPhone:
+    """A button on the simulator phone: act as one of the demo's people."""
+
+    label: str
+    role: str
+    phone: str
+
+
+def quick_phones() -> list[QuickPhone]:
+    return [QuickPhone(person.name, role, person.phone) for role, person in demo_cast()]
+
+
 @bp.post("/inbound")
 def inbound() -> Response:
     """Text the hotline as any number: the same handler as Twilio's webhook.
@@ -49,14 +66,20 @@ def inbound() -> Response:
         phone = normalize(request.form.get("From", ""), found.settings.phone_region)
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number")
-    reply = answer(found, phone, request.form.get("Body", ""), sid=None)
-    answered = reply is not None and _deliver(found, phone, reply)
+    answered = _text_hotline(found, phone, request.form.get("Body", ""))
     if request.accept_mimetypes.best == "text/html":  # the outbox page's form
         return redirect(url_for("simulator.outbox"), code=303)
     return jsonify({"answered": answered})
 
 
-def _deliver(found: Services, phone: str, reply: Reply) -> bool:
+def _text_hotline(found: Services, phone: str, body: str) -> bool:
+    """What a phone does: the message joins its conversation, then the hotline answers."""
+    store_phone_message(
+        found.database, found.cipher, found.index, phone, body, sid=simulated_sid(), inbound=True
+    )
+    reply = answer(found, phone, body, sid=None)
+    if reply is None:
+        return False
     try:
         found.sender.send_reply(phone, reply.text, reply.kind)
     except SendError:  # the guard said no (say, a STOP arrived in between)
@@ -69,7 +92,10 @@ def outbox() -> str:
     found = services()
     with found.database.session() as session:
         rows = session.scalars(
-            select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(OUTBOX_PAGE_SIZE)
+            select(OutboxMessage)
+            .where(OutboxMessage.inbound.is_(False))
+            .order_by(OutboxMessage.id.desc())
+            .limit(OUTBOX_PAGE_SIZE)
         ).all()
         entries = [
             OutboxEntry(
@@ -81,52 +107,38 @@ def outbox() -> str:
             )
             for row in rows
         ]
-    return render_template("simulator/outbox.html", entries=entries)
+    return render_template("simulator/outbox.html", entries=entries, local=_local_time(found))
 
 
 @bp.route("/phone", methods=["GET", "POST"])
 def phone() -> ResponseReturnValue:
-    """A pretend phone: text the hotline as any number and read what that number received.
+    """A pretend phone: text the hotline as any number and read the conversation.
 
     The number travels in the form body, never the URL, so that it stays out of access
-    logs; the page shows only the inbox of the number typed in, never a list of numbers.
+    logs; the page shows only the conversation of the number typed in (or of a demo
+    person's button), never a list of everyone who texted.
     """
     found = services()
+    page = partial(
+        render_template,
+        "simulator/phone.html",
+        quick=quick_phones(),
+        local=_local_time(found),
+        unreachable_digit=UNREACHABLE_LAST_DIGIT,
+    )
     if request.method == "GET":
-        return render_template("simulator/phone.html", number=None, inbox=[], sent=False)
-    raw = request.form.get("From", "")
+        return page(number=None, messages=[])
     try:
-        number = normalize(raw, found.settings.phone_region)
+        number = normalize(request.form.get("From", ""), found.settings.phone_region)
     except InvalidPhoneNumber:
-        return render_template(
-            "simulator/phone.html", number=None, inbox=[], sent=False, bad_number=True
-        ), 400
+        return page(number=None, messages=[], bad_number=True), 400
     body = request.form.get("Body", "").strip()
     if body:
-        reply = answer(found, number, body, sid=None)
-        if reply is not None:
-            _deliver(found, number, reply)
-    return render_template(
-        "simulator/phone.html", number=number, inbox=_inbox(found, number), sent=bool(body)
-    )
+        _text_hotline(found, number, body)
+    return page(number=number, messages=conversation(found, number))
 
 
-def _inbox(found: Services, number: str) -> list[OutboxEntry]:
-    digest = found.index.digest(number, Purpose.PHONE_INDEX)
-    with found.database.session() as session:
-        rows = session.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.to_index == digest)
-            .order_by(OutboxMessage.id.desc())
-            .limit(OUTBOX_PAGE_SIZE)
-        ).all()
-        return [
-            OutboxEntry(
-                sid=row.sid,
-                to=masked(number),
-                body=found.cipher.decrypt(row.body_sealed, Purpose.OUTBOX_BODY),
-                segments=row.segments,
-                created_at=row.created_at,
-            )
-            for row in rows
-        ]
+def _local_time(found: Services) -> Callable[[datetime], str]:
+    """Times as the deployment's people read them (TIMEZONE), not UTC."""
+    zone = ZoneInfo(found.settings.timezone)
+    return lambda at: at.astimezone(zone).strftime("%H:%M:%S")

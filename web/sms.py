@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dispatch.broadcast import progress_hint
+from dispatch.broadcast import apply_status_callback
 from dispatch.incidents import after_intake, incident_changed, incident_touched
 from dispatch.services import Services
-from rapidresponse.broadcast import CallbackStatus, record_callback
+from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.hotline import Hotline, Location, Outcome
-from rapidresponse.models import InboundMessage, utcnow
+from rapidresponse.models import InboundMessage
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
 from rapidresponse.subscribers import Reply, permit_text
@@ -170,15 +170,11 @@ def status() -> Response:
     if not DELIVERY_ID.match(delivery_id):
         return Response(status=200)
     code = request.form.get("ErrorCode", "").strip()
-    with found.database.session() as session:
-        outcome = record_callback(
-            session,
-            delivery_id,
-            message_sid=sid,
-            status=callback_status,
-            error_code=int(code) if ERROR_CODE.match(code) else None,
-            now=utcnow(),
-        )
-    if outcome.changed and outcome.alert_id is not None:
-        progress_hint(found, outcome.alert_id)
+    apply_status_callback(
+        found,
+        delivery_id,
+        message_sid=sid,
+        status=callback_status,
+        error_code=int(code) if ERROR_CODE.match(code) else None,
+    )
     return Response(status=200)

@@ -230,6 +230,8 @@ def test_after_a_dropped_connection_the_board_resyncs_from_the_server(
     wait_until_connected(page)
     board = page.locator("#live")
     expect(board.locator("li.incident-card")).to_have_count(0)
+    # The re-read on connect has come back (on a loaded machine it can land after the drop).
+    expect(board).to_have_attribute("data-synced", re.compile(r"^[0-9]+$"))
     page.evaluate("window.__marker = 1")  # gone if the page reloads
 
     page.evaluate(DROP_CONNECTION)

@@ -5,9 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
 from dispatch import broadcast as jobs
+from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse import broadcast
 from rapidresponse.models import (
@@ -178,3 +182,22 @@ def test_an_alert_with_nobody_to_tell_is_complete_at_once(services: Services) ->
     with services.database.session() as session:
         assert approval.recipients == 0
         assert session.get_one(Alert, approval.alert_id).status == AlertStatus.COMPLETE
+
+
+def scheduled(services: Services) -> list[tuple[str, list[object]]]:
+    registry = ScheduledJobRegistry(queue=queue(QueueName.REPLIES, services.redis))
+    found = []
+    for job_id in registry.get_job_ids():
+        job = Job.fetch(job_id, services.redis, serializer=JSONSerializer)
+        found.append((job.func_name, list(job.args)))
+    return found
+
+
+def test_a_hint_inside_the_window_books_one_trailing_publication(services: Services) -> None:
+    """The last callbacks of an alert must reach the board even when they come together."""
+    alert_id = 7
+    jobs.progress_hint(services, alert_id)  # published at once
+    assert scheduled(services) == []
+    for _ in range(5):  # within the same second: throttled, but not forgotten
+        jobs.progress_hint(services, alert_id)
+    assert scheduled(services) == [("dispatch.broadcast.publish_progress_job", [alert_id])]

@@ -49,7 +49,7 @@ def test_upgrading_again_changes_nothing(database: Database) -> None:
 
 def test_sqlite_is_hardened(database: Database) -> None:
     if database.dialect != "sqlite":
-        pytest.skip("SQLite pragmas only")
+        pytest.skip("only on SQLite: its pragmas")
     with database.engine.connect() as connection:
         pragma = connection.exec_driver_sql
         assert pragma("PRAGMA journal_mode").scalar() == "wal"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 from flask import Flask
@@ -25,6 +26,24 @@ def test_every_response_carries_the_security_headers(client: FlaskClient, path: 
 def test_pages_load_no_third_party_resources(client: FlaskClient) -> None:
     page = client.get("/").get_data(as_text=True)
     assert "http://" not in page and "https://" not in page
+
+
+def test_the_home_page_leads_to_sign_in_the_report_form_and_the_simulator(
+    client: FlaskClient,
+) -> None:
+    page = client.get("/").get_data(as_text=True)
+    for link in ('href="/login"', 'href="/report"', 'href="/report?lang=es"'):
+        assert link in page
+    assert 'href="/simulator/phone"' in page and 'href="/simulator/outbox"' in page
+
+
+def test_in_production_the_home_page_has_no_simulator_links(services: Services) -> None:
+    from web import create_app
+
+    services.settings = replace(services.settings, env="production")
+    app = create_app(services=services, test_config={"TESTING": True})
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert 'href="/login"' in page and "/simulator" not in page
 
 
 def test_an_unknown_page_is_a_clear_404(client: FlaskClient) -> None:

@@ -462,7 +462,7 @@ def test_the_simulator_phone_texts_the_hotline_and_shows_that_numbers_inbox(
     assert response.status_code == 200
     assert "YES" in body  # the double opt-in question arrived in this number's inbox
     other = post_form(client, "/simulator/phone", {"From": "503-555-0143", "Body": ""}, page)
-    assert "Nothing received yet." in other.get_data(as_text=True)
+    assert "No messages yet." in other.get_data(as_text=True)
     bad = post_form(client, "/simulator/phone", {"From": "not a number", "Body": "hi"}, page)
     assert bad.status_code == 400
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from web.demo import DEMO_RESPONDERS
+
 pytestmark = pytest.mark.slow
 
 HEALTHY_WITHIN_SECONDS = 60
@@ -83,9 +85,22 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
         running = descendants(demo.pid)
         names = {Path(f"/proc/{pid}/comm").read_text().strip() for pid in running}
         assert "redis-server" in names
-        while "password:" not in (tmp_path / "demo.log").read_text():
+        while "Press Ctrl-C" not in (tmp_path / "demo.log").read_text():
             assert time.monotonic() - started < HEALTHY_WITHIN_SECONDS
             time.sleep(0.1)
+        banner = (tmp_path / "demo.log").read_text()
+        saved = tmp_path / "instance" / "demo-login.txt"
+        assert saved.stat().st_mode & 0o777 == 0o600  # it holds the password
+        shown_again = subprocess.run(
+            [sys.executable, "-m", "web.cli", "demo", "--show-login"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert password_of(banner) and password_of(banner) == password_of(shown_again)
+        assert "otpauth://totp/" in shown_again
 
         os.killpg(demo.pid, signal.SIGINT)
         assert demo.wait(timeout=40) == 0
@@ -96,10 +111,58 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
         log.close()
     output = (tmp_path / "demo.log").read_text()
     assert "coordinator@demo.rapidresponse.example" in output
-    assert f"http://127.0.0.1:{port}/" in output
+    for page in ("/board", "/login", "/simulator/phone", "/simulator/outbox", "/report"):
+        assert f"http://127.0.0.1:{port}{page}" in output
+    for person in DEMO_RESPONDERS:  # who to act as, with what number, for which areas
+        line = next(line for line in output.splitlines() if person.name in line)
+        assert person.phone in line and "Cully" in output
+    assert "authenticator app" in output and "otpauth://totp/" in output
+    assert "█" in output  # the enrolment as a QR code a phone can scan from the terminal
+    # Quiet by default: no INFO lines from the web server or the worker (LOG_LEVEL=info).
+    assert not [line for line in output.splitlines() if " INFO " in line]
     assert "Traceback" not in output  # Redis outlived the processes that still used it
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in running) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in running if alive(pid)], "processes left running"
     assert not (tmp_path / "instance" / "redis" / "redis.sock").exists()
+
+
+def password_of(banner: str) -> str | None:
+    line = next((line for line in banner.splitlines() if "password:" in line), None)
+    return None if line is None else line.split("password:", 1)[1].strip()
+
+
+def test_a_busy_port_is_explained_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
+            env={
+                "PATH": os.environ["PATH"],
+                "HOME": str(tmp_path),
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"rapidresponse: port {port} is in use — try `make demo PORT=")
+    assert "Connection in use" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_make_demo_takes_a_port_and_a_host() -> None:
+    root = Path(__file__).resolve().parents[2]
+    dry_run = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "demo", "PORT=5150", "HOST=0.0.0.0"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "rapidresponse demo --port 5150 --host 0.0.0.0" in dry_run

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
-from babel.messages.mofile import write_mo
+from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
@@ -516,16 +517,54 @@ def test_a_thank_you_page_for_no_real_code_goes_back_to_the_form(client: FlaskCl
 # --- the catalogs --------------------------------------------------------------------
 
 
-def test_the_committed_mo_is_the_compiled_po() -> None:
+def catalog_meaning(catalog: Catalog) -> tuple[str, set[tuple[Any, Any, Any]]]:
+    """What a catalog says at run time: its plural rule and each translated message.
+
+    Fuzzy and untranslated entries are not compiled, so they mean nothing here; headers
+    such as `Generated-By` (the Babel version) are bookkeeping, never meaning.
+    """
+    messages = {
+        (message.context, message.id, message.string)
+        for message in catalog
+        if message.id
+        and message.string
+        and not message.fuzzy
+        and (not isinstance(message.string, tuple) or all(message.string))
+    }
+    return catalog.plural_forms, messages
+
+
+def test_the_committed_mo_says_what_the_po_says() -> None:
     """`pybabel compile -d web/translations` after every change to a .po file."""
-    for po_path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
+    po_paths = sorted(TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"))
+    assert po_paths, "no catalogs found"
+    for po_path in po_paths:
         with po_path.open("rb") as handle:
-            catalog = read_po(handle, locale=po_path.parts[-3])
-        compiled = io.BytesIO()
-        write_mo(compiled, catalog)
-        assert compiled.getvalue() == po_path.with_suffix(".mo").read_bytes(), (
+            source = read_po(handle, locale=po_path.parts[-3])
+        with po_path.with_suffix(".mo").open("rb") as handle:
+            compiled = read_mo(handle)
+        assert catalog_meaning(compiled) == catalog_meaning(source), (
             f"{po_path.with_suffix('.mo')} is stale: run pybabel compile -d web/translations"
         )
+
+
+def test_the_catalog_check_notices_a_changed_translation_but_not_a_babel_upgrade() -> None:
+    po_path = TRANSLATIONS / "es" / "LC_MESSAGES" / "messages.po"
+    with po_path.open("rb") as handle:
+        source = read_po(handle, locale="es")
+    rebuilt = io.BytesIO()
+    write_mo(rebuilt, source)
+    # Another Babel release writes another version here (same length: offsets stay valid).
+    relabelled = re.sub(
+        rb"Generated-By: Babel [0-9.]+",
+        lambda found: re.sub(rb"[0-9]", b"9", found.group(0)),
+        rebuilt.getvalue(),
+    )
+    assert relabelled != rebuilt.getvalue()
+    assert catalog_meaning(read_mo(io.BytesIO(relabelled))) == catalog_meaning(source)
+    changed = next(m for m in source if m.id and m.string and not m.fuzzy)
+    changed.string = "otra cosa" if isinstance(changed.string, str) else ("a", "b")
+    assert catalog_meaning(source) != catalog_meaning(read_mo(io.BytesIO(rebuilt.getvalue())))
 
 
 def test_every_string_of_the_pages_has_a_spanish_translation() -> None:

@@ -470,7 +470,7 @@ def test_the_number_never_appears_in_the_database_file(
     database = twilio_services.database
     path = make_url(database.url).database
     if database.dialect != "sqlite" or not path:
-        pytest.skip("reads the SQLite file; PostgreSQL stores the same sealed columns")
+        pytest.skip("only on SQLite: reads its file; PostgreSQL stores the same sealed columns")
     database.dispose()  # checkpoint the WAL into the main file
     with open(path, "rb") as handle:
         raw = handle.read()

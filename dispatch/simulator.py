@@ -1,0 +1,81 @@
+"""The simulator's phones: the status callbacks Twilio would send, and each conversation.
+
+Used only with SMS_BACKEND=simulator. A delivery report goes through the same code as a
+real status callback (``broadcast.apply_status_callback``), so the board's 'sent' and
+'delivered' counts move in the demo exactly as they would with Twilio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from dispatch.broadcast import apply_status_callback
+from dispatch.services import Services, current
+from rapidresponse.broadcast import CallbackStatus
+from rapidresponse.crypto import Purpose
+from rapidresponse.models import OutboxMessage
+
+# A number ending in this digit plays an unreachable phone: its alerts end 'undelivered'
+# (Twilio's 30003, "unreachable destination handset"), to show failures in the demo.
+UNREACHABLE_LAST_DIGIT = "9"
+UNREACHABLE_ERROR = 30003
+CONVERSATION_LENGTH = 200
+
+
+def report_delivery(outbox_id: int, delivery_id: str, stage: str) -> None:
+    """Job: one simulated status callback for a message the simulator 'sent'.
+
+    Args:
+        outbox_id: the simulator's row for the message (its sid and number).
+        delivery_id: the Delivery named in the message's StatusCallback URL.
+        stage: "sent", or "final" for delivered / undelivered.
+    """
+    services = current()
+    with services.database.session() as session:
+        row = session.get(OutboxMessage, outbox_id)
+        if row is None:
+            return  # the outbox was emptied since
+        sid = row.sid
+        phone = services.cipher.decrypt(row.to_sealed, Purpose.OUTBOX_TO)
+    status, error = _outcome(phone, stage)
+    apply_status_callback(services, delivery_id, message_sid=sid, status=status, error_code=error)
+
+
+def _outcome(phone: str, stage: str) -> tuple[CallbackStatus, int | None]:
+    if stage == "sent":
+        return CallbackStatus.SENT, None
+    if phone.endswith(UNREACHABLE_LAST_DIGIT):
+        return CallbackStatus.UNDELIVERED, UNREACHABLE_ERROR
+    return CallbackStatus.DELIVERED, None
+
+
+@dataclass(frozen=True)
+class PhoneMessage:
+    """One bubble of a simulated phone's conversation."""
+
+    body: str
+    inbound: bool  # True: the phone texted the hotline; False: the hotline texted the phone
+    at: datetime
+
+
+def conversation(services: Services, phone: str) -> list[PhoneMessage]:
+    """The last messages between ``phone`` and the hotline, oldest first (as a phone shows)."""
+    digest = services.index.digest(phone, Purpose.PHONE_INDEX)
+    with services.database.session() as session:
+        rows = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.to_index == digest)
+            .order_by(OutboxMessage.id.desc())
+            .limit(CONVERSATION_LENGTH)
+        ).all()
+        return [
+            PhoneMessage(
+                body=services.cipher.decrypt(row.body_sealed, Purpose.OUTBOX_BODY),
+                inbound=row.inbound,
+                at=row.created_at,
+            )
+            for row in reversed(rows)
+        ]
