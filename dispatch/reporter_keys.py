@@ -1,9 +1,12 @@
-"""The daily key that links a reporter's follow-up texts, kept only in Redis and then lost.
+"""The rotating key that links a reporter's texts, kept only in the volatile Redis.
 
-A reporter's number is never stored. To recognise "more detail for my report" within 30
-minutes, and to count independent reporters, we keep an HMAC of the number under a key
-that lives in Redis for about a day and expires: after that, nobody (not us, not someone
-holding the database) can tell whose report it was, even by trying every number.
+A reporter's number is never stored. To recognise "more detail for my report", to count
+independent reporters and to rate-limit, we keep an HMAC of the number under a key that
+lives only in the volatile Redis (see ``dispatch.volatile``: it never touches a disk) for
+one window (REPORTER_WINDOW_MINUTES) plus the follow-up minutes, and then expires.
+After that, nobody (not us, not someone holding every file of the server) can tell
+whose report it was, even by trying every number; the hashes left in the database are
+cleared by housekeeping when their window ends (``rapidresponse.reports``).
 """
 
 from __future__ import annotations
@@ -20,42 +23,58 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "rr:reporter-key:"
-# A day's key dies one hour after its day ends (UTC): long enough for the 30-minute
-# follow-ups that cross midnight, no longer.
-AFTERLIFE = timedelta(hours=1)
 
 
-def expiry(day: datetime) -> int:
-    """When ``day``'s key is destroyed (Unix time)."""
-    end_of_day = datetime.combine(day.date() + timedelta(days=1), datetime.min.time(), UTC)
-    return int((end_of_day + AFTERLIFE).timestamp())
+class ReporterKeys:
+    """One random key per window; a window's key dies ``afterlife`` after the window ends.
 
+    Args:
+        volatile: the Redis that keeps nothing on disk.
+        window: how long one key is the current one.
+        afterlife: how long it is still read after that (follow-ups across the boundary).
+    """
 
-class DailyReporterKeys:
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+    def __init__(self, volatile: Redis, window: timedelta, afterlife: timedelta) -> None:
+        if window <= timedelta(0):
+            raise ValueError("window: must be positive")
+        self.volatile = volatile
+        self.window_seconds = int(window.total_seconds())
+        self.afterlife_seconds = int(afterlife.total_seconds())
 
-    def hashes(self, phone: str, now: datetime | None = None) -> tuple[str, ...]:
-        """Today's hash of ``phone`` first, then yesterday's (for follow-ups across midnight).
+    @property
+    def lifetime(self) -> timedelta:
+        """The longest any link made with these keys can last."""
+        return timedelta(seconds=self.window_seconds + self.afterlife_seconds)
 
-        Empty when Redis is unreachable: the report is still taken, just not linked.
+    def hashes(self, value: str, now: datetime | None = None) -> tuple[str, ...]:
+        """The current window's hash of ``value`` first, then the previous window's.
+
+        Empty when the volatile Redis is unreachable: the report is still taken, just
+        not linked.
         """
-        now = now or datetime.now(UTC)
+        current = self._window((now or datetime.now(UTC)).timestamp())
         try:
-            keys = [self._key(day) for day in (now, now - timedelta(days=1))]
+            keys = [self._key(current, create=True), self._key(current - 1, create=False)]
         except (RedisError, OSError) as error:
             log.warning("reporter keys unavailable (%s)", error.__class__.__name__)
             return ()
         return tuple(
-            hmac.new(key, phone.encode(), hashlib.sha256).hexdigest()
+            hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
             for key in keys
             if key is not None
         )
 
-    def _key(self, day: datetime) -> bytes | None:
-        name = KEY_PREFIX + day.strftime("%Y-%m-%d")
-        if day.date() == datetime.now(UTC).date():
-            # First process to need today's key makes it; everyone else reads that one.
-            self.redis.set(name, os.urandom(32), nx=True, exat=expiry(day))
-        value = self.redis.get(name)
+    def _window(self, timestamp: float) -> int:
+        return int(timestamp // self.window_seconds)
+
+    def expiry(self, window: int) -> int:
+        """When ``window``'s key is destroyed (Unix time)."""
+        return (window + 1) * self.window_seconds + self.afterlife_seconds
+
+    def _key(self, window: int, *, create: bool) -> bytes | None:
+        name = f"{KEY_PREFIX}{window}"
+        if create:
+            # The first process to need this window's key makes it; the others read it.
+            self.volatile.set(name, os.urandom(32), nx=True, exat=self.expiry(window))
+        value = self.volatile.get(name)
         return value if isinstance(value, bytes) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from redis import Redis
 
@@ -17,8 +18,9 @@ from dispatch.limits import RedisAbuseLimits
 from dispatch.live import LivePublisher
 from dispatch.pacer import Pacer, make_pacer
 from dispatch.redis_conn import EmbeddedRedis, connect
-from dispatch.reporter_keys import DailyReporterKeys
+from dispatch.reporter_keys import ReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
+from dispatch.volatile import RememberedLanguages, SeenMessages, VolatileStore, open_volatile
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
 from rapidresponse.db import Database
@@ -34,10 +36,14 @@ class Services:
     index: BlindIndex
     sender: OptOutGuard
     limits: RedisAbuseLimits
-    reporter_keys: DailyReporterKeys
+    reporter_keys: ReporterKeys
     live: LivePublisher
+    volatile: Redis  # keeps nothing on disk: reporter links, limits, replay guard
+    seen_messages: SeenMessages
+    languages: RememberedLanguages
     pacer: Pacer | None = None  # None: SEND_RATE=unlimited
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
+    volatile_store: VolatileStore | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -49,6 +55,15 @@ class Services:
             redis_url = embedded.start()
             if embedded.owned:
                 atexit.register(embedded.stop)
+        store = open_volatile(settings, settings.redis_url)
+        if store.embedded is not None:
+            atexit.register(store.embedded.stop)
+        volatile = connect(store.url)
+        window = timedelta(minutes=settings.reporter_window_minutes)
+        reporter_keys = ReporterKeys(
+            volatile, window, timedelta(minutes=settings.report_follow_up_minutes)
+        )
+        link_seconds = int(reporter_keys.lifetime.total_seconds())
         database = Database(settings.database_url)
         cipher = FieldCipher(settings.data_keys)
         index = BlindIndex(settings.index_key)
@@ -62,18 +77,25 @@ class Services:
             cipher=cipher,
             index=index,
             sender=make_sender(settings, database, cipher, index, pacer, redis),
-            limits=RedisAbuseLimits(redis, settings.inbound_limit, settings.confirmation_limit),
-            reporter_keys=DailyReporterKeys(redis),
+            limits=RedisAbuseLimits(volatile, settings.inbound_limit, settings.confirmation_limit),
+            reporter_keys=reporter_keys,
             live=LivePublisher(redis_url),
+            volatile=volatile,
+            seen_messages=SeenMessages(volatile, link_seconds),
+            languages=RememberedLanguages(volatile, link_seconds),
             pacer=pacer,
             embedded_redis=embedded,
+            volatile_store=store,
         )
 
     def close(self) -> None:
         self.redis.close()
+        self.volatile.close()
         self.database.dispose()
         if self.embedded_redis is not None:
             self.embedded_redis.stop()
+        if self.volatile_store is not None:
+            self.volatile_store.stop()
 
 
 _current: Services | None = None

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
@@ -19,12 +20,20 @@ from sqlalchemy.orm import Session
 from rapidresponse.models import AuditEvent, utcnow
 
 GENESIS = "0" * 64
+PUBLIC = "public"  # the actor of what community members do (reports)
 AUDIT_LOCK_KEY = 7_244_113_001  # any constant our database uses for nothing else
 _LONG_DIGIT_RUN = re.compile(r"\d{7,}")
 
 
 class NotForTheAuditTrail(ValueError):
     """A detail that looks like a phone number (the message never repeats it)."""
+
+
+def _when(actor: str) -> datetime:
+    """Now; to the minute for what the public does (a report's exact time could be matched
+    against the provider's record of the message, and so of its sender)."""
+    now = utcnow()
+    return now.replace(second=0, microsecond=0) if actor == PUBLIC else now
 
 
 def record(
@@ -46,7 +55,7 @@ def record(
         select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1).with_for_update()
     )
     event = AuditEvent(
-        occurred_at=utcnow(),
+        occurred_at=_when(actor),
         actor=actor,
         action=action,
         subject=subject,

@@ -36,7 +36,6 @@ from rapidresponse.models import (
     SubscriptionStatus,
 )
 from rapidresponse.phones import masked_last_four
-from rapidresponse.reports import independent_reporters
 
 # Closed incidents stay on the board a while, so that a dispatcher sees what just ended.
 RECENTLY_CLOSED = timedelta(hours=6)
@@ -194,7 +193,7 @@ def _summary(
         opened_at=incident.opened_at,
         state_changed_at=incident.state_changed_at,
         reports=len(reports),
-        independent=independent_reporters(reports),
+        independent=incident.reporter_count,
         eyewitness=sum(1 for r in reports if r.eyewitness),
         paged=len(dispatches),
         going=sum(1 for d in dispatches if d.state is DispatchState.GOING),

@@ -87,6 +87,11 @@ class Settings:
     alert_approvers: int = 1  # 2: the two-person rule (a second dispatcher must approve)
     alert_hourly_cap: int = 0  # alerts approved per rolling hour; 0 means no cap
     map_tile_url: str | None = None  # XYZ tile template; off by default (no third party)
+    # A Redis that keeps nothing on disk, for what links a reporter's texts (VOLATILE_REDIS_URL)
+    volatile_redis_url: str | None = None
+    # How long anything links two texts of one reporter (REPORTER_WINDOW_MINUTES): the key
+    # that does lives one window plus the follow-up minutes, then is gone.
+    reporter_window_minutes: int = 60
 
     @property
     def is_production(self) -> bool:
@@ -158,7 +163,8 @@ def _load(env: _Env) -> Settings:
         env="production" if mode == "production" else "development",
         instance_path=instance_path,
         database_url=_database_url(env, instance_path),
-        redis_url=_redis_url(env),
+        redis_url=_redis_url(env, "REDIS_URL"),
+        volatile_redis_url=_redis_url(env, "VOLATILE_REDIS_URL"),
         secret_key=_secret_key(secret_values["SECRET_KEY"], mode),
         data_keys=parse_data_keys(secret_values["DATA_KEYS"]),
         index_key=parse_key("INDEX_KEY", secret_values["INDEX_KEY"]),
@@ -197,8 +203,10 @@ def _load(env: _Env) -> Settings:
         alert_approvers=_alert_approvers(env),
         alert_hourly_cap=env.integer("ALERT_HOURLY_CAP", default=0, minimum=0),
         map_tile_url=_map_tile_url(env),
+        reporter_window_minutes=env.integer("REPORTER_WINDOW_MINUTES", default=60, minimum=1),
     )
     _check_twilio_complete(settings)
+    _check_reporter_window(settings)
     return settings
 
 
@@ -330,16 +338,23 @@ def _database_url(env: _Env, instance_path: Path) -> str:
     raise ConfigError(f"DATABASE_URL must be a sqlite:/// or postgresql:// URL (got {scheme}:…)")
 
 
-def _redis_url(env: _Env) -> str | None:
-    raw = env.get("REDIS_URL")
+def _redis_url(env: _Env, name: str) -> str | None:
+    raw = env.get(name)
     if raw is None:
         return None
     scheme = urlsplit(raw).scheme.lower()
     if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(
-            f"REDIS_URL must be a redis://, rediss:// or unix:// URL (got {scheme!r})"
-        )
+        raise ConfigError(f"{name} must be a redis://, rediss:// or unix:// URL (got {scheme!r})")
     return raw
+
+
+def _check_reporter_window(settings: Settings) -> None:
+    """A follow-up must be recognisable for as long as REPORT_FOLLOW_UP_MINUTES promises."""
+    if settings.report_follow_up_minutes > settings.reporter_window_minutes:
+        raise ConfigError(
+            "REPORTER_WINDOW_MINUTES must be at least REPORT_FOLLOW_UP_MINUTES "
+            f"(got {settings.reporter_window_minutes} < {settings.report_follow_up_minutes})"
+        )
 
 
 def _http_url(name: str, raw: str | None) -> str | None:

@@ -17,7 +17,7 @@ from rapidresponse.models import ReportChannel
 from rapidresponse.people import find_responder
 from rapidresponse.reports import Intake, IntakeRules, ReportDesk, Sighting
 from rapidresponse.responders import RESPONDER_WORDS, ResponderDesk
-from rapidresponse.subscribers import AbuseLimits, Reply, SubscriberDesk
+from rapidresponse.subscribers import AbuseLimits, LanguageMemory, Reply, SubscriberDesk
 from rapidresponse.verification import Transition
 
 MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
@@ -89,6 +89,7 @@ class Hotline:
         reporter_hashes: Callable[[str], tuple[str, ...]],
         rules: IntakeRules,
         quorum: int,
+        languages: LanguageMemory | None = None,
     ) -> None:
         self.session = session
         self.cipher = cipher
@@ -96,7 +97,9 @@ class Hotline:
         self.quorum = quorum
         self.reporter_hashes = reporter_hashes
         self.rules = rules
-        self.subscribers = SubscriberDesk(session, cipher, index, limits)
+        self.subscribers = SubscriberDesk(
+            session, cipher, index, limits, reporter_hashes, languages
+        )
 
     def handle(self, phone: str, body: str, location: Location | None = None) -> Outcome:
         if len(body) > MAX_BODY_CHARS:

@@ -262,6 +262,9 @@ class Incident(Base):
     latitude: Mapped[float | None] = mapped_column(Float, default=None)
     longitude: Mapped[float | None] = mapped_column(Float, default=None)
     possible_flood: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Independent reporters, counted as reports arrive: the hashes that tell them apart
+    # are forgotten when the reporter window ends, the count stays.
+    reporter_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Set when no responder could be paged: the dispatchers must act (shown on the board).
     escalated_at: Mapped[datetime | None] = mapped_column(default=None)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -283,8 +286,10 @@ class Report(Base):
         ForeignKey("incidents.id"), default=None, index=True
     )
     channel: Mapped[ReportChannel] = mapped_column(_enum(ReportChannel))
-    # HMAC under a key that rotates daily and is destroyed: links follow-ups, then forgets.
+    # HMAC under a key that rotates every reporter window and is destroyed: it links
+    # follow-ups for that long, then housekeeping clears it (``links_forgotten``).
     reporter_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    links_forgotten: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     text_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # S.A.L.U.T.E. fields
     eyewitness: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -475,17 +480,3 @@ class OutboxMessage(Base):
     segments: Mapped[int] = mapped_column(Integer, default=1)
     inbound: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class InboundMessage(Base):
-    """Provider message ids already handled, so a replayed webhook changes nothing.
-
-    Only the id is kept: no number, no text. Twilio's signature carries no timestamp, so
-    a captured request stays valid forever: these ids must be kept at least as long as
-    anyone could replay one (they are small; nothing purges them).
-    """
-
-    __tablename__ = "inbound_messages"
-
-    sid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

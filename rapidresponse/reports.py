@@ -121,13 +121,15 @@ class ReportDesk:
         )
         report.area_id = self._place(sighting)
         incident, created = self._incident_for(report, now)
+        if self._new_reporter(incident, sighting.reporter_hashes):
+            incident.reporter_count = (incident.reporter_count or 0) + 1
         report.incident_id = incident.id
         self.session.add(report)
         self.session.flush()
         flagged = self._flag_flood(incident, now)
         audit.record(
             self.session,
-            actor="public",
+            actor=audit.PUBLIC,
             action="report.received",
             subject=f"incident:{incident.id}",
             details={
@@ -160,6 +162,16 @@ class ReportDesk:
             .order_by(Report.updated_at.desc())
             .limit(1)
         )
+
+    def _new_reporter(self, incident: Incident, hashes: Sequence[str]) -> bool:
+        """Whether no earlier report of ``incident`` came from this reporter (as far as
+        the reporter window lets anyone know: a report with no hash is a reporter)."""
+        if not hashes:
+            return True
+        earlier = select(Report.id).where(
+            Report.incident_id == incident.id, Report.reporter_hash.in_(hashes)
+        )
+        return self.session.scalar(earlier.limit(1)) is None
 
     def _text_of(self, report: Report) -> str:
         if report.text_sealed is None:
@@ -277,12 +289,34 @@ def _close_enough(incident: Incident, report: Report, limit_m: float) -> bool:
 def counts(session: Session, incident_id: int) -> tuple[int, int, int]:
     """(reports, independent reporters, eyewitness reports) of an incident."""
     reports = session.scalars(select(Report).where(Report.incident_id == incident_id)).all()
-    return len(reports), independent_reporters(reports), sum(1 for r in reports if r.eyewitness)
+    incident = session.get_one(Incident, incident_id)
+    return len(reports), incident.reporter_count, sum(1 for r in reports if r.eyewitness)
 
 
-def independent_reporters(reports: Sequence[Report]) -> int:
-    # A report without a reporter hash (web form, or Redis was down) counts on its own.
-    return len({r.reporter_hash or f"report:{r.id}" for r in reports})
+def forget_reporter_links(session: Session, now: datetime, lifetime: timedelta) -> int:
+    """Clear what linked reports to their senders once the reporter window is over.
+
+    The reporter hash goes (its key is already gone from the volatile Redis, but a hash
+    left here would still tell that two reports came from one person), and the report's
+    times, and its incident's opening time, are kept to the minute only: an exact time
+    could be matched against the provider's records of the message. Returns how many
+    reports were forgotten.
+    """
+    reports = session.scalars(
+        select(Report).where(Report.links_forgotten.is_(False), Report.received_at < now - lifetime)
+    ).all()
+    for report in reports:
+        report.reporter_hash = None
+        report.received_at = to_the_minute(report.received_at)
+        report.updated_at = to_the_minute(report.updated_at)
+        report.links_forgotten = True
+        if report.incident is not None:
+            report.incident.opened_at = to_the_minute(report.incident.opened_at)
+    return len(reports)
+
+
+def to_the_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
 
 
 def purge_report_texts(session: Session, retention: timedelta) -> int:

@@ -97,16 +97,39 @@ def limited_reply(verdict: LimitVerdict, language: Language, message_id: str) ->
     return Reply(text(language, message_id)) if verdict is LimitVerdict.NOTIFY else None
 
 
+class LanguageMemory(Protocol):
+    """Where a non-subscriber's language choice lives for the reporter window only."""
+
+    def language(self, key: str) -> Language | None: ...
+
+    def remember(self, key: str, language: Language) -> None: ...
+
+
 class SubscriberDesk:
-    """Handles the subscriber commands of one inbound text, inside the caller's transaction."""
+    """Handles the subscriber commands of one inbound text, inside the caller's transaction.
+
+    Args:
+        reporter_hashes: the rotating reporter hashes of a number (current first), the
+            only key under which anything about a non-subscriber is remembered.
+        languages: where a non-subscriber's language is remembered; without it, it is
+            not (no durable row is ever made for someone who did not JOIN).
+    """
 
     def __init__(
-        self, session: Session, cipher: FieldCipher, index: BlindIndex, limits: AbuseLimits
+        self,
+        session: Session,
+        cipher: FieldCipher,
+        index: BlindIndex,
+        limits: AbuseLimits,
+        reporter_hashes: Callable[[str], tuple[str, ...]] = lambda _phone: (),
+        languages: LanguageMemory | None = None,
     ) -> None:
         self.session = session
         self.cipher = cipher
         self.index = index
         self.limits = limits
+        self.reporter_hashes = reporter_hashes
+        self.languages = languages
 
     def handle(self, phone: str, command: Command) -> Reply | None:
         """Apply ``command`` from ``phone`` (E.164); return the answer, or None for silence."""
@@ -123,8 +146,8 @@ class SubscriberDesk:
             verdict = self.limits.inbound(ctx.key)
             if verdict is not LimitVerdict.ALLOWED:
                 return limited_reply(verdict, ctx.language, "sms.rate_limited")
-        if ctx.subscriber is not None and command.language is Language.ES:
-            ctx.subscriber.language = Language.ES  # a Spanish keyword sets Spanish
+        if command.language is Language.ES:
+            ctx.set_language(Language.ES)  # a Spanish keyword sets Spanish
         return HANDLERS.get(command.keyword, _not_understood)(ctx)
 
     def too_long(self, phone: str) -> Reply | None:
@@ -149,7 +172,7 @@ class SubscriberDesk:
         """
         ctx = self._context(phone, Command(Keyword.REPORT))
         if ctx.subscriber is None:
-            ctx.language = guess_language(report_text)
+            ctx.language = self.remembered_language(phone) or guess_language(report_text)
         elif ctx.subscriber.status is SubscriberStatus.OPTED_OUT:
             return None
         verdict = self.limits.inbound(limit_key) if limit_key else LimitVerdict.ALLOWED
@@ -174,9 +197,21 @@ class SubscriberDesk:
             if command.language is Language.ES
             else subscriber.language
             if subscriber is not None
-            else Language.EN
+            else self.remembered_language(phone) or Language.EN
         )
         return _Context(self, phone, key, subscriber, language, command)
+
+    def remembered_language(self, phone: str) -> Language | None:
+        """A non-subscriber's choice, while the reporter window remembers it."""
+        if self.languages is None:
+            return None
+        found = (self.languages.language(key) for key in self.reporter_hashes(phone))
+        return next((language for language in found if language is not None), None)
+
+    def remember_language(self, phone: str, language: Language) -> None:
+        hashes = self.reporter_hashes(phone)
+        if self.languages is not None and hashes:
+            self.languages.remember(hashes[0], language)
 
     def find(self, key: str) -> Subscriber | None:
         return self.session.scalar(select(Subscriber).where(Subscriber.phone_index == key))
@@ -227,6 +262,14 @@ class _Context:
 
     def say(self, message_id: str, kind: ReplyKind = ReplyKind.NORMAL, **params: str) -> Reply:
         return Reply(text(self.language, message_id, **params), kind)
+
+    def set_language(self, language: Language) -> None:
+        """A subscriber's language is kept with them; anyone else's only for the window."""
+        self.language = language
+        if self.subscriber is not None:
+            self.subscriber.language = language
+        else:
+            self.desk.remember_language(self.phone, language)
 
     def subscriber_now(self) -> Subscriber:
         """This number's subscriber row, created (active) on first need."""
@@ -361,8 +404,7 @@ def _areas(ctx: _Context) -> Reply:
 def _lang(ctx: _Context) -> Reply:
     if ctx.command.argument not in (Language.EN.value, Language.ES.value):
         return ctx.say("sms.lang_which")
-    ctx.language = Language(ctx.command.argument)
-    ctx.subscriber_now().language = ctx.language
+    ctx.set_language(Language(ctx.command.argument))
     return ctx.say("sms.lang_set")
 
 

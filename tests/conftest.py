@@ -56,6 +56,19 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def volatile_redis_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis that keeps nothing on disk. With TEST_REDIS_URL, that same database (the
+    CI machine's Redis keeps nothing on disk); else a second embedded server, as the demo
+    runs one."""
+    if os.environ.get("TEST_REDIS_URL"):
+        yield redis_url
+        return
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis-volatile"), persistent=False)
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     given = os.environ.get("TEST_DATABASE_URL")
     if not given:
@@ -84,20 +97,26 @@ def _wipe_postgres(url: str) -> None:
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[Redis]:
+def redis_client(redis_url: str, volatile_redis_url: str) -> Iterator[Redis]:
     client = connect(redis_url)
     client.flushdb()  # only the test database, never the whole server
+    if volatile_redis_url != redis_url:
+        with connect(volatile_redis_url) as volatile:
+            volatile.flushdb()
     yield client
     client.close()
 
 
 @pytest.fixture
-def environ(tmp_path: Path, database_url: str, redis_url: str) -> dict[str, str]:
+def environ(
+    tmp_path: Path, database_url: str, redis_url: str, volatile_redis_url: str
+) -> dict[str, str]:
     """The environment a test process runs with; tests add or override entries."""
     return {
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
+        "VOLATILE_REDIS_URL": volatile_redis_url,
         "SECRET_KEY": TEST_SECRET_KEY,
         "DATA_KEYS": TEST_DATA_KEY,
         "INDEX_KEY": TEST_INDEX_KEY,

@@ -39,6 +39,18 @@ def test_redis_keeps_an_append_only_file_synced_every_second(compose: dict[str, 
     assert "--appendonly yes" in command and "--appendfsync everysec" in command
 
 
+def test_reporter_links_live_in_a_redis_that_keeps_nothing_on_disk(
+    compose: dict[str, Any],
+) -> None:
+    volatile = compose["services"]["redis-volatile"]
+    command = " ".join(volatile["command"])
+    assert "--appendonly no" in command and "--save " in command
+    assert "volumes" not in volatile and volatile["tmpfs"] == ["/data"]
+    for service in ("web", "worker"):
+        env = compose["services"][service]["environment"]
+        assert env["VOLATILE_REDIS_URL"] == "redis://redis-volatile:6379/0"
+
+
 @pytest.mark.parametrize("service", ["web", "worker", "migrate"])
 def test_compose_runs_the_commands_the_readme_documents(
     compose: dict[str, Any], service: str

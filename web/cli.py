@@ -17,7 +17,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.redis_conn import EmbeddedRedis, RedisUnavailable
+from dispatch.redis_conn import RedisUnavailable
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.config import ConfigError, Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
@@ -96,13 +96,13 @@ def web_command(host: str, port: int) -> None:
 
 
 def _ensure_redis_url(settings: Settings) -> None:
-    """Without REDIS_URL, start the embedded Redis and tell our child processes about it."""
-    if settings.redis_url is not None:
-        return
-    embedded = EmbeddedRedis(settings.instance_path / "redis")
-    os.environ["REDIS_URL"] = embedded.start()
-    if embedded.owned:
-        atexit.register(embedded.stop)
+    """Start the embedded Redis servers the settings leave unnamed (the transport, the
+    volatile one) and tell our child processes about them."""
+    from dispatch.volatile import redis_for_children
+
+    running = redis_for_children(settings)
+    os.environ.update(running.environment)
+    atexit.register(running.stop)
 
 
 @cli.command("worker", with_appcontext=False)

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.processes import die_with_parent_hook, stop_process
-from dispatch.redis_conn import EmbeddedRedis
+from dispatch.volatile import RedisForChildren, redis_for_children
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
@@ -314,11 +314,11 @@ def busy_port_message(host: str, port: int) -> str:
     )
 
 
-def child_environment(settings: Settings, redis_url: str, base_url: str) -> dict[str, str]:
+def child_environment(settings: Settings, redis: RedisForChildren, base_url: str) -> dict[str, str]:
     """What the web and worker processes run with (LOG_LEVEL comes from ours)."""
     return {
         **os.environ,
-        "REDIS_URL": redis_url,
+        **redis.environment,
         "INSTANCE_PATH": str(settings.instance_path),
         "PUBLIC_URL": os.environ.get("PUBLIC_URL", base_url),
     }
@@ -329,11 +329,9 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
     if not port_is_free(host, port):
         print(f"rapidresponse: {busy_port_message(host, port)}", file=sys.stderr, flush=True)
         return 1
-    embedded = None if settings.redis_url else EmbeddedRedis(settings.instance_path / "redis")
-    redis_url = embedded.start() if embedded else settings.redis_url
-    assert redis_url is not None
+    redis = redis_for_children(settings)
     base_url = f"http://{host}:{port}"
-    supervisor = Supervisor(child_environment(settings, redis_url, base_url))
+    supervisor = Supervisor(child_environment(settings, redis, base_url))
     signal.signal(signal.SIGINT, supervisor.request_stop)
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     try:
@@ -356,5 +354,4 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
     finally:
         print("Stopping…", flush=True)
         supervisor.stop_all()
-        if embedded is not None:
-            embedded.stop()
+        redis.stop()

@@ -12,8 +12,6 @@ import re
 from collections.abc import Mapping
 
 from flask import Blueprint, Response, abort, request
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -22,7 +20,6 @@ from dispatch.incidents import after_intake, incident_changed, incident_touched
 from dispatch.services import Services
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.hotline import Hotline, Location, Outcome
-from rapidresponse.models import InboundMessage
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
 from rapidresponse.subscribers import Reply, permit_text
@@ -34,10 +31,6 @@ bp = Blueprint("sms", __name__, url_prefix="/sms")
 
 PHOTO_ONLY = "(sent a photo with no text; photos are not kept)"
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
-
-
-class Replay(Exception):
-    """This MessageSid was handled before."""
 
 
 def twiml(message: str | None) -> Response:
@@ -84,23 +77,23 @@ def answer(
     The caller still asks ``permit_text`` (directly, or through the guarded sender)
     before the answer leaves.
     """
-    try:
-        with found.database.session() as session:
-            if sid is not None:
-                _record_once(session, sid)  # even a message we refuse to read is used up
-            hotline = Hotline(
-                session,
-                found.cipher,
-                found.index,
-                found.limits,
-                found.reporter_keys.hashes,
-                intake_rules(found.settings),
-                found.settings.verify_quorum,
-            )
-            outcome = hotline.handle(phone, body, location)
-    except Replay:
+    # Even a message we refuse to read is used up. Ids are remembered in the volatile
+    # store for the reporter window only: nothing durable ties a report to its message.
+    if sid is not None and not found.seen_messages.first_time(sid):
         log.info("ignored a replayed inbound message")
         return None
+    with found.database.session() as session:
+        hotline = Hotline(
+            session,
+            found.cipher,
+            found.index,
+            found.limits,
+            found.reporter_keys.hashes,
+            intake_rules(found.settings),
+            found.settings.verify_quorum,
+            found.languages,
+        )
+        outcome = hotline.handle(phone, body, location)
     after_commit(found, outcome)
     return outcome.reply
 
@@ -129,16 +122,6 @@ def twilio_location(form: Mapping[str, str]) -> Location | None:
 def permitted(found: Services, phone: str, reply: Reply) -> bool:
     with found.database.session() as session:
         return permit_text(session, found.index, phone, reply.kind)
-
-
-def _record_once(session: Session, sid: str) -> None:
-    if session.get(InboundMessage, sid) is not None:
-        raise Replay
-    session.add(InboundMessage(sid=sid))
-    try:
-        session.flush()
-    except IntegrityError:  # the same sid arriving twice at once: one of them wins
-        raise Replay from None
 
 
 # --- status callbacks ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dispatch.services import Services
 from rapidresponse import audit
 from rapidresponse.config import Settings
 from rapidresponse.models import Incident, IncidentState, Report, ReportChannel, utcnow
-from rapidresponse.reports import IntakeRules, ReportDesk, Sighting
+from rapidresponse.reports import IntakeRules, ReportDesk, Sighting, counts, forget_reporter_links
 from web.cli import cli
 
 
@@ -84,9 +84,9 @@ def test_each_period_is_enqueued_by_exactly_one_worker(
     first = housekeeping.enqueue_due(redis_client, tasks, now=now)
     second = housekeeping.enqueue_due(redis_client, tasks, now=now + 5)  # another worker
     third = housekeeping.enqueue_due(redis_client, tasks, now=now + 3600)  # the next hour
-    every = ["reap-deliveries", "sweep-incidents", "purge-report-texts"]
+    every = ["reap-deliveries", "sweep-incidents", "purge-report-texts", "forget-reporter-links"]
     assert (first, second, third) == (every, [], every)
-    assert queue(QueueName.BULK, redis_client).count == 4
+    assert queue(QueueName.BULK, redis_client).count == 6
     # The reaper runs between broadcast batches, not after the whole broadcast.
     assert queue(QueueName.ALERTS, redis_client).count == 2
 
@@ -135,3 +135,60 @@ def test_the_sweep_leaves_fresh_incidents_to_the_scheduler(services: Services) -
 
     an_incident(services)
     assert sweep_incidents() == {"dispatched": 0, "timed_out": 0, "expired": 0, "closed": 0}
+
+
+# --- forgetting who reported -----------------------------------------------------------------
+
+
+def linked_reports(services: Services, hashes: tuple[str, ...], count: int) -> int:
+    """``count`` reports from one reporter (linked by ``hashes``); returns their incident."""
+    from rapidresponse.areas import import_areas
+    from rapidresponse.regions import demo_region_path, load_region_file
+
+    with services.database.session() as session:
+        import_areas(session, load_region_file(demo_region_path()), "Portland")
+        desk = ReportDesk(session, services.cipher, IntakeRules(follow_up_window=timedelta(0)))
+        intakes = [
+            desk.receive(
+                Sighting(
+                    text=f"agents in Cully, van {n}",
+                    channel=ReportChannel.SMS,
+                    reporter_hashes=hashes,
+                )
+            )
+            for n in range(count)
+        ]
+    return intakes[0].incident_id
+
+
+def test_after_the_window_reporter_hashes_and_exact_times_are_forgotten(
+    services: Services,
+) -> None:
+    from dispatch.housekeeping import forget_reporter_links_job
+
+    incident_id = linked_reports(services, ("a" * 64,), 2)
+    linked_reports(services, ("b" * 64,), 1)  # another reporter, same incident
+    assert forget_reporter_links_job() == 0  # within the window: the link still serves
+    later = utcnow() + services.reporter_keys.lifetime + timedelta(seconds=1)
+    with services.database.session() as session:
+        assert forget_reporter_links(session, later, services.reporter_keys.lifetime) == 3
+    with services.database.session() as session:
+        reports = session.scalars(select(Report)).all()
+        assert [r.reporter_hash for r in reports] == [None, None, None]
+        assert all(r.links_forgotten for r in reports)
+        assert all(r.received_at.second == 0 and r.received_at.microsecond == 0 for r in reports)
+        incident = session.get_one(Incident, incident_id)
+        assert incident.opened_at.second == 0 and incident.opened_at.microsecond == 0
+        # What the hashes told is kept as a count: two reporters, three reports.
+        assert counts(session, incident_id) == (3, 2, 0)
+        assert forget_reporter_links(session, later, services.reporter_keys.lifetime) == 0
+
+
+def test_a_report_from_the_public_is_audited_to_the_minute(services: Services) -> None:
+    a_report(services)
+    with services.database.session() as session:
+        [event] = session.scalars(
+            select(audit.AuditEvent).where(audit.AuditEvent.action == "report.received")
+        ).all()
+        assert event.occurred_at.second == 0 and event.occurred_at.microsecond == 0
+        assert audit.verify(session) is None

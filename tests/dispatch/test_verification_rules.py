@@ -14,7 +14,7 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from dispatch import incidents as jobs
-from dispatch.reporter_keys import KEY_PREFIX, expiry
+from dispatch.reporter_keys import KEY_PREFIX
 from dispatch.services import Services
 from rapidresponse import audit
 from rapidresponse.crypto import Purpose
@@ -273,31 +273,40 @@ def test_a_photo_without_words_is_still_a_sighting(responders: Services, sms_app
     assert "photo" in text and "media" not in text  # the media URL is not kept
 
 
-def test_report_limits_use_the_daily_hash_not_the_lasting_index(
-    responders: Services, sms_app: Flask, redis_client: Redis
+def test_report_limits_use_the_window_hash_not_the_lasting_index(
+    responders: Services, sms_app: Flask
 ) -> None:
     Phone(sms_app.test_client(), "+15035550142").text(SIGHTING)
     lasting = responders.index.digest("+15035550142", Purpose.PHONE_INDEX)
-    keys = b" ".join(redis_client.scan_iter(count=10_000))
+    keys = b" ".join(responders.volatile.scan_iter(count=10_000))
     assert b"rr-limits" in keys
     assert lasting.encode() not in keys
 
 
-def test_the_reporter_key_dies_an_hour_after_its_day(
+def test_the_reporter_key_lives_in_the_volatile_redis_for_one_window_and_the_follow_ups(
     redis_client: Redis, twilio_services: Services
 ) -> None:
-    twilio_services.reporter_keys.hashes("+15035550142")
-    today = datetime.now(UTC)
-    name = KEY_PREFIX + today.strftime("%Y-%m-%d")
-    deadline = expiry(today)
-    ttl = redis_client.ttl(name)
+    keys = twilio_services.reporter_keys
+    settings = twilio_services.settings
+    first = keys.hashes("+15035550142")
+    window_seconds = settings.reporter_window_minutes * 60
+    window = int(datetime.now(UTC).timestamp() // window_seconds)
+    name = f"{KEY_PREFIX}{window}"
+    ttl = twilio_services.volatile.ttl(name)
+    deadline = (window + 1) * window_seconds + settings.report_follow_up_minutes * 60
+    assert keys.expiry(window) == deadline
     assert abs(datetime.now(UTC).timestamp() + ttl - deadline) <= 2
-    end_of_day = datetime.combine(today.date() + timedelta(days=1), datetime.min.time(), UTC)
-    assert deadline == int(end_of_day.timestamp()) + 3600
-    # The same number hashes alike today, differently under another day's key.
-    first = twilio_services.reporter_keys.hashes("+15035550142")
-    assert first[0] == twilio_services.reporter_keys.hashes("+15035550142")[0]
+    assert keys.lifetime == timedelta(
+        minutes=settings.reporter_window_minutes + settings.report_follow_up_minutes
+    )
+    if settings.volatile_redis_url != settings.redis_url:
+        assert redis_client.get(name) is None  # never in the Redis that writes to disk
+    # The same number hashes alike within the window; no number in the hash.
+    assert first[0] == keys.hashes("+15035550142")[0]
     assert "5035550142" not in first[0]
+    # Another window's key: another hash, and the previous window's comes second.
+    later = keys.hashes("+15035550142", datetime.now(UTC) + timedelta(seconds=window_seconds))
+    assert later[0] != first[0] and later[1] == first[0]
 
 
 def test_a_responder_out_on_another_incident_is_not_paged(

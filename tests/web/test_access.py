@@ -127,7 +127,9 @@ def build_world(services: Services) -> World:
             areas=[cully],
             language=Language.ES,
         )
-        incident = Incident(code="K7P2", state=IncidentState.CONFIRMED, area_id=cully.id)
+        incident = Incident(
+            code="K7P2", state=IncidentState.CONFIRMED, area_id=cully.id, reporter_count=1
+        )
         session.add(incident)
         session.flush()
         session.add(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -184,9 +185,10 @@ def test_a_report_from_an_unreachable_redis_is_still_taken(
     alice: Phone, twilio_services: Services
 ) -> None:
     from dispatch.redis_conn import connect
-    from dispatch.reporter_keys import DailyReporterKeys
+    from dispatch.reporter_keys import ReporterKeys
 
-    twilio_services.reporter_keys = DailyReporterKeys(connect("redis://127.0.0.1:1/0"))
+    dead = connect("redis://127.0.0.1:1/0")
+    twilio_services.reporter_keys = ReporterKeys(dead, timedelta(hours=1), timedelta(minutes=30))
     assert alice.text(SIGHTING) is not None
     assert reports(twilio_services)[0].reporter_hash is None
 
@@ -216,13 +218,16 @@ def test_with_redis_down_a_report_is_still_stored_and_answered(
     from dispatch.limits import RedisAbuseLimits
     from dispatch.live import LivePublisher
     from dispatch.redis_conn import connect
-    from dispatch.reporter_keys import DailyReporterKeys
+    from dispatch.reporter_keys import ReporterKeys
+    from dispatch.volatile import RememberedLanguages, SeenMessages
 
     dead_url = "redis://127.0.0.1:1/0"
     dead = connect(dead_url)
-    twilio_services.redis = dead
+    twilio_services.redis = twilio_services.volatile = dead
     twilio_services.limits = RedisAbuseLimits(dead, "30/hour", "5/day")
-    twilio_services.reporter_keys = DailyReporterKeys(dead)
+    twilio_services.reporter_keys = ReporterKeys(dead, timedelta(hours=1), timedelta(minutes=30))
+    twilio_services.seen_messages = SeenMessages(dead, 3600)
+    twilio_services.languages = RememberedLanguages(dead, 3600)
     twilio_services.live = LivePublisher(dead_url)
     answer = alice.text(SIGHTING)
     assert answer is not None and answer.startswith("Report ")

@@ -21,7 +21,7 @@ from dispatch.senders import SendError
 from dispatch.services import Services
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
-    InboundMessage,
+    Base,
     Language,
     Subscriber,
     SubscriberStatus,
@@ -68,9 +68,13 @@ def untouched(services: Services) -> bool:
     with services.database.session() as session:
         rows = [
             session.scalar(select(func.count()).select_from(model)) or 0
-            for model in (Subscriber, Subscription, InboundMessage)
+            for model in (Subscriber, Subscription)
         ]
-    return rows == [0, 0, 0] and not list(services.redis.scan_iter(match="*rr-limits*"))
+    stored = [
+        *services.volatile.scan_iter(match="*rr-limits*"),
+        *services.volatile.scan_iter(match="rr:seen:*"),
+    ]
+    return rows == [0, 0] and not stored
 
 
 def state(services: Services) -> tuple[int, int]:
@@ -223,6 +227,59 @@ def test_the_language_is_remembered(alice: Phone) -> None:
     alice.text("LANG EN")
     assert alice.text("AYUDA").startswith("Alertas")  # type: ignore[union-attr]
     assert alice.text("HELP").startswith("Alertas")  # AYUDA set Spanish again  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("body", ["LANG ES", "ESPAÑOL", "idioma español", "AYUDA"])
+def test_a_non_subscribers_language_leaves_no_row_and_lasts_one_window(
+    alice: Phone, twilio_services: Services, body: str
+) -> None:
+    alice.text(body)
+    assert subscriber(twilio_services, ALICE) is None  # nothing durable for a non-subscriber
+    assert alice.text("HELP").startswith("Alertas")  # type: ignore[union-attr]
+    report_answer = alice.text("hay agentes en la esquina")
+    assert report_answer is not None and report_answer.startswith("Reporte")
+    remembered = list(twilio_services.volatile.scan_iter(match="rr:language:*"))
+    assert len(remembered) == 1
+    assert (
+        twilio_services.volatile.ttl(remembered[0])
+        <= twilio_services.reporter_keys.lifetime.total_seconds()
+    )
+    twilio_services.volatile.delete(*remembered)  # what the end of the window does
+    assert alice.text("HELP").startswith("Rapid Response alerts.")  # type: ignore[union-attr]
+
+
+def test_a_subscribers_language_is_kept_with_them(alice: Phone, twilio_services: Services) -> None:
+    alice.text("JOIN Cully")
+    alice.text("LANG ES")
+    found = subscriber(twilio_services, ALICE)
+    assert found is not None and found.language is Language.ES
+    assert list(twilio_services.volatile.scan_iter(match="rr:language:*")) == []
+
+
+def test_no_message_id_is_kept_anywhere_durable(alice: Phone, twilio_services: Services) -> None:
+    sid = new_sid()
+    assert alice.text("there are agents at the corner of Cully", sid=sid) is not None
+    assert alice.text("there are agents at the corner of Cully", sid=sid) is None  # replay
+    durable_redis = b" ".join(
+        key + b"=" + (twilio_services.redis.dump(key) or b"")
+        for key in twilio_services.redis.scan_iter(count=10_000)
+    )
+    assert sid.encode() not in durable_redis
+    with twilio_services.database.engine.connect() as connection:
+        tables = [
+            row
+            for table in Base.metadata.sorted_tables
+            for row in connection.execute(table.select()).all()
+        ]
+    assert sid not in repr(tables)
+    # The volatile store holds a digest of it, for one window.
+    [seen] = list(twilio_services.volatile.scan_iter(match="rr:seen:*"))
+    assert sid.encode() not in seen
+    assert (
+        0
+        < twilio_services.volatile.ttl(seen)
+        <= twilio_services.reporter_keys.lifetime.total_seconds()
+    )
 
 
 @pytest.mark.parametrize(

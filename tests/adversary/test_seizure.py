@@ -1,0 +1,279 @@
+"""The seizure test: whoever copies the server's disk cannot name a reporter.
+
+A day of traffic runs through the real processes (`rapidresponse demo`: web, worker,
+the embedded transport Redis with its append-only file, the volatile Redis, SQLite),
+sending through a local Twilio. Reporters text from a small number space (all 10,000
+numbers 503-555-xxxx, so a brute force is fast here); web reporters come from known
+addresses. The clock is advanced past the reporter windows, every process is killed
+with SIGKILL (no clean shutdown, no last flush), and everything under instance/ is
+copied. Then the adversary tries every number under every key found on that copy.
+
+A control makes sure the attack works: the same brute force does name a subscriber
+(whose number is stored by design, sealed and blind-indexed under INDEX_KEY).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from dispatch.redis_conn import connect
+from dispatch.reporter_keys import KEY_PREFIX
+from dispatch.volatile import VOLATILE_DIRECTORY
+from rapidresponse.config import Settings
+from rapidresponse.db import Database
+from rapidresponse.models import Report, utcnow
+from rapidresponse.reports import forget_reporter_links
+from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.twilio_fake import FakeTwilio
+from tests.web.sms_helpers import new_sid, sign, twiml_message
+
+pytestmark = [pytest.mark.slow, pytest.mark.sends_through_api]
+
+NUMBER_SPACE = [f"+1503555{n:04d}" for n in range(10_000)]
+SUBSCRIBER = "+15035559001"  # the control: stored by design
+WEB_ADDRESSES = ["198.51.100.23", "203.0.113.77", "192.0.2.144"]
+SIGHTINGS = [
+    "ICE van and agents at NE 42nd and Killingsworth, Cully",
+    "hay agentes de inmigracion en Cully cerca de la escuela",
+    "two unmarked trucks on Killingsworth in Cully",
+    "agents knocking on doors in Montavilla near 82nd",
+    "vans parked by the Lents park",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Running:
+    url: str
+    instance: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def text(self, number: str, body: str, sid: str | None = None) -> str | None:
+        url = self.url + "/sms/inbound"
+        params = {"From": number, "Body": body, "MessageSid": sid or new_sid()}
+        response = requests.post(
+            url, data=params, headers={"X-Twilio-Signature": sign(params, url)}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return twiml_message(response.text)
+
+    def web_report(self, address: str, what: str) -> None:
+        session = requests.Session()
+        headers = {"X-Forwarded-For": address}
+        form = session.get(self.url + "/report", headers=headers, timeout=30).text
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form)
+        assert token, "no CSRF token on the form"
+        data = {
+            "location": "Cully",
+            "activity": what,
+            "eyewitness": "self",
+            "csrf_token": token.group(1),
+        }
+        response = session.post(self.url + "/report", data=data, headers=headers, timeout=30)
+        assert response.status_code in (200, 303), response.text[:500]
+
+
+@pytest.fixture
+def server(tmp_path: Path, fake: FakeTwilio) -> Iterator[Running]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    instance = tmp_path / "instance"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "INSTANCE_PATH": str(instance),
+        "PUBLIC_URL": url,
+        "SMS_BACKEND": "twilio",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_FROM": FROM_NUMBER,
+        "TWILIO_API_URL": fake.url,
+        "TRUSTED_PROXIES": "1",  # the addresses come in X-Forwarded-For, as behind a proxy
+        "SEND_RATE": "unlimited",
+    }
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    running = Running(url, instance, process, log)
+    try:
+        deadline = time.monotonic() + 90
+        while "Press Ctrl-C" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the demo did not start"
+            time.sleep(0.2)
+        yield running
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def drive_a_day(server: Running, rng: random.Random) -> tuple[list[str], list[str]]:
+    """Reports by SMS (with follow-ups and language choices) and by the web form."""
+    reporters = rng.sample(NUMBER_SPACE[:9000], 12)
+    sids = []
+    for n, number in enumerate(reporters):
+        sid = new_sid()
+        sids.append(sid)
+        if n % 3 == 0:
+            server.text(number, "LANG ES")  # a non-subscriber's language choice
+        answer = server.text(number, SIGHTINGS[n % len(SIGHTINGS)], sid=sid)
+        assert answer is not None
+        if n % 2 == 0:
+            server.text(number, "they are still there, 3 agents")  # a follow-up
+    for address in WEB_ADDRESSES:
+        server.web_report(address, "agents at the corner store")
+    assert server.text(SUBSCRIBER, "JOIN Cully") is not None
+    assert server.text(SUBSCRIBER, "YES") is not None
+    return reporters, sids
+
+
+def live_links(instance: Path) -> tuple[list[bytes], set[str]]:
+    """While it runs: the reporter keys in the volatile Redis, the hashes on the reports."""
+    volatile = connect(f"unix://{instance / VOLATILE_DIRECTORY / 'redis.sock'}")
+    try:
+        keys = [volatile.get(name) for name in volatile.scan_iter(match=f"{KEY_PREFIX}*")]
+    finally:
+        volatile.close()
+    settings = Settings.from_env({"INSTANCE_PATH": str(instance)})
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            hashes = set(session.scalars(select(Report.reporter_hash)).all()) - {None}
+    finally:
+        database.dispose()
+    return [key for key in keys if isinstance(key, bytes)], {h for h in hashes if h}
+
+
+def advance_past_the_windows(instance: Path) -> None:
+    """What the housekeeping job does once the reporter windows are over (injected time)."""
+    settings = Settings.from_env({"INSTANCE_PATH": str(instance)})
+    database = Database(settings.database_url)
+    lifetime_minutes = settings.reporter_window_minutes + settings.report_follow_up_minutes
+    try:
+        with database.session() as session:
+            later = utcnow() + timedelta(minutes=lifetime_minutes, seconds=1)
+            assert forget_reporter_links(session, later, timedelta(minutes=lifetime_minutes)) > 0
+    finally:
+        database.dispose()
+
+
+def seize(server: Running, into: Path) -> Path:
+    os.killpg(server.process.pid, signal.SIGKILL)  # everything: demo, web, worker, both Redis
+    server.process.wait()
+    time.sleep(0.5)  # the children die with their parent (PR_SET_PDEATHSIG)
+    copy = into / "seized"
+    shutil.copytree(server.instance, copy, ignore=shutil.ignore_patterns("*.sock"))
+    return copy
+
+
+@dataclass
+class Disk:
+    """Everything the adversary holds: every byte of every file, and every key on it."""
+
+    blob: bytes
+    keys: list[bytes]
+
+    @classmethod
+    def of(cls, folder: Path) -> Disk:
+        blob = b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+        keys = [*secrets_in(folder), *resp_strings_of_32_bytes(blob)]
+        return cls(blob, keys)
+
+    def hex_tokens(self) -> set[str]:
+        return {m.decode() for m in re.findall(rb"[0-9a-f]{64}", self.blob)}
+
+
+def secrets_in(folder: Path) -> list[bytes]:
+    found = []
+    for path in folder.rglob("secrets.json"):
+        for value in json.loads(path.read_text()).values():
+            for part in str(value).split(","):
+                try:
+                    raw = base64.urlsafe_b64decode(part.strip() + "==")
+                except ValueError:
+                    continue
+                if len(raw) == 32:
+                    found.append(raw)
+    return found
+
+
+def resp_strings_of_32_bytes(blob: bytes) -> list[bytes]:
+    """Every 32-byte value written in Redis's protocol (how a key would sit in an AOF)."""
+    return [m for m in re.findall(rb"\$32\r\n(.{32})\r\n", blob, re.DOTALL)]
+
+
+def brute_force(disk: Disk, candidates: list[str]) -> set[str]:
+    """Candidates whose HMAC (as a reporter hash or as a blind index) lies on the disk."""
+    tokens = disk.hex_tokens()
+    named = set()
+    for key in disk.keys:
+        for candidate in candidates:
+            forms = (candidate.encode(), b"phone\x00" + candidate.encode())
+            for form in forms:
+                if hmac.new(key, form, hashlib.sha256).hexdigest() in tokens:
+                    named.add(candidate)
+    return named
+
+
+def test_a_seized_disk_names_no_reporter(server: Running, tmp_path: Path) -> None:
+    reporters, sids = drive_a_day(server, random.Random(20261130))
+    # The second control: while the window is open, the links exist, and the key names
+    # every SMS reporter. Had that key reached a disk (as a daily key once did, in the
+    # append-only file), the brute force below would name them all.
+    keys, hashes = live_links(server.instance)
+    linked = {
+        number
+        for number in reporters
+        for key in keys
+        if hmac.new(key, number.encode(), hashlib.sha256).hexdigest() in hashes
+    }
+    assert linked == set(reporters)
+    advance_past_the_windows(server.instance)
+    disk = Disk.of(seize(server, tmp_path))
+    assert disk.keys, "the adversary found no key at all: the attack would prove nothing"
+
+    named = brute_force(disk, [*NUMBER_SPACE, *WEB_ADDRESSES])
+    assert SUBSCRIBER in named  # the control: the attack works on what is stored by design
+    assert not named & set(reporters), "a reporter's number was recovered"
+    assert not named & set(WEB_ADDRESSES), "a web reporter's address was recovered"
+    for number in reporters:
+        national = number[2:]
+        assert national.encode() not in disk.blob and number.encode() not in disk.blob
+    for address in WEB_ADDRESSES:
+        assert address.encode() not in disk.blob
+    for sid in sids:
+        assert sid.encode() not in disk.blob, "a report's MessageSid outlived its use"
