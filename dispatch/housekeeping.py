@@ -21,10 +21,13 @@ from redis.exceptions import RedisError
 from dispatch.alerts import reap_deliveries
 from dispatch.incidents import sweep_incidents
 from dispatch.queues import QueueName, enqueue
+from dispatch.redaction import forget_provider_ids_job, redact_due_job
 from dispatch.services import current
 from rapidresponse.config import Settings
 from rapidresponse.models import utcnow
-from rapidresponse.reports import forget_reporter_links, purge_report_texts
+from rapidresponse.reports import expired_incidents, forget_reporter_links, purge_report_texts
+from rapidresponse.shredding import shred_expired_keys
+from rapidresponse.simulator import purge_outbox
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +35,17 @@ SLOT_PREFIX = "rr:housekeeping:"
 
 
 def purge_report_texts_job() -> int:
-    """Erase report texts past their retention (see ``rapidresponse.reports``)."""
+    """Erase report texts past their retention (see ``rapidresponse.reports``): clear the
+    columns, then destroy the shred keys that make their old bytes readable."""
     services = current()
     retention = timedelta(days=services.settings.report_retention_days)
+    now = utcnow()
     with services.database.session() as session:
-        return purge_report_texts(session, retention)
+        purged = purge_report_texts(session, retention)
+        expired = expired_incidents(session, retention, now)
+        purge_outbox(session, now - retention)
+    shred_expired_keys(services.cipher.shred_keys, expired, (now - retention).date())
+    return purged
 
 
 def forget_reporter_links_job() -> int:
@@ -67,6 +76,8 @@ def periodic_tasks(settings: Settings) -> tuple[Periodic, ...]:
         Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),
         # Often enough that no link outlives its window by more than a few minutes.
         Periodic("forget-reporter-links", timedelta(minutes=5), forget_reporter_links_job),
+        Periodic("forget-provider-ids", timedelta(minutes=5), forget_provider_ids_job),
+        Periodic("redact-at-provider", timedelta(minutes=1), redact_due_job),
     )
 
 

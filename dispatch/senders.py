@@ -16,6 +16,7 @@ import time
 import uuid
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
@@ -30,11 +31,13 @@ from twilio.rest import Client
 
 from dispatch.pacer import Pacer
 from dispatch.queues import QueueName, enqueue_in
+from rapidresponse import redaction
 from rapidresponse.broadcast import BAD_NUMBER_CODES, OPTED_OUT_CODES
 from rapidresponse.config import Settings
-from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
+from rapidresponse.crypto import BlindIndex, Purpose
 from rapidresponse.db import Database
-from rapidresponse.models import OutboxMessage
+from rapidresponse.models import OutboxMessage, utcnow
+from rapidresponse.shredding import ShreddingCipher, outbox_key
 from rapidresponse.sms import segment
 from rapidresponse.subscribers import ReplyKind, permit_text
 
@@ -171,6 +174,24 @@ class TwilioSender(_TwilioAccount):
             # Connection refused, timeout, TLS failure: the outcome may be unknown.
             raise SendError(f"could not reach the provider ({exc.__class__.__name__})") from None
         return str(message.sid)
+
+    def forget(self, sid: str) -> None:
+        """Delete a message (its number and text) from the provider's records.
+
+        A message the provider no longer has (404) counts as forgotten.
+
+        Raises:
+            SendError: the provider refused (say, a message still in progress) or could
+                not be reached; a later try may succeed.
+        """
+        try:
+            self.client.messages(sid).delete()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            if getattr(exc, "status", None) == HTTPStatus.NOT_FOUND:
+                return
+            raise _send_error(exc, self.http.last_headers()) from None
+        except (TwilioException, OSError) as exc:
+            raise SendError(f"could not reach the provider ({exc.__class__.__name__})") from None
 
 
 class AsyncSender(Protocol):
@@ -360,7 +381,7 @@ class SimulatorSender:
     def __init__(
         self,
         database: Database,
-        cipher: FieldCipher,
+        cipher: ShreddingCipher,
         index: BlindIndex,
         redis: Redis | None = None,
     ) -> None:
@@ -395,7 +416,7 @@ def simulated_sid() -> str:
 
 def store_phone_message(
     database: Database,
-    cipher: FieldCipher,
+    cipher: ShreddingCipher,
     index: BlindIndex,
     phone: str,
     body: str,
@@ -403,13 +424,15 @@ def store_phone_message(
     sid: str,
     inbound: bool,
 ) -> int:
-    """One message of a simulated phone's conversation, sealed; returns its row id."""
+    """One message of a simulated phone's conversation, sealed under the day's shred key
+    (erased with it, like report text); returns its row id."""
+    key = outbox_key(utcnow().date().isoformat())
     with database.session() as session:
         row = OutboxMessage(
             sid=sid,
             to_index=index.digest(phone, Purpose.PHONE_INDEX),
-            to_sealed=cipher.encrypt(phone, Purpose.OUTBOX_TO),
-            body_sealed=cipher.encrypt(body, Purpose.OUTBOX_BODY),
+            to_sealed=cipher.seal(key, phone, Purpose.OUTBOX_TO),
+            body_sealed=cipher.seal(key, body, Purpose.OUTBOX_BODY),
             segments=segment(body).segments,
             inbound=inbound,
         )
@@ -430,16 +453,23 @@ class OptOutGuard:
     Checked here, at the last step before the provider, and not only in the handlers, so
     that no later feature can forget it. An opted-out number gets nothing, except the
     one STOP confirmation (``send_reply`` with that kind), which the database lets
-    through once.
+    through once. With ``redact_after`` (PROVIDER_REDACTION), every message it sends is
+    deleted at the provider that long after it left.
     """
 
     def __init__(
-        self, inner: Sender, database: Database, index: BlindIndex, pacer: Pacer | None = None
+        self,
+        inner: Sender,
+        database: Database,
+        index: BlindIndex,
+        pacer: Pacer | None = None,
+        redact_after: timedelta | None = None,
     ) -> None:
         self.inner = inner
         self.database = database
         self.index = index
         self.pacer = pacer
+        self.redact_after = redact_after
 
     def send(
         self,
@@ -469,7 +499,11 @@ class OptOutGuard:
                 "the recipient has opted out", permanent=True, code=next(iter(OPTED_OUT_CODES))
             )
         self._wait_for_slot(body)
-        return self.inner.send(to, body, callback_id=callback_id, validity_period=validity_period)
+        sid = self.inner.send(to, body, callback_id=callback_id, validity_period=validity_period)
+        if self.redact_after is not None:
+            with self.database.session() as session:
+                redaction.schedule(session, sid, utcnow() + self.redact_after)
+        return sid
 
     def _wait_for_slot(self, body: str) -> None:
         """Pages and replies share the number's rate with broadcasts."""
@@ -488,7 +522,7 @@ class OptOutGuard:
 def make_sender(
     settings: Settings,
     database: Database,
-    cipher: FieldCipher,
+    cipher: ShreddingCipher,
     index: BlindIndex,
     pacer: Pacer | None = None,
     redis: Redis | None = None,
@@ -498,13 +532,20 @@ def make_sender(
     ``redis`` lets the simulator schedule its delivery reports.
     """
     backend = _backend(settings, database, cipher, index, redis)
-    return OptOutGuard(backend, database, index, pacer)
+    return OptOutGuard(backend, database, index, pacer, redaction_delay(settings))
+
+
+def redaction_delay(settings: Settings) -> timedelta | None:
+    """How long after it leaves a reply is deleted at the provider; None: never."""
+    if settings.sms_backend != "twilio" or not settings.provider_redaction:
+        return None
+    return redaction.SETTLE
 
 
 def _backend(
     settings: Settings,
     database: Database,
-    cipher: FieldCipher,
+    cipher: ShreddingCipher,
     index: BlindIndex,
     redis: Redis | None,
 ) -> Sender:
@@ -538,7 +579,7 @@ class AsyncSimulatorSender:
 def make_async_sender(
     settings: Settings,
     database: Database,
-    cipher: FieldCipher,
+    cipher: ShreddingCipher,
     index: BlindIndex,
     redis: Redis | None = None,
 ) -> AsyncSender:

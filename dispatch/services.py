@@ -22,8 +22,9 @@ from dispatch.reporter_keys import ReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
 from dispatch.volatile import RememberedLanguages, SeenMessages, VolatileStore, open_volatile
 from rapidresponse.config import Settings
-from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.crypto import BlindIndex
 from rapidresponse.db import Database
+from rapidresponse.shredding import ShreddingCipher, ShredKeys
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Services:
     database: Database
     redis_url: str
     redis: Redis
-    cipher: FieldCipher
+    cipher: ShreddingCipher  # DATA_KEYS, and the shred keys of what is erased on schedule
     index: BlindIndex
     sender: OptOutGuard
     limits: RedisAbuseLimits
@@ -65,7 +66,7 @@ class Services:
         )
         link_seconds = int(reporter_keys.lifetime.total_seconds())
         database = Database(settings.database_url)
-        cipher = FieldCipher(settings.data_keys)
+        cipher = ShreddingCipher(settings.data_keys, ShredKeys(settings.shred_keys_path))
         index = BlindIndex(settings.index_key)
         redis = connect(redis_url)
         pacer = make_pacer(redis, settings)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from dispatch.broadcast import apply_status_callback
 from dispatch.services import Services, current
 from rapidresponse.broadcast import CallbackStatus
-from rapidresponse.crypto import Purpose
+from rapidresponse.crypto import DecryptionError, Purpose
 from rapidresponse.models import OutboxMessage
 
 # A number ending in this digit plays an unreachable phone: its alerts end 'undelivered'
@@ -39,7 +39,10 @@ def report_delivery(outbox_id: int, delivery_id: str, stage: str) -> None:
         if row is None:
             return  # the outbox was emptied since
         sid = row.sid
-        phone = services.cipher.decrypt(row.to_sealed, Purpose.OUTBOX_TO)
+        try:
+            phone = services.cipher.decrypt(row.to_sealed, Purpose.OUTBOX_TO)
+        except DecryptionError:
+            return  # its day's key was destroyed: nothing left to report on
     status, error = _outcome(phone, stage)
     apply_status_callback(services, delivery_id, message_sid=sid, status=status, error_code=error)
 

@@ -36,6 +36,7 @@ from rapidresponse.models import (
     SubscriptionStatus,
 )
 from rapidresponse.phones import masked_last_four
+from rapidresponse.reports import Point, open_point
 
 # Closed incidents stay on the board a while, so that a dispatcher sees what just ended.
 RECENTLY_CLOSED = timedelta(hours=6)
@@ -123,7 +124,7 @@ class IncidentDetail:
     alerts: tuple[AlertView, ...]
 
 
-def board_incidents(session: Session, now: datetime) -> list[IncidentSummary]:
+def board_incidents(session: Session, cipher: FieldCipher, now: datetime) -> list[IncidentSummary]:
     """Every incident not closed, and those closed within ``RECENTLY_CLOSED``, newest first."""
     incidents = session.scalars(
         select(Incident)
@@ -137,16 +138,24 @@ def board_incidents(session: Session, now: datetime) -> list[IncidentSummary]:
         .order_by(Incident.opened_at.desc())
         .limit(200)
     ).all()
-    return summarize(session, incidents)
+    return summarize(session, cipher, incidents)
 
 
-def summarize(session: Session, incidents: Sequence[Incident]) -> list[IncidentSummary]:
+def summarize(
+    session: Session, cipher: FieldCipher, incidents: Sequence[Incident]
+) -> list[IncidentSummary]:
     ids = [incident.id for incident in incidents]
     reports = _reports_by_incident(session, ids)
     dispatches = _dispatches_by_incident(session, ids)
     alerts = _alerts_by_incident(session, ids)
     return [
-        _summary(incident, reports.get(incident.id, []), dispatches.get(incident.id, []), alerts)
+        _summary(
+            incident,
+            open_point(cipher, incident.location_sealed),
+            reports.get(incident.id, []),
+            dispatches.get(incident.id, []),
+            alerts,
+        )
         for incident in incidents
     ]
 
@@ -177,6 +186,7 @@ def _alerts_by_incident(session: Session, ids: list[int]) -> dict[int, tuple[int
 
 def _summary(
     incident: Incident,
+    point: Point | None,
     reports: list[Report],
     dispatches: list[Dispatch],
     alerts: dict[int, tuple[int, ...]],
@@ -188,8 +198,8 @@ def _summary(
         state=incident.state,
         area_id=incident.area_id,
         area_name=incident.area.name if incident.area else None,
-        latitude=incident.latitude,
-        longitude=incident.longitude,
+        latitude=point[0] if point else None,
+        longitude=point[1] if point else None,
         opened_at=incident.opened_at,
         state_changed_at=incident.state_changed_at,
         reports=len(reports),
@@ -210,7 +220,7 @@ def incident_detail(
     incident = session.get(Incident, incident_id)
     if incident is None:
         return None
-    (summary,) = summarize(session, [incident])
+    (summary,) = summarize(session, cipher, [incident])
     reports = session.scalars(
         select(Report).where(Report.incident_id == incident_id).order_by(Report.received_at)
     ).all()

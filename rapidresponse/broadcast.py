@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from rapidresponse import audit
+from rapidresponse import audit, redaction
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -47,6 +47,7 @@ from rapidresponse.models import (
     Subscription,
     SubscriptionStatus,
     alert_areas,
+    to_the_minute,
 )
 
 # Recipients per batch job at full speed. Each job pays a fork and fresh connections
@@ -443,6 +444,8 @@ def record_callback(
     delivery = session.get(Delivery, delivery_id)
     if delivery is None or (delivery.provider_sid not in (None, message_sid)):
         return CallbackOutcome(False)  # not ours, or for a different send of that row
+    if delivery.provider_forgotten_at is not None:
+        return CallbackOutcome(False)  # its callbacks were done; its provider id is gone
     target, earlier = _callback_target(status, error_code)
     if target is None:
         return CallbackOutcome(False, delivery.alert_id)
@@ -452,6 +455,7 @@ def record_callback(
             Delivery.id == delivery_id,
             Delivery.status.in_(earlier),
             or_(Delivery.provider_sid.is_(None), Delivery.provider_sid == message_sid),
+            Delivery.provider_forgotten_at.is_(None),
         )
         .values(
             status=target,
@@ -481,6 +485,40 @@ def _callback_target(
     if status in NOT_DELIVERED:
         return status_for_error(error_code), (*before_sent, DeliveryStatus.SENT)
     return None, ()
+
+
+def forget_provider_ids(
+    session: Session, now: datetime, after: timedelta, *, redact: bool, limit: int = 1000
+) -> int:
+    """Clear the provider's message id of deliveries whose callbacks are done.
+
+    A delivery's id names the provider's copy of the message (recipient and text), so it
+    is kept only while a status callback may still need it: ``after`` (the alert's
+    validity and some settling time) past its last change. With ``redact``, the
+    provider is asked to delete that message; the redaction holds the id until then.
+    Its times are kept to the minute from then on. Returns how many were forgotten.
+    """
+    deliveries = session.scalars(
+        select(Delivery)
+        .where(
+            Delivery.provider_sid.is_not(None),
+            Delivery.status.not_in((DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)),
+            Delivery.updated_at < now - after,
+        )
+        .limit(limit)
+    ).all()
+    for delivery in deliveries:
+        if redact and delivery.provider_sid is not None:
+            redaction.schedule(session, delivery.provider_sid, now)
+        delivery.provider_sid = None
+        delivery.provider_forgotten_at = to_the_minute(now)
+        delivery.created_at = to_the_minute(delivery.created_at)
+        delivery.updated_at = to_the_minute(delivery.updated_at)
+        for column in ("sent_at", "sending_at"):
+            moment = getattr(delivery, column)
+            if moment is not None:
+                setattr(delivery, column, to_the_minute(moment))
+    return len(deliveries)
 
 
 # --- the reaper's queries -------------------------------------------------------------------

@@ -92,6 +92,10 @@ class Settings:
     # How long anything links two texts of one reporter (REPORTER_WINDOW_MINUTES): the key
     # that does lives one window plus the follow-up minutes, then is gone.
     reporter_window_minutes: int = 60
+    # Delete messages at the provider once stored / final (PROVIDER_REDACTION, on in production)
+    provider_redaction: bool = False
+    # Where the shred keys live (SHRED_KEYS_DIR): never in the database or Redis
+    shred_keys_path: Path = Path("instance/shred-keys")
 
     @property
     def is_production(self) -> bool:
@@ -204,6 +208,11 @@ def _load(env: _Env) -> Settings:
         alert_hourly_cap=env.integer("ALERT_HOURLY_CAP", default=0, minimum=0),
         map_tile_url=_map_tile_url(env),
         reporter_window_minutes=env.integer("REPORTER_WINDOW_MINUTES", default=60, minimum=1),
+        shred_keys_path=Path(env.get("SHRED_KEYS_DIR") or instance_path / "shred-keys").resolve(),
+        provider_redaction=env.choice(
+            "PROVIDER_REDACTION", ("on", "off"), "on" if mode == "production" else "off"
+        )
+        == "on",
     )
     _check_twilio_complete(settings)
     _check_reporter_window(settings)

@@ -33,6 +33,7 @@ class Purpose:
     DISPATCH_NOTE = "dispatch.note"
     STAFF_TOTP = "staff.totp"
     LOGIN_LIMIT = "login.limit"  # rate-limit keys for sign-in attempts (email, address)
+    LOCATION = "location"  # an incident's or a report's coordinates, about 100 m
 
 
 KEY_ID_BYTES = 4
@@ -43,7 +44,8 @@ class DecryptionError(ValueError):
     """A sealed value could not be opened: unknown key, or tampered with."""
 
 
-def _key_id(key: bytes) -> bytes:
+def key_id_of(key: bytes) -> bytes:
+    """The short id a sealed value carries to name its key (not enough to guess the key)."""
     return hmac.new(key, b"rapidresponse key id", hashlib.sha256).digest()[:KEY_ID_BYTES]
 
 
@@ -63,8 +65,8 @@ class FieldCipher:
         if any(len(key) != 32 for key in keys):
             raise ValueError("keys: every key must be 32 bytes")
         self._sealer = AESGCM(keys[0])
-        self._sealer_id = _key_id(keys[0])
-        self._openers = {_key_id(key): AESGCM(key) for key in keys}
+        self._sealer_id = key_id_of(keys[0])
+        self._openers = {key_id_of(key): AESGCM(key) for key in keys}
 
     def encrypt(self, plaintext: str, purpose: str) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

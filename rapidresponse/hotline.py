@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from rapidresponse.commands import Keyword, normalize, parse
-from rapidresponse.crypto import BlindIndex, FieldCipher
+from rapidresponse.crypto import BlindIndex
 from rapidresponse.models import ReportChannel
 from rapidresponse.people import find_responder
 from rapidresponse.reports import Intake, IntakeRules, ReportDesk, Sighting
 from rapidresponse.responders import RESPONDER_WORDS, ResponderDesk
+from rapidresponse.shredding import ShreddingCipher
 from rapidresponse.subscribers import AbuseLimits, LanguageMemory, Reply, SubscriberDesk
 from rapidresponse.verification import Transition
 
@@ -83,7 +84,7 @@ class Hotline:
     def __init__(
         self,
         session: Session,
-        cipher: FieldCipher,
+        cipher: ShreddingCipher,
         index: BlindIndex,
         limits: AbuseLimits,
         reporter_hashes: Callable[[str], tuple[str, ...]],

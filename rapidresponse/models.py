@@ -19,7 +19,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     Enum,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -46,6 +45,12 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def to_the_minute(moment: datetime) -> datetime:
+    """A time as kept once exact times are no longer needed: an exact one could be
+    matched against the provider's record of a message, and so of its sender."""
+    return moment.replace(second=0, microsecond=0)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -259,8 +264,8 @@ class Incident(Base):
         _enum(IncidentState), default=IncidentState.REPORTED
     )
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), default=None)
-    latitude: Mapped[float | None] = mapped_column(Float, default=None)
-    longitude: Mapped[float | None] = mapped_column(Float, default=None)
+    # "latitude,longitude" to about 100 m, sealed under the incident's shred key.
+    location_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     possible_flood: Mapped[bool] = mapped_column(Boolean, default=False)
     # Independent reporters, counted as reports arrive: the hashes that tell them apart
     # are forgotten when the reporter window ends, the count stays.
@@ -294,8 +299,7 @@ class Report(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)  # S.A.L.U.T.E. fields
     eyewitness: Mapped[bool] = mapped_column(Boolean, default=False)
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), default=None)
-    latitude: Mapped[float | None] = mapped_column(Float, default=None)
-    longitude: Mapped[float | None] = mapped_column(Float, default=None)
+    location_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     text_purged_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -393,6 +397,8 @@ class Delivery(Base):
     lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_sid: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
+    # When the provider's id was cleared (its callbacks done): later callbacks are ignored.
+    provider_forgotten_at: Mapped[datetime | None] = mapped_column(default=None)
     error_code: Mapped[str | None] = mapped_column(String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -480,3 +486,18 @@ class OutboxMessage(Base):
     segments: Mapped[int] = mapped_column(Integer, default=1)
     inbound: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProviderRedaction(Base):
+    """A message the provider is to delete from its records (PROVIDER_REDACTION).
+
+    The row holds the provider's id only until the deletion succeeded: then it goes too.
+    """
+
+    __tablename__ = "provider_redactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(16), default=None)

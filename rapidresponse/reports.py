@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from rapidresponse import audit
 from rapidresponse.codes import new_code
 from rapidresponse.config import Settings
-from rapidresponse.crypto import FieldCipher, Purpose
+from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import (
     Area,
@@ -28,8 +28,10 @@ from rapidresponse.models import (
     IncidentState,
     Report,
     ReportChannel,
+    to_the_minute,
     utcnow,
 )
+from rapidresponse.shredding import ShreddingCipher, incident_key
 
 OPEN_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED, IncidentState.CONFIRMED)
 MAX_REPORT_CHARS = 1600
@@ -81,12 +83,34 @@ class Intake:
     flagged_flood: bool = False  # this report made its incident a possible flood
 
 
-def seal_text(cipher: FieldCipher, text: str) -> bytes:
-    return cipher.encrypt(text[:MAX_REPORT_CHARS], Purpose.REPORT_TEXT)
+Point = tuple[float, float]  # (latitude, longitude), rounded to about 100 m
+
+
+def seal_text(cipher: ShreddingCipher, incident_id: int, text: str) -> bytes:
+    """A report's text, under its incident's shred key: erased when that key is."""
+    return cipher.seal(incident_key(incident_id), text[:MAX_REPORT_CHARS], Purpose.REPORT_TEXT)
+
+
+def seal_point(cipher: ShreddingCipher, incident_id: int, point: Point | None) -> bytes | None:
+    """A place, under its incident's shred key (coordinates say where someone stood)."""
+    if point is None:
+        return None
+    return cipher.seal(incident_key(incident_id), f"{point[0]},{point[1]}", Purpose.LOCATION)
+
+
+def open_point(cipher: FieldCipher, sealed: bytes | None) -> Point | None:
+    """The place sealed by ``seal_point``; None when absent or shredded."""
+    if sealed is None:
+        return None
+    try:
+        latitude, longitude = cipher.decrypt(sealed, Purpose.LOCATION).split(",")
+        return float(latitude), float(longitude)
+    except (DecryptionError, ValueError):
+        return None
 
 
 class ReportDesk:
-    def __init__(self, session: Session, cipher: FieldCipher, rules: IntakeRules) -> None:
+    def __init__(self, session: Session, cipher: ShreddingCipher, rules: IntakeRules) -> None:
         self.session = session
         self.cipher = cipher
         self.rules = rules
@@ -107,23 +131,23 @@ class ReportDesk:
             # A detail that would not fit becomes a report of its own, never cut off.
             if len(earlier) + 1 + len(sighting.text) <= MAX_REPORT_CHARS:
                 return self._add_detail(open_report, earlier, sighting)
+        point = _point(sighting)
         report = Report(
             code=new_code(lambda code: self._code_taken(Report, code)),
             channel=sighting.channel,
             reporter_hash=sighting.reporter_hashes[0] if sighting.reporter_hashes else None,
-            text_sealed=seal_text(self.cipher, sighting.text),
             # Which fields were given, never their values: those are in the sealed text.
             details={"fields": sorted(name for name, value in sighting.details.items() if value)},
             eyewitness=sighting.eyewitness,
-            latitude=_rounded(sighting.latitude),
-            longitude=_rounded(sighting.longitude),
             received_at=now,
         )
         report.area_id = self._place(sighting)
-        incident, created = self._incident_for(report, now)
+        incident, created = self._incident_for(report.area_id, point, now)
         if self._new_reporter(incident, sighting.reporter_hashes):
             incident.reporter_count = (incident.reporter_count or 0) + 1
         report.incident_id = incident.id
+        report.text_sealed = seal_text(self.cipher, incident.id, sighting.text)
+        report.location_sealed = seal_point(self.cipher, incident.id, point)
         self.session.add(report)
         self.session.flush()
         flagged = self._flag_flood(incident, now)
@@ -179,7 +203,9 @@ class ReportDesk:
         return self.cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
 
     def _add_detail(self, report: Report, earlier: str, sighting: Sighting) -> Intake:
-        report.text_sealed = seal_text(self.cipher, f"{earlier}\n{sighting.text}".strip())
+        assert report.incident_id is not None
+        text = f"{earlier}\n{sighting.text}".strip()
+        report.text_sealed = seal_text(self.cipher, report.incident_id, text)
         report.updated_at = utcnow()
         placed_now = False
         if report.area_id is None:
@@ -210,21 +236,23 @@ class ReportDesk:
             area = self.directory.mentioned_in(sighting.text)
         return area.id if area is not None else None
 
-    def _incident_for(self, report: Report, now: datetime) -> tuple[Incident, bool]:
-        if report.area_id is not None:
-            for incident in self._open_incidents(report.area_id, now):
-                if _close_enough(incident, report, self.rules.merge_distance_m):
+    def _incident_for(
+        self, area_id: int | None, point: Point | None, now: datetime
+    ) -> tuple[Incident, bool]:
+        if area_id is not None:
+            for incident in self._open_incidents(area_id, now):
+                there = open_point(self.cipher, incident.location_sealed)
+                if _close_enough(there, point, self.rules.merge_distance_m):
                     return incident, False
         incident = Incident(
             code=new_code(lambda code: self._code_taken(Incident, code)),
-            area_id=report.area_id,
-            latitude=report.latitude,
-            longitude=report.longitude,
+            area_id=area_id,
             opened_at=now,
             state_changed_at=now,
         )
         self.session.add(incident)
-        self.session.flush()
+        self.session.flush()  # its id names its shred key
+        incident.location_sealed = seal_point(self.cipher, incident.id, point)
         return incident, True
 
     def _open_incidents(self, area_id: int, now: datetime) -> Sequence[Incident]:
@@ -268,17 +296,21 @@ class ReportDesk:
         return self.session.scalar(select(model.id).where(model.code == code)) is not None
 
 
-def _rounded(coordinate: float | None) -> float | None:
+def _point(sighting: Sighting) -> Point | None:
     """About 100 m: enough to place and merge, without keeping where the reporter stood."""
-    return None if coordinate is None else round(coordinate, COORDINATE_DECIMALS)
+    if sighting.latitude is None or sighting.longitude is None:
+        return None
+    return (
+        round(sighting.latitude, COORDINATE_DECIMALS),
+        round(sighting.longitude, COORDINATE_DECIMALS),
+    )
 
 
-def _close_enough(incident: Incident, report: Report, limit_m: float) -> bool:
+def _close_enough(there: Point | None, here: Point | None, limit_m: float) -> bool:
     """Same area is enough, unless both have coordinates and they are far apart."""
-    points = (incident.latitude, incident.longitude, report.latitude, report.longitude)
-    if any(value is None for value in points):
+    if there is None or here is None:
         return True
-    lat1, lon1, lat2, lon2 = (math.radians(v) for v in points)  # type: ignore[arg-type]
+    lat1, lon1, lat2, lon2 = (math.radians(v) for v in (*there, *here))
     a = (
         math.sin((lat2 - lat1) / 2) ** 2
         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
@@ -315,15 +347,24 @@ def forget_reporter_links(session: Session, now: datetime, lifetime: timedelta) 
     return len(reports)
 
 
-def to_the_minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
+def expired_incidents(session: Session, retention: timedelta, now: datetime) -> list[int]:
+    """Incidents closed more than ``retention`` ago: their shred keys are to be destroyed."""
+    return list(
+        session.scalars(
+            select(Incident.id).where(
+                Incident.state == IncidentState.CLOSED, Incident.closed_at <= now - retention
+            )
+        )
+    )
 
 
 def purge_report_texts(session: Session, retention: timedelta) -> int:
     """Erase the text of reports whose incident closed more than ``retention`` ago.
 
-    Only the text goes (codes, counts, places and times stay for the record). SQLite's
-    secure_delete overwrites the freed pages; PostgreSQL's VACUUM reclaims them.
+    The text, the responders' notes and the coordinates go (codes, counts, areas and
+    times stay for the record). Clearing the columns is only tidiness: what erases them
+    is destroying the incident's shred key (``shred_expired_incidents``), because their
+    old bytes outlive any UPDATE in the database's log and free pages.
     """
     cutoff = utcnow() - retention
     closed = select(Incident.id).where(
@@ -335,13 +376,15 @@ def purge_report_texts(session: Session, retention: timedelta) -> int:
     now = utcnow()
     for report in reports:
         report.text_sealed, report.text_purged_at = None, now
-        report.latitude = report.longitude = None
-    session.execute(
-        update(Dispatch)
-        .where(Dispatch.incident_id.in_(closed), Dispatch.note_sealed.is_not(None))
-        .values(note_sealed=None)
-        .execution_options(synchronize_session=False)
-    )
+        report.location_sealed = None
+    for table, column in ((Dispatch, Dispatch.note_sealed), (Incident, Incident.location_sealed)):
+        key = Dispatch.incident_id if table is Dispatch else Incident.id
+        session.execute(
+            update(table)
+            .where(key.in_(closed), column.is_not(None))
+            .values({column.key: None})
+            .execution_options(synchronize_session=False)
+        )
     if reports:
         audit.record(
             session, actor="system", action="reports.text_purged", details={"count": len(reports)}

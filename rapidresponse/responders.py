@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from rapidresponse.commands import Command, Keyword
-from rapidresponse.crypto import FieldCipher
 from rapidresponse.messages import text
 from rapidresponse.models import Language, Responder, Verdict, utcnow
+from rapidresponse.shredding import ShreddingCipher
 from rapidresponse.subscribers import Reply
 from rapidresponse.verification import (
     StaleDispatch,
@@ -38,7 +38,7 @@ class ResponderAnswer:
 
 
 class ResponderDesk:
-    def __init__(self, session: Session, cipher: FieldCipher, quorum: int) -> None:
+    def __init__(self, session: Session, cipher: ShreddingCipher, quorum: int) -> None:
         self.session = session
         self.cipher = cipher
         self.quorum = quorum

@@ -29,6 +29,7 @@ from rapidresponse.models import (
     responder_areas,
     utcnow,
 )
+from rapidresponse.shredding import ShreddingCipher, incident_key
 
 PAGEABLE_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED)
 OPEN_DISPATCH_STATES = (DispatchState.PAGED, DispatchState.GOING)
@@ -210,7 +211,7 @@ class StaleDispatch(Exception):
 
 def record_verdict(
     session: Session,
-    cipher: FieldCipher,
+    cipher: ShreddingCipher,
     incident_id: int,
     dispatch_id: int,
     verdict: Verdict,
@@ -229,7 +230,9 @@ def record_verdict(
     dispatch.verdict, dispatch.verdict_at = verdict, utcnow()
     dispatch.acknowledged_at = dispatch.acknowledged_at or dispatch.verdict_at
     dispatch.state = DispatchState.DONE
-    dispatch.note_sealed = cipher.encrypt(note, Purpose.DISPATCH_NOTE) if note else None
+    dispatch.note_sealed = (
+        cipher.seal(incident_key(incident.id), note, Purpose.DISPATCH_NOTE) if note else None
+    )
     by = f"responder:{dispatch.responder_id}"
     audit.record(
         session, actor=by, action=f"verdict.{verdict.value}", subject=f"incident:{incident.id}"

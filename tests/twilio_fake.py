@@ -1,7 +1,8 @@
 """A small local Twilio-compatible HTTP server for tests.
 
 It speaks just enough of Twilio's REST API v2010 for our sender: ``POST
-/2010-04-01/Accounts/{AccountSid}/Messages.json``. It checks Basic auth and the
+/2010-04-01/Accounts/{AccountSid}/Messages.json``, and ``DELETE …/Messages/{Sid}.json``
+(provider redaction; ``deleted`` lists what was deleted). It checks Basic auth and the
 required parameters the way Twilio does, answers 201 with a Message resource that
 conforms to Twilio's published OpenAPI description (tests/dispatch/test_twilio_contract.py
 holds it to that), and answers errors with Twilio's error JSON shape::
@@ -44,6 +45,9 @@ from typing import Any, Self
 
 API_VERSION = "2010-04-01"
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+MESSAGE_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages/(?P<message>(SM|MM)[0-9a-fA-F]{32})\.json$"
+)
 ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)(?:/|\.json|$)")
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 
@@ -228,6 +232,7 @@ class FakeTwilio:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._messages: list[FakeMessage] = []
+        self._deleted: list[str] = []
         self._scripted: deque[Answer] = deque()
         self._errors: list[BaseException] = []
         self._server: ThreadingHTTPServer | None = None
@@ -312,6 +317,7 @@ class FakeTwilio:
         with self._lock:
             self._requests.clear()
             self._messages.clear()
+            self._deleted.clear()
             self._scripted.clear()
             self._errors.clear()
         self.policy = None
@@ -440,6 +446,8 @@ class FakeTwilio:
             return self._scripted.popleft() if self._scripted else None
 
     def _answer(self, request: RecordedRequest) -> Answer:
+        if MESSAGE_PATH.match(request.path):
+            return self._answer_instance(request)
         match = MESSAGES_PATH.match(request.path)
         if match is None:
             if ACCOUNT_PATH.match(request.path) and not self._authorized(request):
@@ -455,6 +463,31 @@ class FakeTwilio:
         if answer is not None:
             return answer
         return self._create_message(request)
+
+    def _answer_instance(self, request: RecordedRequest) -> Answer:
+        """DELETE of one message: 204, then 404 for a message already deleted."""
+        if request.method != "DELETE":
+            return Answer.error(405)
+        if not self._authorized(request):
+            return Answer.error(401)
+        answer = self._next_scripted()
+        if answer is None and self.policy is not None:
+            answer = self.policy(request)
+        if answer is not None:
+            return answer
+        match = MESSAGE_PATH.match(request.path)
+        assert match is not None
+        with self._lock:
+            if match.group("message") in self._deleted:
+                return Answer.error(404, 20404)
+            self._deleted.append(match.group("message"))
+        return Answer(204, b"")
+
+    @property
+    def deleted(self) -> list[str]:
+        """The sids of messages deleted so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._deleted)
 
     def _authorized(self, request: RecordedRequest) -> bool:
         expected = (self.account_sid, self.auth_token)

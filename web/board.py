@@ -69,7 +69,7 @@ def _board_context() -> dict[str, Any]:
     found = services()
     now = utcnow()
     with found.database.session() as session:
-        incidents = board.board_incidents(session, now)
+        incidents = board.board_incidents(session, found.cipher, now)
         alerts = board.board_alerts(session, now)
         areas = session.scalars(select(Area).order_by(Area.name)).all()
         shapes = [AreaShape(a.id, a.name, a.geometry) for a in areas]

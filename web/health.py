@@ -1,10 +1,14 @@
-"""``GET /healthz``: can this process reach the database and Redis? For load balancers."""
+"""``GET /healthz``: can this process reach the database and Redis? For load balancers.
+
+With PROVIDER_REDACTION it also counts deletions at Twilio waiting and failing."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
 from dispatch.redis_conn import ping
+from dispatch.senders import redaction_delay
+from rapidresponse import redaction
 from web.context import services
 
 bp = Blueprint("health", __name__)
@@ -18,7 +22,12 @@ def healthz() -> tuple[Response, int]:
         "redis": "ok" if ping(found.redis) else "down",
     }
     healthy = all(state == "ok" for state in checks.values())
-    body = {"status": "ok" if healthy else "unavailable", **checks}
+    body: dict[str, object] = {"status": "ok" if healthy else "unavailable", **checks}
+    if redaction_delay(found.settings) is not None and checks["database"] == "ok":
+        # Deletions at the provider that are waiting, and those that keep failing: a
+        # count to alert on, not a reason to take this process out of rotation.
+        with found.database.session() as session:
+            body["provider_redaction"] = redaction.counts(session).as_dict()
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response, 200 if healthy else 503

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 
 from flask import Blueprint, Response, abort, request
 from twilio.request_validator import RequestValidator
@@ -17,9 +18,12 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from dispatch.broadcast import apply_status_callback
 from dispatch.incidents import after_intake, incident_changed, incident_touched
+from dispatch.senders import redaction_delay
 from dispatch.services import Services
+from rapidresponse import redaction
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.hotline import Hotline, Location, Outcome
+from rapidresponse.models import utcnow
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
 from rapidresponse.subscribers import Reply, permit_text
@@ -33,10 +37,11 @@ PHOTO_ONLY = "(sent a photo with no text; photos are not kept)"
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 
 
-def twiml(message: str | None) -> Response:
+def twiml(message: str | None, action: str | None = None) -> Response:
+    """A TwiML answer; ``action`` is where Twilio reports the reply's status."""
     answer = MessagingResponse()
     if message:
-        answer.message(message)
+        answer.message(message, action=action)
     return Response(str(answer), mimetype="application/xml")
 
 
@@ -65,7 +70,18 @@ def inbound() -> Response:
     if not body.strip() and request.form.get("NumMedia", "0") not in ("", "0"):
         body = PHOTO_ONLY  # a photo with no words is still a sighting; the photo is not kept
     reply = answer(found, phone, body, sid, twilio_location(request.form))
-    return twiml(reply.text if reply is not None and permitted(found, phone, reply) else None)
+    redact = redaction_delay(found.settings) is not None
+    if redact:
+        _schedule_redaction(found, sid, redaction.RECEIVED_SETTLE)  # stored: Twilio may forget it
+    allowed = reply is not None and permitted(found, phone, reply)
+    # The reply's id reaches us only in its status callback: redact=1 asks for it.
+    action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
+    return twiml(reply.text if reply is not None and allowed else None, action)
+
+
+def _schedule_redaction(found: Services, sid: str, after: timedelta) -> None:
+    with found.database.session() as session:
+        redaction.schedule(session, sid, utcnow() + after)
 
 
 def answer(
@@ -145,6 +161,10 @@ def status() -> Response:
     raw_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
     if sid is None or raw_status is None or not MESSAGE_SID.match(sid):
         abort(400, "MessageSid and MessageStatus are required")
+    if request.args.get("redact") == "1" and redaction_delay(found.settings) is not None:
+        # A TwiML reply's first report: its id, which only this callback tells us.
+        _schedule_redaction(found, sid, redaction.SETTLE)
+        return Response(status=200)
     delivery_id = request.args.get("delivery", "")
     try:
         callback_status = CallbackStatus(raw_status.strip().lower())

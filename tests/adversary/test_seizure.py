@@ -29,20 +29,24 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from dispatch.redis_conn import connect
 from dispatch.reporter_keys import KEY_PREFIX
 from dispatch.volatile import VOLATILE_DIRECTORY
 from rapidresponse.config import Settings
+from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.db import Database
-from rapidresponse.models import Report, utcnow
-from rapidresponse.reports import forget_reporter_links
+from rapidresponse.models import Base, Incident, IncidentState, Report, utcnow
+from rapidresponse.reports import expired_incidents, forget_reporter_links, purge_report_texts
+from rapidresponse.shredding import ShreddingCipher, ShredKeys, incident_key, shred_expired_keys
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import new_sid, sign, twiml_message
@@ -73,10 +77,16 @@ class Running:
     instance: Path
     process: subprocess.Popen[bytes]
     log: Path
+    database_url: str
 
-    def text(self, number: str, body: str, sid: str | None = None) -> str | None:
+    def settings(self) -> Settings:
+        return Settings.from_env(
+            {"INSTANCE_PATH": str(self.instance), "DATABASE_URL": self.database_url}
+        )
+
+    def text(self, number: str, body: str, sid: str | None = None, **extra: str) -> str | None:
         url = self.url + "/sms/inbound"
-        params = {"From": number, "Body": body, "MessageSid": sid or new_sid()}
+        params = {"From": number, "Body": body, "MessageSid": sid or new_sid(), **extra}
         response = requests.post(
             url, data=params, headers={"X-Twilio-Signature": sign(params, url)}, timeout=30
         )
@@ -99,8 +109,30 @@ class Running:
         assert response.status_code in (200, 303), response.text[:500]
 
 
+SEIZED_DATABASE = "rapidresponse_seizure_test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url_for_the_server(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite under instance/ (the embedded default), or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'instance' / 'rapidresponse.sqlite3'}"
+    given = os.environ.get("TEST_DATABASE_URL")
+    if not given:
+        pytest.skip("only on PostgreSQL: set TEST_DATABASE_URL (CI does)")
+    admin = make_url(
+        Settings.from_env({"DATABASE_URL": given, "INSTANCE_PATH": str(tmp_path)}).database_url
+    )
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {SEIZED_DATABASE} WITH (FORCE)"))
+        connection.execute(text(f"CREATE DATABASE {SEIZED_DATABASE}"))
+    engine.dispose()
+    return admin.set(database=SEIZED_DATABASE).render_as_string(hide_password=False)
+
+
 @pytest.fixture
-def server(tmp_path: Path, fake: FakeTwilio) -> Iterator[Running]:
+def server(tmp_path: Path, fake: FakeTwilio, database_url_for_the_server: str) -> Iterator[Running]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     instance = tmp_path / "instance"
@@ -109,6 +141,7 @@ def server(tmp_path: Path, fake: FakeTwilio) -> Iterator[Running]:
         "HOME": str(tmp_path),
         "PYTHONUNBUFFERED": "1",
         "INSTANCE_PATH": str(instance),
+        "DATABASE_URL": database_url_for_the_server,
         "PUBLIC_URL": url,
         "SMS_BACKEND": "twilio",
         "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
@@ -127,7 +160,7 @@ def server(tmp_path: Path, fake: FakeTwilio) -> Iterator[Running]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    running = Running(url, instance, process, log)
+    running = Running(url, instance, process, log, database_url_for_the_server)
     try:
         deadline = time.monotonic() + 90
         while "Press Ctrl-C" not in log.read_text():
@@ -150,7 +183,8 @@ def drive_a_day(server: Running, rng: random.Random) -> tuple[list[str], list[st
         sids.append(sid)
         if n % 3 == 0:
             server.text(number, "LANG ES")  # a non-subscriber's language choice
-        answer = server.text(number, SIGHTINGS[n % len(SIGHTINGS)], sid=sid)
+        pin = {"Latitude": "45.5571", "Longitude": "-122.6163"} if n == 1 else {}
+        answer = server.text(number, SIGHTINGS[n % len(SIGHTINGS)], sid=sid, **pin)
         assert answer is not None
         if n % 2 == 0:
             server.text(number, "they are still there, 3 agents")  # a follow-up
@@ -161,15 +195,14 @@ def drive_a_day(server: Running, rng: random.Random) -> tuple[list[str], list[st
     return reporters, sids
 
 
-def live_links(instance: Path) -> tuple[list[bytes], set[str]]:
+def live_links(server: Running) -> tuple[list[bytes], set[str]]:
     """While it runs: the reporter keys in the volatile Redis, the hashes on the reports."""
-    volatile = connect(f"unix://{instance / VOLATILE_DIRECTORY / 'redis.sock'}")
+    volatile = connect(f"unix://{server.instance / VOLATILE_DIRECTORY / 'redis.sock'}")
     try:
         keys = [volatile.get(name) for name in volatile.scan_iter(match=f"{KEY_PREFIX}*")]
     finally:
         volatile.close()
-    settings = Settings.from_env({"INSTANCE_PATH": str(instance)})
-    database = Database(settings.database_url)
+    database = Database(server.settings().database_url)
     try:
         with database.session() as session:
             hashes = set(session.scalars(select(Report.reporter_hash)).all()) - {None}
@@ -178,17 +211,66 @@ def live_links(instance: Path) -> tuple[list[bytes], set[str]]:
     return [key for key in keys if isinstance(key, bytes)], {h for h in hashes if h}
 
 
-def advance_past_the_windows(instance: Path) -> None:
-    """What the housekeeping job does once the reporter windows are over (injected time)."""
-    settings = Settings.from_env({"INSTANCE_PATH": str(instance)})
+@dataclass
+class Purged:
+    """What the retention schedule erased: the tokens that held it, and its keys."""
+
+    tokens: list[bytes]
+    keys: list[bytes]
+    texts: list[str]
+    kept: bytes  # a report of an incident within its retention: the control
+
+
+def advance_past_the_windows_and_retention(server: Running) -> Purged:
+    """What housekeeping does once the reporter windows are over and, for one closed
+    incident, its retention (injected time: the jobs' own functions, with a later now)."""
+    settings = server.settings()
     database = Database(settings.database_url)
-    lifetime_minutes = settings.reporter_window_minutes + settings.report_follow_up_minutes
+    shred_keys = ShredKeys(settings.shred_keys_path)
+    lifetime = timedelta(
+        minutes=settings.reporter_window_minutes + settings.report_follow_up_minutes
+    )
+    retention = timedelta(days=settings.report_retention_days)
     try:
         with database.session() as session:
-            later = utcnow() + timedelta(minutes=lifetime_minutes, seconds=1)
-            assert forget_reporter_links(session, later, timedelta(minutes=lifetime_minutes)) > 0
+            assert forget_reporter_links(session, utcnow() + lifetime, lifetime) > 0
+            incident_id, tokens, texts, kept = _the_incident_to_purge(session, settings)
+            key = shred_keys.key(incident_key(incident_id))
+            long_ago = utcnow() - retention - timedelta(days=1)
+            session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id)
+                .values(state=IncidentState.CLOSED, closed_at=long_ago)
+            )
+        with database.session() as session:
+            assert purge_report_texts(session, retention) >= 1
+            expired = expired_incidents(session, retention, utcnow())
+        destroyed = shred_expired_keys(shred_keys, expired, date(2000, 1, 1))
+        assert incident_key(incident_id) in destroyed
     finally:
         database.dispose()
+    return Purged(tokens, [key], texts, kept)
+
+
+def _the_incident_to_purge(
+    session: Session, settings: Settings
+) -> tuple[int, list[bytes], list[str], bytes]:
+    """The first report's incident: its sealed values and texts, and, as a control, a
+    sealed text of another incident (one that stays)."""
+    first = session.scalars(select(Report).order_by(Report.id)).first()
+    assert first is not None and first.incident_id is not None
+    incident_id = first.incident_id
+    reports = session.scalars(select(Report).where(Report.incident_id == incident_id)).all()
+    tokens = [t for r in reports for t in (r.text_sealed, r.location_sealed) if t]
+    cipher = ShreddingCipher(settings.data_keys, ShredKeys(settings.shred_keys_path))
+    texts = [cipher.decrypt(r.text_sealed, Purpose.REPORT_TEXT) for r in reports if r.text_sealed]
+    kept = session.scalars(
+        select(Report.text_sealed).where(
+            Report.incident_id != incident_id, Report.text_sealed.is_not(None)
+        )
+    ).first()
+    assert texts and kept is not None
+    return incident_id, tokens, texts, kept
 
 
 def seize(server: Running, into: Path) -> Path:
@@ -208,13 +290,63 @@ class Disk:
     keys: list[bytes]
 
     @classmethod
-    def of(cls, folder: Path) -> Disk:
+    def of(cls, folder: Path, database_url: str) -> Disk:
         blob = b"\n".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
-        keys = [*secrets_in(folder), *resp_strings_of_32_bytes(blob)]
+        if database_url.startswith("postgresql"):
+            blob += b"\n" + postgres_as_seized(database_url)
+        keys = [*secrets_in(folder), *shred_keys_in(folder), *resp_strings_of_32_bytes(blob)]
         return cls(blob, keys)
+
+    def opens(self, token: bytes) -> bool:
+        """Whether any key on the disk opens ``token`` (for any purpose we use)."""
+        purposes = [v for k, v in vars(Purpose).items() if k.isupper()]
+        for key in self.keys:
+            for purpose in purposes:
+                try:
+                    FieldCipher([key]).decrypt(token, purpose)
+                except (DecryptionError, ValueError):
+                    continue
+                return True
+        return False
 
     def hex_tokens(self) -> set[str]:
         return {m.decode() for m in re.findall(rb"[0-9a-f]{64}", self.blob)}
+
+
+def postgres_as_seized(database_url: str) -> bytes:
+    """Every row of every table, and, where this machine lets us read them, the server's
+    own files (relations, pg_wal): where PostgreSQL keeps old versions of rows."""
+    engine = create_engine(database_url)
+    parts: list[bytes] = []
+    try:
+        with engine.connect() as connection:
+            for table in Base.metadata.sorted_tables:
+                for row in connection.execute(table.select()):
+                    parts.extend(_as_bytes(value) for value in row)
+            connection.execute(text("CHECKPOINT"))
+            data_directory = Path(str(connection.execute(text("SHOW data_directory")).scalar()))
+            oid = connection.execute(
+                text("SELECT oid FROM pg_database WHERE datname = current_database()")
+            ).scalar()
+    finally:
+        engine.dispose()
+    # This database's relation files, and the write-ahead log (shared by the cluster).
+    for folder in (data_directory / "base" / str(oid), data_directory / "pg_wal"):
+        if not os.access(folder, os.R_OK | os.X_OK):
+            pytest.skip(f"cannot read {folder}: run as root or as postgres to seize it")
+        readable = (p for p in folder.rglob("*") if p.is_file() and os.access(p, os.R_OK))
+        parts.extend(path.read_bytes() for path in readable)
+    return b"\n".join(parts)
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
+def shred_keys_in(folder: Path) -> list[bytes]:
+    return [p.read_bytes() for p in folder.rglob("*.key") if p.stat().st_size == 32]
 
 
 def secrets_in(folder: Path) -> list[bytes]:
@@ -249,12 +381,14 @@ def brute_force(disk: Disk, candidates: list[str]) -> set[str]:
     return named
 
 
-def test_a_seized_disk_names_no_reporter(server: Running, tmp_path: Path) -> None:
+def test_a_seized_disk_names_no_reporter_and_reads_no_purged_text(
+    server: Running, tmp_path: Path
+) -> None:
     reporters, sids = drive_a_day(server, random.Random(20261130))
     # The second control: while the window is open, the links exist, and the key names
     # every SMS reporter. Had that key reached a disk (as a daily key once did, in the
     # append-only file), the brute force below would name them all.
-    keys, hashes = live_links(server.instance)
+    keys, hashes = live_links(server)
     linked = {
         number
         for number in reporters
@@ -262,8 +396,8 @@ def test_a_seized_disk_names_no_reporter(server: Running, tmp_path: Path) -> Non
         if hmac.new(key, number.encode(), hashlib.sha256).hexdigest() in hashes
     }
     assert linked == set(reporters)
-    advance_past_the_windows(server.instance)
-    disk = Disk.of(seize(server, tmp_path))
+    purged = advance_past_the_windows_and_retention(server)
+    disk = Disk.of(seize(server, tmp_path), server.database_url)
     assert disk.keys, "the adversary found no key at all: the attack would prove nothing"
 
     named = brute_force(disk, [*NUMBER_SPACE, *WEB_ADDRESSES])
@@ -277,3 +411,13 @@ def test_a_seized_disk_names_no_reporter(server: Running, tmp_path: Path) -> Non
         assert address.encode() not in disk.blob
     for sid in sids:
         assert sid.encode() not in disk.blob, "a report's MessageSid outlived its use"
+
+    # Erased means erased: the purged incident's key is nowhere, and nothing on the disk
+    # opens what it sealed, wherever copies of those bytes survived.
+    for key in purged.keys:
+        assert key not in disk.blob and key not in disk.keys
+    assert purged.tokens and not [token for token in purged.tokens if disk.opens(token)]
+    for purged_text in purged.texts:
+        assert purged_text.encode() not in disk.blob
+    # The control for that: a report of an incident still within its retention opens.
+    assert purged.kept in disk.blob and disk.opens(purged.kept)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 from redis import Redis
 from sqlalchemy import select, update
@@ -84,9 +85,16 @@ def test_each_period_is_enqueued_by_exactly_one_worker(
     first = housekeeping.enqueue_due(redis_client, tasks, now=now)
     second = housekeeping.enqueue_due(redis_client, tasks, now=now + 5)  # another worker
     third = housekeeping.enqueue_due(redis_client, tasks, now=now + 3600)  # the next hour
-    every = ["reap-deliveries", "sweep-incidents", "purge-report-texts", "forget-reporter-links"]
+    every = [
+        "reap-deliveries",
+        "sweep-incidents",
+        "purge-report-texts",
+        "forget-reporter-links",
+        "forget-provider-ids",
+        "redact-at-provider",
+    ]
     assert (first, second, third) == (every, [], every)
-    assert queue(QueueName.BULK, redis_client).count == 6
+    assert queue(QueueName.BULK, redis_client).count == 10
     # The reaper runs between broadcast batches, not after the whole broadcast.
     assert queue(QueueName.ALERTS, redis_client).count == 2
 
@@ -192,3 +200,25 @@ def test_a_report_from_the_public_is_audited_to_the_minute(services: Services) -
         ).all()
         assert event.occurred_at.second == 0 and event.occurred_at.microsecond == 0
         assert audit.verify(session) is None
+
+
+def test_purging_destroys_the_incidents_shred_key(
+    services: Services, environ: dict[str, str]
+) -> None:
+    from dispatch.housekeeping import purge_report_texts_job
+    from rapidresponse.crypto import DecryptionError, Purpose
+
+    services.settings = replace(services.settings, report_retention_days=0)
+    code = a_report(services)
+    with services.database.session() as session:
+        report = session.scalars(select(Report)).one()
+        token, incident_id = report.text_sealed, report.incident_id
+    assert token is not None and incident_id is not None
+    keys = services.cipher.shred_keys
+    assert f"incident-{incident_id}" in keys.names()
+    close(environ, code)
+    assert purge_report_texts_job() == 1
+    assert f"incident-{incident_id}" not in keys.names()
+    # Whatever copy of the old bytes the database's log still holds is noise now.
+    with pytest.raises(DecryptionError):
+        services.cipher.decrypt(token, Purpose.REPORT_TEXT)

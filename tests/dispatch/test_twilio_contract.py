@@ -535,3 +535,28 @@ def test_the_fake_sends_a_signed_status_callback(
     assert form["To"] == RECIPIENT
     assert form["From"] == FROM_NUMBER
     assert form.get("ErrorCode") == error_code
+
+
+# -- deleting a message (provider redaction) --------------------------------------------------
+
+MESSAGE_TEMPLATE = "/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json"
+
+
+def test_forgetting_a_message_is_twilios_delete_message(spec: Spec) -> None:
+    operation = spec["paths"][MESSAGE_TEMPLATE]["delete"]
+    assert operation["operationId"] == "DeleteMessage"
+    sid = "SM" + "0123456789abcdef" * 2
+    with FakeTwilio(ACCOUNT_SID, AUTH_TOKEN) as fake:
+        sender = TwilioSender(
+            ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, public_url=PUBLIC_URL, api_url=fake.url
+        )
+        sender.forget(sid)
+        sender.forget(sid)  # Twilio's 404 for a message already gone: forgotten all the same
+        first, second = fake.requests
+    values = {"AccountSid": ACCOUNT_SID, "Sid": sid}
+    assert first.method == "DELETE" and first.path == MESSAGE_TEMPLATE.format(**values)
+    for parameter in operation["parameters"]:
+        assert parameter["in"] == "path"
+        Draft202012Validator(parameter["schema"]).validate(values[parameter["name"]])
+    assert list(operation["responses"]) == ["204"]  # what the fake answered the first time
+    assert fake.deleted == [sid] and second.path == first.path

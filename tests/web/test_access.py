@@ -137,7 +137,7 @@ def build_world(services: Services) -> World:
                 code="R7K2",
                 incident_id=incident.id,
                 channel=ReportChannel.SMS,
-                text_sealed=seal_text(services.cipher, "agents at the corner store"),
+                text_sealed=seal_text(services.cipher, incident.id, "agents at the corner store"),
                 area_id=cully.id,
             )
         )

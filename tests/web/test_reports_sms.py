@@ -14,7 +14,7 @@ from dispatch.services import Services
 from rapidresponse import audit
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import AuditEvent, Incident, IncidentState, Report
-from rapidresponse.reports import counts
+from rapidresponse.reports import counts, open_point
 
 # The fixtures of the inbound tests: a Twilio-backed app with the demo region loaded.
 from tests.web.sms_helpers import ALICE, INBOUND_URL, Phone, new_sid, send, sign, twiml_message
@@ -117,7 +117,8 @@ def test_a_shared_location_places_the_report(sms_app: Flask, twilio_services: Se
     response = send(sms_app.test_client(), params)
     assert response.status_code == 200  # type: ignore[attr-defined]
     [report] = reports(twilio_services)
-    assert report.latitude == round(point.y, 3)  # about 100 m, never the exact spot
+    place = open_point(twilio_services.cipher, report.location_sealed)
+    assert place == (round(point.y, 3), round(point.x, 3))  # about 100 m, never the exact spot
     with twilio_services.database.session() as session:
         placed = session.get_one(Report, report.id)
         assert placed.area is not None and placed.area.slug == "lents"
@@ -135,7 +136,7 @@ def test_a_nonsense_location_is_ignored(
         "Longitude": longitude,
     }
     assert send(sms_app.test_client(), params).status_code == 200  # type: ignore[attr-defined]
-    assert reports(twilio_services)[0].latitude is None
+    assert reports(twilio_services)[0].location_sealed is None
 
 
 def test_a_burst_is_flagged_as_a_possible_flood_and_confirms_nothing(

@@ -1,0 +1,188 @@
+"""Crypto-shredding: what is erased on a schedule is sealed under a key that is destroyed.
+
+Purging a column leaves its old bytes behind: in SQLite's WAL and free pages, in
+PostgreSQL's heap and pg_wal until a VACUUM FULL, in backups. So what must be erasable is
+never stored readable: it is sealed under a *shred key* that lives outside anything that
+keeps old versions (not in the SQL database or its WAL, not in Redis or its append-only
+file), and erasing it means destroying that key. What is left anywhere is then noise.
+
+The key hierarchy, in one place (key: where it lives; what it seals; when it goes):
+
+- DATA_KEYS: the environment; numbers of subscribers and responders, TOTP secrets;
+  replaced by rotation.
+- INDEX_KEY: the environment; the blind index of numbers; replaced by rotation.
+- a reporter key per window: the volatile Redis only; nothing is sealed, it makes the
+  HMACs that link a reporter's texts; expires after its window (``dispatch.reporter_keys``).
+- shred key ``incident-<id>``: SHRED_KEYS_DIR; the texts of its reports, its responders'
+  notes, its and its reports' coordinates; destroyed REPORT_RETENTION_DAYS after the
+  incident closes.
+- shred key ``outbox-<day>``: SHRED_KEYS_DIR; the simulator's messages of that day;
+  destroyed REPORT_RETENTION_DAYS after the day.
+
+A sealed value names its key by a 4-byte id (see ``crypto``), so opening needs no
+lookup table: ``ShreddingCipher.decrypt`` finds the key by that id among DATA_KEYS and the
+shred keys still on disk. A destroyed key makes every value sealed under it undecryptable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from rapidresponse.crypto import KEY_ID_BYTES, DecryptionError, FieldCipher, key_id_of
+
+KEY_BYTES = 32
+KEY_NAME = re.compile(r"^[a-z]+-[0-9a-zA-Z-]{1,40}$")
+SUFFIX = ".key"
+
+
+def incident_key(incident_id: int) -> str:
+    return f"incident-{incident_id}"
+
+
+def outbox_key(day: str) -> str:
+    return f"outbox-{day}"
+
+
+class ShredKeys:
+    """Shred keys as files in one folder (mode 0700, each file 0600), shared by every
+    process of the installation.
+
+    Creating is atomic (written aside, then hard-linked into place: two processes asking
+    for the same new key get the same one). Destroying overwrites the file with zeros,
+    syncs it, then unlinks it and syncs the folder; see README for what a filesystem or
+    an SSD may still keep.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._by_id: dict[bytes, str] = {}
+        self._lock = threading.Lock()
+
+    def _path(self, name: str) -> Path:
+        if not KEY_NAME.match(name):
+            raise ValueError("name: not a shred key name")
+        return self.directory / f"{name}{SUFFIX}"
+
+    def key(self, name: str) -> bytes:
+        """The key called ``name``, made now if it does not exist yet."""
+        path = self._path(name)
+        existing = _read(path)
+        if existing is not None:
+            return existing
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        aside = self.directory / f".{name}.{os.getpid()}.{threading.get_ident()}.new"
+        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(descriptor, os.urandom(KEY_BYTES))
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        try:
+            os.link(aside, path)  # fails if another process made it first: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            aside.unlink(missing_ok=True)
+        made = _read(path)
+        if made is None:
+            raise OSError(f"shred key {name} could not be created")
+        return made
+
+    def find(self, key_id: bytes) -> bytes | None:
+        """The existing key with that id; None when it was destroyed (or never was)."""
+        with self._lock:
+            known = self._by_id.get(key_id)
+        if known is not None:
+            key = _read(self._path(known))
+            if key is not None:
+                return key
+        return self._rescan(key_id)
+
+    def _rescan(self, key_id: bytes) -> bytes | None:
+        found: dict[bytes, str] = {}
+        for name in self.names():
+            key = _read(self._path(name))
+            if key is not None:
+                found[key_id_of(key)] = name
+        with self._lock:
+            self._by_id = found
+        match = found.get(key_id)
+        return None if match is None else _read(self._path(match))
+
+    def names(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name[: -len(SUFFIX)] for p in self.directory.glob(f"*{SUFFIX}"))
+
+    def destroy(self, name: str) -> bool:
+        """Destroy the key (overwritten, then unlinked). True if there was one."""
+        path = self._path(name)
+        try:
+            descriptor = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            os.write(descriptor, bytes(KEY_BYTES))
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        path.unlink(missing_ok=True)
+        folder = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+        return True
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return key if len(key) == KEY_BYTES and any(key) else None
+
+
+class ShreddingCipher(FieldCipher):
+    """DATA_KEYS for what lasts, shred keys for what is erased on a schedule.
+
+    ``encrypt`` seals with the newest DATA_KEY as before; ``seal`` seals under a named
+    shred key; ``decrypt`` opens either, finding the key by the id in the value.
+    """
+
+    def __init__(self, keys: Sequence[bytes], shred_keys: ShredKeys) -> None:
+        super().__init__(keys)
+        self.shred_keys = shred_keys
+
+    def seal(self, key_name: str, plaintext: str, purpose: str) -> bytes:
+        return FieldCipher([self.shred_keys.key(key_name)]).encrypt(plaintext, purpose)
+
+    def decrypt(self, token: bytes, purpose: str) -> str:
+        try:
+            return super().decrypt(token, purpose)
+        except DecryptionError:
+            key = self.shred_keys.find(token[1 : 1 + KEY_ID_BYTES])
+            if key is None:
+                raise  # shredded: its key is gone
+            return FieldCipher([key]).decrypt(token, purpose)
+
+
+def shred_expired_keys(keys: ShredKeys, incidents: Sequence[int], before: date) -> list[str]:
+    """Destroy the keys of ``incidents`` (past their retention) and of outbox days before
+    ``before``. Returns the names destroyed."""
+    expired = {incident_key(incident_id) for incident_id in incidents}
+    doomed = [name for name in keys.names() if name in expired or _outbox_before(name, before)]
+    return [name for name in doomed if keys.destroy(name)]
+
+
+def _outbox_before(name: str, before: date) -> bool:
+    kind, _, day = name.partition("-")
+    try:
+        return kind == "outbox" and date.fromisoformat(day) < before
+    except ValueError:
+        return False
