@@ -108,6 +108,7 @@ def draft_for_incident(services: Services, incident_id: int) -> int | None:
             texts=texts,
             area_ids=[incident.area.id],
             incident_id=incident_id,
+            cipher=services.cipher,
         )
         alert_id = alert.id
     _emit(services, "alert_drafted", alert_id)
@@ -154,6 +155,7 @@ def draft_follow_up(
             parent_id=parent_id,
             incident_id=parent.incident_id,
             created_by_id=staff_id,
+            cipher=services.cipher,
         )
         alert_id = alert.id
     _emit(services, "alert_drafted", alert_id)

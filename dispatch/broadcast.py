@@ -221,9 +221,11 @@ async def _send_claimed(services: Services, lease: BatchLease) -> Tally:
     with services.database.session() as session:
         alert = session.get_one(Alert, lease.alert_id)
         expires_at = alert.expires_at
-        recipients = _recipients(services, session, lease, alert)
+        bodies = broadcast.texts_of(services.cipher, alert)
+        recipients = _recipients(services, session, lease, bodies) if bodies else []
     now = utcnow()
-    if expires_at is not None and now >= expires_at:
+    # Past its validity, or its text already erased with its incident: dropped, not sent.
+    if not bodies or (expires_at is not None and now >= expires_at):
         tally.failed += _finish_all(services, lease, DeliveryStatus.EXPIRED)
         return tally
     sender = make_async_sender(
@@ -296,10 +298,9 @@ class _SlidingWindow:
 
 
 def _recipients(
-    services: Services, session: Session, lease: BatchLease, alert: Alert
+    services: Services, session: Session, lease: BatchLease, bodies: dict[str, str]
 ) -> list[Recipient]:
     """The claimed rows with their numbers and texts (opt-outs are checked per chunk)."""
-    bodies = {language: str(text) for language, text in alert.texts.items()}
     segments = {language: segment(text).segments for language, text in bodies.items()}
     rows = session.execute(
         select(Delivery.id, Delivery.subscriber_id, Delivery.language, Subscriber.phone_sealed)

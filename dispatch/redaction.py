@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
-from dispatch.senders import SendError, TwilioSender, redaction_delay
+from dispatch.senders import SendError, TwilioSender, redaction_delay, twilio_sender
 from dispatch.services import Services, current
 from rapidresponse import broadcast, redaction
 from rapidresponse.models import ProviderRedaction, utcnow
@@ -65,14 +65,6 @@ def forget_provider_ids_job() -> int:
 
 
 def _twilio(services: Services) -> TwilioSender | None:
-    settings = services.settings
-    if redaction_delay(settings) is None:
+    if redaction_delay(services.settings) is None:
         return None
-    assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
-    return TwilioSender(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token,
-        settings.twilio_from,
-        public_url=settings.public_url,
-        api_url=settings.twilio_api_url,
-    )
+    return twilio_sender(services.settings)

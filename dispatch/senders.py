@@ -550,15 +550,20 @@ def _backend(
     redis: Redis | None,
 ) -> Sender:
     if settings.sms_backend == "twilio":
-        assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
-        return TwilioSender(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            settings.twilio_from,
-            public_url=settings.public_url,
-            api_url=settings.twilio_api_url,
-        )
+        return twilio_sender(settings)
     return SimulatorSender(database, cipher, index, redis)
+
+
+def twilio_sender(settings: Settings) -> TwilioSender:
+    """The Twilio account the settings name (config checks they are complete)."""
+    assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+    return TwilioSender(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token,
+        settings.twilio_from,
+        public_url=settings.public_url,
+        api_url=settings.twilio_api_url,
+    )
 
 
 class AsyncSimulatorSender:

@@ -234,7 +234,7 @@ def incident_detail(
         summary=summary,
         reports=tuple(_report_view(cipher, report) for report in reports),
         dispatches=tuple(_dispatch_view(dispatch) for dispatch in dispatches),
-        alerts=tuple(alert_views(session, summary.alert_ids)),
+        alerts=tuple(alert_views(session, cipher, summary.alert_ids)),
     )
 
 
@@ -267,7 +267,7 @@ def _dispatch_view(dispatch: Dispatch) -> DispatchView:
     )
 
 
-def alert_views(session: Session, alert_ids: Sequence[int]) -> list[AlertView]:
+def alert_views(session: Session, cipher: FieldCipher, alert_ids: Sequence[int]) -> list[AlertView]:
     if not alert_ids:
         return []
     alerts = session.scalars(
@@ -295,7 +295,7 @@ def alert_views(session: Session, alert_ids: Sequence[int]) -> list[AlertView]:
             incident_code=codes.get(alert.incident_id or 0),
             created_at=alert.created_at,
             approved_at=alert.approved_at,
-            texts={str(k): str(v) for k, v in alert.texts.items()},
+            texts=broadcast.texts_of(cipher, alert),
             approver_ids=tuple(approvers.get(alert.id, [])),
             progress=broadcast.progress(session, alert.id),
         )
@@ -303,7 +303,7 @@ def alert_views(session: Session, alert_ids: Sequence[int]) -> list[AlertView]:
     ]
 
 
-def board_alerts(session: Session, now: datetime) -> list[AlertView]:
+def board_alerts(session: Session, cipher: FieldCipher, now: datetime) -> list[AlertView]:
     """Drafts waiting for a decision and broadcasts of the last hours."""
     ids = session.scalars(
         select(Alert.id).where(
@@ -313,7 +313,7 @@ def board_alerts(session: Session, now: datetime) -> list[AlertView]:
             )
         )
     ).all()
-    return alert_views(session, ids)
+    return alert_views(session, cipher, ids)
 
 
 # --- people -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ overwriting another's outcome.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit, redaction
+from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -49,6 +51,7 @@ from rapidresponse.models import (
     alert_areas,
     to_the_minute,
 )
+from rapidresponse.shredding import ShreddingCipher, incident_key
 
 # Recipients per batch job at full speed. Each job pays a fork and fresh connections
 # (~50-90 ms of CPU), so fewer, larger batches keep the per-message cost under 1 ms.
@@ -132,14 +135,25 @@ def draft(
     incident_id: int | None = None,
     parent_id: int | None = None,
     created_by_id: int | None = None,
+    cipher: ShreddingCipher | None = None,
 ) -> Alert:
-    """A draft alert. Follow-ups name their parent; alerts name their areas."""
+    """A draft alert. Follow-ups name their parent; alerts name their areas.
+
+    An incident's alert keeps its texts sealed under the incident's shred key
+    (``cipher`` is then required): a follow-up's note is erased with the incident.
+    """
     if (kind in FOLLOW_UP_KINDS) != (parent_id is not None):
         raise ValueError("a follow-up needs the alert it follows; an alert must not have one")
+    if incident_id is not None and cipher is None:
+        raise ValueError("cipher: an incident's alert texts are sealed under its shred key")
+    sealed = (
+        None if incident_id is None or cipher is None else seal_texts(cipher, incident_id, texts)
+    )
     alert = Alert(
         kind=kind,
         status=AlertStatus.DRAFT,
-        texts=dict(texts),
+        texts={} if sealed else dict(texts),
+        texts_sealed=sealed,
         incident_id=incident_id,
         parent_id=parent_id,
         created_by_id=created_by_id,
@@ -203,6 +217,22 @@ def approve(
         details={"kind": alert.kind.value, "recipients": recipients},
     )
     return Approval(alert_id, recipients, -(-recipients // batch))
+
+
+def seal_texts(cipher: ShreddingCipher, incident_id: int, texts: dict[str, str]) -> bytes:
+    document = json.dumps(texts, ensure_ascii=False, sort_keys=True)
+    return cipher.seal(incident_key(incident_id), document, Purpose.ALERT_TEXTS)
+
+
+def texts_of(cipher: FieldCipher, alert: Alert) -> dict[str, str]:
+    """An alert's text in each language; empty once its incident's key is destroyed."""
+    if alert.texts_sealed is None:
+        return {str(language): str(text) for language, text in alert.texts.items()}
+    try:
+        opened = json.loads(cipher.decrypt(alert.texts_sealed, Purpose.ALERT_TEXTS))
+    except DecryptionError:
+        return {}
+    return {str(language): str(text) for language, text in opened.items()}
 
 
 def cancel(session: Session, alert_id: int, *, by_id: int | None = None) -> bool:

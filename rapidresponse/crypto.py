@@ -34,6 +34,7 @@ class Purpose:
     STAFF_TOTP = "staff.totp"
     LOGIN_LIMIT = "login.limit"  # rate-limit keys for sign-in attempts (email, address)
     LOCATION = "location"  # an incident's or a report's coordinates, about 100 m
+    ALERT_TEXTS = "alert.texts"  # an incident's alert texts, as JSON (language -> text)
 
 
 KEY_ID_BYTES = 4

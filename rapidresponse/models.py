@@ -347,6 +347,9 @@ class Alert(Base):
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), default=None)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), default=None)
     texts: Mapped[dict[str, Any]] = mapped_column(default=dict)  # language -> message text
+    # An incident's alerts keep their texts (a follow-up's note among them) sealed under
+    # the incident's shred key instead, as JSON: erased with the incident's record.
+    texts_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

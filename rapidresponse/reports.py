@@ -22,6 +22,7 @@ from rapidresponse.config import Settings
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import (
+    Alert,
     Area,
     Dispatch,
     Incident,
@@ -377,11 +378,15 @@ def purge_report_texts(session: Session, retention: timedelta) -> int:
     for report in reports:
         report.text_sealed, report.text_purged_at = None, now
         report.location_sealed = None
-    for table, column in ((Dispatch, Dispatch.note_sealed), (Incident, Incident.location_sealed)):
-        key = Dispatch.incident_id if table is Dispatch else Incident.id
+    sealed_elsewhere = (
+        (Dispatch, Dispatch.incident_id, Dispatch.note_sealed),
+        (Incident, Incident.id, Incident.location_sealed),
+        (Alert, Alert.incident_id, Alert.texts_sealed),
+    )
+    for table, owner, column in sealed_elsewhere:
         session.execute(
             update(table)
-            .where(key.in_(closed), column.is_not(None))
+            .where(owner.in_(closed), column.is_not(None))
             .values({column.key: None})
             .execution_options(synchronize_session=False)
         )

@@ -70,7 +70,7 @@ def alert_show_command(alert_id: int) -> None:
         click.echo(
             f"Alert #{alert.id}: {alert.kind.value}, {alert.status.value}, {size} recipients"
         )
-        for shown in previews({k: str(v) for k, v in alert.texts.items()}):
+        for shown in previews(broadcast.texts_of(services.cipher, alert)):
             click.echo(
                 f"[{shown.language.value}] {shown.encoding}, {shown.segments} segment(s), "
                 f"{shown.units} units:\n    {shown.text}"

@@ -70,7 +70,7 @@ def _board_context() -> dict[str, Any]:
     now = utcnow()
     with found.database.session() as session:
         incidents = board.board_incidents(session, found.cipher, now)
-        alerts = board.board_alerts(session, now)
+        alerts = board.board_alerts(session, found.cipher, now)
         areas = session.scalars(select(Area).order_by(Area.name)).all()
         shapes = [AreaShape(a.id, a.name, a.geometry) for a in areas]
     points = [
@@ -124,7 +124,7 @@ def alert_live(alert_id: int) -> ResponseReturnValue:
 def _alert_context(alert_id: int) -> dict[str, Any]:
     found = services()
     with found.database.session() as session:
-        views = board.alert_views(session, [alert_id])
+        views = board.alert_views(session, found.cipher, [alert_id])
         if not views:
             abort(404)
         row = session.get_one(Alert, alert_id)

@@ -380,5 +380,5 @@ def _within_limit(found: Services) -> bool:
         return True  # Redis is down: fail open, a sighting matters more
     limits: RedisFormLimits | None = current_app.extensions.get("report_form_limits")
     if limits is None:
-        limits = current_app.extensions["report_form_limits"] = RedisFormLimits(found.redis)
+        limits = current_app.extensions["report_form_limits"] = RedisFormLimits(found.volatile)
     return limits.hit(current_app.config.get("REPORT_FORM_LIMIT", REPORT_FORM_LIMIT), hashes[0])

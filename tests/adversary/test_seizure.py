@@ -23,9 +23,7 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from rapidresponse.db import Database
 from rapidresponse.models import Base, Incident, IncidentState, Report, utcnow
 from rapidresponse.reports import expired_incidents, forget_reporter_links, purge_report_texts
 from rapidresponse.shredding import ShreddingCipher, ShredKeys, incident_key, shred_expired_keys
+from tests.demo_process import running_demo
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import new_sid, sign, twiml_message
@@ -63,12 +62,6 @@ SIGHTINGS = [
     "agents knocking on doors in Montavilla near 82nd",
     "vans parked by the Lents park",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -133,45 +126,20 @@ def database_url_for_the_server(request: pytest.FixtureRequest, tmp_path: Path) 
 
 @pytest.fixture
 def server(tmp_path: Path, fake: FakeTwilio, database_url_for_the_server: str) -> Iterator[Running]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    instance = tmp_path / "instance"
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "PYTHONUNBUFFERED": "1",
-        "INSTANCE_PATH": str(instance),
-        "DATABASE_URL": database_url_for_the_server,
-        "PUBLIC_URL": url,
-        "SMS_BACKEND": "twilio",
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_FROM": FROM_NUMBER,
-        "TWILIO_API_URL": fake.url,
-        "TRUSTED_PROXIES": "1",  # the addresses come in X-Forwarded-For, as behind a proxy
-        "SEND_RATE": "unlimited",
-    }
-    log = tmp_path / "demo.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    with running_demo(
+        tmp_path,
+        DATABASE_URL=database_url_for_the_server,
+        SMS_BACKEND="twilio",
+        TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        TWILIO_FROM=FROM_NUMBER,
+        TWILIO_API_URL=fake.url,
+        TRUSTED_PROXIES="1",  # the addresses come in X-Forwarded-For, as behind a proxy
+        SEND_RATE="unlimited",
+    ) as demo:
+        yield Running(
+            demo.url, tmp_path / "instance", demo.process, demo.log, database_url_for_the_server
         )
-    running = Running(url, instance, process, log, database_url_for_the_server)
-    try:
-        deadline = time.monotonic() + 90
-        while "Press Ctrl-C" not in log.read_text():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the demo did not start"
-            time.sleep(0.2)
-        yield running
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def drive_a_day(server: Running, rng: random.Random) -> tuple[list[str], list[str]]:

@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from dispatch.alerts import draft_for_incident
+from rapidresponse import broadcast
 from rapidresponse.areas import find_area
 from rapidresponse.models import Alert, AlertStatus, Responder, StaffRole
 from tests.browser.conftest import TIMEOUT_MS, Live, sign_in, wait_until_connected
@@ -108,7 +109,7 @@ def test_a_dispatcher_sees_a_report_arrive_and_sends_the_alert(
     with services.database.session() as session:
         sent = session.get_one(Alert, int(alert_id or 0))
         assert sent.status == AlertStatus.COMPLETE
-        texts = set(sent.texts.values())
+        texts = set(broadcast.texts_of(services.cipher, sent).values())
     alerts = [m for m in live.fake.messages if m.to != ANA]
     assert len(alerts) == len({m.to for m in alerts}) == SUBSCRIBERS  # one each
     assert {m.body for m in alerts} == texts  # English and Spanish, as approved

@@ -9,12 +9,7 @@ at phone width; the board at desktop width.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -26,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import TIMEOUT_MS
+from tests.demo_process import running_demo
 
 pytestmark = pytest.mark.slow
 
@@ -58,44 +54,10 @@ class Demo:
         return pyotp.TOTP(query["secret"][0])
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    port = free_port()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "PYTHONUNBUFFERED": "1",
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-    }
-    log_path = tmp_path / "demo.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while "Press Ctrl-C" not in log_path.read_text():
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the demo did not start"
-            time.sleep(0.2)
-        yield Demo(f"http://127.0.0.1:{port}", log_path.read_text())
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with running_demo(tmp_path) as running:
+        yield Demo(running.url, running.output())
 
 
 class SimulatorPhone:

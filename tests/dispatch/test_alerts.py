@@ -45,6 +45,10 @@ def alert_row(services: Services, alert_id: int) -> Alert:
         return session.get_one(Alert, alert_id)
 
 
+def texts(services: Services, alert_id: int) -> dict[str, str]:
+    return broadcast.texts_of(services.cipher, alert_row(services, alert_id))
+
+
 def test_a_confirmed_incident_gets_one_draft_in_both_languages(services: Services) -> None:
     cully = make_area(services, "cully")
     incident_id = confirmed_incident(services, cully)
@@ -55,8 +59,9 @@ def test_a_confirmed_incident_gets_one_draft_in_both_languages(services: Service
     assert first is not None and first == again
     draft = alert_row(services, first)
     assert draft.status == AlertStatus.DRAFT  # ALERT_POLICY=approve: a dispatcher decides
-    assert "Cully" in draft.texts["en"] and "RIGHTS" in draft.texts["en"]
-    assert "Cully" in draft.texts["es"] and "DERECHOS" in draft.texts["es"]
+    written = texts(services, first)
+    assert "Cully" in written["en"] and "RIGHTS" in written["en"]
+    assert "Cully" in written["es"] and "DERECHOS" in written["es"]
 
 
 def test_an_incident_that_is_not_confirmed_gets_no_alert(services: Services) -> None:
@@ -120,7 +125,7 @@ def test_follow_ups_go_to_exactly_the_original_recipients(services: Services) ->
         )
     assert rows == {stays: Language.EN, moved: Language.ES}
     followed = alert_row(services, follow_up)
-    assert followed.parent_id == alert_id and "Cully" in followed.texts["en"]
+    assert followed.parent_id == alert_id and "Cully" in texts(services, follow_up)["en"]
 
 
 def test_a_correction_names_the_time_of_the_alert_it_corrects(services: Services) -> None:
@@ -128,7 +133,7 @@ def test_a_correction_names_the_time_of_the_alert_it_corrects(services: Services
     subscribe(services, "+15035557101", cully)
     alert_id = sent_alert(services, cully)
     correction = alerts.draft_follow_up(services, alert_id, AlertKind.CORRECTION)
-    assert "false alarm" in alert_row(services, correction).texts["en"].lower()
+    assert "false alarm" in texts(services, correction)["en"].lower()
 
 
 def test_an_update_needs_a_clean_note(services: Services) -> None:
@@ -142,7 +147,14 @@ def test_an_update_needs_a_clean_note(services: Services) -> None:
     update_id = alerts.draft_follow_up(
         services, alert_id, AlertKind.UPDATE, note="Agents still at the school entrance"
     )
-    assert "school entrance" in alert_row(services, update_id).texts["en"]
+    assert "school entrance" in texts(services, update_id)["en"]
+    # The note is sealed under the incident's shred key: erased with the incident.
+    row = alert_row(services, update_id)
+    assert row.texts == {} and row.texts_sealed is not None
+    assert b"school entrance" not in row.texts_sealed
+    assert row.incident_id is not None
+    services.cipher.shred_keys.destroy(f"incident-{row.incident_id}")
+    assert texts(services, update_id) == {}
 
 
 def test_a_draft_cannot_be_followed_up(services: Services) -> None:
@@ -282,3 +294,17 @@ def test_the_cli_shows_approves_and_follows_up(services: Services, environ: dict
     assert invoke(environ, "alert", "cancel", draft).exit_code == 0
     assert invoke(environ, "alert", "cancel", draft).exit_code == 1  # no longer a draft
     assert invoke(environ, "alert", "cancel", str(alert_id)).exit_code == 1  # sent: not a draft
+
+
+def test_an_alert_whose_text_was_erased_is_dropped_not_sent(services: Services) -> None:
+    cully = make_area(services, "cully")
+    subscribe(services, "+15035557301", cully)
+    alert_id = alerts.alert_for_incident(confirmed_incident(services, cully))
+    assert alert_id is not None
+    alerts.write_ledger(services, alert_id)
+    incident_id = alert_row(services, alert_id).incident_id
+    services.cipher.shred_keys.destroy(f"incident-{incident_id}")
+    assert send_batch(alert_id, 0)["failed"] == 1
+    with services.database.session() as session:
+        statuses = session.scalars(select(Delivery.status).where(Delivery.alert_id == alert_id))
+        assert list(statuses) == [DeliveryStatus.EXPIRED]
