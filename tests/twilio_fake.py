@@ -453,28 +453,24 @@ class FakeTwilio:
             if ACCOUNT_PATH.match(request.path) and not self._authorized(request):
                 return Answer.error(401)
             return Answer.error(404)
-        if request.method != "POST":
+        return self._gate(request, "POST") or self._create_message(request)
+
+    def _gate(self, request: RecordedRequest, method: str) -> Answer | None:
+        """The answer before the resource's own: wrong method, no auth, or scripted."""
+        if request.method != method:
             return Answer.error(405)
         if not self._authorized(request):
             return Answer.error(401)
         answer = self._next_scripted()
         if answer is None and self.policy is not None:
             answer = self.policy(request)
-        if answer is not None:
-            return answer
-        return self._create_message(request)
+        return answer
 
     def _answer_instance(self, request: RecordedRequest) -> Answer:
         """DELETE of one message: 204, then 404 for a message already deleted."""
-        if request.method != "DELETE":
-            return Answer.error(405)
-        if not self._authorized(request):
-            return Answer.error(401)
-        answer = self._next_scripted()
-        if answer is None and self.policy is not None:
-            answer = self.policy(request)
-        if answer is not None:
-            return answer
+        return self._gate(request, "DELETE") or self._delete_message(request)
+
+    def _delete_message(self, request: RecordedRequest) -> Answer:
         match = MESSAGE_PATH.match(request.path)
         assert match is not None
         with self._lock:
