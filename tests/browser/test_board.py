@@ -9,6 +9,7 @@ test); pages and alerts leave through real worker processes to the local Twilio.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from tests.browser.conftest import TIMEOUT_MS, Live, sign_in, wait_until_connect
 from tests.dispatch.test_alerts import confirmed_incident
 from tests.dispatch.test_verification_e2e import ANA, REPORTERS, SIGHTINGS
 from tests.factories import add_many_subscribers, add_on_shift_responder
+from tests.twilio_fake import RecordedRequest
 from tests.web.staff_helpers import add_account
 
 SUBSCRIBERS = 30
@@ -87,9 +89,23 @@ def test_a_dispatcher_sees_a_report_arrive_and_sends_the_alert(
     page.wait_for_url(f"**/board/alerts/{alert_id}")
     wait_until_connected(page)
     expect(page.locator(".audience")).to_contain_text(f"Goes to {SUBSCRIBERS} subscribers")
-    # From here the page may not re-read its fragment: what moves is moved by events alone.
+
+    # Approving reloads the page, which reads the record once when its socket connects.
+    # Twilio holds the sends until then, so nothing can finish between that read and the
+    # socket joining: after it, the page may not re-read, and what moves is moved by
+    # events alone.
+    sends_may_leave = threading.Event()
+
+    def hold_the_sends(request: RecordedRequest) -> None:
+        sends_may_leave.wait(SENDING_MS / 1000)
+
+    live.fake.policy = hold_the_sends
+    with page.expect_navigation():
+        page.get_by_role("button", name="Approve and send").click()
+    wait_until_connected(page)
+    expect(page.locator("#live")).to_have_attribute("data-synced", re.compile(r"^\d+$"))
     page.route("**/live", lambda route: route.abort())
-    page.get_by_role("button", name="Approve and send").click()
+    sends_may_leave.set()
 
     # The workers' progress events move the bar and its numbers.
     percent = page.locator(".progress .percent")
