@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("sms", __name__, url_prefix="/sms")
 
 PHOTO_ONLY = "(sent a photo with no text; photos are not kept)"
+LOCATION_ONLY = "(shared a location with no text)"
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 
 
@@ -60,16 +61,16 @@ def inbound() -> Response:
     found = services()
     if not signature_is_valid(found):
         abort(403)
-    sid, sender, body = (request.form.get(name) for name in ("MessageSid", "From", "Body"))
+    sid, sender = request.form.get("MessageSid"), request.form.get("From")
+    location = twilio_location(request.form)
+    body = inbound_text(request.form, location)
     if sid is None or sender is None or body is None or not MESSAGE_SID.match(sid):
         abort(400, "MessageSid, From and Body are required")
     try:
         phone = normalize(sender, found.settings.phone_region)
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number we can answer")
-    if not body.strip() and request.form.get("NumMedia", "0") not in ("", "0"):
-        body = PHOTO_ONLY  # a photo with no words is still a sighting; the photo is not kept
-    reply = answer(found, phone, body, sid, twilio_location(request.form))
+    reply = answer(found, phone, body, sid, location)
     redact = redaction_delay(found.settings) is not None
     if redact:
         _schedule_redaction(found, sid, redaction.RECEIVED_SETTLE)  # stored: Twilio may forget it
@@ -77,6 +78,23 @@ def inbound() -> Response:
     # The reply's id reaches us only in its status callback: redact=1 asks for it.
     action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
     return twiml(reply.text if reply is not None and allowed else None, action)
+
+
+def inbound_text(form: Mapping[str, str], location: Location | None) -> str | None:
+    """The words of an inbound message, standing in for what has none.
+
+    A photo with no words (MMS sends no ``Body`` at all) and a shared location with an
+    empty body are sightings too: the photo is not kept, the place is. None when there
+    is neither words nor anything else, which is not a message Twilio sends.
+    """
+    body = form.get("Body")
+    if body is not None and body.strip():
+        return body
+    if location is not None:
+        return LOCATION_ONLY
+    if form.get("NumMedia", "0").strip() not in ("", "0"):
+        return PHOTO_ONLY
+    return body
 
 
 def _schedule_redaction(found: Services, sid: str, after: timedelta) -> None:

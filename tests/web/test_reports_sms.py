@@ -124,6 +124,50 @@ def test_a_shared_location_places_the_report(sms_app: Flask, twilio_services: Se
         assert placed.area is not None and placed.area.slug == "lents"
 
 
+def lents_point() -> tuple[str, str]:
+    from rapidresponse.regions import demo_region_path, load_region_file
+
+    lents = next(s for s in load_region_file(demo_region_path()) if s.slug == "lents")
+    point = lents.geometry.representative_point()
+    return str(point.y), str(point.x)
+
+
+@pytest.mark.parametrize("body", [None, "", "  "])
+def test_a_shared_location_with_no_words_is_a_placed_report(
+    sms_app: Flask, twilio_services: Services, body: str | None
+) -> None:
+    latitude, longitude = lents_point()
+    params = {"From": ALICE, "MessageSid": new_sid(), "Latitude": latitude, "Longitude": longitude}
+    if body is not None:
+        params["Body"] = body
+    response = send(sms_app.test_client(), params)
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    [report] = reports(twilio_services)
+    assert text_of(twilio_services, report) == "(shared a location with no text)"
+    answer = twiml_message(response.get_data(as_text=True))  # type: ignore[attr-defined]
+    assert answer is not None and answer.startswith(f"Report {report.code} received.")
+    with twilio_services.database.session() as session:
+        placed = session.get_one(Report, report.id)
+        assert placed.area is not None and placed.area.slug == "lents"
+
+
+@pytest.mark.parametrize("body", [None, ""])
+def test_a_photo_with_no_words_is_a_report(
+    sms_app: Flask, twilio_services: Services, body: str | None
+) -> None:
+    # Twilio sends an MMS with no text without any Body parameter at all.
+    params = {"From": ALICE, "MessageSid": "MM" + new_sid()[2:], "NumMedia": "1"}
+    params["MediaUrl0"] = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"
+    if body is not None:
+        params["Body"] = body
+    response = send(sms_app.test_client(), params)
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    [report] = reports(twilio_services)
+    assert text_of(twilio_services, report).startswith("(sent a photo with no text")
+    answer = twiml_message(response.get_data(as_text=True))  # type: ignore[attr-defined]
+    assert answer is not None and answer.startswith(f"Report {report.code} received.")
+
+
 @pytest.mark.parametrize(("latitude", "longitude"), [("nan", "nan"), ("91", "0"), ("x", "1")])
 def test_a_nonsense_location_is_ignored(
     sms_app: Flask, twilio_services: Services, latitude: str, longitude: str
