@@ -24,6 +24,7 @@ from dispatch.volatile import RememberedLanguages, SeenMessages, VolatileStore, 
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex
 from rapidresponse.db import Database
+from rapidresponse.directory import AreaCatalog, AreaDirectory
 from rapidresponse.shredding import ShreddingCipher, ShredKeys
 
 
@@ -43,6 +44,7 @@ class Services:
     seen_messages: SeenMessages
     languages: RememberedLanguages
     pacer: Pacer | None = None  # None: SEND_RATE=unlimited
+    areas: AreaCatalog = field(default_factory=AreaCatalog, repr=False)
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
     volatile_store: VolatileStore | None = field(default=None, repr=False)
 
@@ -88,6 +90,12 @@ class Services:
             embedded_redis=embedded,
             volatile_store=store,
         )
+
+    def area_directory(self) -> AreaDirectory:
+        """The process's area directory, rebuilt first if the areas changed. Call it
+        before opening a write transaction: a rebuild parses every outline."""
+        with self.database.reading() as session:
+            return self.areas.refresh(session)
 
     def close(self) -> None:
         self.redis.close()

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+READ_ONLY = "rapidresponse_read_only"  # an execution option: this transaction only reads
 MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations"
 
 # Applied to every SQLite connection. WAL lets the web app read while a worker writes;
@@ -40,7 +41,10 @@ def _begin_immediately(connection: Any) -> None:
     # One writer at a time, from the first statement on: "read the state, then change
     # it" can never interleave with another process doing the same (SQLite has no
     # SELECT ... FOR UPDATE). Fine for the one small server SQLite is meant for.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A session that only reads (``Database.reading``) takes a snapshot instead, and
+    # never waits for, or holds up, a writer.
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **options: Any) -> Engine:
@@ -67,6 +71,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
         self._pid = os.getpid()
 
     @property
@@ -90,6 +97,18 @@ class Database:
             session.rollback()
             raise
         finally:
+            session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads only: on SQLite it takes no write lock (a snapshot in WAL
+        mode). It is rolled back at the end, so a write in it would be lost."""
+        self.after_fork()
+        session = self.read_sessions()
+        try:
+            yield session
+        finally:
+            session.rollback()
             session.close()
 
     def ping(self) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from rapidresponse.commands import Keyword, normalize, parse
 from rapidresponse.crypto import BlindIndex
+from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import ReportChannel
 from rapidresponse.people import find_responder
 from rapidresponse.reports import Intake, IntakeRules, ReportDesk, Sighting
@@ -91,6 +92,7 @@ class Hotline:
         rules: IntakeRules,
         quorum: int,
         languages: LanguageMemory | None = None,
+        directory: AreaDirectory | None = None,
     ) -> None:
         self.session = session
         self.cipher = cipher
@@ -98,8 +100,9 @@ class Hotline:
         self.quorum = quorum
         self.reporter_hashes = reporter_hashes
         self.rules = rules
+        self.directory = directory
         self.subscribers = SubscriberDesk(
-            session, cipher, index, limits, reporter_hashes, languages
+            session, cipher, index, limits, reporter_hashes, languages, directory
         )
 
     def handle(self, phone: str, body: str, location: Location | None = None) -> Outcome:
@@ -127,7 +130,8 @@ class Hotline:
             latitude=location.latitude if location else None,
             longitude=location.longitude if location else None,
         )
-        intake = ReportDesk(self.session, self.cipher, self.rules).receive(sighting)
+        desk = ReportDesk(self.session, self.cipher, self.rules, self.directory)
+        intake = desk.receive(sighting)
         hashes = sighting.reporter_hashes
         reply = self.subscribers.report_reply(phone, intake, text, hashes[0] if hashes else None)
         return Outcome(reply, intake)

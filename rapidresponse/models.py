@@ -184,6 +184,16 @@ class Area(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# One row: a random value rewritten whenever any area is added, changed or removed, so a
+# process can tell with one small read that its area directory is out of date.
+area_revision = Table(
+    "area_revision",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", String(32), nullable=False),
+)
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
 

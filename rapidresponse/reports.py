@@ -111,16 +111,24 @@ def open_point(cipher: FieldCipher, sealed: bytes | None) -> Point | None:
 
 
 class ReportDesk:
-    def __init__(self, session: Session, cipher: ShreddingCipher, rules: IntakeRules) -> None:
+    def __init__(
+        self,
+        session: Session,
+        cipher: ShreddingCipher,
+        rules: IntakeRules,
+        directory: AreaDirectory | None = None,
+    ) -> None:
         self.session = session
         self.cipher = cipher
         self.rules = rules
-        self._directory: AreaDirectory | None = None
+        self._directory = directory
 
     @property
     def directory(self) -> AreaDirectory:
+        """The process's directory when the caller has one (``AreaCatalog``); else built
+        here, which parses every outline: fine for a script, not for the hotline."""
         if self._directory is None:
-            self._directory = AreaDirectory(self.session.scalars(select(Area)))
+            self._directory = AreaDirectory(self.session.scalars(select(Area).order_by(Area.id)))
         return self._directory
 
     def receive(self, sighting: Sighting) -> Intake:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, defer
 
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
-from rapidresponse.directory import AreaDirectory, Resolution
+from rapidresponse.directory import AreaDirectory, Place, Resolution
 from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import join_names, text
 from rapidresponse.models import (
@@ -113,6 +113,8 @@ class SubscriberDesk:
             only key under which anything about a non-subscriber is remembered.
         languages: where a non-subscriber's language is remembered; without it, it is
             not (no durable row is ever made for someone who did not JOIN).
+        directory: the process's area directory (``AreaCatalog``); without it, one is
+            built from the session for this text.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class SubscriberDesk:
         limits: AbuseLimits,
         reporter_hashes: Callable[[str], tuple[str, ...]] = lambda _phone: (),
         languages: LanguageMemory | None = None,
+        directory: AreaDirectory | None = None,
     ) -> None:
         self.session = session
         self.cipher = cipher
@@ -130,6 +133,7 @@ class SubscriberDesk:
         self.limits = limits
         self.reporter_hashes = reporter_hashes
         self.languages = languages
+        self._directory = directory
 
     def handle(self, phone: str, command: Command) -> Reply | None:
         """Apply ``command`` from ``phone`` (E.164); return the answer, or None for silence."""
@@ -236,8 +240,11 @@ class SubscriberDesk:
         return subscriber
 
     def directory(self) -> AreaDirectory:
-        # Names, aliases and ZIPs only: polygons can be large and are not needed here.
-        return AreaDirectory(self.session.scalars(select(Area).options(defer(Area.geometry))))
+        if self._directory is None:
+            # Names, aliases and ZIPs only: polygons can be large and are not needed here.
+            areas = self.session.scalars(select(Area).options(defer(Area.geometry)))
+            self._directory = AreaDirectory(areas, outlines=False)
+        return self._directory
 
     def subscriptions(self, subscriber: Subscriber | None) -> list[Subscription]:
         if subscriber is None:
@@ -345,7 +352,7 @@ def _not_found(ctx: _Context, found: Resolution, directory: AreaDirectory) -> Re
     return ctx.say("sms.unknown_area", example=directory.example())
 
 
-def _subscribe(ctx: _Context, area: Area) -> Reply | None:
+def _subscribe(ctx: _Context, area: Place) -> Reply | None:
     existing = next(
         (s for s in ctx.desk.subscriptions(ctx.subscriber) if s.area_id == area.id), None
     )

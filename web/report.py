@@ -317,8 +317,9 @@ def form() -> ResponseReturnValue:
         place_hint=composed.details.get("location", ""),
     )
     try:
+        directory = found.area_directory()
         with found.database.session() as session:
-            desk = ReportDesk(session, found.cipher, intake_rules(found.settings))
+            desk = ReportDesk(session, found.cipher, intake_rules(found.settings), directory)
             intake = desk.receive(sighting)
     except SQLAlchemyError as error:
         log.error("report form: not stored (%s)", error.__class__.__name__)

@@ -26,7 +26,7 @@ from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.models import utcnow
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
-from rapidresponse.subscribers import Reply, permit_text
+from rapidresponse.subscribers import Reply, ReplyKind, permit_text
 from web.context import services
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def answer(
     if sid is not None and not found.seen_messages.first_time(sid):
         log.info("ignored a replayed inbound message")
         return None
+    directory = found.area_directory()
     with found.database.session() as session:
         hotline = Hotline(
             session,
@@ -126,6 +127,7 @@ def answer(
             intake_rules(found.settings),
             found.settings.verify_quorum,
             found.languages,
+            directory,
         )
         outcome = hotline.handle(phone, body, location)
     after_commit(found, outcome)
@@ -154,7 +156,10 @@ def twilio_location(form: Mapping[str, str]) -> Location | None:
 
 
 def permitted(found: Services, phone: str, reply: Reply) -> bool:
-    with found.database.session() as session:
+    if reply.kind is ReplyKind.OPT_OUT_CONFIRMATION:  # the one check that writes
+        with found.database.session() as session:
+            return permit_text(session, found.index, phone, reply.kind)
+    with found.database.reading() as session:
         return permit_text(session, found.index, phone, reply.kind)
 
 
