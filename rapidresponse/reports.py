@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit
@@ -34,6 +35,7 @@ from rapidresponse.models import (
 )
 from rapidresponse.shredding import ShreddingCipher, incident_key
 
+CODE_ATTEMPTS = 8  # inserts under a new code after a collision, before giving up
 OPEN_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED, IncidentState.CONFIRMED)
 MAX_REPORT_CHARS = 1600
 COORDINATE_DECIMALS = 3
@@ -142,7 +144,6 @@ class ReportDesk:
                 return self._add_detail(open_report, earlier, sighting)
         point = _point(sighting)
         report = Report(
-            code=new_code(lambda code: self._code_taken(Report, code)),
             channel=sighting.channel,
             reporter_hash=sighting.reporter_hashes[0] if sighting.reporter_hashes else None,
             # Which fields were given, never their values: those are in the sealed text.
@@ -157,8 +158,7 @@ class ReportDesk:
         report.incident_id = incident.id
         report.text_sealed = seal_text(self.cipher, incident.id, sighting.text)
         report.location_sealed = seal_point(self.cipher, incident.id, point)
-        self.session.add(report)
-        self.session.flush()
+        self._add_with_code(report)
         flagged = self._flag_flood(incident, now)
         audit.record(
             self.session,
@@ -194,6 +194,10 @@ class ReportDesk:
             )
             .order_by(Report.updated_at.desc())
             .limit(1)
+            # Quick second and third texts arrive together: each waits for the one
+            # before to commit its addition, then reads the text with it (PostgreSQL;
+            # SQLite lets one writer in at a time anyway).
+            .with_for_update(of=Report)
         )
 
     def _new_reporter(self, incident: Incident, hashes: Sequence[str]) -> bool:
@@ -249,20 +253,23 @@ class ReportDesk:
         self, area_id: int | None, point: Point | None, now: datetime
     ) -> tuple[Incident, bool]:
         if area_id is not None:
+            self._lock_area(area_id)
             for incident in self._open_incidents(area_id, now):
                 there = open_point(self.cipher, incident.location_sealed)
                 if _close_enough(there, point, self.rules.merge_distance_m):
                     return incident, False
-        incident = Incident(
-            code=new_code(lambda code: self._code_taken(Incident, code)),
-            area_id=area_id,
-            opened_at=now,
-            state_changed_at=now,
-        )
-        self.session.add(incident)
-        self.session.flush()  # its id names its shred key
+        incident = Incident(area_id=area_id, opened_at=now, state_changed_at=now)
+        self._add_with_code(incident)  # its id names its shred key
         incident.location_sealed = seal_point(self.cipher, incident.id, point)
         return incident, True
+
+    def _lock_area(self, area_id: int) -> None:
+        """One report of an area at a time decides "same incident, or a new one", so a
+        flood of reports becomes one incident (held to commit; other areas go on).
+        FOR NO KEY UPDATE: rows that only refer to the area are not held up."""
+        self.session.execute(
+            select(Area.id).where(Area.id == area_id).with_for_update(key_share=True)
+        )
 
     def _open_incidents(self, area_id: int, now: datetime) -> Sequence[Incident]:
         recent = select(Report.incident_id).where(
@@ -303,6 +310,25 @@ class ReportDesk:
 
     def _code_taken(self, model: type[Report] | type[Incident], code: str) -> bool:
         return self.session.scalar(select(model.id).where(model.code == code)) is not None
+
+    def _add_with_code(self, row: Report | Incident) -> None:
+        """Insert ``row`` under a fresh code, whatever happens at the same moment.
+
+        "Is it free? Then insert" leaves a gap in which a simultaneous report takes the
+        same code; the unique index catches it, and the row is inserted again under
+        another code (inside a savepoint, so the rest of the transaction stands).
+        """
+        model = type(row)
+        for attempt in range(1, CODE_ATTEMPTS + 1):
+            row.code = new_code(lambda code: self._code_taken(model, code))
+            try:
+                with self.session.begin_nested():
+                    self.session.add(row)
+            except IntegrityError:
+                if attempt == CODE_ATTEMPTS:
+                    raise
+                continue
+            return
 
 
 def _point(sighting: Sighting) -> Point | None:
