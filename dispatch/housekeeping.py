@@ -23,6 +23,7 @@ from dispatch.incidents import sweep_incidents
 from dispatch.queues import QueueName, enqueue
 from dispatch.redaction import forget_provider_ids_job, redact_due_job
 from dispatch.services import current
+from rapidresponse import audit
 from rapidresponse.config import Settings
 from rapidresponse.models import utcnow
 from rapidresponse.reports import expired_incidents, forget_reporter_links, purge_report_texts
@@ -32,6 +33,7 @@ from rapidresponse.simulator import purge_outbox
 log = logging.getLogger(__name__)
 
 SLOT_PREFIX = "rr:housekeeping:"
+AUDIT_SEAL_SECONDS = 10
 
 
 def purge_report_texts_job() -> int:
@@ -55,6 +57,12 @@ def forget_reporter_links_job() -> int:
         return forget_reporter_links(session, utcnow(), services.reporter_keys.lifetime)
 
 
+def seal_audit_job() -> int:
+    """Chain the audit events recorded since the last run (see ``rapidresponse.audit``)."""
+    with current().database.session() as session:
+        return audit.seal(session)
+
+
 @dataclass(frozen=True)
 class Periodic:
     name: str
@@ -73,6 +81,8 @@ def periodic_tasks(settings: Settings) -> tuple[Periodic, ...]:
             QueueName.ALERTS,
         ),
         Periodic("sweep-incidents", timedelta(minutes=1), sweep_incidents),
+        # Until it is sealed an event could be changed without a trace: keep that short.
+        Periodic("seal-audit", timedelta(seconds=AUDIT_SEAL_SECONDS), seal_audit_job),
         Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),
         # Often enough that no link outlives its window by more than a few minutes.
         Periodic("forget-reporter-links", timedelta(minutes=5), forget_reporter_links_job),

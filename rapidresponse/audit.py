@@ -3,6 +3,13 @@
 Each event's hash covers the previous event's hash, so deleting or editing a row breaks
 the chain from there on, and ``verify`` finds where. Details carry ids and codes only;
 a value that looks like a phone number is refused.
+
+Recording and chaining are two steps. ``record`` only inserts the event, so a report
+never waits for another transaction's audit event to commit (one lock held to commit by
+every report made PostgreSQL take fewer reports per second than SQLite). ``seal`` then
+chains what has been committed, one sealer at a time, in the order it finds them: the
+housekeeping runs it every few seconds and ``verify`` runs it first. Until its seal, an
+event can be changed without a trace; from then on, not.
 """
 
 from __future__ import annotations
@@ -44,28 +51,42 @@ def record(
     subject: str = "",
     details: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append an event after the current last one (locked, so the chain never forks)."""
+    """Add an event, to be chained by the next ``seal`` (takes no lock)."""
     clean = dict(details or {})
     _refuse_numbers({"actor": actor, "action": action, "subject": subject, "details": clean})
-    if session.get_bind().dialect.name == "postgresql":
-        # Row locks cannot serialise appends (a waiter would still read the old last row):
-        # one transaction-scoped advisory lock makes appends strictly one at a time.
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
-    last = session.scalar(
-        select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1).with_for_update()
-    )
     event = AuditEvent(
-        occurred_at=_when(actor),
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=clean,
-        prev_hash=last.hash if last else GENESIS,
+        occurred_at=_when(actor), actor=actor, action=action, subject=subject, details=clean
     )
-    event.hash = event_hash(event)
     session.add(event)
     session.flush()
     return event
+
+
+def seal(session: Session) -> int:
+    """Chain every committed event not chained yet, after the last chained one.
+
+    Returns how many were sealed. One sealer at a time (an advisory lock on PostgreSQL,
+    the write lock on SQLite), so the chain never forks; it is held only for this.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK_KEY})
+    last = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.position.is_not(None))
+        .order_by(AuditEvent.position.desc())
+        .limit(1)
+    )
+    position, previous = (0, GENESIS) if last is None else (last.position or 0, last.hash)
+    pending = session.scalars(
+        select(AuditEvent).where(AuditEvent.position.is_(None)).order_by(AuditEvent.id)
+    ).all()
+    for event in pending:
+        position += 1
+        event.position, event.prev_hash = position, previous
+        event.hash = event_hash(event)
+        previous = event.hash
+    session.flush()
+    return len(pending)
 
 
 def event_hash(event: AuditEvent) -> str:
@@ -86,9 +107,12 @@ def event_hash(event: AuditEvent) -> str:
 
 
 def verify(session: Session) -> int | None:
-    """The id of the first event that breaks the chain, or None when it is intact."""
+    """Seal what is pending, then the id of the first event that breaks the chain, or
+    None when it is intact."""
+    seal(session)
     previous = GENESIS
-    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
+    chained = select(AuditEvent).where(AuditEvent.position.is_not(None))
+    for event in session.scalars(chained.order_by(AuditEvent.position)):
         if event.prev_hash != previous or event_hash(event) != event.hash:
             return event.id
         previous = event.hash

@@ -481,8 +481,11 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(60))
     subject: Mapped[str] = mapped_column(String(60), default="")  # "incident:12"
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Set when the event is sealed into the chain, shortly after it is recorded (see
+    # ``audit.seal``): its place in the chain, the hash before it, and its own.
+    position: Mapped[int | None] = mapped_column(BigInteger, unique=True, default=None)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
 
 
 class OutboxMessage(Base):

@@ -317,7 +317,7 @@ def audit_log() -> ResponseReturnValue:
                 "action": e.action,
                 "subject": e.subject,
                 "details": e.details,
-                "hash": e.hash[:12],
+                "hash": (e.hash or "…")[:12],  # "…": not sealed into the chain yet
             }
             for e in events
         ]

@@ -88,13 +88,14 @@ def test_each_period_is_enqueued_by_exactly_one_worker(
     every = [
         "reap-deliveries",
         "sweep-incidents",
+        "seal-audit",
         "purge-report-texts",
         "forget-reporter-links",
         "forget-provider-ids",
         "redact-at-provider",
     ]
     assert (first, second, third) == (every, [], every)
-    assert queue(QueueName.BULK, redis_client).count == 10
+    assert queue(QueueName.BULK, redis_client).count == 12
     # The reaper runs between broadcast batches, not after the whole broadcast.
     assert queue(QueueName.ALERTS, redis_client).count == 2
 
