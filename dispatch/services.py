@@ -20,6 +20,7 @@ from dispatch.pacer import Pacer, make_pacer
 from dispatch.redis_conn import EmbeddedRedis, connect
 from dispatch.reporter_keys import ReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
+from dispatch.spool import Spool
 from dispatch.volatile import RememberedLanguages, SeenMessages, VolatileStore, open_volatile
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex
@@ -43,6 +44,7 @@ class Services:
     volatile: Redis  # keeps nothing on disk: reporter links, limits, replay guard
     seen_messages: SeenMessages
     languages: RememberedLanguages
+    spool: Spool  # inbound texts the database could not take yet, sealed, on this host
     pacer: Pacer | None = None  # None: SEND_RATE=unlimited
     areas: AreaCatalog = field(default_factory=AreaCatalog, repr=False)
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
@@ -86,6 +88,7 @@ class Services:
             volatile=volatile,
             seen_messages=SeenMessages(volatile, link_seconds),
             languages=RememberedLanguages(volatile, link_seconds),
+            spool=Spool(settings.spool_path, cipher),
             pacer=pacer,
             embedded_redis=embedded,
             volatile_store=store,

@@ -96,6 +96,8 @@ class Settings:
     provider_redaction: bool = False
     # Where the shred keys live (SHRED_KEYS_DIR): never in the database or Redis
     shred_keys_path: Path = Path("instance/shred-keys")
+    # Where a web process keeps, sealed, the texts the database could not take (SPOOL_DIR)
+    spool_path: Path = Path("instance/spool")
 
     @property
     def is_production(self) -> bool:
@@ -209,6 +211,7 @@ def _load(env: _Env) -> Settings:
         map_tile_url=_map_tile_url(env),
         reporter_window_minutes=env.integer("REPORTER_WINDOW_MINUTES", default=60, minimum=1),
         shred_keys_path=Path(env.get("SHRED_KEYS_DIR") or instance_path / "shred-keys").resolve(),
+        spool_path=Path(env.get("SPOOL_DIR") or instance_path / "spool").resolve(),
         provider_redaction=env.choice(
             "PROVIDER_REDACTION", ("on", "off"), "on" if mode == "production" else "off"
         )

@@ -35,6 +35,7 @@ class Purpose:
     LOGIN_LIMIT = "login.limit"  # rate-limit keys for sign-in attempts (email, address)
     LOCATION = "location"  # an incident's or a report's coordinates, about 100 m
     ALERT_TEXTS = "alert.texts"  # an incident's alert texts, as JSON (language -> text)
+    SPOOLED = "spool.message"  # an inbound text kept on disk while the database was down
 
 
 KEY_ID_BYTES = 4

@@ -14,6 +14,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 READ_ONLY = "rapidresponse_read_only"  # an execution option: this transaction only reads
+# An execution option: how long this transaction may wait for a lock, in milliseconds,
+# instead of the default (a webhook has Twilio's 15 s budget for everything it does).
+LOCK_WAIT_MS = "rapidresponse_lock_wait_ms"
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+# PostgreSQL: a server that does not answer a connection attempt within this is down.
+CONNECT_TIMEOUT_S = 5
 MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations"
 
 # Applied to every SQLite connection. WAL lets the web app read while a worker writes;
@@ -23,7 +29,6 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA secure_delete=ON",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=15000",
 )
 
 
@@ -43,15 +48,28 @@ def _begin_immediately(connection: Any) -> None:
     # SELECT ... FOR UPDATE). Fine for the one small server SQLite is meant for.
     # A session that only reads (``Database.reading``) takes a snapshot instead, and
     # never waits for, or holds up, a writer.
-    read_only = connection.get_execution_options().get(READ_ONLY, False)
-    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+    options = connection.get_execution_options()
+    # Set on every transaction, as a pooled connection keeps what the last one set.
+    wait = int(options.get(LOCK_WAIT_MS, SQLITE_BUSY_TIMEOUT_MS))
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
+    connection.exec_driver_sql("BEGIN DEFERRED" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+def _limit_lock_wait(connection: Any) -> None:
+    # SET LOCAL ends with the transaction: the pooled connection keeps no trace of it.
+    wait = connection.get_execution_options().get(LOCK_WAIT_MS)
+    if wait is not None:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait)}")
 
 
 def make_engine(url: str, **options: Any) -> Engine:
     """Create an engine, preparing the SQLite file's folder and pragmas when needed."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **options)
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
+        event.listen(engine, "begin", _limit_lock_wait)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15}, **options)
@@ -90,6 +108,22 @@ class Database:
         """A session that commits on success and rolls back on error."""
         self.after_fork()
         session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def hurried(self, lock_wait_ms: int) -> Iterator[Session]:
+        """Like ``session``, but a lock not granted within ``lock_wait_ms`` is an
+        ``OperationalError`` instead of a long wait."""
+        self.after_fork()
+        engine = self.engine.execution_options(**{LOCK_WAIT_MS: lock_wait_ms})
+        session = Session(engine, expire_on_commit=False)
         try:
             yield session
             session.commit()

@@ -39,8 +39,11 @@ class WebServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         # Built in the worker process, after the fork: connections are never shared.
         from web import create_app
+        from web.sms import start_spool_drain
 
-        return create_app()
+        app = create_app()
+        start_spool_drain(app.extensions["rapidresponse"])  # texts kept while the DB was away
+        return app
 
     def init(self, parser: Any, opts: Any, args: Any) -> None:
         return None

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
 
 from flask import Blueprint, Response, abort, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from dispatch.broadcast import apply_status_callback
 from dispatch.incidents import after_intake, incident_changed, incident_touched
-from dispatch.senders import redaction_delay
+from dispatch.senders import SendError, redaction_delay
 from dispatch.services import Services
+from dispatch.spool import SpooledText
 from rapidresponse import redaction
 from rapidresponse.broadcast import CallbackStatus
+from rapidresponse.commands import Keyword, parse
 from rapidresponse.hotline import Hotline, Location, Outcome
+from rapidresponse.languages import guess as guess_language
+from rapidresponse.messages import text as message_text
 from rapidresponse.models import utcnow
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
@@ -35,6 +42,13 @@ bp = Blueprint("sms", __name__, url_prefix="/sms")
 
 PHOTO_ONLY = "(sent a photo with no text; photos are not kept)"
 LOCATION_ONLY = "(shared a location with no text)"
+# What the webhook may wait for locks, per attempt, and how many attempts: inside the
+# 15 s Twilio waits for an answer, with room for the rest of the request.
+LOCK_WAIT_MS = 4_000
+STORE_ATTEMPTS = 2
+SPOOL_DRAIN_SECONDS = 5.0
+# The database could not take the text: locked past the budget, or down.
+STORAGE_DOWN = (OperationalError, InterfaceError, SQLAlchemyTimeoutError)
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 
 
@@ -70,14 +84,48 @@ def inbound() -> Response:
         phone = normalize(sender, found.settings.phone_region)
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number we can answer")
-    reply = answer(found, phone, body, sid, location)
+    if not found.seen_messages.first_time(sid):
+        log.info("ignored a replayed inbound message")
+        return twiml(None)
     redact = redaction_delay(found.settings) is not None
+    # The reply's id reaches us only in its status callback: redact=1 asks for it.
+    action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
+    try:
+        reply = handle_within_budget(found, phone, body, location)
+    except STORAGE_DOWN as error:
+        log.error("inbound text kept in the spool: database unavailable (%s)", type(error).__name__)
+        found.spool.keep(SpooledText(phone, body, sid, *_coordinates(location)))
+        return twiml(kept_reply(body), action)  # redaction is scheduled once it is stored
     if redact:
         _schedule_redaction(found, sid, redaction.RECEIVED_SETTLE)  # stored: Twilio may forget it
     allowed = reply is not None and permitted(found, phone, reply)
-    # The reply's id reaches us only in its status callback: redact=1 asks for it.
-    action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
     return twiml(reply.text if reply is not None and allowed else None, action)
+
+
+def handle_within_budget(
+    found: Services, phone: str, body: str, location: Location | None
+) -> Reply | None:
+    """Handle the text, waiting at most LOCK_WAIT_MS for a lock, twice: well inside the
+    15 s Twilio waits for an answer. Raises one of STORAGE_DOWN if it could not."""
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            return handle(found, phone, body, location, lock_wait_ms=LOCK_WAIT_MS)
+        except STORAGE_DOWN:
+            if attempt == STORE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def kept_reply(body: str) -> str | None:
+    """What a text kept in the spool is answered: that it is kept (a STOP gets nothing
+    now: the carrier's own opt-out answers it, and it is applied once stored)."""
+    if parse(body).keyword is Keyword.STOP:
+        return None
+    return message_text(guess_language(body), "sms.kept_for_later")
+
+
+def _coordinates(location: Location | None) -> tuple[float | None, float | None]:
+    return (location.latitude, location.longitude) if location else (None, None)
 
 
 def inbound_text(form: Mapping[str, str], location: Location | None) -> str | None:
@@ -107,17 +155,31 @@ def answer(
 ) -> Reply | None:
     """Handle one inbound text and return what to answer (None: answer nothing).
 
-    Shared by the Twilio webhook and the simulator, so the demo exercises the same path.
-    The caller still asks ``permit_text`` (directly, or through the guarded sender)
-    before the answer leaves.
+    For the simulator, so the demo exercises the same path as the webhook. The caller
+    still asks ``permit_text`` (directly, or through the guarded sender) before the
+    answer leaves.
     """
     # Even a message we refuse to read is used up. Ids are remembered in the volatile
     # store for the reporter window only: nothing durable ties a report to its message.
     if sid is not None and not found.seen_messages.first_time(sid):
         log.info("ignored a replayed inbound message")
         return None
-    directory = found.area_directory()
-    with found.database.session() as session:
+    return handle(found, phone, body, location)
+
+
+def handle(
+    found: Services,
+    phone: str,
+    body: str,
+    location: Location | None = None,
+    lock_wait_ms: int | None = None,
+) -> Reply | None:
+    """Store and act on one text, in one transaction; then tell the board."""
+    directory = found.area_directory()  # before the write transaction: a rebuild parses
+    sessions = (
+        found.database.session() if lock_wait_ms is None else found.database.hurried(lock_wait_ms)
+    )
+    with sessions as session:
         hotline = Hotline(
             session,
             found.cipher,
@@ -132,6 +194,55 @@ def answer(
         outcome = hotline.handle(phone, body, location)
     after_commit(found, outcome)
     return outcome.reply
+
+
+def store_spooled(found: Services) -> int:
+    """Store the texts the spool holds, oldest first, and send each its real answer.
+
+    Stops at the first one the database still refuses. Returns how many were stored.
+    """
+    stored = 0
+    for name in found.spool.waiting():
+        kept = found.spool.claim(name)
+        if kept is None:
+            continue
+        location = None if kept.latitude is None else Location(kept.latitude, kept.longitude or 0)
+        try:
+            reply = handle(found, kept.phone, kept.body, location)
+        except STORAGE_DOWN:
+            found.spool.release(name)
+            break
+        found.spool.done(name)
+        stored += 1
+        if kept.sid is not None and redaction_delay(found.settings) is not None:
+            _schedule_redaction(found, kept.sid, redaction.RECEIVED_SETTLE)
+        # A STOP was answered by the carrier's own opt-out when it came in.
+        if reply is not None and reply.kind is not ReplyKind.OPT_OUT_CONFIRMATION:
+            _send_late_reply(found, kept.phone, reply)
+    return stored
+
+
+def _send_late_reply(found: Services, phone: str, reply: Reply) -> None:
+    try:
+        found.sender.send_reply(phone, reply.text, reply.kind)
+    except SendError as error:  # opted out, or the provider refused: the text is stored
+        log.warning("a spooled text's answer was not sent (%s)", error.code or "no code")
+
+
+def start_spool_drain(found: Services) -> threading.Event:
+    """Store spooled texts every SPOOL_DRAIN_SECONDS, in a daemon thread of this process."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(SPOOL_DRAIN_SECONDS):
+            try:
+                if store_spooled(found):
+                    log.warning("stored texts kept in the spool while the database was away")
+            except Exception as error:
+                log.error("spool round failed (%s)", type(error).__name__)
+
+    threading.Thread(target=loop, name="rapidresponse-spool", daemon=True).start()
+    return stop
 
 
 def after_commit(found: Services, outcome: Outcome) -> None:

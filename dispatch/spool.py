@@ -1,0 +1,123 @@
+"""Texts the database could not take, kept on this host's disk until it can.
+
+When the database is locked past the webhook's budget, or down, an inbound text is
+still answered, and kept here: one file per text, written and fsynced before Twilio
+hears "200", so a crash or a restart loses nothing. Why a directory and not Redis:
+Redis may be the very thing that is down, and ours keeps nothing on disk for what links
+a person to a text; why not a second database: it would fail with the first.
+
+Each file is sealed under a shred key of its own (``SHRED_KEYS_DIR``), destroyed when
+the text has been stored: a copy of the disk taken later finds only unreadable bytes.
+Files are claimed by an atomic rename, so several web processes can share one spool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rapidresponse.crypto import DecryptionError, Purpose
+from rapidresponse.shredding import ShreddingCipher
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".msg"
+CLAIMED = ".claimed"
+# A claim older than this belongs to a process that died while storing it: take it back.
+STALE_CLAIM_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class SpooledText:
+    """One inbound text as it arrived (the Twilio id, for redaction once it is stored)."""
+
+    phone: str
+    body: str
+    sid: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+class Spool:
+    def __init__(self, directory: Path, cipher: ShreddingCipher) -> None:
+        self.directory = directory
+        self.cipher = cipher
+
+    def keep(self, text: SpooledText) -> str:
+        """Write ``text`` durably (file and folder fsynced); its name."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{time.time_ns():020d}-{secrets.token_hex(8)}"
+        sealed = self.cipher.seal(_key(name), json.dumps(asdict(text)), Purpose.SPOOLED)
+        aside = self.directory / f".{name}.new"
+        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, sealed)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        aside.rename(self.directory / f"{name}{SUFFIX}")
+        _fsync_folder(self.directory)
+        return name
+
+    def waiting(self) -> list[str]:
+        """Names of the texts waiting, oldest first (stale claims put back first)."""
+        if not self.directory.is_dir():
+            return []
+        self._take_back_stale_claims()
+        return sorted(path.name[: -len(SUFFIX)] for path in self.directory.glob(f"*{SUFFIX}"))
+
+    def claim(self, name: str) -> SpooledText | None:
+        """Take ``name`` for storing; None if another process took it, or it is unreadable
+        (its key destroyed: then there is nothing left to store, and the file goes)."""
+        claimed = self._claimed_path(name)
+        try:
+            (self.directory / f"{name}{SUFFIX}").rename(claimed)
+        except FileNotFoundError:
+            return None
+        os.utime(claimed)  # the claim's age, for a process that dies holding it
+        try:
+            fields = json.loads(self.cipher.decrypt(claimed.read_bytes(), Purpose.SPOOLED))
+            return SpooledText(**fields)
+        except (DecryptionError, ValueError, TypeError):
+            log.error("a spooled text could not be read; removed")
+            self.done(name)
+            return None
+
+    def release(self, name: str) -> None:
+        """Put a claimed text back (the database is still not taking it)."""
+        self._claimed_path(name).rename(self.directory / f"{name}{SUFFIX}")
+
+    def done(self, name: str) -> None:
+        """The text is stored: destroy its key, then the file."""
+        self.cipher.shred_keys.destroy(_key(name))
+        self._claimed_path(name).unlink(missing_ok=True)
+        _fsync_folder(self.directory)
+
+    def _claimed_path(self, name: str) -> Path:
+        return self.directory / f"{name}{CLAIMED}"
+
+    def _take_back_stale_claims(self) -> None:
+        deadline = time.time() - STALE_CLAIM_SECONDS
+        for path in self.directory.glob(f"*{CLAIMED}"):
+            try:
+                if path.stat().st_mtime < deadline:
+                    path.rename(path.with_suffix(SUFFIX))
+            except FileNotFoundError:
+                continue  # its process finished it just now
+
+
+def _key(name: str) -> str:
+    return f"spool-{name}"
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
