@@ -25,12 +25,83 @@ from rapidresponse.commands import normalize
 from rapidresponse.models import Area, area_revision
 
 MAX_SUGGESTIONS = 3
-# Shorter names would match ordinary words in a report: "hand" (an alias of
-# Hosford-Abernethy), "king" (MLK Blvd crosses many neighborhoods).
-MIN_NAME_LENGTH = 5
-_ZIP = re.compile(r"\b\d{5}\b")
+# A one-word name this short is an ordinary word too often ("hand", an alias of
+# Hosford-Abernethy; "King", "Reed"): in a report it counts only in a place context.
+SHORT_NAME = 5
 # Words people put before a place name: "UNIRSE a Cully", "JOIN in Lents".
 LEADING_WORDS = frozenset({"a", "al", "de", "del", "en", "in", "to", "at"})
+# Written either way: "Mount Tabor" / "Mt. Tabor", "Saint Johns" / "St. John's".
+SAME_WORD = {"mount": "mt", "saint": "st", "sainte": "ste", "santa": "sta"}
+_APOSTROPHES = re.compile(r"['\u2018\u2019`\u00b4]")
+# A name followed by one of these is a street or a county, not the neighborhood:
+# "N Russell St", "Multnomah County courthouse", "Woodstock Blvd", "MLK Jr Blvd".
+STREET_AFTER = frozenset(
+    [
+        "st",
+        "street",
+        "ave",
+        "av",
+        "avenue",
+        "blvd",
+        "boulevard",
+        "rd",
+        "road",
+        "dr",
+        "drive",
+        "way",
+        "ln",
+        "lane",
+        "ct",
+        "court",
+        "pl",
+        "place",
+        "hwy",
+        "highway",
+        "pkwy",
+        "parkway",
+        "ter",
+        "terrace",
+        "cir",
+        "circle",
+        "loop",
+        "county",
+        "co",
+        "jr",
+        "bridge",
+    ]
+)
+# ...and so is one after a street direction or "on": "SE Foster", "on Powell".
+STREET_BEFORE = frozenset(
+    [
+        "n",
+        "ne",
+        "nw",
+        "s",
+        "se",
+        "sw",
+        "e",
+        "w",
+        "north",
+        "northeast",
+        "northwest",
+        "south",
+        "southeast",
+        "southwest",
+        "east",
+        "west",
+        "on",
+        "calle",
+        "avenida",
+    ]
+)
+# A place context: "in Russell", "cerca de Lents", "the Russell neighborhood".
+PLACE_BEFORE = frozenset(
+    ["in", "en", "near", "around", "inside", "barrio", "neighborhood", "cerca", "de", "del"]
+)
+NAMING_BEFORE = frozenset(["barrio", "neighborhood", "neighbourhood", "colonia"])
+PLACE_AFTER = frozenset(["neighborhood", "neighbourhood", "area", "barrio", "district"])
+# "JOIN Cully, Lents", "JOIN Cully and Lents", "UNIRSE Cully y Lents".
+_LIST = re.compile(r"\s*(?:[,;&+/]|\band\b|\by\b)\s*", re.IGNORECASE)
 # How alike a misspelling must be to be offered (difflib ratio): "kenten" → "kenton".
 SUGGESTION_CUTOFF = 0.72
 
@@ -63,10 +134,22 @@ class Place:
 
 @dataclass(frozen=True)
 class Resolution:
-    """Exactly one of: ``area`` found, several ``choices`` to pick from, or nothing."""
+    """At most one of: ``area`` found; ``areas``, all that a shared ZIP covers; or
+    ``choices``, names close to what was typed. None of them: nothing like it."""
 
     area: Place | None = None
+    areas: tuple[Place, ...] = ()
     choices: tuple[str, ...] = ()
+
+    @property
+    def places(self) -> tuple[Place, ...]:
+        return (self.area,) if self.area is not None else self.areas
+
+
+def fold(text: str) -> str:
+    """``text`` as a key: normalised, apostrophes dropped, "Mount"/"Saint" as "Mt"/"St"."""
+    words = normalize(_APOSTROPHES.sub("", text)).split()
+    return " ".join(SAME_WORD.get(word, word) for word in words)
 
 
 class _Polygons:
@@ -98,12 +181,23 @@ class AreaDirectory:
         self._outlines: list[tuple[Place, dict[str, Any]]] = []
         self._polygons: _Polygons | None = None
         self._polygons_lock = threading.Lock()
+        parts: list[tuple[str, Place]] = []
+        self._names: set[str] = set()
         for area in areas:
             place = Place(area.id, area.slug, area.name)
+            self._names.add(fold(area.name))
             for name in (area.name, area.slug.replace("-", " "), *area.aliases, *area.zips):
-                self._add(normalize(name), place)
+                self._add(fold(name), place)
+            parts.extend((fold(part), place) for part in _name_parts(area.name))
             if outlines and area.geometry:
                 self._outlines.append((place, area.geometry))
+        # "Sellwood" for Sellwood-Moreland: a part of a name, where no name claims it.
+        # Parts are often streets too (Foster, Powell): in a report, only in a context.
+        self._weak = {key for key, _ in parts if key not in self._by_key}
+        for key, place in parts:
+            if key in self._weak:
+                self._add(key, place)
+        self._longest = max((len(key.split()) for key in self._by_key), default=1)
 
     def _add(self, key: str, area: Place) -> None:
         for variant in {key, key.replace(" ", "")}:
@@ -111,7 +205,7 @@ class AreaDirectory:
                 self._by_key[variant].append(area)
 
     def resolve(self, text: str) -> Resolution:
-        key = normalize(text)
+        key = fold(text)
         found = self._lookup(key)
         first, _, rest = key.partition(" ")
         if not found and first in LEADING_WORDS and rest:  # "UNIRSE a Cully", "JOIN in Lents"
@@ -119,34 +213,71 @@ class AreaDirectory:
         if len(found) == 1:
             return Resolution(area=found[0])
         if found:  # a ZIP that spans several neighborhoods
-            return Resolution(choices=tuple(area.name for area in found[:MAX_SUGGESTIONS]))
+            return Resolution(areas=tuple(found))
         return Resolution(choices=self._suggestions(key))
+
+    def resolve_list(self, text: str) -> list[tuple[str, Resolution]]:
+        """Each area of "Cully, Lents" or "Cully and Lents", with the words it came from.
+
+        The whole text is tried first, so a name with "and" in it stays one name.
+        """
+        whole = self.resolve(text)
+        pieces = [piece for piece in _LIST.split(text) if piece.strip()]
+        if whole.places or len(pieces) < 2:
+            return [(text, whole)]
+        return [(piece, self.resolve(piece)) for piece in pieces]
 
     def _lookup(self, key: str) -> list[Place]:
         return self._by_key.get(key) or self._by_key.get(key.replace(" ", ""), [])
 
     def mentioned_in(self, text: str) -> Place | None:
-        """The one area a free-text report names (a ZIP, a name, an alias), if exactly one.
+        """The one area a free-text report names (a name, an alias, a ZIP), if exactly one.
 
-        "ICE van on 42nd in Cully near 97218" → Cully. Two different areas named, or a ZIP
-        shared by several, is left for a dispatcher to place.
+        Whole words only, the longest name at each place in the text. A name that is
+        part of a street or county ("N Russell St", "Multnomah County") does not count;
+        a short or partial name counts only in a place context ("in King", "Sellwood
+        neighborhood") or alone. Two areas named: the one named in a place context, if
+        only one is; otherwise it is left for a dispatcher to place.
         """
-        words = normalize(text)
-        for number in _ZIP.findall(words):
-            candidates = self._by_key.get(number, [])
-            if len(candidates) == 1:
-                return candidates[0]
-        padded = f" {words} "
-        named = {
-            area.id: area
-            for key, areas in self._by_key.items()
-            if len(key) >= MIN_NAME_LENGTH
-            and not key.isdigit()
-            and len(areas) == 1
-            and f" {key} " in padded
-            for area in areas
-        }
-        return next(iter(named.values())) if len(named) == 1 else None
+        words = fold(text).split()
+        named: dict[int, tuple[Place, bool]] = {}
+        start = 0
+        while start < len(words):
+            found = self._name_at(words, start)
+            if found is None:
+                start += 1
+                continue
+            length, places, context = found
+            if len(places) == 1:  # a ZIP several areas share places nothing
+                place = places[0]
+                named[place.id] = (place, context or named.get(place.id, (place, False))[1])
+            start += length
+        if len(named) == 1:
+            return next(iter(named.values()))[0]
+        in_context = [place for place, context in named.values() if context]
+        return in_context[0] if len(in_context) == 1 else None
+
+    def _name_at(self, words: list[str], start: int) -> tuple[int, list[Place], bool] | None:
+        """The longest name that starts at ``words[start]`` and counts there, if any."""
+        for length in range(min(self._longest, len(words) - start), 0, -1):
+            key = " ".join(words[start : start + length])
+            places = self._by_key.get(key)
+            if not places:
+                continue
+            before = words[start - 1] if start else ""
+            after = words[start + length] if start + length < len(words) else ""
+            if after in STREET_AFTER or before in STREET_BEFORE:
+                return None  # a street or a county: no shorter name here counts either
+            alone = length == len(words)
+            named_as_place = before in NAMING_BEFORE or after in PLACE_AFTER or alone
+            in_context = named_as_place or before in PLACE_BEFORE
+            short = " " not in key and not key.isdigit() and len(key) < SHORT_NAME
+            if short and key not in self._names and not named_as_place:
+                return None  # a short alias ("HAND") needs more than "in": "in hand"
+            if (short or key in self._weak) and not in_context:
+                return None
+            return length, places, in_context
+        return None
 
     def at(self, longitude: float, latitude: float) -> Place | None:
         """The area whose polygon covers the point (a web pin, a Twilio location)."""
@@ -174,6 +305,12 @@ class AreaDirectory:
         """A ZIP to show in help texts (a real one from this region)."""
         zips = sorted(k for k in self._by_key if k.isdigit())
         return zips[0] if zips else "97211"
+
+
+def _name_parts(name: str) -> list[str]:
+    """The parts of a joined name: "Sellwood-Moreland" → Sellwood, Moreland."""
+    parts = [part.strip() for part in re.split(r"\s*[-/]\s*", name) if part.strip()]
+    return parts if len(parts) > 1 else []
 
 
 # --- one directory per process ---------------------------------------------------------

@@ -337,13 +337,32 @@ def _not_understood(ctx: _Context) -> Reply:
 
 
 def _join(ctx: _Context) -> Reply | None:
+    """JOIN one area, several ("Cully, Lents", "Cully and Lents"), or a ZIP: a ZIP several
+    areas share joins them all, and the answer names each (LEAVE drops one). Asking
+    "which one?" would cost a second round trip when people sign up in a hurry.
+
+    A close misspelling is offered as a pending subscription: "Did you mean Cully?
+    Reply YES to get alerts for Cully", so that YES or SI is all it takes.
+    """
     directory = ctx.desk.directory()
     if not ctx.command.argument:
         return ctx.say("sms.join_which", example=directory.example())
-    found = directory.resolve(ctx.command.argument)
-    if found.area is None:
-        return _not_found(ctx, found, directory)
-    return _subscribe(ctx, found.area)
+    resolved = directory.resolve_list(ctx.command.argument)
+    places: list[Place] = []
+    for _words, found in resolved:
+        if not found.places:
+            if len(resolved) == 1 and len(found.choices) == 1:
+                return _offer(ctx, directory, found.choices[0])
+            return _not_found(ctx, found, directory)
+        places.extend(place for place in found.places if place not in places)
+    return _subscribe(ctx, places)
+
+
+def _offer(ctx: _Context, directory: AreaDirectory, name: str) -> Reply | None:
+    offered = directory.resolve(name).area
+    if offered is None:  # a suggestion is always a name of the directory; be safe
+        return ctx.say("sms.unknown_area", example=directory.example())
+    return _subscribe(ctx, [offered], "sms.did_you_mean_one")
 
 
 def _not_found(ctx: _Context, found: Resolution, directory: AreaDirectory) -> Reply:
@@ -352,20 +371,26 @@ def _not_found(ctx: _Context, found: Resolution, directory: AreaDirectory) -> Re
     return ctx.say("sms.unknown_area", example=directory.example())
 
 
-def _subscribe(ctx: _Context, area: Place) -> Reply | None:
-    existing = next(
-        (s for s in ctx.desk.subscriptions(ctx.subscriber) if s.area_id == area.id), None
-    )
-    if existing is not None and existing.status is SubscriptionStatus.CONFIRMED:
-        return ctx.say("sms.join_already", area=area.name)
+def _subscribe(
+    ctx: _Context, places: list[Place], pending_message: str = "sms.join_pending"
+) -> Reply | None:
+    """Pending subscriptions to ``places`` (YES confirms them); the answer names them."""
+    mine = {s.area_id: s for s in ctx.desk.subscriptions(ctx.subscriber)}
+    confirmed = [
+        p for p in places if p.id in mine and mine[p.id].status is SubscriptionStatus.CONFIRMED
+    ]
+    waiting = [p for p in places if p not in confirmed]
+    if not waiting:
+        return ctx.say("sms.join_already", area=join_names([p.name for p in confirmed]))
     verdict = ctx.desk.limits.confirmation(ctx.key)
     if verdict is not LimitVerdict.ALLOWED:
         return limited_reply(verdict, ctx.language, "sms.confirm_limited")
     subscriber = ctx.subscriber_now()
     subscriber.status = SubscriberStatus.ACTIVE  # it can receive: it just texted us
-    if existing is None:
-        ctx.desk.session.add(Subscription(subscriber_id=subscriber.id, area_id=area.id))
-    return ctx.say("sms.join_pending", area=area.name)
+    for place in waiting:
+        if place.id not in mine:
+            ctx.desk.session.add(Subscription(subscriber_id=subscriber.id, area_id=place.id))
+    return ctx.say(pending_message, area=join_names([p.name for p in waiting]))
 
 
 def _yes(ctx: _Context) -> Reply:
@@ -385,15 +410,16 @@ def _leave(ctx: _Context) -> Reply:
         return _areas(ctx)  # show what they can leave
     directory = ctx.desk.directory()
     found = directory.resolve(ctx.command.argument)
-    if found.area is None:
+    if not found.places:
         return _not_found(ctx, found, directory)
-    mine = next(
-        (s for s in ctx.desk.subscriptions(ctx.subscriber) if s.area_id == found.area.id), None
-    )
-    if mine is None:
-        return ctx.say("sms.not_subscribed", area=found.area.name)
-    ctx.desk.session.delete(mine)
-    return ctx.say("sms.left", area=found.area.name)
+    mine = {s.area_id: s for s in ctx.desk.subscriptions(ctx.subscriber)}
+    leaving = [place for place in found.places if place.id in mine]
+    if not leaving:
+        names = join_names([place.name for place in found.places])
+        return ctx.say("sms.not_subscribed", area=names)
+    for place in leaving:
+        ctx.desk.session.delete(mine[place.id])
+    return ctx.say("sms.left", area=join_names([place.name for place in leaving]))
 
 
 def _areas(ctx: _Context) -> Reply:

@@ -6,7 +6,7 @@ import pytest
 
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import Area
-from rapidresponse.regions import demo_region_path, load_region_file
+from rapidresponse.regions import demo_region_path, load_region_file, slugify
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_names_aliases_and_zips_resolve(directory: AreaDirectory, typed: str, sl
 def test_a_zip_shared_by_neighborhoods_offers_them(directory: AreaDirectory) -> None:
     found = directory.resolve("97203")
     assert found.area is None
-    assert set(found.choices) == {"St. Johns", "Portsmouth"}
+    assert {place.name for place in found.areas} == {"St. Johns", "Portsmouth"}
 
 
 @pytest.mark.parametrize(
@@ -114,3 +114,101 @@ def test_a_non_finite_point_is_in_no_stored_area(
     directory: AreaDirectory, longitude: float, latitude: float
 ) -> None:
     assert directory.at(longitude, latitude) is None
+
+
+# Names as a city's official file has them: no aliases, no ZIPs, some of them also the
+# names of streets (Russell, Foster, Powell, Woodstock), a county (Multnomah) or words.
+OFFICIAL_NAMES = [
+    "Cully",
+    "Lents",
+    "Kenton",
+    "Eliot",
+    "Russell",
+    "Multnomah",
+    "King",
+    "Reed",
+    "Woodstock",
+    "Mt. Tabor",
+    "St. Johns",
+    "Sellwood-Moreland",
+    "Foster-Powell",
+    "Mt. Scott-Arleta",
+    "Montavilla",
+    "Hosford-Abernethy",
+]
+
+
+@pytest.fixture(scope="module")
+def official() -> AreaDirectory:
+    return AreaDirectory(
+        Area(id=n, slug=slugify(name), name=name, aliases=[], zips=[], geometry=None)
+        for n, name in enumerate(OFFICIAL_NAMES, start=1)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("ICE near Mount Tabor park", "Mt. Tabor"),
+        ("agents in St. John's by the bridge", "St. Johns"),
+        ("saint johns", "St. Johns"),
+        ("ICE in Sellwood right now", "Sellwood-Moreland"),
+        ("Sellwood", "Sellwood-Moreland"),
+        ("ICE in Mount Scott", "Mt. Scott-Arleta"),
+        ("migra en el barrio Woodstock", "Woodstock"),
+        ("Woodstock", "Woodstock"),
+        ("ICE in King, 3 vans", "King"),
+        ("ICE at the Cully Safeway", "Cully"),
+        ("Russell neighborhood, two agents", "Russell"),
+        ("ICE in Lents near SE Foster Rd", "Lents"),
+        ("ICE in Lents, van seen later at Montavilla", "Lents"),  # the one in a place context
+        ("agents at Woodstock Blvd and 52nd in Reed", "Reed"),
+    ],
+)
+def test_official_names_place_ordinary_messages(
+    official: AreaDirectory, text: str, name: str
+) -> None:
+    found = official.mentioned_in(text)
+    assert found is not None and found.name == name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ICE at the Multnomah County courthouse",  # the courthouse is downtown
+        "N Russell St by Mississippi",  # that corner is in Eliot
+        "vans on SE Foster Rd",  # Foster Rd crosses several neighborhoods
+        "agents on Powell",
+        "agents at Woodstock Blvd and 52nd",
+        "a van on MLK Jr Blvd by King Jr",
+        "the king of the block called it in",
+        "ICE at Reed College",  # short names count only in a place context
+        "from Kenton to Cully",  # two areas: a dispatcher decides
+    ],
+)
+def test_streets_counties_and_words_place_nothing(official: AreaDirectory, text: str) -> None:
+    assert official.mentioned_in(text) is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "name"),
+    [
+        ("Mount Tabor", "Mt. Tabor"),
+        ("St. John's", "St. Johns"),
+        ("Sellwood", "Sellwood-Moreland"),
+        ("moreland", "Sellwood-Moreland"),
+        ("king", "King"),
+        ("REED", "Reed"),
+    ],
+)
+def test_join_finds_official_names_however_written(
+    official: AreaDirectory, typed: str, name: str
+) -> None:
+    found = official.resolve(typed)
+    assert found.area is not None and found.area.name == name
+
+
+def test_a_list_of_areas_resolves_each(official: AreaDirectory) -> None:
+    for typed in ("Cully, Lents", "Cully and Lents", "Cully y Lents", "Cully & Lents"):
+        found = official.resolve_list(typed)
+        assert [r.area.name for _, r in found if r.area] == ["Cully", "Lents"], typed

@@ -172,9 +172,47 @@ def test_yes_with_nothing_pending(alice: Phone) -> None:
 
 def test_a_close_misspelling_gets_did_you_mean(alice: Phone, twilio_services: Services) -> None:
     answer = alice.text("JOIN Kenten")
-    assert answer is not None and answer.startswith(
-        "We could not find that neighborhood. Did you mean Kenton"
+    assert answer == (
+        "We could not find that neighborhood. Did you mean Kenton? Reply YES to get alerts "
+        "for Kenton. Msg&data rates may apply. Text STOP to end."
     )
+    assert areas_of(twilio_services, ALICE) == {"kenton": "pending"}  # nothing until YES
+    assert alice.text("YES") is not None
+    assert areas_of(twilio_services, ALICE) == {"kenton": "confirmed"}
+
+
+def test_si_accepts_the_offer_in_spanish(beto: Phone, twilio_services: Services) -> None:
+    answer = beto.text("UNIRSE Montavila")
+    assert answer is not None and "Responda SI para recibir alertas de Montavilla" in answer
+    assert beto.text("SI") == (
+        "Confirmado: le enviaremos alertas de Montavilla. Mande SALIR + barrio para quitar "
+        "uno, BAJA para terminar."
+    )
+    assert areas_of(twilio_services, BETO) == {"montavilla": "confirmed"}
+
+
+@pytest.mark.parametrize(
+    "body", ["JOIN Cully, Lents", "JOIN Cully and Lents", "UNIRSE Cully y Lents"]
+)
+def test_several_areas_in_one_join(alice: Phone, twilio_services: Services, body: str) -> None:
+    answer = alice.text(body)
+    assert answer is not None and "Cully, Lents" in answer
+    assert areas_of(twilio_services, ALICE) == {"cully": "pending", "lents": "pending"}
+
+
+def test_a_zip_several_areas_share_joins_them_all(alice: Phone, twilio_services: Services) -> None:
+    answer = alice.text("JOIN 97203")
+    assert answer is not None and answer.startswith("Reply YES to get alerts for ")
+    assert "St. Johns" in answer and "Portsmouth" in answer  # it says which
+    assert areas_of(twilio_services, ALICE) == {"st-johns": "pending", "portsmouth": "pending"}
+    alice.text("YES")
+    assert alice.text("LEAVE Portsmouth") is not None
+    assert areas_of(twilio_services, ALICE) == {"st-johns": "confirmed"}
+
+
+def test_one_misspelled_area_of_several_joins_none(alice: Phone, twilio_services: Services) -> None:
+    answer = alice.text("JOIN Cully, Atlantis")
+    assert answer is not None and answer.startswith("We could not find that neighborhood.")
     assert areas_of(twilio_services, ALICE) == {}
 
 
@@ -499,7 +537,7 @@ def test_a_non_utf8_byte_is_refused(sms_app: Flask, twilio_services: Services) -
     assert response.status_code == 200
     answer = twiml_message(response.get_data(as_text=True))
     assert answer is not None and "could not find that neighborhood" in answer
-    assert state(twilio_services) == (0, 0)
+    assert areas_of(twilio_services, ALICE) in ({}, {"cully": "pending"})  # at most offered
 
 
 def test_a_get_is_not_allowed(sms_app: Flask) -> None:
