@@ -19,7 +19,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,15 +36,22 @@ from shapely.geometry import (
 T = TypeVar("T")
 
 __all__ = [
+    "LARGE_REGION_FILE_BYTES",
     "MAX_REGION_FILE_BYTES",
     "AreaSpec",
     "PropertyNames",
     "RegionError",
+    "RegionReading",
+    "Simplification",
+    "Skipped",
     "area_at",
     "demo_region_path",
     "first_covering",
     "load_region_file",
+    "load_region_reading",
     "parse_region",
+    "read_region",
+    "simplify_region",
     "slugify",
 ]
 
@@ -156,6 +163,16 @@ def load_region_file(
             JSON, or not a valid region pack.
     """
     shown = os.fspath(path)
+    data = _load_json(path)
+    try:
+        return parse_region(data, names)
+    except RegionError as exc:
+        raise RegionError(f"{shown}: {exc}") from exc
+
+
+def _load_json(path: str | os.PathLike[str]) -> Any:
+    """The decoded JSON of a region file, or a RegionError saying what is wrong with it."""
+    shown = os.fspath(path)
     limit_mb = MAX_REGION_FILE_BYTES // (1024 * 1024)
     try:
         with open(path, "rb") as handle:
@@ -175,7 +192,7 @@ def load_region_file(
             f"region file {shown!r} is not UTF-8 text (bad byte at offset {exc.start})"
         ) from exc
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RegionError(
             f"region file {shown!r} is not valid JSON: {exc.msg} "
@@ -183,10 +200,6 @@ def load_region_file(
         ) from exc
     except RecursionError as exc:
         raise RegionError(f"region file {shown!r} is nested too deeply to parse") from exc
-    try:
-        return parse_region(data, names)
-    except RegionError as exc:
-        raise RegionError(f"{shown}: {exc}") from exc
 
 
 def parse_region(data: Mapping[str, Any], names: PropertyNames = PropertyNames()) -> list[AreaSpec]:
@@ -204,6 +217,12 @@ def parse_region(data: Mapping[str, Any], names: PropertyNames = PropertyNames()
             geometry is not (repairably) polygonal, a ZIP is invalid, or two
             features share a slug.
     """
+    reading = _read_features(_collection_features(data), names, strict=True)
+    return reading.areas
+
+
+def _collection_features(data: object) -> list[Any]:
+    """The features of a FeatureCollection, or why it is not one."""
     if not isinstance(data, Mapping):
         raise RegionError(
             f"region data must be a GeoJSON FeatureCollection object, got a JSON {_json_kind(data)}"
@@ -217,19 +236,118 @@ def parse_region(data: Mapping[str, Any], names: PropertyNames = PropertyNames()
         raise RegionError("FeatureCollection has no 'features' list")
     if not features:
         raise RegionError("FeatureCollection is empty: it contains no features")
+    return features
 
+
+@dataclass(frozen=True)
+class Skipped:
+    """A feature left out of an import, and why (the reason names it and its index)."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RegionReading:
+    """What a region file gave: the areas to import, and the features left out."""
+
+    areas: list[AreaSpec]
+    skipped: list[Skipped]
+
+
+def read_region(data: Mapping[str, Any], names: PropertyNames = PropertyNames()) -> RegionReading:
+    """Like :func:`parse_region`, but a bad or duplicate feature is left out with its
+    reason instead of refusing the whole file (a real city file often has one).
+
+    Raises:
+        RegionError: the file is not a FeatureCollection, or no feature can be used.
+    """
+    reading = _read_features(_collection_features(data), names, strict=False)
+    if not reading.areas:
+        reasons = "; ".join(skip.reason for skip in reading.skipped[:3])
+        raise RegionError(f"no feature could be used: {reasons}")
+    return reading
+
+
+def load_region_reading(
+    path: str | os.PathLike[str], names: PropertyNames = PropertyNames()
+) -> RegionReading:
+    """Read a GeoJSON file as :func:`read_region` does (feature by feature)."""
+    shown = os.fspath(path)
+    try:
+        return read_region(_load_json(path), names)
+    except RegionError as exc:
+        raise RegionError(f"{shown}: {exc}") from exc
+
+
+def _read_features(features: list[Any], names: PropertyNames, *, strict: bool) -> RegionReading:
     areas: list[AreaSpec] = []
+    skipped: list[Skipped] = []
     seen: dict[str, int] = {}
     for index, feature in enumerate(features):
-        area = _parse_feature(index, feature, names)
-        if area.slug in seen:
-            raise RegionError(
-                f"feature {index} ({area.name!r}): duplicate slug {area.slug!r}, "
-                f"already used by feature {seen[area.slug]}"
-            )
+        try:
+            area = _parse_feature(index, feature, names)
+            if area.slug in seen:
+                raise RegionError(
+                    f"feature {index} ({area.name!r}): duplicate slug {area.slug!r}, "
+                    f"already used by feature {seen[area.slug]}"
+                )
+        except RegionError as exc:
+            if strict:
+                raise
+            skipped.append(Skipped(index, str(exc)))
+            continue
         seen[area.slug] = index
         areas.append(area)
-    return areas
+    return RegionReading(areas, skipped)
+
+
+#: Above this a region file is worth simplifying: every lookup and map is slower.
+LARGE_REGION_FILE_BYTES = 2 * 1024 * 1024
+#: Metres per degree of latitude (and of longitude at the equator), for tolerances.
+METERS_PER_DEGREE = 111_320.0
+
+
+@dataclass(frozen=True)
+class Simplification:
+    """How much one area changed: its vertices, and its area (a fraction, signed)."""
+
+    slug: str
+    vertices_before: int
+    vertices_after: int
+    area_change: float
+
+
+def simplify_region(
+    areas: Sequence[AreaSpec], meters: float
+) -> tuple[list[AreaSpec], list[Simplification]]:
+    """Simplify every boundary at once, as a coverage: a border two areas share stays one
+    line (simplified alike on both sides), so no gap or overlap opens between them.
+
+    ``meters`` is roughly the size of the detail removed. An area that would not stay a
+    valid polygon keeps its own boundary, simplified alone (topology preserved).
+    """
+    if meters <= 0 or not areas:
+        return list(areas), []
+    tolerance = meters / METERS_PER_DEGREE
+    simplified = shapely.coverage_simplify([area.geometry for area in areas], tolerance)
+    result: list[AreaSpec] = []
+    report: list[Simplification] = []
+    for area, geometry in zip(areas, simplified, strict=True):
+        if not isinstance(geometry, (Polygon, MultiPolygon)) or geometry.is_empty:
+            geometry = None
+        elif not geometry.is_valid:
+            geometry = _polygonal_part(shapely.make_valid(geometry))
+        if geometry is None or geometry.area <= 0:
+            geometry = area.geometry.simplify(tolerance, preserve_topology=True)
+        before, after = (
+            shapely.get_num_coordinates(area.geometry),
+            shapely.get_num_coordinates(geometry),
+        )
+        change = (geometry.area - area.geometry.area) / area.geometry.area
+        result.append(replace(area, geometry=geometry))
+        report.append(Simplification(area.slug, int(before), int(after), float(change)))
+    return result, report
 
 
 def area_at(point_lon: float, point_lat: float, areas: Sequence[AreaSpec]) -> AreaSpec | None:
@@ -474,6 +592,12 @@ def _check_position(where: str, position: object) -> list[float]:
             raise RegionError(f"{where}: coordinate {value!r} is not a number")
         if isinstance(value, float) and not math.isfinite(value):
             raise RegionError(f"{where}: coordinate {value!r} is not a finite number")
+    if -90 <= lon <= 90 and 90 < abs(lat) <= 180:
+        raise RegionError(
+            f"{where}: position [{lon}, {lat}] has a latitude beyond 90: the coordinates "
+            "look swapped (GeoJSON wants [longitude, latitude]); export the file again "
+            "with longitude first (ogr2ogr: -oo/-lco settings or -s_srs/-t_srs EPSG:4326)"
+        )
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise RegionError(
             f"{where}: position [{lon}, {lat}] is outside longitude/latitude range; "

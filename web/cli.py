@@ -35,7 +35,15 @@ from rapidresponse.models import (
 from rapidresponse.passwords import WeakPassword, generate_password
 from rapidresponse.people import AlreadyExists, add_responder, add_staff_user, normalize_email
 from rapidresponse.phones import InvalidPhoneNumber, masked, normalize
-from rapidresponse.regions import PropertyNames, RegionError, load_region_file
+from rapidresponse.regions import (
+    LARGE_REGION_FILE_BYTES,
+    PropertyNames,
+    RegionError,
+    Simplification,
+    Skipped,
+    load_region_reading,
+    simplify_region,
+)
 from rapidresponse.staff import AccountAction, AccountRefused, change_account
 from rapidresponse.verification import close_incident
 from web.alerts_cli import alert_group
@@ -127,6 +135,10 @@ def worker_command(burst: bool, scheduler: bool, name: str | None) -> None:
         services.close()
 
 
+# Boundary detail below this is invisible on the board's map and moves no one's area.
+DEFAULT_SIMPLIFY_METERS = 5.0
+
+
 @cli.group("region")
 def region_group() -> None:
     """Neighborhoods: import a region pack."""
@@ -144,6 +156,13 @@ def region_group() -> None:
 @click.option("--slug-property", default="slug", show_default=True)
 @click.option("--aliases-property", default="aliases", show_default=True)
 @click.option("--zips-property", default="zips", show_default=True)
+@click.option(
+    "--simplify-meters",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_SIMPLIFY_METERS,
+    show_default=True,
+    help="Drop boundary detail smaller than this, borders kept shared (0: keep all).",
+)
 def region_import_command(
     path: Path,
     region_name: str | None,
@@ -151,21 +170,59 @@ def region_import_command(
     slug_property: str,
     aliases_property: str,
     zips_property: str,
+    simplify_meters: float,
 ) -> None:
-    """Load neighborhoods from a GeoJSON FeatureCollection (e.g. a city's open data)."""
+    """Load neighborhoods from a GeoJSON FeatureCollection (e.g. a city's open data).
+
+    A feature that cannot be used (no name, a broken outline, a duplicate) is left out
+    and listed with the reason; the rest are imported.
+    """
     settings = settings_from_env()
     names = PropertyNames(
         name=name_property, slug=slug_property, aliases=aliases_property, zips=zips_property
     )
     try:
-        specs = load_region_file(path, names)
+        reading = load_region_reading(path, names)
     except RegionError as error:
         raise click.ClickException(str(error)) from None
+    specs, changes = simplify_region(reading.areas, simplify_meters)
     with database_session(settings) as session:
         summary = import_areas(session, specs, region_name or path.stem)
     click.echo(f"{summary.added} areas added, {summary.updated} updated.")
     if summary.kept:
         click.echo(f"Not in the file but kept (still referenced): {', '.join(summary.kept)}")
+    _report_skipped(reading.skipped)
+    _report_simplification(changes, simplify_meters, path)
+
+
+def _report_skipped(skipped: list[Skipped]) -> None:
+    if skipped:
+        click.echo(f"{len(skipped)} feature(s) left out:")
+        for skip in skipped:
+            click.echo(f"  {skip.reason}")
+
+
+def _report_simplification(changes: list[Simplification], meters: float, path: Path) -> None:
+    size = path.stat().st_size
+    if not changes:
+        if size > LARGE_REGION_FILE_BYTES:
+            click.echo(
+                f"Warning: this file is {size / 1e6:.1f} MB; every map and lookup carries "
+                "its detail. Import it with --simplify-meters 5 to drop what no one needs."
+            )
+        return
+    before = sum(change.vertices_before for change in changes)
+    after = sum(change.vertices_after for change in changes)
+    click.echo(
+        f"Boundaries simplified to {meters:g} m, shared borders kept together: "
+        f"{before:,} -> {after:,} points."
+    )
+    click.echo(f"  {'area':30} {'points before':>13} {'after':>7} {'area change':>11}")
+    for change in changes:
+        click.echo(
+            f"  {change.slug:30} {change.vertices_before:13,} {change.vertices_after:7,} "
+            f"{change.area_change:+11.3%}"
+        )
 
 
 @cli.group("responder")

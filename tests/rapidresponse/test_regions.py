@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Polygon
 
+from bench.city import make_city
 from rapidresponse.regions import (
     AreaSpec,
     PropertyNames,
@@ -20,6 +22,8 @@ from rapidresponse.regions import (
     demo_region_path,
     load_region_file,
     parse_region,
+    read_region,
+    simplify_region,
     slugify,
 )
 
@@ -358,3 +362,57 @@ def test_arbitrary_json_never_raises_anything_but_region_error(data: dict[str, A
         areas = []
     assert message or areas, "either a helpful error or at least one area"
     assert all(area.geometry.is_valid for area in areas)
+
+
+# --- real city files: feature by feature, swapped axes, simplification ------------------
+
+
+def test_a_real_file_imports_what_it_can_and_says_what_it_left_out() -> None:
+    broken = {"type": "Polygon", "coordinates": [[[-122.6, 45.5], [-122.5, 45.5]]]}
+    data = collection(
+        feature({"name": "Cully"}),
+        feature({"name": "CULLY!"}),  # a duplicate
+        feature({"name": "Lents"}, broken),
+        feature({"NAME": "no name property"}),
+        feature({"name": "Kenton"}),
+    )
+    reading = read_region(data)
+    assert [area.name for area in reading.areas] == ["Cully", "Kenton"]
+    assert [skip.index for skip in reading.skipped] == [1, 2, 3]
+    assert "duplicate slug 'cully'" in reading.skipped[0].reason
+    assert "feature 2 ('Lents')" in reading.skipped[1].reason
+    assert "missing name property" in reading.skipped[2].reason
+
+
+def test_a_file_with_no_usable_feature_is_refused_with_reasons() -> None:
+    with pytest.raises(RegionError, match="no feature could be used: feature 0"):
+        read_region(collection(feature({"NAME": "x"})))
+
+
+def test_swapped_latitude_and_longitude_are_named() -> None:
+    swapped = [[[45.50, -122.60], [45.50, -122.59], [45.51, -122.59], [45.50, -122.60]]]
+    with pytest.raises(RegionError, match=r"look swapped \(GeoJSON wants \[longitude, latitude\]"):
+        parse_region(
+            collection(feature({"name": "Cully"}, {"type": "Polygon", "coordinates": swapped}))
+        )
+
+
+def test_simplifying_keeps_shared_borders_shared() -> None:
+    city = read_region(make_city(detail_m=20)).areas
+    simpler, report = simplify_region(city, meters=5)
+    assert [change.slug for change in report] == [area.slug for area in city]
+    before = sum(change.vertices_before for change in report)
+    after = sum(change.vertices_after for change in report)
+    assert after < before * 0.8
+    assert all(abs(change.area_change) < 0.01 for change in report)
+    # No overlap between neighbours (areas add up to their union), no gap opened (the
+    # union is the city's), every outline valid.
+    union = shapely.union_all([area.geometry for area in simpler]).area
+    assert sum(area.geometry.area for area in simpler) == pytest.approx(union, rel=1e-9)
+    assert union == pytest.approx(shapely.union_all([a.geometry for a in city]).area, rel=1e-9)
+    assert all(area.geometry.is_valid for area in simpler)
+
+
+def test_simplifying_by_nothing_changes_nothing() -> None:
+    city = read_region(make_city(detail_m=200)).areas
+    assert simplify_region(city, meters=0) == (city, [])

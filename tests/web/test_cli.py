@@ -9,11 +9,12 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
+from bench.city import make_city, write_city
 from dispatch.services import Services
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import Area, Responder, StaffUser
 from rapidresponse.passwords import verify_password
-from rapidresponse.regions import demo_region_path
+from rapidresponse.regions import LARGE_REGION_FILE_BYTES, demo_region_path
 from web.cli import cli
 
 
@@ -249,3 +250,31 @@ def test_a_short_password_is_refused(services: Services, environ: dict[str, str]
 def test_routes_come_free_with_flask(services: Services, environ: dict[str, str]) -> None:
     result = invoke(environ, "routes")
     assert result.exit_code == 0 and "/healthz" in result.output
+
+
+def test_a_city_file_imports_feature_by_feature_and_reports_its_simplification(
+    services: Services, environ: dict[str, str], tmp_path: Path
+) -> None:
+    city = make_city(detail_m=30)
+    city["features"].append(dict(city["features"][0]))  # a duplicate, as real files have
+    path = tmp_path / "city.geojson"
+    path.write_text(json.dumps(city))
+    result = invoke(environ, "region", "import", str(path))
+    assert result.exit_code == 0, result.output
+    areas = len(city["features"]) - 1
+    assert result.output.startswith(f"{areas} areas added, 0 updated.")
+    assert "1 feature(s) left out:" in result.output
+    assert f"feature {areas} ('Alameda'): duplicate slug 'alameda'" in result.output
+    assert "Boundaries simplified to 5 m, shared borders kept together" in result.output
+    assert "alameda" in result.output.split("area change")[1]  # a line per area
+    assert count(services, Area) == areas
+
+
+def test_a_large_file_kept_at_full_detail_gets_a_warning(
+    services: Services, environ: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_city(tmp_path / "big.geojson", detail_m=8)
+    assert path.stat().st_size > LARGE_REGION_FILE_BYTES
+    result = invoke(environ, "region", "import", str(path), "--simplify-meters", "0")
+    assert result.exit_code == 0, result.output
+    assert "Warning: this file is" in result.output and "--simplify-meters 5" in result.output
