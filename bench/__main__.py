@@ -1,13 +1,13 @@
-"""``make bench`` (``python -m bench [crypto|latency|throughput|pacing|scale ...]``).
+"""``make bench`` (``python -m bench [crypto|latency|throughput|pacing|scale|inbound ...]``).
 
-Figures for the broadcast engine, each against its target (PASS/MISS; nothing is
-asserted). Real ``rapidresponse worker`` processes, embedded Redis, SQLite and (when
-reachable, see ``bench.harness``) PostgreSQL, and ``bench.fast_twilio`` standing in for
-Twilio. Run on a noisy 2-core machine: compare figures within one run.
+Figures for the broadcast engine and the hotline (``inbound``), each against its target
+(PASS/MISS; nothing is asserted). Real ``rapidresponse worker`` processes, embedded Redis,
+SQLite and (when reachable, see ``bench.harness``) PostgreSQL, and ``bench.fast_twilio``
+standing in for Twilio. Run on a noisy 2-core machine: compare figures within one run.
 
 Knobs: BENCH_N (throughput recipients, 20,000), BENCH_PACING_SECONDS (60),
-BENCH_SCALE_N (100,000), BENCH_DATABASE_URL (a PostgreSQL database whose name contains
-"bench", or "none").
+BENCH_SCALE_N (100,000), BENCH_INBOUND_REQUESTS (1,500 per run), BENCH_DATABASE_URL (a
+PostgreSQL database whose name contains "bench", or "none").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import crypto, latency, pacing, scale, throughput
+from bench import crypto, inbound, latency, pacing, scale, throughput
 from bench.harness import machine
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "throughput": throughput.run,
     "pacing": pacing.run,
     "scale": scale.run,
+    "inbound": inbound.run,
 }
 
 

@@ -40,6 +40,10 @@ class ReporterKeys:
         self.volatile = volatile
         self.window_seconds = int(window.total_seconds())
         self.afterlife_seconds = int(afterlife.total_seconds())
+        # Keys already read, by window, until their expiry: every text needs them, and
+        # a window's key never changes once made. In this process's memory only, and
+        # dropped when the key dies in Redis.
+        self._known: dict[int, bytes | None] = {}
 
     @property
     def lifetime(self) -> timedelta:
@@ -52,9 +56,14 @@ class ReporterKeys:
         Empty when the volatile Redis is unreachable: the report is still taken, just
         not linked.
         """
-        current = self._window((now or datetime.now(UTC)).timestamp())
+        timestamp = (now or datetime.now(UTC)).timestamp()
+        current = self._window(timestamp)
+        self._forget_dead_keys(timestamp)
         try:
-            keys = [self._key(current, create=True), self._key(current - 1, create=False)]
+            keys = [
+                self._known_key(current, create=True),
+                self._known_key(current - 1, create=False),
+            ]
         except (RedisError, OSError) as error:
             log.warning("reporter keys unavailable (%s)", error.__class__.__name__)
             return ()
@@ -70,6 +79,19 @@ class ReporterKeys:
     def expiry(self, window: int) -> int:
         """When ``window``'s key is destroyed (Unix time)."""
         return (window + 1) * self.window_seconds + self.afterlife_seconds
+
+    def _known_key(self, window: int, *, create: bool) -> bytes | None:
+        if window in self._known:
+            return self._known[window]
+        key = self._key(window, create=create)
+        if key is not None or not create:
+            # A past window's missing key is never made later: remember that too.
+            self._known[window] = key
+        return key
+
+    def _forget_dead_keys(self, timestamp: float) -> None:
+        for window in [w for w in self._known if self.expiry(w) <= timestamp]:
+            self._known.pop(window, None)
 
     def _key(self, window: int, *, create: bool) -> bytes | None:
         name = f"{KEY_PREFIX}{window}"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 READ_ONLY = "rapidresponse_read_only"  # an execution option: this transaction only reads
@@ -49,9 +50,11 @@ def _begin_immediately(connection: Any) -> None:
     # A session that only reads (``Database.reading``) takes a snapshot instead, and
     # never waits for, or holds up, a writer.
     options = connection.get_execution_options()
-    # Set on every transaction, as a pooled connection keeps what the last one set.
+    # A pooled connection keeps what the last transaction set: set it when it differs.
     wait = int(options.get(LOCK_WAIT_MS, SQLITE_BUSY_TIMEOUT_MS))
-    connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
+    if connection.info.get("busy_timeout_ms") != wait:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
+        connection.info["busy_timeout_ms"] = wait
     connection.exec_driver_sql("BEGIN DEFERRED" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
@@ -89,6 +92,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._hurried: dict[int, Engine] = {}
+        # Re-entrant: a write session opened inside another in the same thread meets
+        # SQLite's own lock (and its wait), as it always did, rather than a deadlock.
+        self._writers = threading.RLock()
         self.read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
@@ -101,37 +108,61 @@ class Database:
     def after_fork(self) -> None:
         if os.getpid() != self._pid:
             self.engine.dispose(close=False)
+            self._writers = threading.RLock()  # a fork copies a lock another thread held
             self._pid = os.getpid()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error."""
-        self.after_fork()
-        session = self.sessions()
-        try:
+        with self._writing(self.sessions, SQLITE_BUSY_TIMEOUT_MS) as session:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
 
     @contextmanager
     def hurried(self, lock_wait_ms: int) -> Iterator[Session]:
         """Like ``session``, but a lock not granted within ``lock_wait_ms`` is an
         ``OperationalError`` instead of a long wait."""
-        self.after_fork()
-        engine = self.engine.execution_options(**{LOCK_WAIT_MS: lock_wait_ms})
-        session = Session(engine, expire_on_commit=False)
-        try:
+        engine = self._hurried.get(lock_wait_ms)
+        if engine is None:
+            engine = self.engine.execution_options(**{LOCK_WAIT_MS: lock_wait_ms})
+            self._hurried[lock_wait_ms] = engine
+        with self._writing(
+            lambda: Session(engine, expire_on_commit=False), lock_wait_ms
+        ) as session:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+
+    @contextmanager
+    def _writing(self, make: Callable[[], Session], lock_wait_ms: int) -> Iterator[Session]:
+        self.after_fork()
+        with self._writer_turn(lock_wait_ms):
+            session = make()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    @contextmanager
+    def _writer_turn(self, lock_wait_ms: int) -> Iterator[None]:
+        """SQLite: this process's threads take turns at the write lock, in order.
+
+        SQLite lets one writer in; the others poll with growing sleeps, so under load a
+        thread can lose for seconds. Queueing on a lock here first hands the database
+        on as soon as it is free (other processes still meet SQLite's own wait).
+        """
+        if self.engine.dialect.name != "sqlite":
+            yield
+            return
+        if not self._writers.acquire(timeout=lock_wait_ms / 1000):
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, TimeoutError("database is locked (by this process)")
+            )
+        try:
+            yield
         finally:
-            session.close()
+            self._writers.release()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -340,15 +340,25 @@ def current_revision(session: Session) -> str | None:
 class AreaCatalog:
     """The process's ``AreaDirectory``, rebuilt only when the areas' revision changes.
 
-    ``refresh`` is called with a read-only session before the webhook opens its write
-    transaction, so a boundary file is parsed (once) while nothing is locked; the write
-    transaction then uses ``directory`` as it is.
+    ``refresh`` is called with a read-only session before a write transaction that needs
+    it, so a boundary file is parsed (once) while nothing is locked. The webhook uses the
+    ``cached`` directory and checks, inside its transaction, that it ``is_current``; if
+    not, it starts again after a ``refresh``.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._revision: str | None = None
         self._directory: AreaDirectory | None = None
+
+    def cached(self) -> AreaDirectory | None:
+        return self._directory
+
+    def is_current(self, session: Session, directory: AreaDirectory) -> bool:
+        """Whether ``directory`` is still what the areas in the database describe."""
+        with self._lock:
+            built, revision = self._directory, self._revision
+        return directory is built and current_revision(session) == revision
 
     def refresh(self, session: Session) -> AreaDirectory:
         revision = current_revision(session)

@@ -6,6 +6,7 @@ opted-out or rate-limited number it is stored (that number just hears nothing ba
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -98,11 +99,12 @@ class Hotline:
         self.cipher = cipher
         self.index = index
         self.quorum = quorum
-        self.reporter_hashes = reporter_hashes
+        # Asked several times per text (linking, limits, language): worked out once.
+        self.reporter_hashes = functools.cache(reporter_hashes)
         self.rules = rules
         self.directory = directory
         self.subscribers = SubscriberDesk(
-            session, cipher, index, limits, reporter_hashes, languages, directory
+            session, cipher, index, limits, self.reporter_hashes, languages, directory
         )
 
     def handle(self, phone: str, body: str, location: Location | None = None) -> Outcome:

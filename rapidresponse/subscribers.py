@@ -134,6 +134,7 @@ class SubscriberDesk:
         self.reporter_hashes = reporter_hashes
         self.languages = languages
         self._directory = directory
+        self._remembered: dict[str, Language | None] = {}
 
     def handle(self, phone: str, command: Command) -> Reply | None:
         """Apply ``command`` from ``phone`` (E.164); return the answer, or None for silence."""
@@ -209,13 +210,16 @@ class SubscriberDesk:
         """A non-subscriber's choice, while the reporter window remembers it."""
         if self.languages is None:
             return None
-        found = (self.languages.language(key) for key in self.reporter_hashes(phone))
-        return next((language for language in found if language is not None), None)
+        if phone not in self._remembered:  # one text may ask twice: read the store once
+            found = (self.languages.language(key) for key in self.reporter_hashes(phone))
+            self._remembered[phone] = next((lang for lang in found if lang is not None), None)
+        return self._remembered[phone]
 
     def remember_language(self, phone: str, language: Language) -> None:
         hashes = self.reporter_hashes(phone)
         if self.languages is not None and hashes:
             self.languages.remember(hashes[0], language)
+            self._remembered[phone] = language
 
     def find(self, key: str) -> Subscriber | None:
         return self.session.scalar(select(Subscriber).where(Subscriber.phone_index == key))

@@ -7,12 +7,23 @@ they share events through the Redis message queue.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from sqlalchemy.exc import SQLAlchemyError
 
 THREADS = 64  # each open Socket.IO connection holds one
+log = logging.getLogger(__name__)
+
+
+def _read_areas(services: Any) -> None:
+    try:
+        services.area_directory()
+    except SQLAlchemyError as error:  # the first text will try again
+        log.warning("areas not read at start-up (%s)", type(error).__name__)
 
 
 class WebServer(BaseApplication):  # type: ignore[misc]
@@ -42,7 +53,10 @@ class WebServer(BaseApplication):  # type: ignore[misc]
         from web.sms import start_spool_drain
 
         app = create_app()
-        start_spool_drain(app.extensions["rapidresponse"])  # texts kept while the DB was away
+        services = app.extensions["rapidresponse"]
+        start_spool_drain(services)  # texts kept while the database was away
+        # The areas are parsed now, not by the first text to arrive (a city file: ~1 s).
+        threading.Thread(target=_read_areas, args=(services,), name="areas", daemon=True).start()
         return app
 
     def init(self, parser: Any, opts: Any, args: Any) -> None:

@@ -27,6 +27,7 @@ from dispatch.spool import SpooledText
 from rapidresponse import redaction
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.commands import Keyword, parse
+from rapidresponse.directory import AreaDirectory
 from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import text as message_text
@@ -98,18 +99,20 @@ def inbound() -> Response:
         return twiml(kept_reply(body), action)  # redaction is scheduled once it is stored
     if redact:
         _schedule_redaction(found, sid, redaction.RECEIVED_SETTLE)  # stored: Twilio may forget it
-    allowed = reply is not None and permitted(found, phone, reply)
-    return twiml(reply.text if reply is not None and allowed else None, action)
+    return twiml(reply.text if reply is not None else None, action)
 
 
 def handle_within_budget(
     found: Services, phone: str, body: str, location: Location | None
 ) -> Reply | None:
     """Handle the text, waiting at most LOCK_WAIT_MS for a lock, twice: well inside the
-    15 s Twilio waits for an answer. Raises one of STORAGE_DOWN if it could not."""
+    15 s Twilio waits for an answer. The answer, if it may be sent (opt-outs checked in
+    the same transaction). Raises one of STORAGE_DOWN if it could not."""
     for attempt in range(1, STORE_ATTEMPTS + 1):
         try:
-            return handle(found, phone, body, location, lock_wait_ms=LOCK_WAIT_MS)
+            return handle(
+                found, phone, body, location, lock_wait_ms=LOCK_WAIT_MS, permitted_only=True
+            )
         except STORAGE_DOWN:
             if attempt == STORE_ATTEMPTS:
                 raise
@@ -167,19 +170,53 @@ def answer(
     return handle(found, phone, body, location)
 
 
+class AreasChanged(Exception):
+    """The areas changed since this process built its directory: start again."""
+
+
 def handle(
     found: Services,
     phone: str,
     body: str,
     location: Location | None = None,
     lock_wait_ms: int | None = None,
+    *,
+    permitted_only: bool = False,
 ) -> Reply | None:
-    """Store and act on one text, in one transaction; then tell the board."""
-    directory = found.area_directory()  # before the write transaction: a rebuild parses
+    """Store and act on one text, in one transaction; then tell the board.
+
+    With ``permitted_only``, the answer is also checked against opt-outs in the same
+    transaction (``permit_text``), and None when it may not be sent.
+    """
+    directory = found.areas.cached()
+    try:
+        if directory is not None:
+            return _handle_once(
+                found, phone, body, location, lock_wait_ms, directory, permitted_only
+            )
+    except AreasChanged:
+        pass
+    # The first text of this process, or the areas changed: (re)build outside any lock.
+    return _handle_once(
+        found, phone, body, location, lock_wait_ms, found.area_directory(), permitted_only
+    )
+
+
+def _handle_once(
+    found: Services,
+    phone: str,
+    body: str,
+    location: Location | None,
+    lock_wait_ms: int | None,
+    directory: AreaDirectory,
+    permitted_only: bool,
+) -> Reply | None:
     sessions = (
         found.database.session() if lock_wait_ms is None else found.database.hurried(lock_wait_ms)
     )
     with sessions as session:
+        if found.areas.cached() is directory and not found.areas.is_current(session, directory):
+            raise AreasChanged  # rolled back: nothing was done yet
         hotline = Hotline(
             session,
             found.cipher,
@@ -192,8 +229,11 @@ def handle(
             directory,
         )
         outcome = hotline.handle(phone, body, location)
+        reply = outcome.reply
+        if permitted_only and reply is not None:
+            reply = reply if permit_text(session, found.index, phone, reply.kind) else None
     after_commit(found, outcome)
-    return outcome.reply
+    return reply
 
 
 def store_spooled(found: Services) -> int:
@@ -264,14 +304,6 @@ def twilio_location(form: Mapping[str, str]) -> Location | None:
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # also rejects NaN
         return None
     return Location(latitude, longitude)
-
-
-def permitted(found: Services, phone: str, reply: Reply) -> bool:
-    if reply.kind is ReplyKind.OPT_OUT_CONFIRMATION:  # the one check that writes
-        with found.database.session() as session:
-            return permit_text(session, found.index, phone, reply.kind)
-    with found.database.reading() as session:
-        return permit_text(session, found.index, phone, reply.kind)
 
 
 # --- status callbacks ---------------------------------------------------------------------
