@@ -15,12 +15,13 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 READ_ONLY = "rapidresponse_read_only"  # an execution option: this transaction only reads
-# An execution option: how long this transaction may wait for a lock, in milliseconds,
-# instead of the default (a webhook has Twilio's 15 s budget for everything it does).
-LOCK_WAIT_MS = "rapidresponse_lock_wait_ms"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # PostgreSQL: a server that does not answer a connection attempt within this is down.
 CONNECT_TIMEOUT_S = 5
+# The webhook's own connections (``Database.hurried``): enough for the web server's
+# threads that write at once; beyond it, a text waits at most a lock wait for one.
+HURRIED_POOL_SIZE = 10
+HURRIED_POOL_OVERFLOW = 20
 MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations"
 
 # Applied to every SQLite connection. WAL lets the web app read while a worker writes;
@@ -49,33 +50,31 @@ def _begin_immediately(connection: Any) -> None:
     # SELECT ... FOR UPDATE). Fine for the one small server SQLite is meant for.
     # A session that only reads (``Database.reading``) takes a snapshot instead, and
     # never waits for, or holds up, a writer.
-    options = connection.get_execution_options()
-    # A pooled connection keeps what the last transaction set: set it when it differs.
-    wait = int(options.get(LOCK_WAIT_MS, SQLITE_BUSY_TIMEOUT_MS))
-    if connection.info.get("busy_timeout_ms") != wait:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout={wait}")
-        connection.info["busy_timeout_ms"] = wait
-    connection.exec_driver_sql("BEGIN DEFERRED" if options.get(READ_ONLY) else "BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
-def _limit_lock_wait(connection: Any) -> None:
-    # SET LOCAL ends with the transaction: the pooled connection keeps no trace of it.
-    wait = connection.get_execution_options().get(LOCK_WAIT_MS)
-    if wait is not None:
-        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait)}")
+def make_engine(
+    url: str, *, lock_wait_ms: int | None = None, pre_ping: bool = True, **options: Any
+) -> Engine:
+    """Create an engine, preparing the SQLite file's folder and pragmas when needed.
 
-
-def make_engine(url: str, **options: Any) -> Engine:
-    """Create an engine, preparing the SQLite file's folder and pragmas when needed."""
+    ``lock_wait_ms`` bounds how long a statement waits for a lock (SQLite's busy
+    timeout, PostgreSQL's ``lock_timeout``), set once per connection: no statement per
+    transaction.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S}
-        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
-        event.listen(engine, "begin", _limit_lock_wait)
-        return engine
+        connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if lock_wait_ms is not None:
+            connect_args["options"] = f"-c lock_timeout={int(lock_wait_ms)}"
+        return create_engine(url, pool_pre_ping=pre_ping, connect_args=connect_args, **options)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15}, **options)
+    wait_s = (SQLITE_BUSY_TIMEOUT_MS if lock_wait_ms is None else lock_wait_ms) / 1000
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": wait_s}, **options
+    )
     event.listen(engine, "connect", _apply_sqlite_pragmas)
     event.listen(engine, "begin", _begin_immediately)
     return engine
@@ -92,7 +91,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._hurried: dict[int, Engine] = {}
+        self._hurried: dict[int, sessionmaker[Session]] = {}
         # Re-entrant: a write session opened inside another in the same thread meets
         # SQLite's own lock (and its wait), as it always did, rather than a deadlock.
         self._writers = threading.RLock()
@@ -108,6 +107,8 @@ class Database:
     def after_fork(self) -> None:
         if os.getpid() != self._pid:
             self.engine.dispose(close=False)
+            for sessions in self._hurried.values():
+                sessions.kw["bind"].dispose(close=False)
             self._writers = threading.RLock()  # a fork copies a lock another thread held
             self._pid = os.getpid()
 
@@ -121,14 +122,28 @@ class Database:
     def hurried(self, lock_wait_ms: int) -> Iterator[Session]:
         """Like ``session``, but a lock not granted within ``lock_wait_ms`` is an
         ``OperationalError`` instead of a long wait."""
-        engine = self._hurried.get(lock_wait_ms)
-        if engine is None:
-            engine = self.engine.execution_options(**{LOCK_WAIT_MS: lock_wait_ms})
-            self._hurried[lock_wait_ms] = engine
-        with self._writing(
-            lambda: Session(engine, expire_on_commit=False), lock_wait_ms
-        ) as session:
+        self.after_fork()
+        sessions = self._hurried.get(lock_wait_ms)
+        if sessions is None:
+            sessions = sessionmaker(self._hurried_engine(lock_wait_ms), expire_on_commit=False)
+            self._hurried[lock_wait_ms] = sessions
+        with self._writing(sessions, lock_wait_ms) as session:
             yield session
+
+    def _hurried_engine(self, lock_wait_ms: int) -> Engine:
+        """Its own connections, each set once to wait ``lock_wait_ms`` for a lock. No
+        ping before each use: the webhook tries twice, and a dead connection's error
+        empties the pool, so the second try gets a live one."""
+        if self.engine.dialect.name == "sqlite":
+            return make_engine(self.url, lock_wait_ms=lock_wait_ms)
+        return make_engine(
+            self.url,
+            lock_wait_ms=lock_wait_ms,
+            pre_ping=False,
+            pool_size=HURRIED_POOL_SIZE,
+            max_overflow=HURRIED_POOL_OVERFLOW,
+            pool_timeout=lock_wait_ms / 1000,
+        )
 
     @contextmanager
     def _writing(self, make: Callable[[], Session], lock_wait_ms: int) -> Iterator[Session]:
@@ -187,6 +202,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        for sessions in self._hurried.values():
+            sessions.kw["bind"].dispose()
 
 
 def alembic_config(url: str) -> Any:

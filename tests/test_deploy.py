@@ -79,3 +79,10 @@ def test_ci_runs_make_test_on_both_setups() -> None:
     script = (ROOT / ".ci" / "run").read_text()
     assert script.count("make test") >= 2
     assert "TEST_DATABASE_URL=" in script and "TEST_REDIS_URL=" in script
+
+
+def test_the_web_spool_survives_a_restart(compose: dict[str, Any]) -> None:
+    web = compose["services"]["web"]
+    assert web["environment"]["SPOOL_DIR"] == "/var/lib/rapidresponse/spool"
+    assert "spool:/var/lib/rapidresponse/spool" in web["volumes"]
+    assert "spool" in compose["volumes"]

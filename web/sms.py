@@ -7,10 +7,12 @@ answered with an empty TwiML and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Blueprint, Response, abort, request
@@ -92,18 +94,17 @@ def inbound() -> Response:
     # The reply's id reaches us only in its status callback: redact=1 asks for it.
     action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
     try:
-        reply = handle_within_budget(found, phone, body, location)
+        # Once stored, Twilio may forget the message: asked in the same transaction.
+        reply = handle_within_budget(found, phone, body, location, sid if redact else None)
     except STORAGE_DOWN as error:
         log.error("inbound text kept in the spool: database unavailable (%s)", type(error).__name__)
         found.spool.keep(SpooledText(phone, body, sid, *_coordinates(location)))
         return twiml(kept_reply(body), action)  # redaction is scheduled once it is stored
-    if redact:
-        _schedule_redaction(found, sid, redaction.RECEIVED_SETTLE)  # stored: Twilio may forget it
     return twiml(reply.text if reply is not None else None, action)
 
 
 def handle_within_budget(
-    found: Services, phone: str, body: str, location: Location | None
+    found: Services, phone: str, body: str, location: Location | None, redact_sid: str | None
 ) -> Reply | None:
     """Handle the text, waiting at most LOCK_WAIT_MS for a lock, twice: well inside the
     15 s Twilio waits for an answer. The answer, if it may be sent (opt-outs checked in
@@ -111,7 +112,13 @@ def handle_within_budget(
     for attempt in range(1, STORE_ATTEMPTS + 1):
         try:
             return handle(
-                found, phone, body, location, lock_wait_ms=LOCK_WAIT_MS, permitted_only=True
+                found,
+                phone,
+                body,
+                location,
+                lock_wait_ms=LOCK_WAIT_MS,
+                permitted_only=True,
+                redact_sid=redact_sid,
             )
         except STORAGE_DOWN:
             if attempt == STORE_ATTEMPTS:
@@ -182,39 +189,37 @@ def handle(
     lock_wait_ms: int | None = None,
     *,
     permitted_only: bool = False,
+    redact_sid: str | None = None,
 ) -> Reply | None:
     """Store and act on one text, in one transaction; then tell the board.
 
     With ``permitted_only``, the answer is also checked against opt-outs in the same
-    transaction (``permit_text``), and None when it may not be sent.
+    transaction (``permit_text``), and None when it may not be sent. With
+    ``redact_sid``, the message's deletion at Twilio is scheduled in it too.
     """
-    directory = found.areas.cached()
-    try:
-        if directory is not None:
-            return _handle_once(
-                found, phone, body, location, lock_wait_ms, directory, permitted_only
-            )
-    except AreasChanged:
-        pass
+    text = _Text(phone, body, location, lock_wait_ms, permitted_only, redact_sid)
+    cached = found.areas.cached()
+    if cached is not None:
+        with contextlib.suppress(AreasChanged):
+            return _handle_once(found, text, cached)
     # The first text of this process, or the areas changed: (re)build outside any lock.
-    return _handle_once(
-        found, phone, body, location, lock_wait_ms, found.area_directory(), permitted_only
-    )
+    return _handle_once(found, text, found.area_directory())
 
 
-def _handle_once(
-    found: Services,
-    phone: str,
-    body: str,
-    location: Location | None,
-    lock_wait_ms: int | None,
-    directory: AreaDirectory,
-    permitted_only: bool,
-) -> Reply | None:
-    sessions = (
-        found.database.session() if lock_wait_ms is None else found.database.hurried(lock_wait_ms)
-    )
-    with sessions as session:
+@dataclass(frozen=True)
+class _Text:
+    phone: str
+    body: str
+    location: Location | None
+    lock_wait_ms: int | None
+    permitted_only: bool
+    redact_sid: str | None
+
+
+def _handle_once(found: Services, text: _Text, directory: AreaDirectory) -> Reply | None:
+    database = found.database
+    wait = text.lock_wait_ms
+    with database.session() if wait is None else database.hurried(wait) as session:
         if found.areas.cached() is directory and not found.areas.is_current(session, directory):
             raise AreasChanged  # rolled back: nothing was done yet
         hotline = Hotline(
@@ -228,10 +233,12 @@ def _handle_once(
             found.languages,
             directory,
         )
-        outcome = hotline.handle(phone, body, location)
+        outcome = hotline.handle(text.phone, text.body, text.location)
         reply = outcome.reply
-        if permitted_only and reply is not None:
-            reply = reply if permit_text(session, found.index, phone, reply.kind) else None
+        if text.permitted_only and reply is not None:
+            reply = reply if permit_text(session, found.index, text.phone, reply.kind) else None
+        if text.redact_sid is not None:
+            redaction.schedule(session, text.redact_sid, utcnow() + redaction.RECEIVED_SETTLE)
     after_commit(found, outcome)
     return reply
 
@@ -247,15 +254,14 @@ def store_spooled(found: Services) -> int:
         if kept is None:
             continue
         location = None if kept.latitude is None else Location(kept.latitude, kept.longitude or 0)
+        redact = kept.sid if redaction_delay(found.settings) is not None else None
         try:
-            reply = handle(found, kept.phone, kept.body, location)
+            reply = handle(found, kept.phone, kept.body, location, redact_sid=redact)
         except STORAGE_DOWN:
             found.spool.release(name)
             break
         found.spool.done(name)
         stored += 1
-        if kept.sid is not None and redaction_delay(found.settings) is not None:
-            _schedule_redaction(found, kept.sid, redaction.RECEIVED_SETTLE)
         # A STOP was answered by the carrier's own opt-out when it came in.
         if reply is not None and reply.kind is not ReplyKind.OPT_OUT_CONFIRMATION:
             _send_late_reply(found, kept.phone, reply)
