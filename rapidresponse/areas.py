@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,3 +50,59 @@ def find_area(session: Session, text: str) -> Area | None:
         if wanted in (area.slug, area.name.casefold()):
             return area
     return None
+
+
+MAX_ALIASES = 40
+MAX_ALIAS_LENGTH = 80
+_ZIP = re.compile(r"[0-9]{5}")
+_SEPARATORS = re.compile(r"[\n,;]+")
+
+
+class NamesRefused(ValueError):
+    """What a coordinator typed for an area's other names cannot be used.
+
+    ``reason`` is one of ``"zip"``, ``"too_long"``, ``"too_many"``: the web says it in
+    the reader's language.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AreaNames:
+    aliases: tuple[str, ...]
+    zips: tuple[str, ...]
+
+
+def read_area_names(aliases: str, zips: str, name: str) -> AreaNames:
+    """Aliases (one per line, or comma-separated) and ZIPs as a coordinator typed them.
+
+    Blanks, repeats and copies of the name are dropped. A ZIP may belong to several
+    areas: ``JOIN 97202`` then joins each of them.
+
+    Raises:
+        NamesRefused: a ZIP that is not five digits, an alias too long, too many aliases.
+    """
+    seen = {name.casefold()}
+    kept: list[str] = []
+    for alias in (" ".join(part.split()) for part in _SEPARATORS.split(aliases)):
+        if alias and alias.casefold() not in seen:
+            if len(alias) > MAX_ALIAS_LENGTH:
+                raise NamesRefused(
+                    "too_long", f"an alias is longer than {MAX_ALIAS_LENGTH} characters"
+                )
+            seen.add(alias.casefold())
+            kept.append(alias)
+    if len(kept) > MAX_ALIASES:
+        raise NamesRefused("too_many", f"more than {MAX_ALIASES} aliases")
+    codes: list[str] = []
+    for code in (part.strip() for part in re.split(r"[\s,;]+", zips)):
+        if not code:
+            continue
+        if not _ZIP.fullmatch(code):
+            raise NamesRefused("zip", "a ZIP code is five digits")
+        if code not in codes:
+            codes.append(code)
+    return AreaNames(tuple(kept), tuple(codes))

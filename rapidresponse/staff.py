@@ -44,6 +44,7 @@ class Permission(str, enum.Enum):
     SEND_ALERTS = "send_alerts"
     VIEW_PEOPLE = "view_people"
     MANAGE_PEOPLE = "manage_people"
+    MANAGE_AREAS = "manage_areas"  # the names, aliases and ZIPs people text
     VIEW_AUDIT = "view_audit"
     MANAGE_SESSIONS = "manage_sessions"
     MANAGE_STAFF = "manage_staff"

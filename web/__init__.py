@@ -74,12 +74,25 @@ def create_app(
 
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
-    from web import auth, board, board_live, errors, health, home, people, report, simulator, sms
+    from web import (
+        areas,
+        auth,
+        board,
+        board_live,
+        errors,
+        health,
+        home,
+        people,
+        report,
+        simulator,
+        sms,
+    )
 
     auth.init_app(app)
     app.register_blueprint(board.bp)
     app.register_blueprint(people.bp)
     app.register_blueprint(people.my)
+    app.register_blueprint(areas.bp)
     del board_live  # imported for its socket handlers
     app.register_blueprint(home.bp)
     app.register_blueprint(health.bp)

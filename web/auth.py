@@ -64,7 +64,7 @@ from web.context import services
 from web.inputs import refuse_nul_bytes
 from web.report import LANGUAGE_NAMES, LANGUAGES, STAFF_LANGUAGE_KEY, current_language
 
-STAFF_BLUEPRINTS = ("auth", "board", "people", "my", "simulator")
+STAFF_BLUEPRINTS = ("auth", "board", "people", "my", "simulator", "areas")
 BACKGROUND_HEADER = "X-Board-Refresh"  # see is_background_refresh
 # Where to go after signing in: a path on this site, in printable ASCII without a
 # backslash (browsers read one as "/"), not "//host".

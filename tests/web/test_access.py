@@ -19,6 +19,7 @@ from dispatch.alerts import approve_alert, draft_for_incident
 from dispatch.services import Services
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.models import (
+    Area,
     AuditEvent,
     Incident,
     IncidentState,
@@ -97,6 +98,9 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/<int:user_id>/<any(disable, enable, 'reset-second-factor'):action>"): (
         COORDINATOR
     ),
+    ("GET", "/areas"): BOARD,
+    ("GET", "/areas/<int:area_id>"): COORDINATOR,
+    ("POST", "/areas/<int:area_id>"): COORDINATOR,
     ("GET", "/audit"): COORDINATOR,
     ("POST", "/audit/verify"): COORDINATOR,
     ("GET", "/my"): frozenset({"responder", "coordinator"}),
@@ -163,12 +167,14 @@ def fill(rule: str, world: World, services: Services) -> str:
     with services.database.session() as session:
         session_id = session.scalar(select(StaffSession.id).limit(1)) or 1
         user_id = session.scalar(select(StaffUser.id).limit(1)) or 1
+        area_id = session.scalar(select(Area.id).limit(1)) or 1
     return (
         rule.replace("<int:incident_id>", str(world.incident_id))
         .replace("<int:alert_id>", str(world.alert_id))
         .replace("<int:responder_id>", str(world.responder_id))
         .replace("<int:session_id>", str(session_id))
         .replace("<int:user_id>", str(user_id))
+        .replace("<int:area_id>", str(area_id))
         .replace("<any(disable, enable, 'reset-second-factor'):action>", "enable")
     )
 
