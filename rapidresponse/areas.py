@@ -43,6 +43,22 @@ def import_areas(session: Session, specs: Sequence[AreaSpec], region: str) -> Im
     return ImportSummary(added=added, updated=updated, kept=tuple(sorted(existing)))
 
 
+def unsaved_areas(specs: Sequence[AreaSpec]) -> list[Area]:
+    """Rows for ``specs``, numbered from 1 and in no session: for a directory built
+    without a database (benchmarks, tests)."""
+    return [
+        Area(
+            id=n,
+            slug=spec.slug,
+            name=spec.name,
+            aliases=list(spec.aliases),
+            zips=list(spec.zips),
+            geometry=spec.geojson(),
+        )
+        for n, spec in enumerate(specs, start=1)
+    ]
+
+
 def find_area(session: Session, text: str) -> Area | None:
     """An area by slug or exact (case-insensitive) name, for operators' commands."""
     wanted = text.strip().casefold()

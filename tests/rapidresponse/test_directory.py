@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rapidresponse.areas import unsaved_areas
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import Area
 from rapidresponse.regions import demo_region_path, load_region_file, slugify
@@ -11,18 +12,7 @@ from rapidresponse.regions import demo_region_path, load_region_file, slugify
 
 @pytest.fixture(scope="module")
 def directory() -> AreaDirectory:
-    areas = [
-        Area(
-            id=n,
-            slug=spec.slug,
-            name=spec.name,
-            aliases=list(spec.aliases),
-            zips=list(spec.zips),
-            geometry=spec.geojson(),
-        )
-        for n, spec in enumerate(load_region_file(demo_region_path()), start=1)
-    ]
-    return AreaDirectory(areas)
+    return AreaDirectory(unsaved_areas(load_region_file(demo_region_path())))
 
 
 @pytest.mark.parametrize(
