@@ -1,6 +1,7 @@
 """``GET /healthz``: can this process reach the database and Redis? For load balancers.
 
-With PROVIDER_REDACTION it also counts deletions at Twilio waiting and failing."""
+It counts the texts this process keeps in its spool while the database is away, and,
+with PROVIDER_REDACTION, the deletions at Twilio waiting and failing."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def healthz() -> tuple[Response, int]:
     }
     healthy = all(state == "ok" for state in checks.values())
     body: dict[str, object] = {"status": "ok" if healthy else "unavailable", **checks}
+    # Texts answered but not yet stored: more than a few for long is worth a page.
+    body["spooled_texts"] = len(found.spool.waiting())
     if redaction_delay(found.settings) is not None and checks["database"] == "ok":
         # Deletions at the provider that are waiting, and those that keep failing: a
         # count to alert on, not a reason to take this process out of rotation.

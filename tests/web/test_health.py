@@ -13,7 +13,7 @@ from rapidresponse.db import Database
 def test_healthy_when_both_answer(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert response.json == {"status": "ok", "database": "ok", "redis": "ok", "spooled_texts": 0}
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -21,7 +21,12 @@ def test_503_when_redis_is_down(app: Flask, services: Services) -> None:
     services.redis = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
-    assert response.json == {"status": "unavailable", "database": "ok", "redis": "down"}
+    assert response.json == {
+        "status": "unavailable",
+        "database": "ok",
+        "redis": "down",
+        "spooled_texts": 0,
+    }
 
 
 def test_503_when_the_database_is_down(app: Flask, services: Services) -> None:
@@ -33,4 +38,9 @@ def test_503_when_the_database_is_down(app: Flask, services: Services) -> None:
         services.database.dispose()
         services.database = working
     assert response.status_code == 503
-    assert response.json == {"status": "unavailable", "database": "down", "redis": "ok"}
+    assert response.json == {
+        "status": "unavailable",
+        "database": "down",
+        "redis": "ok",
+        "spooled_texts": 0,
+    }

@@ -100,11 +100,15 @@ def test_a_text_while_the_database_is_down_is_kept_sealed_then_stored(
             assert secret.encode() not in sealed
         assert sms.store_spooled(twilio_services) == 0  # still down: kept for the next round
         assert twilio_services.spool.waiting() == [name]
+        health = sms_app.test_client().get("/healthz")
+        assert health.status_code == 503
+        assert health.get_json()["spooled_texts"] == 1
     finally:
         twilio_services.database = working
         down.dispose()
 
     assert sms.store_spooled(twilio_services) == 1
+    assert sms_app.test_client().get("/healthz").get_json()["spooled_texts"] == 0
     assert decrypted_reports(twilio_services) == [body]
     [late] = fake.messages
     assert late.to == ALICE and late.body.startswith("Report ")
