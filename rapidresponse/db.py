@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -93,7 +94,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._hurried: dict[int, sessionmaker[Session]] = {}
+        self._hurried: dict[int, Engine] = {}  # the webhook's engines, by lock wait
         # Re-entrant: a write session opened inside another in the same thread meets
         # SQLite's own lock (and its wait), as it always did, rather than a deadlock.
         self._writers = threading.RLock()
@@ -109,8 +110,8 @@ class Database:
     def after_fork(self) -> None:
         if os.getpid() != self._pid:
             self.engine.dispose(close=False)
-            for sessions in self._hurried.values():
-                sessions.kw["bind"].dispose(close=False)
+            for engine in self._hurried.values():
+                engine.dispose(close=False)
             self._writers = threading.RLock()  # a fork copies a lock another thread held
             self._pid = os.getpid()
 
@@ -124,11 +125,10 @@ class Database:
     def hurried(self, lock_wait_ms: int) -> Iterator[Session]:
         """Like ``session``, but a lock not granted within ``lock_wait_ms`` is an
         ``OperationalError`` instead of a long wait."""
-        self.after_fork()
-        sessions = self._hurried.get(lock_wait_ms)
-        if sessions is None:
-            sessions = sessionmaker(self._hurried_engine(lock_wait_ms), expire_on_commit=False)
-            self._hurried[lock_wait_ms] = sessions
+        engine = self._hurried.get(lock_wait_ms)
+        if engine is None:
+            engine = self._hurried[lock_wait_ms] = self._hurried_engine(lock_wait_ms)
+        sessions = functools.partial(Session, engine, expire_on_commit=False)
         with self._writing(sessions, lock_wait_ms) as session:
             yield session
 
@@ -163,7 +163,7 @@ class Database:
 
     @contextmanager
     def _writer_turn(self, lock_wait_ms: int) -> Iterator[None]:
-        """SQLite: this process's threads take turns at the write lock, in order.
+        """SQLite: this process's threads take turns at the write lock here first.
 
         SQLite lets one writer in; the others poll with growing sleeps, so under load a
         thread can lose for seconds. Queueing on a lock here first hands the database
@@ -204,8 +204,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        for sessions in self._hurried.values():
-            sessions.kw["bind"].dispose()
+        for engine in self._hurried.values():
+            engine.dispose()
 
 
 def alembic_config(url: str) -> Any:

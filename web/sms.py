@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import Blueprint, Response, abort, request
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -109,21 +110,11 @@ def handle_within_budget(
     """Handle the text, waiting at most LOCK_WAIT_MS for a lock, twice: well inside the
     15 s Twilio waits for an answer. The answer, if it may be sent (opt-outs checked in
     the same transaction). Raises one of STORAGE_DOWN if it could not."""
-    for attempt in range(1, STORE_ATTEMPTS + 1):
-        try:
-            return handle(
-                found,
-                phone,
-                body,
-                location,
-                lock_wait_ms=LOCK_WAIT_MS,
-                permitted_only=True,
-                redact_sid=redact_sid,
-            )
-        except STORAGE_DOWN:
-            if attempt == STORE_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+    options: dict[str, Any] = {"permitted_only": True, "redact_sid": redact_sid}
+    for _ in range(STORE_ATTEMPTS - 1):
+        with contextlib.suppress(*STORAGE_DOWN):
+            return handle(found, phone, body, location, LOCK_WAIT_MS, **options)
+    return handle(found, phone, body, location, LOCK_WAIT_MS, **options)
 
 
 def kept_reply(body: str) -> str | None:
@@ -253,7 +244,11 @@ def store_spooled(found: Services) -> int:
         kept = found.spool.claim(name)
         if kept is None:
             continue
-        location = None if kept.latitude is None else Location(kept.latitude, kept.longitude or 0)
+        location = (
+            Location(kept.latitude, kept.longitude)
+            if kept.latitude is not None and kept.longitude is not None
+            else None
+        )
         redact = kept.sid if redaction_delay(found.settings) is not None else None
         try:
             reply = handle(found, kept.phone, kept.body, location, redact_sid=redact)

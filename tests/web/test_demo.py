@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.demo_process import free_port
 from web.demo import DEMO_RESPONDERS
 
 pytestmark = pytest.mark.slow
 
 HEALTHY_WITHIN_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def descendants(pid: int) -> set[int]:
