@@ -13,8 +13,10 @@ if it keeps nothing on disk itself; production refuses to start otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis import Redis
@@ -141,17 +143,20 @@ class RememberedLanguages:
         self.volatile = volatile
         self.window_seconds = window_seconds
 
-    def language(self, key: str) -> Language | None:
+    def language(self, keys: Sequence[str]) -> Language | None:
+        """The language remembered under the first of ``keys`` (the reporter hashes,
+        current first) that has one: all read in one round trip."""
+        if not keys:
+            return None
         try:
-            value = self.volatile.get(LANGUAGE_PREFIX + key)
+            values = self.volatile.mget([LANGUAGE_PREFIX + key for key in keys])
         except (RedisError, OSError):
             return None
-        if not isinstance(value, bytes):
-            return None
-        try:
-            return Language(value.decode())
-        except ValueError:
-            return None
+        for value in values:
+            if isinstance(value, bytes):
+                with contextlib.suppress(ValueError):
+                    return Language(value.decode())
+        return None
 
     def remember(self, key: str, language: Language) -> None:
         try:

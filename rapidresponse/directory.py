@@ -7,9 +7,11 @@ megabytes, and a text to the hotline must never wait for it to be parsed again.
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -323,8 +325,19 @@ _WRITE_REVISION = text(
 )
 
 
+# How long a directory is trusted without asking the database for the revision: a change
+# made by another process (a region import, another web process) reaches this one's
+# texts within this; a change made in this process, at once.
+RECHECK_SECONDS = 1.0
+# Counts the changes to areas made by this process (next() is atomic under the GIL).
+_changes_here = itertools.count()
+_last_change_here = 0
+
+
 def _areas_changed(_mapper: Any, connection: Connection, _target: Any) -> None:
+    global _last_change_here
     connection.execute(_WRITE_REVISION, {"revision": uuid.uuid4().hex})
+    _last_change_here = next(_changes_here) + 1
 
 
 for _change in ("after_insert", "after_update", "after_delete"):
@@ -343,13 +356,17 @@ class AreaCatalog:
     ``refresh`` is called with a read-only session before a write transaction that needs
     it, so a boundary file is parsed (once) while nothing is locked. The webhook uses the
     ``cached`` directory and checks, inside its transaction, that it ``is_current``; if
-    not, it starts again after a ``refresh``.
+    not, it starts again after a ``refresh``. That check asks the database at most once
+    per RECHECK_SECONDS (one statement saved on every text), and at once after this
+    process changed an area itself.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._revision: str | None = None
         self._directory: AreaDirectory | None = None
+        self._checked_at = -math.inf  # time.monotonic() of the last revision read
+        self._changes_seen = -1  # _last_change_here at that read
 
     def cached(self) -> AreaDirectory | None:
         return self._directory
@@ -358,16 +375,35 @@ class AreaCatalog:
         """Whether ``directory`` is still what the areas in the database describe."""
         with self._lock:
             built, revision = self._directory, self._revision
-        return directory is built and current_revision(session) == revision
+            recent = time.monotonic() - self._checked_at < RECHECK_SECONDS
+            trusted = recent and self._changes_seen == _last_change_here
+        if directory is not built:
+            return False
+        if trusted:
+            return True
+        changes, asked_at = _last_change_here, time.monotonic()
+        if current_revision(session) != revision:
+            return False
+        self._checked(directory, changes, asked_at)
+        return True
 
     def refresh(self, session: Session) -> AreaDirectory:
+        changes, asked_at = _last_change_here, time.monotonic()
         revision = current_revision(session)
         current = self._directory
         if current is not None and revision == self._revision:
+            self._checked(current, changes, asked_at)
             return current
         with self._lock:  # one thread rebuilds; the others wait for its result
             if self._directory is None or revision != self._revision:
                 built = AreaDirectory(session.scalars(select(Area).order_by(Area.id)))
                 built.polygons()
                 self._directory, self._revision = built, revision
+                self._checked_at, self._changes_seen = asked_at, changes
             return self._directory
+
+    def _checked(self, directory: AreaDirectory, changes: int, asked_at: float) -> None:
+        """Record that ``directory`` was found current by a read made at ``asked_at``."""
+        with self._lock:
+            if self._directory is directory and asked_at > self._checked_at:
+                self._checked_at, self._changes_seen = asked_at, changes

@@ -20,7 +20,14 @@ from rapidresponse.people import find_responder
 from rapidresponse.reports import Intake, IntakeRules, ReportDesk, Sighting
 from rapidresponse.responders import RESPONDER_WORDS, ResponderDesk
 from rapidresponse.shredding import ShreddingCipher
-from rapidresponse.subscribers import AbuseLimits, LanguageMemory, Reply, SubscriberDesk
+from rapidresponse.subscribers import (
+    AbuseLimits,
+    LanguageMemory,
+    Reply,
+    ReplyKind,
+    SubscriberDesk,
+    permit_text,
+)
 from rapidresponse.verification import Transition
 
 MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
@@ -123,6 +130,16 @@ class Hotline:
                 return Outcome(answer.reply, transition=answer.transition, touched=answer.touched)
         # Not a command, or responder words from someone who is not one: a report.
         return self._report(phone, body.strip(), location)
+
+    def may_answer(self, phone: str, reply: Reply) -> bool:
+        """``permit_text`` for the answer to the text just handled, in its transaction:
+        a plain answer is decided by the subscriber row the text already read, when it
+        did; a STOP confirmation always by ``permit_text``'s conditional UPDATE."""
+        if reply.kind is ReplyKind.NORMAL:
+            opted_out = self.subscribers.opted_out(phone)
+            if opted_out is not None:
+                return not opted_out
+        return permit_text(self.session, self.index, phone, reply.kind)
 
     def _report(self, phone: str, text: str, location: Location | None) -> Outcome:
         sighting = Sighting(

@@ -13,7 +13,7 @@ in a savepoint so that the loser of a race reads the winner's row instead of fai
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -100,7 +100,9 @@ def limited_reply(verdict: LimitVerdict, language: Language, message_id: str) ->
 class LanguageMemory(Protocol):
     """Where a non-subscriber's language choice lives for the reporter window only."""
 
-    def language(self, key: str) -> Language | None: ...
+    def language(self, keys: Sequence[str]) -> Language | None:
+        """The language remembered under the first of ``keys`` that has one."""
+        ...
 
     def remember(self, key: str, language: Language) -> None: ...
 
@@ -135,6 +137,7 @@ class SubscriberDesk:
         self.languages = languages
         self._directory = directory
         self._remembered: dict[str, Language | None] = {}
+        self._rows: dict[str, Subscriber | None] = {}  # by blind index, as read or made here
 
     def handle(self, phone: str, command: Command) -> Reply | None:
         """Apply ``command`` from ``phone`` (E.164); return the answer, or None for silence."""
@@ -211,8 +214,7 @@ class SubscriberDesk:
         if self.languages is None:
             return None
         if phone not in self._remembered:  # one text may ask twice: read the store once
-            found = (self.languages.language(key) for key in self.reporter_hashes(phone))
-            self._remembered[phone] = next((lang for lang in found if lang is not None), None)
+            self._remembered[phone] = self.languages.language(self.reporter_hashes(phone))
         return self._remembered[phone]
 
     def remember_language(self, phone: str, language: Language) -> None:
@@ -222,7 +224,23 @@ class SubscriberDesk:
             self._remembered[phone] = language
 
     def find(self, key: str) -> Subscriber | None:
-        return self.session.scalar(select(Subscriber).where(Subscriber.phone_index == key))
+        found = self.session.scalar(select(Subscriber).where(Subscriber.phone_index == key))
+        self._rows[key] = found
+        return found
+
+    def forget(self, key: str) -> None:
+        """The row of ``key`` was changed by a statement the ORM did not see."""
+        self._rows.pop(key, None)
+
+    def opted_out(self, phone: str) -> bool | None:
+        """Whether ``phone`` is opted out, as this text's transaction already read it (and
+        changed it through the ORM); None when it was not read here. Saves ``permit_text``
+        a statement for the answer to the text that read it."""
+        key = self.index.digest(phone, Purpose.PHONE_INDEX)
+        if key not in self._rows:
+            return None
+        row = self._rows[key]
+        return row is not None and row.status is SubscriberStatus.OPTED_OUT
 
     def insert_subscriber(
         self, phone: str, key: str, language: Language, status: SubscriberStatus
@@ -240,7 +258,9 @@ class SubscriberDesk:
             with self.session.begin_nested():
                 self.session.add(subscriber)
         except IntegrityError:
+            self._rows.pop(key, None)  # someone else's row: read it again before trusting
             return None
+        self._rows[key] = subscriber
         return subscriber
 
     def directory(self) -> AreaDirectory:
@@ -313,7 +333,9 @@ def _stop(ctx: _Context) -> Reply | None:
         .execution_options(synchronize_session=False)
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
+        desk.forget(ctx.key)
         return None  # already opted out (or a simultaneous STOP won): one confirmation only
+    desk.forget(ctx.key)  # changed behind the ORM's back: its loaded row is stale
     subscriber = desk.find(ctx.key)
     assert subscriber is not None
     # Opting out of everything: the areas are forgotten too (collect less).

@@ -37,7 +37,7 @@ from rapidresponse.messages import text as message_text
 from rapidresponse.models import utcnow
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
-from rapidresponse.subscribers import Reply, ReplyKind, permit_text
+from rapidresponse.subscribers import Reply, ReplyKind
 from web.context import services
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def _handle_once(found: Services, text: _Text, directory: AreaDirectory) -> Repl
         outcome = hotline.handle(text.phone, text.body, text.location)
         reply = outcome.reply
         if text.permitted_only and reply is not None:
-            reply = reply if permit_text(session, found.index, text.phone, reply.kind) else None
+            reply = reply if hotline.may_answer(text.phone, reply) else None
         if text.redact_sid is not None:
             redaction.schedule(session, text.redact_sid, utcnow() + redaction.RECEIVED_SETTLE)
     after_commit(found, outcome)

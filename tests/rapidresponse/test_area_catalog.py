@@ -11,7 +11,7 @@ import random
 import threading
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from dispatch.services import Services
 from rapidresponse import directory as directory_module
@@ -137,3 +137,62 @@ def test_reading_takes_no_write_lock(database: Database) -> None:
     finally:
         reader_done.set()
         thread.join()
+
+
+def revision_reads(database: Database) -> list[str]:
+    """The statements that read the areas' revision, as they run."""
+    reads: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "area_revision" in statement and statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", seen)
+    return reads
+
+
+def test_the_revision_is_read_at_most_once_a_second(portland: Services) -> None:
+    """Each text checks that its directory is current; the database is asked once per
+    RECHECK_SECONDS, not once per text (a statement on every text, under the lock)."""
+    catalog, database = portland.areas, portland.database
+    built = portland.area_directory()
+    reads = revision_reads(database)
+    for _ in range(20):
+        with database.session() as session:
+            assert catalog.is_current(session, built)
+    assert len(reads) <= 1
+
+
+def test_a_change_by_another_process_is_seen_within_a_second(
+    portland: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog, database = portland.areas, portland.database
+    built = portland.area_directory()
+    with database.session() as session:
+        assert catalog.is_current(session, built)
+    # Another process's region import: a new revision this process did not write.
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE area_revision SET revision = 'elsewhere'"))
+    clock = [directory_module.time.monotonic()]
+    monkeypatch.setattr(directory_module.time, "monotonic", lambda: clock[0])
+    with database.session() as session:
+        assert catalog.is_current(session, built)  # trusted for up to a second
+    clock[0] += directory_module.RECHECK_SECONDS
+    with database.session() as session:
+        assert not catalog.is_current(session, built)
+    rebuilt = portland.area_directory()
+    assert rebuilt is not built
+    with database.session() as session:
+        assert catalog.is_current(session, rebuilt)
+
+
+def test_a_change_in_this_process_is_seen_at_once(portland: Services) -> None:
+    catalog, database = portland.areas, portland.database
+    built = portland.area_directory()
+    with database.session() as session:
+        assert catalog.is_current(session, built)
+    with database.session() as session:
+        king = session.scalars(select(Area).where(Area.slug == "king")).one()
+        king.aliases = [*king.aliases, "Alberta Arts"]
+    with database.session() as session:
+        assert not catalog.is_current(session, built)
