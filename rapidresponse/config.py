@@ -98,6 +98,11 @@ class Settings:
     shred_keys_path: Path = Path("instance/shred-keys")
     # Where a web process keeps, sealed, the texts the database could not take (SPOOL_DIR)
     spool_path: Path = Path("instance/spool")
+    # Where browsers open the board's socket (SOCKET_URL): "" is the page's own origin (a
+    # reverse proxy routes /socket.io/ to the socket server; the default in production).
+    socket_url: str = ""
+    # Web processes serving pages and webhooks (WEB_PROCESSES); sockets have their own.
+    web_processes: int = 1
 
     @property
     def is_production(self) -> bool:
@@ -212,6 +217,8 @@ def _load(env: _Env) -> Settings:
         reporter_window_minutes=env.integer("REPORTER_WINDOW_MINUTES", default=60, minimum=1),
         shred_keys_path=Path(env.get("SHRED_KEYS_DIR") or instance_path / "shred-keys").resolve(),
         spool_path=Path(env.get("SPOOL_DIR") or instance_path / "spool").resolve(),
+        socket_url=_socket_url(env),
+        web_processes=env.integer("WEB_PROCESSES", default=1, minimum=1),
         provider_redaction=env.choice(
             "PROVIDER_REDACTION", ("on", "off"), "on" if mode == "production" else "off"
         )
@@ -391,6 +398,16 @@ def _public_url(env: _Env, mode: str) -> str:
     if mode == "production" and parts.scheme != "https":
         raise ConfigError("PUBLIC_URL must use https:// when RR_ENV=production")
     return url
+
+
+def _socket_url(env: _Env) -> str:
+    url = _http_url("SOCKET_URL", env.get("SOCKET_URL"))
+    if url is None:
+        return ""
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError("SOCKET_URL must be an origin only, such as https://example.org:5001")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _account_sid(env: _Env) -> str | None:

@@ -49,7 +49,16 @@ def running_demo(folder: Path, **environment: str) -> Iterator[DemoProcess]:
     log = folder / "demo.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "web.cli",
+                "demo",
+                "--port",
+                str(port),
+                "--socket-port",
+                str(free_port()),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

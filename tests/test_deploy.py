@@ -86,3 +86,20 @@ def test_the_web_spool_survives_a_restart(compose: dict[str, Any]) -> None:
     assert web["environment"]["SPOOL_DIR"] == "/var/lib/rapidresponse/spool"
     assert "spool:/var/lib/rapidresponse/spool" in web["volumes"]
     assert "spool" in compose["volumes"]
+
+
+def test_the_proxy_sends_the_boards_sockets_to_their_own_process(compose: dict[str, Any]) -> None:
+    """Open boards must never hold the threads the hotline needs (issue: 64 open boards
+    took the hotline down): /socket.io/ goes to the socket process, the rest to web."""
+    web = compose["services"]["web"]
+    command = web["command"]
+    assert command[command.index("--port") + 1] == "5000"
+    assert command[command.index("--socket-port") + 1] == "5001"
+    assert "ports" not in web  # reached only through the proxy
+    proxy = compose["services"]["proxy"]
+    assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
+    assert "@sockets path /socket.io/*" in caddyfile
+    assert "reverse_proxy @sockets web:5001" in caddyfile
+    assert "reverse_proxy web:5000" in caddyfile
+    assert "SOCKET_URL" not in web["environment"]  # the page's own origin: the proxy

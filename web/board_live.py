@@ -8,8 +8,10 @@ record over HTTP, where every request checks the session again.
 from __future__ import annotations
 
 import logging
+import threading
 
 from flask import request, session
+from flask_socketio import ConnectionRefusedError as SocketRefused
 from redis.exceptions import RedisError
 
 from rapidresponse.models import utcnow
@@ -21,6 +23,36 @@ from web.extensions import socketio
 log = logging.getLogger(__name__)
 
 SOCKETS_KEY = "rr:staff-sockets:{session_id}"
+# Boards one socket process holds at most. Each holds a thread of that process (threading
+# mode), which serves nothing else: past this a board is told "busy" and its browser
+# retries later, with growing pauses, instead of the process running out of threads.
+MAX_SOCKETS = 500
+BUSY = "busy"
+
+
+class _Held:
+    """The sockets this process holds: counted to refuse past MAX_SOCKETS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sids: set[str] = set()
+
+    def take(self, sid: str) -> bool:
+        with self._lock:
+            if len(self._sids) >= MAX_SOCKETS:
+                return False
+            self._sids.add(sid)
+            return True
+
+    def release(self, sid: str) -> None:
+        with self._lock:
+            self._sids.discard(sid)
+
+    def __len__(self) -> int:
+        return len(self._sids)
+
+
+held = _Held()
 
 
 def _sockets_key(session_id: int) -> str:
@@ -41,15 +73,24 @@ def connect(_auth: object = None) -> bool:
             return False
         session_id = staff_session.id
     sid = request.sid  # type: ignore[attr-defined]
+    if not held.take(sid):
+        log.warning("board socket refused: this process holds %d already", MAX_SOCKETS)
+        raise SocketRefused(BUSY)
     try:
         key = _sockets_key(session_id)
         found.redis.sadd(key, sid)
         found.redis.expire(key, int(rules.absolute.total_seconds()))
     except (RedisError, OSError) as error:
+        held.release(sid)
         # Without Redis no event reaches this socket anyway; refusing is the safe side.
         log.warning("board socket refused: Redis unavailable (%s)", error.__class__.__name__)
         return False
     return True
+
+
+@socketio.on("disconnect")  # type: ignore[untyped-decorator]
+def disconnect(_reason: object = None) -> None:
+    held.release(request.sid)  # type: ignore[attr-defined]
 
 
 def disconnect_session(session_id: int) -> int:

@@ -94,13 +94,47 @@ def init_db_command() -> None:
 @cli.command("web", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def web_command(host: str, port: int) -> None:
-    """Serve the web app (webhooks, report form, board)."""
+@click.option(
+    "--socket-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the boards' socket server this command starts [default: --port + 1]; "
+    "0: start none (run `rapidresponse sockets` apart).",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Web processes [default: WEB_PROCESSES, else 1]; one per core is right.",
+)
+def web_command(host: str, port: int, socket_port: int | None, processes: int | None) -> None:
+    """Serve the web app (webhooks, report form, board), and the boards' sockets apart."""
     from web.server import serve
+    from web.sockets_child import SocketServerChild, socket_origin
+
+    settings = settings_from_env()
+    socket_port = min(port + 1, 65535) if socket_port is None else socket_port
+    if socket_port == port:
+        raise click.BadParameter("must differ from --port", param_hint="--socket-port")
+    _ensure_redis_url(settings)
+    if socket_port:
+        if not settings.socket_url and not settings.is_production:
+            # No proxy in front (a production install has one): boards go to the port.
+            os.environ["SOCKET_URL"] = socket_origin(settings.public_url, socket_port)
+        SocketServerChild(host, socket_port).start()
+    serve(host, port, settings.log_level, processes or settings.web_processes)
+
+
+@cli.command("sockets", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5001, show_default=True, type=click.IntRange(1, 65535))
+def sockets_command(host: str, port: int) -> None:
+    """Serve the boards' live sockets, apart from the web processes."""
+    from web.server import serve_sockets
 
     settings = settings_from_env()
     _ensure_redis_url(settings)
-    serve(host, port, settings.log_level)
+    serve_sockets(host, port, settings.log_level)
 
 
 def _ensure_redis_url(settings: Settings) -> None:
@@ -399,9 +433,15 @@ def user_reset_2fa_command(email: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
+    "--socket-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Port of the boards' live updates [default: --port + 1].",
+)
+@click.option(
     "--show-login", is_flag=True, help="Print the running demo's banner (login, people) again."
 )
-def demo_command(host: str, port: int, show_login: bool) -> None:
+def demo_command(host: str, port: int, socket_port: int | None, show_login: bool) -> None:
     """Run web + worker + scheduler on embedded defaults with a demo region and accounts."""
     from web.demo import run_demo, saved_banner
 
@@ -413,7 +453,7 @@ def demo_command(host: str, port: int, show_login: bool) -> None:
         text = saved_banner(settings.instance_path)
         click.echo(text if text is not None else "No demo has started here yet: run `make demo`.")
         sys.exit(0 if text is not None else 1)
-    sys.exit(run_demo(settings, host, port))
+    sys.exit(run_demo(settings, host, port, socket_port))
 
 
 cli.add_command(alert_group)

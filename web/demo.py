@@ -315,6 +315,16 @@ def busy_port_message(host: str, port: int) -> str:
     )
 
 
+def busy_socket_port_message(host: str, port: int) -> str:
+    suggestion = next(
+        (p for p in range(port + 1, min(port + 50, 65536)) if port_is_free(host, p)), port + 1
+    )
+    return (
+        f"port {port} (the board's live updates) is in use — try "
+        f"`rapidresponse demo --socket-port {suggestion}`"
+    )
+
+
 def child_environment(settings: Settings, redis: RedisForChildren, base_url: str) -> dict[str, str]:
     """What the web and worker processes run with (LOG_LEVEL comes from ours)."""
     return {
@@ -325,10 +335,14 @@ def child_environment(settings: Settings, redis: RedisForChildren, base_url: str
     }
 
 
-def run_demo(settings: Settings, host: str, port: int) -> int:
+def run_demo(settings: Settings, host: str, port: int, socket_port: int | None = None) -> int:
     """Run until SIGINT/SIGTERM or until a child dies; return the exit status."""
     if not port_is_free(host, port):
         print(f"rapidresponse: {busy_port_message(host, port)}", file=sys.stderr, flush=True)
+        return 1
+    socket_port = min(port + 1, 65535) if socket_port is None else socket_port
+    if socket_port == port or not port_is_free(host, socket_port):
+        print(f"rapidresponse: {busy_socket_port_message(host, socket_port)}", file=sys.stderr)
         return 1
     redis = redis_for_children(settings)
     base_url = f"http://{host}:{port}"
@@ -337,7 +351,9 @@ def run_demo(settings: Settings, host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, supervisor.request_stop)
     try:
         login = prepare_demo_data(settings)
-        supervisor.spawn("web", "web", "--host", host, "--port", str(port))
+        supervisor.spawn(
+            "web", "web", "--host", host, "--port", str(port), "--socket-port", str(socket_port)
+        )
         supervisor.spawn("worker", "worker")
         if not wait_until_healthy(f"{base_url}/healthz", supervisor, HEALTH_TIMEOUT_SECONDS):
             if supervisor.stopping.is_set():

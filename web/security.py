@@ -10,17 +10,28 @@ from rapidresponse.mapping import tile_origin
 from web.context import services
 
 
+def socket_origins(socket_url: str) -> tuple[str, ...]:
+    """The origins the board's socket uses when it is not the page's own: its http(s)
+    origin (long-polling) and the ws(s) one (WebSocket)."""
+    if not socket_url:
+        return ()
+    scheme, rest = socket_url.split("://", 1)
+    return (socket_url, f"{'wss' if scheme == 'https' else 'ws'}://{rest}")
+
+
 @functools.cache
-def content_security_policy(tile_url: str | None) -> str:
-    """The policy; a configured map tile server is the one third party images may come from."""
+def content_security_policy(tile_url: str | None, socket_url: str = "") -> str:
+    """The policy; a configured map tile server is the one third party images may come
+    from, and our own socket server the one other place the board may connect to."""
     images = " ".join(filter(None, ("'self' data:", tile_origin(tile_url))))
+    connect = " ".join(("'self'", *socket_origins(socket_url)))
     return "; ".join(
         (
             "default-src 'self'",
             "script-src 'self'",
             "style-src 'self'",
             f"img-src {images}",
-            "connect-src 'self'",
+            f"connect-src {connect}",
             "font-src 'self'",
             "object-src 'none'",
             "base-uri 'none'",
@@ -33,7 +44,10 @@ def content_security_policy(tile_url: str | None) -> str:
 def add_security_headers(response: Response) -> Response:
     headers = response.headers
     settings = services().settings
-    headers.setdefault("Content-Security-Policy", content_security_policy(settings.map_tile_url))
+    headers.setdefault(
+        "Content-Security-Policy",
+        content_security_policy(settings.map_tile_url, settings.socket_url),
+    )
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "no-referrer")

@@ -1,22 +1,39 @@
-"""Serving the app with gunicorn's threaded worker, as Flask-SocketIO's threading mode wants.
+"""Serving the app with gunicorn's threaded worker, in two kinds of processes.
 
-One process: Socket.IO needs sticky sessions, which gunicorn's own balancer cannot give.
-Scale out by running more ``rapidresponse web`` processes behind a sticky load balancer;
-they share events through the Redis message queue.
+Flask-SocketIO's threading mode holds a thread for each open socket. Served together,
+64 open boards took every thread and no text to the hotline was answered. So they are
+served apart:
+
+- **web** processes (``WEB_PROCESSES``, one per core is right) answer the webhooks, the
+  report form, the pages and the board's re-reads; they refuse ``/socket.io/``;
+- one **sockets** process holds the boards' sockets, up to ``MAX_SOCKETS`` (refusing
+  more with "busy": the browser retries later), and serves nothing else.
+
+Browsers find the sockets at ``SOCKET_URL``: a reverse proxy routing ``/socket.io/`` to
+the sockets process (docker-compose ships one), or its own port (``rapidresponse web``
+without a proxy, the demo). Events reach every sockets process through Redis.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import SQLAlchemyError
 
-THREADS = 64  # each open Socket.IO connection holds one
+from web.board_live import MAX_SOCKETS
+
+WEB_THREADS = 64  # per web process: webhooks and pages; sockets are not served here
+# A thread per socket, and some to refuse the ones past MAX_SOCKETS and to answer /healthz.
+SOCKET_THREADS = MAX_SOCKETS + 16
+SOCKET_PATH = "/socket.io/"
 log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def _read_areas(services: Any) -> None:
@@ -26,19 +43,51 @@ def _read_areas(services: Any) -> None:
         log.warning("areas not read at start-up (%s)", type(error).__name__)
 
 
+def _not_here(start_response: Callable[..., Any], why: bytes) -> Iterable[bytes]:
+    start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+    return [why]
+
+
+def without_sockets(app: WsgiApp) -> WsgiApp:
+    """The web processes' app: a socket here would hold one of the webhooks' threads."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if str(environ.get("PATH_INFO", "")).startswith(SOCKET_PATH):
+            return _not_here(start_response, b"The board's socket is at SOCKET_URL.\n")
+        return app(environ, start_response)
+
+    return serve
+
+
+def only_sockets(app: WsgiApp) -> WsgiApp:
+    """The sockets process's app: the board's socket and /healthz, nothing else."""
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", ""))
+        if path.startswith(SOCKET_PATH) or path == "/healthz":
+            return app(environ, start_response)
+        return _not_here(start_response, b"This is the socket server.\n")
+
+    return serve
+
+
 class WebServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, host: str, port: int, log_level: str) -> None:
+    def __init__(
+        self, host: str, port: int, log_level: str, *, sockets: bool = False, processes: int = 1
+    ) -> None:
+        self.sockets = sockets
         self.options = {
             "bind": f"{host}:{port}",
-            "workers": 1,
+            "workers": 1 if sockets else processes,
             "worker_class": "gthread",
-            "threads": THREADS,
+            "threads": SOCKET_THREADS if sockets else WEB_THREADS,
+            "worker_connections": SOCKET_THREADS + 100 if sockets else 1000,
             "timeout": 60,
             "graceful_timeout": 10,
             "loglevel": log_level.lower(),
             "accesslog": None,  # access logs are a record of who reported what, when
             "errorlog": "-",
-            "proc_name": "rapidresponse-web",
+            "proc_name": "rapidresponse-sockets" if sockets else "rapidresponse-web",
             "control_socket_disable": True,  # no admin socket in the user's home directory
         }
         super().__init__()
@@ -47,21 +96,34 @@ class WebServer(BaseApplication):  # type: ignore[misc]
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
+    def load(self) -> WsgiApp:
         # Built in the worker process, after the fork: connections are never shared.
         from web import create_app
-        from web.sms import start_spool_drain
 
         app = create_app()
-        services = app.extensions["rapidresponse"]
-        start_spool_drain(services)  # texts kept while the database was away
-        # The areas are parsed now, not by the first text to arrive (a city file: ~1 s).
-        threading.Thread(target=_read_areas, args=(services,), name="areas", daemon=True).start()
-        return app
+        if self.sockets:
+            return only_sockets(app)
+        _start_background_work(app)
+        return without_sockets(app)
 
     def init(self, parser: Any, opts: Any, args: Any) -> None:
         return None
 
 
-def serve(host: str, port: int, log_level: str) -> None:
-    WebServer(host, port, log_level).run()
+def _start_background_work(app: Flask) -> None:
+    from web.sms import start_spool_drain
+
+    services = app.extensions["rapidresponse"]
+    start_spool_drain(services)  # texts kept while the database was away
+    # The areas are parsed now, not by the first text to arrive (a city file: ~1 s).
+    threading.Thread(target=_read_areas, args=(services,), name="areas", daemon=True).start()
+
+
+def serve(host: str, port: int, log_level: str, processes: int = 1) -> None:
+    """The web processes (pages, webhooks, the board's re-reads)."""
+    WebServer(host, port, log_level, processes=processes).run()
+
+
+def serve_sockets(host: str, port: int, log_level: str) -> None:
+    """The sockets process (the boards' live hints)."""
+    WebServer(host, port, log_level, sockets=True).run()

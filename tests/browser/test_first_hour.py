@@ -145,6 +145,8 @@ def walk_the_first_hour(demo: Demo, page: Page, board: Page, artifacts: Path) ->
     board.fill("#code", demo.totp().now())
     board.click("#code-form button[type=submit]")
     board.wait_for_url(re.compile(r"/board$"))
+    # Live: its socket is served by the demo's own socket process, on another port.
+    expect(board.locator("#connection")).to_have_attribute("data-state", "connected")
     card = board.locator("li.incident-card")
     expect(card).to_have_count(1)
     expect(card).to_contain_text("Cully")

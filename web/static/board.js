@@ -6,7 +6,12 @@
   var status = document.getElementById("connection");
   if (!live || typeof io === "undefined") { return; }
   var url = live.getAttribute("data-live-url");
+  // The socket server: a proxy routes it under our own origin, or it has its own port.
+  var socketUrl = live.getAttribute("data-socket-url") || undefined;
   var pending = null;
+  // While the server says it is busy (503), re-reads pause, longer each time (up to 30 s,
+  // a random part so that fifty boards do not come back at the same moment).
+  var busyPause = 0;
   var inFlight = false;
   var again = false;
   // Re-reads the page does by itself must not keep the session alive: the idle timeout
@@ -34,6 +39,11 @@
           window.location.reload();  // signed out or revoked: the server shows the way in
           return null;
         }
+        if (response.status === 503) { backOff(response); return null; }
+        if (response.ok && busyPause) {
+          busyPause = 0;
+          show(socket.connected ? "connected" : "disconnected");
+        }
         return response.ok ? response.text() : null;
       })
       .then(function (html) {
@@ -48,7 +58,15 @@
 
   function soon() {
     if (pending !== null) { return; }
-    pending = window.setTimeout(function () { pending = null; refresh(); }, 250);
+    pending = window.setTimeout(function () { pending = null; refresh(); }, 250 + busyPause);
+  }
+
+  function backOff(response) {
+    var asked = 1000 * (parseInt(response.headers.get("Retry-After"), 10) || 1);
+    busyPause = Math.min(30000, Math.max(asked, 2 * busyPause));
+    busyPause = Math.round(busyPause * (0.75 + 0.5 * Math.random()));
+    show("busy");
+    again = true;  // the record moved on without us: read it once the pause is over
   }
 
   function showProgress(data) {
@@ -67,13 +85,20 @@
     });
   }
 
-  var socket = io({ transports: ["websocket", "polling"] });
+  var socket = io(socketUrl, {
+    transports: ["websocket", "polling"],
+    withCredentials: true,  // the session cookie, when the socket server has its own port
+    reconnectionDelayMax: 30000,  // a busy or restarting server is not hammered
+    randomizationFactor: 0.5
+  });
   socket.on("connect", function () { show("connected"); refresh(); });
   socket.on("disconnect", function (reason) {
     show("disconnected");
     if (reason === "io server disconnect") { window.location.reload(); }  // the session ended
   });
-  socket.on("connect_error", function () { show("disconnected"); });
+  socket.on("connect_error", function (error) {
+    show(error && error.message === "busy" ? "busy" : "disconnected");
+  });
   socket.onAny(function (event, data) {
     if (event === "alert_progress" && data) { showProgress(data); }
     soon();
