@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import socketio
+from redis import Redis
+from redis.exceptions import RedisError
+
+from dispatch.redis_conn import connect
 
 DEFAULT_CHANNEL = "rapidresponse"
 
@@ -28,11 +32,34 @@ def live_events_manager(
     )
 
 
+# Counts the hints ever published: a board render made while it read N is still the
+# record while it reads N (see web/shared_render.py).
+LIVE_VERSION_KEY = "rr:live-version"
+
+
 class LivePublisher:
     """Emits Socket.IO events from outside the web app (workers, the CLI)."""
 
     def __init__(self, redis_url: str, channel: str | None = None) -> None:
         self._manager = live_events_manager(redis_url, channel, write_only=True)
+        self._redis = connect(redis_url)
 
     def emit(self, event: str, data: dict[str, Any], room: str | None = None) -> None:
+        # Before the hint: a board that hears it re-reads, and must not get a render
+        # made before the change.
+        self._redis.incr(LIVE_VERSION_KEY)
         self._manager.emit(event, data, namespace="/", room=room)
+
+
+def live_version(redis: Redis) -> int | None:
+    """The hints published so far; None when Redis cannot say (then nothing is shared)."""
+    try:
+        raw = redis.get(LIVE_VERSION_KEY)
+    except (RedisError, OSError):
+        return None
+    if raw is None:
+        return 0
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None

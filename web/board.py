@@ -10,8 +10,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -25,6 +35,7 @@ from dispatch.alerts import (
     draft_for_incident,
 )
 from dispatch.board_actions import NotPossible, close_from_board, page_more, place_incident
+from dispatch.live import live_version
 from rapidresponse import board, broadcast
 from rapidresponse.approvals import ApprovalRefused
 from rapidresponse.composer import NoteRefused, previews
@@ -35,6 +46,7 @@ from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
 from web.context import services
 from web.inputs import row_id
+from web.shared_render import RETRY_AFTER_SECONDS, Busy, RenderGate, SharedRender
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +71,27 @@ def index() -> ResponseReturnValue:
     return render_template("board/index.html", **_board_context())
 
 
+# Re-reads of the live fragments: shared where they can be, gated always.
+render_gate = RenderGate()
+shared_live = SharedRender(render_gate)
+
+
+@bp.errorhandler(Busy)
+def busy(_error: Busy) -> ResponseReturnValue:
+    """Too many boards re-reading at once: come back later (board.js backs off)."""
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    return Response(_("Busy, retrying…"), status=503, headers=retry, mimetype="text/plain")
+
+
 @bp.get("/live")
 @requires(Permission.VIEW_BOARD)
 def live() -> ResponseReturnValue:
-    return render_template("board/_live.html", **_board_context())
+    # The same for every board in one language (no form, no token): one render serves all.
+    return shared_live.get(
+        str(get_locale()),
+        live_version(services().redis),
+        lambda: render_template("board/_live.html", **_board_context()),
+    )
 
 
 def _board_context() -> dict[str, Any]:
@@ -95,7 +124,8 @@ def incident(incident_id: int) -> ResponseReturnValue:
 @bp.get("/incidents/<int:incident_id>/live")
 @requires(Permission.VIEW_BOARD)
 def incident_live(incident_id: int) -> ResponseReturnValue:
-    return render_template("board/_incident.html", **_incident_context(incident_id))
+    with render_gate.turn():
+        return render_template("board/_incident.html", **_incident_context(incident_id))
 
 
 def _incident_context(incident_id: int) -> dict[str, Any]:
@@ -118,7 +148,8 @@ def alert(alert_id: int) -> ResponseReturnValue:
 @bp.get("/alerts/<int:alert_id>/live")
 @requires(Permission.VIEW_BOARD)
 def alert_live(alert_id: int) -> ResponseReturnValue:
-    return render_template("board/_alert.html", **_alert_context(alert_id))
+    with render_gate.turn():
+        return render_template("board/_alert.html", **_alert_context(alert_id))
 
 
 def _alert_context(alert_id: int) -> dict[str, Any]:

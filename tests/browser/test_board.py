@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 from sqlalchemy import select
 
 from dispatch.alerts import draft_for_incident
@@ -269,3 +269,34 @@ def test_after_a_dropped_connection_the_board_resyncs_from_the_server(
     expect(board.locator("li.incident-card")).to_have_count(1)
     expect(board.locator("li.incident-card")).to_contain_text("Cully")
     assert page.evaluate("window.__marker") == 1
+
+
+@pytest.mark.parametrize(("lang", "busy_label"), [("en", "Busy, retrying"), ("es", "Ocupado")])
+def test_a_busy_server_is_waited_out_and_the_board_catches_up(
+    page: Page, live: Live, lang: str, busy_label: str
+) -> None:
+    """Re-reads the server cannot take now (503, Retry-After) are retried after a pause,
+    the board saying so meanwhile; then it shows what it missed, without a reload."""
+    services = live.services
+    sign_in(page, services, add_account(services, StaffRole.DISPATCHER))
+    page.goto(f"/board?lang={lang}")
+    wait_until_connected(page)
+    board = page.locator("#live")
+    expect(board).to_have_attribute("data-synced", re.compile(r"^[0-9]+$"))
+    page.evaluate("window.__marker = 1")
+    refused = []
+
+    def busy(route: Route) -> None:
+        refused.append(route.request.url)
+        route.fulfill(status=503, headers={"Retry-After": "1"}, body="busy")
+
+    page.route("**/board/live", busy)
+    assert live.text(REPORTERS[0], SIGHTINGS[0]) is not None
+    connection = page.locator("#connection")
+    expect(connection).to_have_attribute("data-state", "busy")
+    expect(connection).to_contain_text(busy_label)
+    expect(board.locator("li.incident-card")).to_have_count(0)
+    page.unroute("**/board/live")
+    expect(board.locator("li.incident-card")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(connection).to_have_attribute("data-state", "connected")
+    assert refused and page.evaluate("window.__marker") == 1
