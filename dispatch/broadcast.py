@@ -44,6 +44,7 @@ from dispatch.queues import (
 )
 from dispatch.senders import AsyncSender, SendError, make_async_sender
 from dispatch.services import Services, current
+from dispatch.status_queue import StatusCallback
 from rapidresponse import broadcast
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
@@ -645,16 +646,26 @@ def apply_status_callback(
     status: broadcast.CallbackStatus,
     error_code: int | None,
 ) -> None:
-    """One status callback, from Twilio's webhook or the simulator alike: the ledger
-    first, then a progress hint for the board."""
+    """One status callback, applied now (the simulator; the webhook when Redis is away)."""
+    apply_status_callbacks(services, [StatusCallback(delivery_id, message_sid, status, error_code)])
+
+
+def apply_status_callbacks(services: Services, callbacks: Sequence[StatusCallback]) -> None:
+    """Status callbacks, in one transaction: the ledger first, then a progress hint for
+    the board per alert that changed."""
+    now = utcnow()
     with services.database.session() as session:
-        outcome = broadcast.record_callback(
-            session,
-            delivery_id,
-            message_sid=message_sid,
-            status=status,
-            error_code=error_code,
-            now=utcnow(),
-        )
-    if outcome.changed and outcome.alert_id is not None:
-        progress_hint(services, outcome.alert_id)
+        outcomes = [
+            broadcast.record_callback(
+                session,
+                callback.delivery_id,
+                message_sid=callback.message_sid,
+                status=callback.status,
+                error_code=callback.error_code,
+                now=now,
+            )
+            for callback in callbacks
+        ]
+    changed = {o.alert_id for o in outcomes if o.changed and o.alert_id is not None}
+    for alert_id in sorted(changed):
+        progress_hint(services, alert_id)

@@ -18,6 +18,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from dispatch import status_queue
 from dispatch.alerts import reap_deliveries
 from dispatch.incidents import sweep_incidents
 from dispatch.queues import QueueName, enqueue
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SLOT_PREFIX = "rr:housekeeping:"
 AUDIT_SEAL_SECONDS = 10
+STATUS_DRAIN_SECONDS = 10
 
 
 def purge_report_texts_job() -> int:
@@ -83,6 +85,13 @@ def periodic_tasks(settings: Settings) -> tuple[Periodic, ...]:
         Periodic("sweep-incidents", timedelta(minutes=1), sweep_incidents),
         # Until it is sealed an event could be changed without a trace: keep that short.
         Periodic("seal-audit", timedelta(seconds=AUDIT_SEAL_SECONDS), seal_audit_job),
+        # Status callbacks wake a drain themselves; this finds any a lost worker left.
+        Periodic(
+            "status-callbacks",
+            timedelta(seconds=STATUS_DRAIN_SECONDS),
+            status_queue.drain_job,
+            QueueName.ALERTS,
+        ),
         Periodic("purge-report-texts", timedelta(hours=1), purge_report_texts_job),
         # Often enough that no link outlives its window by more than a few minutes.
         Periodic("forget-reporter-links", timedelta(minutes=5), forget_reporter_links_job),

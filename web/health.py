@@ -1,12 +1,14 @@
 """``GET /healthz``: can this process reach the database and Redis? For load balancers.
 
-It counts the texts this process keeps in its spool while the database is away, and,
-with PROVIDER_REDACTION, the deletions at Twilio waiting and failing."""
+It counts the texts this process keeps in its spool while the database is away, the
+status callbacks waiting for a worker, and, with PROVIDER_REDACTION, the deletions at
+Twilio waiting and failing."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from dispatch import status_queue
 from dispatch.redis_conn import ping
 from dispatch.senders import redaction_delay
 from rapidresponse import redaction
@@ -26,6 +28,8 @@ def healthz() -> tuple[Response, int]:
     body: dict[str, object] = {"status": "ok" if healthy else "unavailable", **checks}
     # Texts answered but not yet stored: more than a few for long is worth a page.
     body["spooled_texts"] = len(found.spool.waiting())
+    # Status callbacks waiting for a worker: growing for long means no worker drains them.
+    body["status_callbacks_waiting"] = status_queue.waiting(found.redis)
     if redaction_delay(found.settings) is not None and checks["database"] == "ok":
         # Deletions at the provider that are waiting, and those that keep failing: a
         # count to alert on, not a reason to take this process out of rotation.

@@ -8,6 +8,7 @@ answered with an empty TwiML and changes nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -17,16 +18,19 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, abort, request
+from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dispatch.broadcast import apply_status_callback
+from dispatch import status_queue
+from dispatch.broadcast import apply_status_callbacks
 from dispatch.incidents import after_intake, incident_changed, incident_touched
 from dispatch.senders import SendError, redaction_delay
 from dispatch.services import Services
 from dispatch.spool import SpooledText
+from dispatch.status_queue import StatusCallback
 from rapidresponse import redaction
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.commands import Keyword, parse
@@ -71,7 +75,12 @@ def signature_is_valid(found: Services) -> bool:
         return False  # no token configured: nothing can be verified, so nothing is accepted
     query = request.query_string.decode("latin-1")
     url = found.settings.public_url + request.path + (f"?{query}" if query else "")
-    return bool(RequestValidator(token).validate(url, request.form, signature))
+    return bool(_validator(token).validate(url, request.form, signature))
+
+
+@functools.cache
+def _validator(token: str) -> RequestValidator:
+    return RequestValidator(token)
 
 
 @bp.post("/inbound")
@@ -340,11 +349,12 @@ def status() -> Response:
     if not DELIVERY_ID.match(delivery_id):
         return Response(status=200)
     code = request.form.get("ErrorCode", "").strip()
-    apply_status_callback(
-        found,
-        delivery_id,
-        message_sid=sid,
-        status=callback_status,
-        error_code=int(code) if ERROR_CODE.match(code) else None,
+    callback = StatusCallback(
+        delivery_id, sid, callback_status, int(code) if ERROR_CODE.match(code) else None
     )
+    try:
+        status_queue.record(found.redis, callback)  # a worker applies it, in a batch
+    except (RedisError, OSError) as error:
+        log.warning("status callback applied here: Redis unavailable (%s)", type(error).__name__)
+        apply_status_callbacks(found, [callback])
     return Response(status=200)

@@ -89,6 +89,7 @@ def test_each_period_is_enqueued_by_exactly_one_worker(
         "reap-deliveries",
         "sweep-incidents",
         "seal-audit",
+        "status-callbacks",
         "purge-report-texts",
         "forget-reporter-links",
         "forget-provider-ids",
@@ -96,8 +97,9 @@ def test_each_period_is_enqueued_by_exactly_one_worker(
     ]
     assert (first, second, third) == (every, [], every)
     assert queue(QueueName.BULK, redis_client).count == 12
-    # The reaper runs between broadcast batches, not after the whole broadcast.
-    assert queue(QueueName.ALERTS, redis_client).count == 2
+    # The reaper and the status callbacks run between broadcast batches, not after the
+    # whole broadcast.
+    assert queue(QueueName.ALERTS, redis_client).count == 4
 
 
 def an_incident(services: Services, **values: object) -> int:

@@ -13,7 +13,13 @@ from rapidresponse.db import Database
 def test_healthy_when_both_answer(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok", "redis": "ok", "spooled_texts": 0}
+    assert response.json == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+        "spooled_texts": 0,
+        "status_callbacks_waiting": 0,
+    }
     assert response.headers["Cache-Control"] == "no-store"
 
 
@@ -26,6 +32,7 @@ def test_503_when_redis_is_down(app: Flask, services: Services) -> None:
         "database": "ok",
         "redis": "down",
         "spooled_texts": 0,
+        "status_callbacks_waiting": None,  # Redis cannot say
     }
 
 
@@ -43,4 +50,5 @@ def test_503_when_the_database_is_down(app: Flask, services: Services) -> None:
         "database": "down",
         "redis": "ok",
         "spooled_texts": 0,
+        "status_callbacks_waiting": 0,
     }

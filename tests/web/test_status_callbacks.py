@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
+from dispatch import status_queue
 from dispatch.broadcast import send_batch
 from dispatch.services import Services
 from rapidresponse.models import Delivery, DeliveryStatus, Language, Subscriber, SubscriberStatus
@@ -18,7 +19,10 @@ from tests.web.sms_helpers import PUBLIC_URL, new_sid, sign
 
 @dataclass
 class Callbacks:
+    """Twilio posting status callbacks, and then a worker applying what the web queued."""
+
     client: FlaskClient
+    services: Services
 
     def post(
         self,
@@ -37,12 +41,13 @@ class Callbacks:
         response = self.client.post(
             f"/sms/status?delivery={delivery_id}", data=params, headers=headers
         )
+        status_queue.drain(self.services)
         return response.status_code
 
 
 @pytest.fixture
-def callbacks(sms_app: Flask) -> Callbacks:
-    return Callbacks(sms_app.test_client())
+def callbacks(sms_app: Flask, twilio_services: Services) -> Callbacks:
+    return Callbacks(sms_app.test_client(), twilio_services)
 
 
 @pytest.fixture
