@@ -1,4 +1,4 @@
-"""``make bench`` (``python -m bench [crypto|latency|throughput|pacing|scale|inbound ...]``).
+"""``make bench`` (``python -m bench [crypto|latency|throughput|pacing|scale|inbound|...]``).
 
 Figures for the broadcast engine and the hotline (``inbound``), each against its target
 (PASS/MISS; nothing is asserted). Real ``rapidresponse worker`` processes, embedded Redis,
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import crypto, inbound, latency, pacing, scale, throughput
+from bench import crypto, inbound, latency, pacing, scale, throughput, webtier
 from bench.harness import machine
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "pacing": pacing.run,
     "scale": scale.run,
     "inbound": inbound.run,
+    "webtier": webtier.run,
 }
 
 

@@ -142,6 +142,10 @@ def test_data_keys_are_newest_first(tmp_path: Path) -> None:
         ("DATABASE_URL", "sqlitex:///x.db", "DATABASE_URL must be a sqlite:///"),
         ("DATABASE_URL", "postgresql+asyncpg://db/rr", "DATABASE_URL must be a sqlite:///"),
         ("SMS_INBOUND_LIMIT", "0/hour", "SMS_INBOUND_LIMIT must look like 30/hour"),
+        ("SOCKET_URL", "rr.example.org:5001", "SOCKET_URL must be an http"),
+        ("SOCKET_URL", "https://rr.example.org/socket.io/", "SOCKET_URL must be an origin"),
+        ("WEB_PROCESSES", "0", "WEB_PROCESSES must be at least 1"),
+        ("WEB_PROCESSES", "many", "WEB_PROCESSES must be a whole number"),
     ],
 )
 def test_a_bad_value_names_its_variable(
@@ -238,3 +242,9 @@ def test_intake_and_dispatch_timings_are_configurable(
     assert getattr(load(tmp_path, **{name: "7"}), attribute) == 7
     with pytest.raises(ConfigError, match=f"^{name} must be"):
         load(tmp_path, **{name: "soon"})
+
+
+def test_the_socket_server_is_named_by_its_origin(tmp_path: Path) -> None:
+    assert load(tmp_path).socket_url == ""  # the page's own origin: a proxy routes it
+    given = load(tmp_path, SOCKET_URL="https://rr.example.org:5001/")
+    assert given.socket_url == "https://rr.example.org:5001"

@@ -1,0 +1,338 @@
+"""The web tier under boards and callbacks: ``rapidresponse web`` as production runs it
+(web processes, and the boards' sockets in a process of their own).
+
+- **boards**: 200 boards signed in with password and TOTP (20 dispatchers, 10 tabs
+  each), each a real Socket.IO client on WebSocket that re-reads ``/board/live`` on every
+  hint as board.js does (debounced 250 ms), while hints arrive every 0.5 s and the
+  raid-morning mix texts the hotline at concurrency 50. Against the same mix with no
+  board open: the hotline's p99, the boards' re-read p95, and how far behind the record a
+  board is (a hint's publication to the end of the re-read it caused).
+- **status callbacks**: signed ``/sms/status`` posts at concurrency 50 for 15 s to two
+  web processes, with the mix texting the hotline at concurrency 20 meanwhile: the
+  callbacks absorbed per second, the web tier's CPU per callback, the hotline's p99.
+
+The load generators run in processes of their own (the boards here, each texting or
+callback load in a child), so that one Python's GIL does not measure itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import multiprocessing
+import queue
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyotp
+import requests
+import socketio
+from sqlalchemy import select
+from twilio.request_validator import RequestValidator
+
+from bench.harness import AUTH_TOKEN, Stack, heading, line, note, postgres_url
+from bench.inbound import (
+    P99_TARGETS,
+    PUBLIC_URL,
+    Result,
+    Text,
+    WebServer,
+    drive,
+    mix,
+    web_stack,
+)
+from dispatch.live import LivePublisher
+from rapidresponse.models import StaffRole, StaffUser
+from rapidresponse.people import add_staff_user
+from rapidresponse.staff import begin_enrolment, totp_secret
+
+BOARDS_PER_DISPATCHER = 10
+DISPATCHERS = 20
+PASSWORD = "correct horse battery staple"  # noqa: S105 - the bench's own throwaway accounts
+HINT_EVERY_SECONDS = 0.5
+DEBOUNCE_SECONDS = 0.25  # board.js
+STALENESS_TARGET_S = 2.0
+CALLBACK_SECONDS = 15.0
+CALLBACK_TARGET_PER_S = 1000
+_CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
+
+
+def run() -> None:
+    heading("web tier: 200 open boards and a flood of status callbacks beside the hotline")
+    url, why = postgres_url()
+    if url is None:
+        note(f"PostgreSQL skipped ({why}): SQLite takes one writer at a time anyway")
+        url = None
+    label = "PostgreSQL" if url else "SQLite"
+    with served(url, processes=2) as (target, server):
+        boards(target, server, label)
+        callbacks(server, label)
+
+
+@contextlib.contextmanager
+def served(database_url: str | None, processes: int) -> Iterator[tuple[Stack, WebServer]]:
+    with web_stack(database_url, detail_m=60, processes=processes, sockets=True) as (
+        target,
+        [server],
+    ):
+        yield target, server
+
+
+# --- the hotline, from a process of its own ----------------------------------------------
+
+
+# What a child process sends back to the bench.
+Outbox = multiprocessing.Queue
+
+
+def _drive_in_child(port: int, texts: list[Text], concurrency: int, out: Outbox) -> None:
+    result = drive([_Port(port)], texts, concurrency)  # type: ignore[list-item]
+    out.put((result.latencies, result.statuses, result.seconds))
+
+
+@dataclass
+class _Port:
+    port: int
+
+    def cpu(self) -> float:
+        return 0.0
+
+
+def hotline_in_background(port: int, texts: list[Text], concurrency: int) -> Iterator[Result]:
+    out: Outbox = multiprocessing.Queue()
+    child = multiprocessing.get_context("fork").Process(
+        target=_drive_in_child, args=(port, texts, concurrency, out), daemon=True
+    )
+    child.start()
+    latencies, statuses, seconds = out.get(timeout=600)
+    child.join(30)
+    yield Result(latencies=latencies, statuses=statuses, seconds=seconds)
+
+
+def hotline(port: int, texts: list[Text], concurrency: int) -> Result:
+    return next(hotline_in_background(port, texts, concurrency))
+
+
+# --- boards ------------------------------------------------------------------------------
+
+
+@dataclass
+class Board:
+    session: requests.Session
+    client: socketio.Client = field(default_factory=lambda: socketio.Client(reconnection=False))
+    wanted: float | None = None  # when a hint asked for a re-read not yet done
+    hint_at: float | None = None  # the earliest hint that re-read will answer
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def boards(target: Stack, server: WebServer, label: str) -> None:
+    base = f"http://127.0.0.1:{server.port}"
+    socket_url = f"http://127.0.0.1:{server.socket_port}"
+    texts = mix(1200, seed=21)
+    quiet = hotline(server.port, texts, 50)
+    sessions = [sign_in(base, target, n) for n in range(DISPATCHERS)]
+    opened: list[Board] = []
+    rereads: list[float] = []
+    behind: list[float] = []
+    stop = threading.Event()
+    published: queue.Queue[float] = queue.Queue()
+    try:
+        for session in sessions:
+            cookie = {"Cookie": f"session={session.cookies['session']}"}
+            for _ in range(BOARDS_PER_DISPATCHER):
+                board = Board(session)
+                board.client.on("*", lambda *_a, b=board: hinted(b))
+                board.client.connect(
+                    socket_url, headers=cookie, transports=["websocket"], wait_timeout=20
+                )
+                opened.append(board)
+        note(f"{len(opened)} boards connected to the socket process")
+        readers = [
+            threading.Thread(target=reread_loop, args=(opened[i::8], base, rereads, behind, stop))
+            for i in range(8)
+        ]
+        for reader in readers:
+            reader.start()
+        hints = threading.Thread(target=publish_hints, args=(target, published, stop))
+        hints.start()
+        busy = hotline(server.port, texts[::-1], 50)
+        stop.set()
+        hints.join()
+        for reader in readers:
+            reader.join()
+    finally:
+        for board in opened:
+            board.client.disconnect()
+    report_boards(label, quiet, busy, rereads, behind, len(opened))
+
+
+def hinted(board: Board) -> None:
+    now = time.monotonic()
+    with board.lock:
+        if board.wanted is None:
+            board.wanted, board.hint_at = now, now
+
+
+def reread_loop(
+    mine: list[Board], base: str, rereads: list[float], behind: list[float], stop: threading.Event
+) -> None:
+    while not stop.is_set():
+        now = time.monotonic()
+        for board in mine:
+            with board.lock:
+                due = board.wanted is not None and now - board.wanted >= DEBOUNCE_SECONDS
+                hint_at = board.hint_at
+                if due:
+                    board.wanted = board.hint_at = None
+            if not due or hint_at is None:
+                continue
+            started = time.monotonic()
+            response = board.session.get(
+                base + "/board/live", headers={"X-Board-Refresh": "background"}, timeout=30
+            )
+            finished = time.monotonic()
+            if response.status_code == 200:
+                rereads.append(finished - started)
+                behind.append(finished - hint_at)
+        time.sleep(0.02)
+
+
+def publish_hints(target: Stack, published: queue.Queue[float], stop: threading.Event) -> None:
+    publisher = LivePublisher(target.services.redis_url)
+    n = 0
+    while not stop.wait(HINT_EVERY_SECONDS):
+        n += 1
+        publisher.emit("incident_updated", {"incident_id": n})
+        published.put(time.monotonic())
+
+
+def sign_in(base: str, target: Stack, n: int) -> requests.Session:
+    """A dispatcher, signed in as a browser is: the password, then a TOTP code."""
+    email = f"dispatcher{n}@bench.example.org"
+    with target.services.database.session() as db:
+        user = db.scalar(select(StaffUser).where(StaffUser.email == email))
+        if user is None:
+            user = add_staff_user(db, email=email, role=StaffRole.DISPATCHER, password=PASSWORD)
+            begin_enrolment(user, target.services.cipher)
+            user.totp_enrolled_at = user.created_at
+        secret = totp_secret(user, target.services.cipher)
+    assert secret is not None
+    session = requests.Session()
+    form = _csrf(session.get(base + "/login", timeout=10).text)
+    session.post(base + "/login", data={"email": email, "password": PASSWORD, **form}, timeout=10)
+    form = _csrf(session.get(base + "/login/code", timeout=10).text)
+    code = pyotp.TOTP(secret).now()
+    answer = session.post(base + "/login/code", data={"code": code, **form}, timeout=10)
+    if "session" not in session.cookies or "/login" in answer.url:
+        raise SystemExit(f"dispatcher {n} could not sign in")
+    return session
+
+
+def _csrf(page: str) -> dict[str, str]:
+    found = _CSRF.search(page)
+    if found is None:
+        raise SystemExit("no CSRF token on the sign-in page")
+    return {"csrf_token": found.group(1)}
+
+
+def report_boards(
+    label: str, quiet: Result, busy: Result, rereads: list[float], behind: list[float], open_: int
+) -> None:
+    line(
+        f"{label} hotline p99, no board / {open_} boards re-reading",
+        f"{quiet.percentile(0.99):.3f} / {busy.percentile(0.99):.3f} s",
+        f"< {P99_TARGETS[50]:g} s with boards",
+        busy.percentile(0.99) < P99_TARGETS[50],
+    )
+    failures = sum(1 for status in busy.statuses if status >= 500)
+    line(f"{label} hotline 5xx with boards open", str(failures), "0", failures == 0)
+    if rereads:
+        ordered, late = sorted(rereads), sorted(behind)
+        p95 = ordered[int(0.95 * (len(ordered) - 1))]
+        line(f"{label} board re-reads: count, p95", f"{len(rereads)}, {p95:.3f} s")
+        worst = late[int(0.95 * (len(late) - 1))]
+        line(
+            f"{label} board behind the record (hint -> re-read done) p95 / max",
+            f"{worst:.2f} / {late[-1]:.2f} s",
+            f"< {STALENESS_TARGET_S:g} s",
+            late[-1] < STALENESS_TARGET_S,
+        )
+
+
+# --- status callbacks ----------------------------------------------------------------------
+
+
+def _callbacks_in_child(port: int, seconds: float, out: Outbox) -> None:
+    validator = RequestValidator(AUTH_TOKEN)
+    counts = [0, 0]  # answered 200, other
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < deadline:
+            delivery = uuid.uuid4().hex
+            path = f"/sms/status?delivery={delivery}"
+            params = {
+                "MessageSid": "SM" + uuid.uuid4().hex,
+                "MessageStatus": "delivered",
+                "AccountSid": "AC" + "b" * 32,
+            }
+            headers = {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": validator.compute_signature(PUBLIC_URL + path, params),
+            }
+            try:
+                connection.request("POST", path, urllib.parse.urlencode(params), headers)
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                ok = False
+            with lock:
+                counts[0 if ok else 1] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(50)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put((counts[0], counts[1], time.monotonic() - started))
+
+
+def callbacks(server: WebServer, label: str) -> None:
+    context = multiprocessing.get_context("fork")
+    out: Outbox = context.Queue()
+    child = context.Process(
+        target=_callbacks_in_child, args=(server.port, CALLBACK_SECONDS, out), daemon=True
+    )
+    cpu_before = server.cpu()
+    child.start()
+    texting = hotline(server.port, mix(600, seed=23), 20)
+    answered, refused, seconds = out.get(timeout=600)
+    child.join(30)
+    cpu = server.cpu() - cpu_before
+    rate = answered / seconds
+    line(
+        f"{label} status callbacks absorbed (2 web processes, hotline texting meanwhile)",
+        f"{rate:.0f}/s, {refused} not 200",
+        f">= {CALLBACK_TARGET_PER_S}/s",
+        rate >= CALLBACK_TARGET_PER_S and refused == 0,
+    )
+    note(
+        f"{label}: web tier CPU during the run {cpu:.1f} s for {answered} callbacks and "
+        f"{texting.count} texts"
+    )
+    line(
+        f"{label} hotline p99 during the callbacks",
+        f"{texting.percentile(0.99):.3f} s",
+        "< 1 s",
+        texting.percentile(0.99) < 1.0,
+    )
