@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import multiprocessing
-import queue
+import random
 import re
 import threading
 import time
@@ -54,8 +54,8 @@ from rapidresponse.staff import begin_enrolment, totp_secret
 BOARDS_PER_DISPATCHER = 10
 DISPATCHERS = 20
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the bench's own throwaway accounts
-HINT_EVERY_SECONDS = 0.5
-DEBOUNCE_SECONDS = 0.25  # board.js
+HINT_EVERY_SECONDS = 1.0  # a broadcast's progress hints: at most once a second per alert
+DEBOUNCE_SECONDS = (0.25, 1.0)  # board.js: a quarter second, plus up to three quarters
 STALENESS_TARGET_S = 2.0
 CALLBACK_SECONDS = 15.0
 CALLBACK_TARGET_PER_S = 1000
@@ -124,10 +124,27 @@ def hotline(port: int, texts: list[Text], concurrency: int) -> Result:
 @dataclass
 class Board:
     session: requests.Session
-    client: socketio.Client = field(default_factory=lambda: socketio.Client(reconnection=False))
-    wanted: float | None = None  # when a hint asked for a re-read not yet done
-    hint_at: float | None = None  # the earliest hint that re-read will answer
+    # A board page's socket, opened from the page's origin as a browser does.
+    client: socketio.Client = field(
+        default_factory=lambda: socketio.Client(
+            reconnection=False, websocket_extra_options={"origin": PUBLIC_URL}
+        )
+    )
+    hinted: threading.Event = field(default_factory=threading.Event)
+    hint_at: float | None = None  # the earliest hint the next re-read answers
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hear(self) -> None:
+        with self.lock:
+            if self.hint_at is None:
+                self.hint_at = time.monotonic()
+        self.hinted.set()
+
+    def take_hint(self) -> float | None:
+        with self.lock:
+            hint_at, self.hint_at = self.hint_at, None
+            self.hinted.clear()
+        return hint_at
 
 
 def boards(target: Stack, server: WebServer, label: str) -> None:
@@ -140,25 +157,24 @@ def boards(target: Stack, server: WebServer, label: str) -> None:
     rereads: list[float] = []
     behind: list[float] = []
     stop = threading.Event()
-    published: queue.Queue[float] = queue.Queue()
     try:
         for session in sessions:
             cookie = {"Cookie": f"session={session.cookies['session']}"}
             for _ in range(BOARDS_PER_DISPATCHER):
                 board = Board(session)
-                board.client.on("*", lambda *_a, b=board: hinted(b))
+                board.client.on("*", lambda *_a, b=board: b.hear())
                 board.client.connect(
                     socket_url, headers=cookie, transports=["websocket"], wait_timeout=20
                 )
                 opened.append(board)
         note(f"{len(opened)} boards connected to the socket process")
         readers = [
-            threading.Thread(target=reread_loop, args=(opened[i::8], base, rereads, behind, stop))
-            for i in range(8)
+            threading.Thread(target=board_js, args=(board, base, rereads, behind, stop))
+            for board in opened
         ]
         for reader in readers:
             reader.start()
-        hints = threading.Thread(target=publish_hints, args=(target, published, stop))
+        hints = threading.Thread(target=publish_hints, args=(target, stop))
         hints.start()
         busy = hotline(server.port, texts[::-1], 50)
         stop.set()
@@ -171,44 +187,35 @@ def boards(target: Stack, server: WebServer, label: str) -> None:
     report_boards(label, quiet, busy, rereads, behind, len(opened))
 
 
-def hinted(board: Board) -> None:
-    now = time.monotonic()
-    with board.lock:
-        if board.wanted is None:
-            board.wanted, board.hint_at = now, now
-
-
-def reread_loop(
-    mine: list[Board], base: str, rereads: list[float], behind: list[float], stop: threading.Event
+def board_js(
+    board: Board, base: str, rereads: list[float], behind: list[float], stop: threading.Event
 ) -> None:
+    """What board.js does with hints: wait a little (jittered), then re-read once for all
+    the hints heard meanwhile."""
+    chance = random.Random()
     while not stop.is_set():
-        now = time.monotonic()
-        for board in mine:
-            with board.lock:
-                due = board.wanted is not None and now - board.wanted >= DEBOUNCE_SECONDS
-                hint_at = board.hint_at
-                if due:
-                    board.wanted = board.hint_at = None
-            if not due or hint_at is None:
-                continue
-            started = time.monotonic()
-            response = board.session.get(
-                base + "/board/live", headers={"X-Board-Refresh": "background"}, timeout=30
-            )
-            finished = time.monotonic()
-            if response.status_code == 200:
-                rereads.append(finished - started)
-                behind.append(finished - hint_at)
-        time.sleep(0.02)
+        if not board.hinted.wait(0.2):
+            continue
+        time.sleep(chance.uniform(*DEBOUNCE_SECONDS))
+        hint_at = board.take_hint()
+        if hint_at is None:
+            continue
+        started = time.monotonic()
+        response = board.session.get(
+            base + "/board/live", headers={"X-Board-Refresh": "background"}, timeout=30
+        )
+        finished = time.monotonic()
+        if response.status_code == 200:
+            rereads.append(finished - started)
+            behind.append(finished - hint_at)
 
 
-def publish_hints(target: Stack, published: queue.Queue[float], stop: threading.Event) -> None:
+def publish_hints(target: Stack, stop: threading.Event) -> None:
     publisher = LivePublisher(target.services.redis_url)
     n = 0
     while not stop.wait(HINT_EVERY_SECONDS):
         n += 1
         publisher.emit("incident_updated", {"incident_id": n})
-        published.put(time.monotonic())
 
 
 def sign_in(base: str, target: Stack, n: int) -> requests.Session:
@@ -223,14 +230,32 @@ def sign_in(base: str, target: Stack, n: int) -> requests.Session:
         secret = totp_secret(user, target.services.cipher)
     assert secret is not None
     session = requests.Session()
-    form = _csrf(session.get(base + "/login", timeout=10).text)
-    session.post(base + "/login", data={"email": email, "password": PASSWORD, **form}, timeout=10)
-    form = _csrf(session.get(base + "/login/code", timeout=10).text)
-    code = pyotp.TOTP(secret).now()
-    answer = session.post(base + "/login/code", data={"code": code, **form}, timeout=10)
-    if "session" not in session.cookies or "/login" in answer.url:
+    form = _csrf(_page(session, base + "/login"))
+    _post(session, base + "/login", {"email": email, "password": PASSWORD, **form})
+    form = _csrf(_page(session, base + "/login/code"))
+    answer = _post(session, base + "/login/code", {"code": pyotp.TOTP(secret).now(), **form})
+    if answer.status_code != 302 or "/login" in answer.headers.get("Location", "/login"):
         raise SystemExit(f"dispatcher {n} could not sign in")
     return session
+
+
+def _page(session: requests.Session, url: str) -> str:
+    text = session.get(url, timeout=10).text
+    _insecure(session)
+    return text
+
+
+def _post(session: requests.Session, url: str, data: dict[str, str]) -> requests.Response:
+    response = session.post(url, data=data, timeout=10, allow_redirects=False)
+    _insecure(session)
+    return response
+
+
+def _insecure(session: requests.Session) -> None:
+    """PUBLIC_URL is https, so the cookie is Secure; the bench talks plain http to the
+    server, as the TLS proxy in front of it would."""
+    for cookie in session.cookies:
+        cookie.secure = False
 
 
 def _csrf(page: str) -> dict[str, str]:

@@ -334,6 +334,12 @@ _changes_here = itertools.count()
 _last_change_here = 0
 
 
+def changes_made_here() -> int:
+    """How many changes to areas this process has made (a cache key for what shows them:
+    another process's change is seen when the cache next asks the database)."""
+    return _last_change_here
+
+
 def _areas_changed(_mapper: Any, connection: Connection, _target: Any) -> None:
     global _last_change_here
     connection.execute(_WRITE_REVISION, {"revision": uuid.uuid4().hex})

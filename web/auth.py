@@ -357,8 +357,15 @@ def _page(template: str, form: FlaskForm, status: int, **context: Any) -> Respon
     return render_template(template, form=form, **context), status
 
 
+# Staff responses a browser may keep: the areas' outlines (public boundaries, no incident),
+# under a URL that changes with the areas.
+CACHEABLE_ENDPOINTS = frozenset({"board.map_areas"})
+
+
 def private(response: Response) -> Response:
     """Staff pages hold incident details: never cached, by the browser or anyone between."""
+    if request.endpoint in CACHEABLE_ENDPOINTS and response.status_code == 200:
+        return response
     if current_staff() is not None or request.blueprint == "auth":
         response.headers["Cache-Control"] = "no-store"
     return response

@@ -26,6 +26,7 @@ RENDERS_AT_ONCE = 4
 TURN_WAIT_SECONDS = 2.0
 MAX_AGE_SECONDS = 5.0
 RETRY_AFTER_SECONDS = 2
+MAX_KEYS = 16  # renders kept: a few languages, and the keys of past area changes
 
 
 class Busy(Exception):
@@ -83,7 +84,10 @@ class SharedRender:
                 return found
             with self._gate.turn():
                 html = render()
-            self._made[key] = _Made(version, time.monotonic(), html)
+            with self._guard:
+                self._made[key] = _Made(version, time.monotonic(), html)
+                while len(self._made) > MAX_KEYS:  # keys a past area change left behind
+                    del self._made[next(iter(self._made))]
             return html
         finally:
             lock.release()

@@ -300,3 +300,34 @@ def test_a_busy_server_is_waited_out_and_the_board_catches_up(
     expect(board.locator("li.incident-card")).to_have_count(1, timeout=TIMEOUT_MS)
     expect(connection).to_have_attribute("data-state", "connected")
     assert refused and page.evaluate("window.__marker") == 1
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_map_outlines_load_as_an_image_the_page_allows(
+    page: Page, live: Live, artifacts: Path, width: int
+) -> None:
+    """The outlines come as an image under the areas' revision (kept by the browser);
+    the CSP lets it in, and it is drawn under the live map, on a phone too."""
+    page.set_viewport_size({"width": width, "height": 900})
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security" in message.text else None
+        ),
+    )
+    sign_in(page, live.services, add_account(live.services, StaffRole.DISPATCHER))
+    with page.expect_response(lambda r: "/board/map/areas.svg" in r.url) as outlines:
+        page.goto("/board")
+    response = outlines.value
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    assert "immutable" in response.headers["cache-control"]
+    wait_until_connected(page)  # the first re-read has replaced the fragment
+    outline = page.locator("image.map-areas")
+    expect(outline).to_be_visible()
+    drawn = outline.bounding_box()
+    frame = page.locator("svg.board-map-svg").bounding_box()
+    assert drawn is not None and frame is not None and drawn["width"] > 0.8 * frame["width"]
+    assert refused == []
+    page.screenshot(path=artifacts / f"board-map-{width}.png", full_page=True)

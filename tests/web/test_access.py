@@ -76,6 +76,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/simulator/phone"): EVERYONE,
     ("GET", "/board"): BOARD,
     ("GET", "/board/live"): BOARD,
+    ("GET", "/board/map/areas.svg"): BOARD,
     ("GET", "/board/incidents/<int:incident_id>"): BOARD,
     ("GET", "/board/incidents/<int:incident_id>/live"): BOARD,
     ("POST", "/board/incidents/<int:incident_id>/place"): BOARD,

@@ -19,6 +19,7 @@ from rapidresponse.models import (
     AlertApproval,
     AlertKind,
     AlertStatus,
+    Area,
     AuditEvent,
     Dispatch,
     Incident,
@@ -78,6 +79,34 @@ def test_the_board_lists_incidents_with_their_facts(dispatcher: FlaskClient, wor
     assert "<svg" in page and "map-marker" in page  # the incident is on the map
 
 
+def test_the_area_outlines_are_an_image_the_browser_keeps(
+    dispatcher: FlaskClient, app: Flask, services: Services, world: World
+) -> None:
+    """The live fragment is re-read on every hint by every board: the outlines (most of
+    the map's bytes) are not in it but in an image under the areas' revision."""
+    from rapidresponse.directory import current_revision
+
+    page = dispatcher.get("/board/live").get_data(as_text=True)
+    with services.database.reading() as session:
+        revision = current_revision(session)
+    image = f'href="/board/map/areas.svg?rev={revision}"'
+    assert image in page
+    assert page.count("<path") == 1  # only Cully, where the incident is, drawn over it
+    outlines = dispatcher.get(f"/board/map/areas.svg?rev={revision}")
+    assert outlines.status_code == 200 and outlines.mimetype == "image/svg+xml"
+    with services.database.reading() as session:
+        areas = session.scalar(select(func.count()).select_from(Area))
+    assert outlines.get_data(as_text=True).count("<path") == areas > 1
+    assert outlines.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    assert dispatcher.get("/board/live").headers["Cache-Control"] == "no-store"
+    stranger = app.test_client().get(f"/board/map/areas.svg?rev={revision}")
+    assert stranger.status_code in (302, 401, 403)
+    # Another area: a new revision, so a new image for every board.
+    with services.database.session() as session:
+        session.add(Area(slug="nowhere", name="Nowhere"))
+    assert image not in dispatcher.get("/board/live").get_data(as_text=True)
+
+
 def test_an_incident_page_shows_its_reports_and_responders_masked(
     dispatcher: FlaskClient, services: Services, world: World
 ) -> None:
@@ -93,7 +122,9 @@ def test_the_map_draws_no_third_party_tiles_by_default(
     dispatcher: FlaskClient, world: World
 ) -> None:
     page = dispatcher.get("/board").get_data(as_text=True)
-    assert "<image" not in page and "http://" not in page.replace("http://www.w3.org", "")
+    images = re.findall(r'<image[^>]* href="([^"]+)"', page)
+    assert images and all(href.startswith("/board/map/areas.svg") for href in images)
+    assert "http://" not in page.replace("http://www.w3.org", "")
 
 
 def test_a_configured_tile_server_is_drawn_and_allowed(

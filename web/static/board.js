@@ -56,9 +56,13 @@
       });
   }
 
+  // Every open board hears a hint at the same moment: each waits a random part of a
+  // second before re-reading, so that fifty boards do not all ask in the same instant
+  // (they share one render on the server either way).
   function soon() {
     if (pending !== null) { return; }
-    pending = window.setTimeout(function () { pending = null; refresh(); }, 250 + busyPause);
+    var wait = 250 + Math.round(750 * Math.random()) + busyPause;
+    pending = window.setTimeout(function () { pending = null; refresh(); }, wait);
   }
 
   function backOff(response) {
