@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 import pyotp
 from sqlalchemy import CursorResult, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from rapidresponse import audit
 from rapidresponse.crypto import FieldCipher, Purpose
@@ -182,7 +182,11 @@ def find_session(
 
     ``activity`` resets the idle clock. A board's own re-reads and socket reconnections
     are not activity: otherwise a board left open would never time out."""
-    found = session.scalar(select(StaffSession).where(StaffSession.token_hash == token_hash(token)))
+    found = session.scalar(
+        select(StaffSession)
+        .options(joinedload(StaffSession.user))  # is_live and the caller read it: one query
+        .where(StaffSession.token_hash == token_hash(token))
+    )
     if found is None or not is_live(found, rules, now):
         return None
     if activity and now - found.last_seen_at >= TOUCH_EVERY:

@@ -131,10 +131,10 @@ def load_staff() -> None:
     if not isinstance(token, str) or request.endpoint == "static":
         return  # a stylesheet or script needs no database lookup
     found = services()
-    with found.database.session() as db:
-        staff_session = find_session(
-            db, token, session_rules(found), utcnow(), activity=not is_background_refresh()
-        )
+    activity = not is_background_refresh()
+    # A board's own re-read only reads: no write lock for it (SQLite has one for all).
+    with found.database.session() if activity else found.database.reading() as db:
+        staff_session = find_session(db, token, session_rules(found), utcnow(), activity=activity)
         if staff_session is None:
             session.pop(TOKEN_KEY, None)
             return
