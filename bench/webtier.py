@@ -156,6 +156,7 @@ def boards(target: Stack, server: WebServer, label: str) -> None:
     opened: list[Board] = []
     rereads: list[float] = []
     behind: list[float] = []
+    failed: list[float] = []  # re-reads refused (503) or cut off
     stop = threading.Event()
     try:
         for session in sessions:
@@ -169,7 +170,7 @@ def boards(target: Stack, server: WebServer, label: str) -> None:
                 opened.append(board)
         note(f"{len(opened)} boards connected to the socket process")
         readers = [
-            threading.Thread(target=board_js, args=(board, base, rereads, behind, stop))
+            threading.Thread(target=board_js, args=(board, base, rereads, behind, failed, stop))
             for board in opened
         ]
         for reader in readers:
@@ -185,10 +186,16 @@ def boards(target: Stack, server: WebServer, label: str) -> None:
         for board in opened:
             board.client.disconnect()
     report_boards(label, quiet, busy, rereads, behind, len(opened))
+    note(f"{label}: board re-reads refused (busy) or cut off: {len(failed)}")
 
 
 def board_js(
-    board: Board, base: str, rereads: list[float], behind: list[float], stop: threading.Event
+    board: Board,
+    base: str,
+    rereads: list[float],
+    behind: list[float],
+    failed: list[float],
+    stop: threading.Event,
 ) -> None:
     """What board.js does with hints: wait a little (jittered), then re-read once for all
     the hints heard meanwhile."""
@@ -201,13 +208,19 @@ def board_js(
         if hint_at is None:
             continue
         started = time.monotonic()
-        response = board.session.get(
-            base + "/board/live", headers={"X-Board-Refresh": "background"}, timeout=30
-        )
+        try:
+            response = board.session.get(
+                base + "/board/live", headers={"X-Board-Refresh": "background"}, timeout=30
+            )
+        except requests.RequestException:
+            failed.append(time.monotonic() - started)  # board.js retries at the next hint
+            continue
         finished = time.monotonic()
         if response.status_code == 200:
             rereads.append(finished - started)
             behind.append(finished - hint_at)
+        else:
+            failed.append(finished - started)
 
 
 def publish_hints(target: Stack, stop: threading.Event) -> None:
