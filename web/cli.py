@@ -109,6 +109,7 @@ def init_db_command() -> None:
 )
 def web_command(host: str, port: int, socket_port: int | None, processes: int | None) -> None:
     """Serve the web app (webhooks, report form, board), and the boards' sockets apart."""
+    from web.demo import port_is_free
     from web.server import serve
     from web.sockets_child import SocketServerChild, socket_origin
 
@@ -116,6 +117,10 @@ def web_command(host: str, port: int, socket_port: int | None, processes: int | 
     socket_port = min(port + 1, 65535) if socket_port is None else socket_port
     if socket_port == port:
         raise click.BadParameter("must differ from --port", param_hint="--socket-port")
+    if socket_port and not port_is_free(host, socket_port):
+        raise click.UsageError(
+            f"port {socket_port} (the boards' sockets) is in use — pass another --socket-port"
+        )
     _ensure_redis_url(settings)
     if socket_port:
         if not settings.socket_url and not settings.is_production:

@@ -305,10 +305,15 @@ def port_is_free(host: str, port: int) -> bool:
         return False
 
 
-def busy_port_message(host: str, port: int) -> str:
-    suggestion = next(
+def free_port_after(host: str, port: int) -> int:
+    """A port to suggest instead of a busy one: the next free one close by."""
+    return next(
         (p for p in range(port + 1, min(port + 50, 65536)) if port_is_free(host, p)), port + 1
     )
+
+
+def busy_port_message(host: str, port: int) -> str:
+    suggestion = free_port_after(host, port)
     return (
         f"port {port} is in use — try `make demo PORT={suggestion}` "
         f"(or `rapidresponse demo --port {suggestion}`)"
@@ -316,9 +321,7 @@ def busy_port_message(host: str, port: int) -> str:
 
 
 def busy_socket_port_message(host: str, port: int) -> str:
-    suggestion = next(
-        (p for p in range(port + 1, min(port + 50, 65536)) if port_is_free(host, p)), port + 1
-    )
+    suggestion = free_port_after(host, port)
     return (
         f"port {port} (the board's live updates) is in use — try "
         f"`rapidresponse demo --socket-port {suggestion}`"

@@ -8,13 +8,15 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from urllib.parse import urlsplit
 
 from dispatch.processes import die_with_parent_hook, stop_process
 
 log = logging.getLogger(__name__)
 
-RESTART_PAUSE_SECONDS = 1.0
+RESTART_PAUSE_SECONDS = 1.0  # then twice as long each time it dies again, up to a minute
+MAX_RESTART_PAUSE_SECONDS = 60.0
 
 
 def socket_origin(public_url: str, port: int) -> str:
@@ -46,12 +48,17 @@ class SocketServerChild:
         )
 
     def _keep_running(self) -> None:
+        pause = RESTART_PAUSE_SECONDS
         while not self.stopping.is_set():
             assert self.process is not None
+            started = time.monotonic()
             status = self.process.wait()
-            if self.stopping.wait(RESTART_PAUSE_SECONDS):
+            if time.monotonic() - started > MAX_RESTART_PAUSE_SECONDS:
+                pause = RESTART_PAUSE_SECONDS  # it had been running well: a fresh failure
+            if self.stopping.wait(pause):
                 return
             log.error("the socket server exited (status %s); starting it again", status)
+            pause = min(2 * pause, MAX_RESTART_PAUSE_SECONDS)
             self.process = self._spawn()
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyotp
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -84,3 +85,14 @@ def sign_in(client: FlaskClient, services: Services, account: Account) -> None:
     assert response.status_code == 302, response.get_data(as_text=True)
     response = post_form(client, "/login/code", {"code": next_code(services, account)})
     assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def session_cookie(
+    app: Flask, services: Services, role: StaffRole = StaffRole.DISPATCHER, email: str | None = None
+) -> dict[str, str]:
+    """The Cookie header of a browser signed in as a new ``role`` account."""
+    client = app.test_client()
+    sign_in(client, services, add_account(services, role, email))
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return {"Cookie": f"session={cookie.value}"}

@@ -278,3 +278,25 @@ def test_a_large_file_kept_at_full_detail_gets_a_warning(
     result = invoke(environ, "region", "import", str(path), "--simplify-meters", "0")
     assert result.exit_code == 0, result.output
     assert "Warning: this file is" in result.output and "--simplify-meters 5" in result.output
+
+
+def test_web_says_when_the_socket_port_is_taken(environ: dict[str, str]) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            cli,
+            [
+                "web",
+                "--port",
+                str(busy + 1 if busy < 65535 else busy - 1),
+                "--socket-port",
+                str(busy),
+            ],
+            env=environ,
+        )
+    assert result.exit_code == 2
+    assert f"port {busy} (the boards' sockets) is in use" in result.output
+    same = CliRunner().invoke(cli, ["web", "--port", "5300", "--socket-port", "5300"], env=environ)
+    assert same.exit_code == 2 and "must differ from --port" in same.output

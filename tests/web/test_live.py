@@ -22,7 +22,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from dispatch.live import LivePublisher
 from dispatch.services import Services
 from rapidresponse.models import StaffRole
-from tests.web.staff_helpers import add_account, sign_in
+from tests.web.staff_helpers import add_account, session_cookie, sign_in
 
 
 @pytest.fixture
@@ -46,11 +46,7 @@ def live_server(app: Flask) -> Iterator[str]:
 @pytest.fixture
 def signed_in_cookie(app: Flask, services: Services) -> dict[str, str]:
     """The Cookie header of a dispatcher's browser: the socket refuses anyone else."""
-    client = app.test_client()
-    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
-    cookie = client.get_cookie("session")
-    assert cookie is not None
-    return {"Cookie": f"session={cookie.value}"}
+    return session_cookie(app, services)
 
 
 def test_an_event_published_by_a_worker_reaches_a_connected_board(
@@ -151,11 +147,7 @@ def collect_until(
 
 
 def cookie_of(app: Flask, services: Services, role: StaffRole, email: str) -> dict[str, str]:
-    client = app.test_client()
-    sign_in(client, services, add_account(services, role, email))
-    cookie = client.get_cookie("session")
-    assert cookie is not None
-    return {"Cookie": f"session={cookie.value}"}
+    return session_cookie(app, services, role, email)
 
 
 @pytest.mark.parametrize("who", ["nobody", "responder"])

@@ -134,3 +134,17 @@ def test_a_busy_board_is_told_when_to_come_back(
     assert response.headers["Retry-After"] == str(shared_render.RETRY_AFTER_SECONDS)
     spanish = two_dispatchers[1].get("/board/live?lang=es")
     assert spanish.status_code == 503 and "Ocupado" in spanish.get_data(as_text=True)
+
+
+def test_the_shared_fragment_carries_nothing_of_one_person() -> None:
+    """One render is served to every board: a form (and its CSRF token) or anything of
+    the person asking must never be in it. The incident and alert fragments have forms,
+    and are not shared."""
+    from pathlib import Path
+
+    templates = Path(board_module.__file__).parent / "templates" / "board"
+    shared = ["_live.html", "_map.html", "_macros.html"]
+    for name in shared:
+        source = (templates / name).read_text()
+        for personal in ("csrf_token", "<form", "current_staff", "g.staff", "session"):
+            assert personal not in source, f"{name} has {personal}: it is shared by every board"

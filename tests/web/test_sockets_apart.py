@@ -24,11 +24,10 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from dispatch.services import Services
-from rapidresponse.models import StaffRole
 from tests.demo_process import free_port
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.web.sms_helpers import new_sid, sign, twiml_message
-from tests.web.staff_helpers import add_account, sign_in
+from tests.web.staff_helpers import session_cookie
 from web import board_live
 
 BOARDS = 80  # more than the 64 threads that used to serve everything
@@ -78,14 +77,6 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     pytest.fail(f"{url} never became healthy")
 
 
-def dispatcher_cookie(app: Flask, services: Services) -> dict[str, str]:
-    client = app.test_client()
-    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
-    cookie = client.get_cookie("session")
-    assert cookie is not None
-    return {"Cookie": f"session={cookie.value}"}
-
-
 def text_help(url: str) -> tuple[int, str | None, float]:
     params = {"From": "+15035550142", "Body": "HELP", "MessageSid": new_sid()}
     started = time.monotonic()
@@ -103,7 +94,7 @@ def text_help(url: str) -> tuple[int, str | None, float]:
 def test_the_hotline_answers_with_more_boards_open_than_it_has_threads(
     served: Served, app: Flask, services: Services
 ) -> None:
-    cookie = dispatcher_cookie(app, services)
+    cookie = session_cookie(app, services)
     boards = []
     try:
         for _ in range(BOARDS):
@@ -142,7 +133,7 @@ def test_the_web_process_serves_no_socket_and_the_socket_process_nothing_else(
 def test_the_board_page_names_the_socket_server_and_may_connect_to_it(
     served: Served, app: Flask, services: Services
 ) -> None:
-    cookie = dispatcher_cookie(app, services)
+    cookie = session_cookie(app, services)
     page = requests.get(served.url + "/board", headers=cookie, timeout=5)
     assert page.status_code == 200
     assert f'data-socket-url="{served.socket_url}"' in page.text
@@ -161,7 +152,7 @@ def test_past_its_limit_a_socket_process_says_busy(
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
-    cookie = dispatcher_cookie(app, services)
+    cookie = session_cookie(app, services)
     boards = [socketio.Client(reconnection=False) for _ in range(4)]
     try:
         for board in boards[:2]:
@@ -181,3 +172,34 @@ def test_past_its_limit_a_socket_process_says_busy(
         for board in boards:
             board.disconnect()
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_a_socket_server_that_dies_is_started_again(served: Served) -> None:
+    """``rapidresponse web`` keeps its socket process running: killed outright, it is
+    back within seconds, and the web processes never noticed."""
+    import psutil
+
+    def socket_servers() -> list[psutil.Process]:
+        return [
+            process
+            for process in psutil.process_iter(["cmdline"])
+            if "sockets" in (process.info["cmdline"] or [])
+            and served.socket_url.rsplit(":", 1)[1] in (process.info["cmdline"] or [])
+        ]
+
+    # The gunicorn arbiter: the socket server process whose parent is not one.
+    running = socket_servers()
+    [first] = [p for p in running if p.ppid() not in {q.pid for q in running}]
+    first.kill()
+    first.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(served.socket_url + "/healthz", timeout=2).status_code == 200:
+                break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the socket server was not started again")
+    assert first.pid not in [p.pid for p in socket_servers()]
+    assert requests.get(served.url + "/healthz", timeout=5).status_code == 200
