@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# `make demo PORT=5150 HOST=0.0.0.0`: where the demo's web server listens.
-DEMO_ARGS := $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
+# `make demo PORT=5150 HOST=0.0.0.0`: where the demo's web server listens (its live
+# updates on PORT + 1, or SOCKET_PORT).
+DEMO_ARGS := $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) $(if $(SOCKET_PORT),--socket-port $(SOCKET_PORT))
 
 .PHONY: demo test lint format bench clean venv
 

@@ -126,6 +126,7 @@ def _board_context() -> dict[str, Any]:
 # with a city's 100 areas.
 _outlines_lock = threading.Lock()
 _outlines: dict[str, tuple[list[AreaShape], str | None]] = {}
+OUTLINES_MAX_AGE = 365 * 24 * 3600  # the URL changes with the areas: keep it for good
 
 
 def area_shapes(found: Services, revision: str) -> list[AreaShape]:
@@ -157,9 +158,6 @@ def map_areas() -> ResponseReturnValue:
     response = Response(svg, mimetype="image/svg+xml")
     response.headers["Cache-Control"] = f"private, max-age={OUTLINES_MAX_AGE}, immutable"
     return response
-
-
-OUTLINES_MAX_AGE = 365 * 24 * 3600
 
 
 def _drawn_outlines(found: Services, revision: str) -> str:

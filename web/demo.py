@@ -314,6 +314,8 @@ def free_port_after(host: str, port: int) -> int:
 
 def busy_port_message(host: str, port: int) -> str:
     suggestion = free_port_after(host, port)
+    while not port_is_free(host, suggestion + 1) and suggestion < port + 50:
+        suggestion = free_port_after(host, suggestion)  # its live updates take the next
     return (
         f"port {port} is in use — try `make demo PORT={suggestion}` "
         f"(or `rapidresponse demo --port {suggestion}`)"

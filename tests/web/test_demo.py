@@ -170,3 +170,40 @@ def test_make_demo_takes_a_port_and_a_host() -> None:
         check=True,
     ).stdout
     assert "rapidresponse demo --port 5150 --host 0.0.0.0" in dry_run
+
+
+def test_a_busy_socket_port_is_explained_in_one_line(tmp_path: Path) -> None:
+    """The board's live updates take the next port: that one busy is said as plainly."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "web.cli", "demo", "--port", str(busy - 1)],
+            env={
+                "PATH": os.environ["PATH"],
+                "HOME": str(tmp_path),
+                "INSTANCE_PATH": str(tmp_path / "instance"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    if f"port {busy - 1} is in use" in (lines or [""])[0]:
+        pytest.skip("the port before the one taken was in use too")
+    assert result.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"rapidresponse: port {busy} (the board's live updates) is in use")
+    assert "--socket-port" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_make_demo_takes_a_socket_port() -> None:
+    root = Path(__file__).resolve().parents[2]
+    dry_run = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "demo", "PORT=5150", "SOCKET_PORT=6150"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert " ".join(dry_run.split()).endswith("rapidresponse demo --port 5150 --socket-port 6150")
