@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import LockError, RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.queues import QueueName, enqueue
 from rapidresponse.broadcast import CallbackStatus
@@ -115,9 +116,16 @@ def drain(services: Services) -> int:
 
 
 def drain_job() -> int:
+    """The drain as a job. With the database or Redis away it says so and ends: the
+    callbacks stay queued, and housekeeping's next drain (10 s) tries again; a failed
+    job every 10 s for the length of an outage would fill RQ's failed-job registry."""
     from dispatch.services import current
 
-    return drain(current())
+    try:
+        return drain(current())
+    except (SQLAlchemyError, RedisError, OSError) as error:
+        log.warning("status callbacks kept for the next drain (%s)", type(error).__name__)
+        return 0
 
 
 def waiting(redis: Redis) -> int | None:

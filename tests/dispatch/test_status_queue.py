@@ -158,3 +158,23 @@ def test_the_queue_holds_ids_and_a_status_only(
     [raw] = twilio_services.redis.lrange(status_queue.QUEUE_KEY, 0, -1)
     assert raw.decode() == f'["{ledger.delivery_id}", "{sent}", "failed", 21610]'
     assert ALICE[-7:] not in raw.decode()
+
+
+def test_with_the_database_away_the_callbacks_wait_for_the_next_drain(
+    twilio_services: Services, ledger: Ledger, sent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rapidresponse.db import Database
+
+    callback = StatusCallback(ledger.delivery_id, sent, CallbackStatus.DELIVERED, None)
+    status_queue.record(twilio_services.redis, callback)
+    working = twilio_services.database
+    twilio_services.database = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    monkeypatch.setattr("dispatch.services.current", lambda: twilio_services)
+    try:
+        assert status_queue.drain_job() == 0  # said, not raised: no failed job piling up
+    finally:
+        twilio_services.database.dispose()
+        twilio_services.database = working
+    assert twilio_services.redis.llen(status_queue.QUEUE_KEY) == 1  # kept
+    assert status_queue.drain_job() == 1
+    assert status_of(twilio_services, ledger.delivery_id) is DeliveryStatus.DELIVERED
