@@ -49,6 +49,7 @@ from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
 from web.context import services
 from web.inputs import row_id
+from web.settled_progress import SettledProgress
 from web.shared_render import RETRY_AFTER_SECONDS, Busy, RenderGate, SharedRender
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,11 @@ def index() -> ResponseReturnValue:
     return render_template("board/index.html", **_board_context())
 
 
-# Re-reads of the live fragments: shared where they can be, gated always.
+# Re-reads of the live fragments: shared where they can be, gated always; the counts of
+# alerts long finished kept a minute rather than counted on every render.
 render_gate = RenderGate()
 shared_live = SharedRender(render_gate)
+settled_progress = SettledProgress()
 
 
 @bp.errorhandler(Busy)
@@ -103,7 +106,7 @@ def _board_context() -> dict[str, Any]:
     now = utcnow()
     with found.database.reading() as session:  # a board never writes: no write lock
         incidents = board.board_incidents(session, found.cipher, now)
-        alerts = board.board_alerts(session, found.cipher, now)
+        alerts = board.board_alerts(session, found.cipher, now, settled_progress.of)
         revision = current_revision(session) or "none"
     points = [
         IncidentPoint(i.id, i.code, i.state.value, i.area_id, i.latitude, i.longitude)
