@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.demo_process import free_port
-from web.demo import DEMO_RESPONDERS
+from web.demo import DEMO_RESPONDERS, port_is_free
 
 pytestmark = pytest.mark.slow
 
@@ -137,22 +137,47 @@ def password_of(banner: str) -> str | None:
     return None if line is None else line.split("password:", 1)[1].strip()
 
 
+def demo_beside_a_taken_port(
+    tmp_path: Path, port_from_taken: int
+) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """``rapidresponse demo --port (taken + port_from_taken)`` while a port is taken (and
+    the demo's own port, when it is another, is free)."""
+    for _ in range(50):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            busy = taken.getsockname()[1]
+            if port_from_taken and not port_is_free("127.0.0.1", busy + port_from_taken):
+                continue
+            result = subprocess.run(
+                [sys.executable, "-m", "web.cli", "demo", "--port", str(busy + port_from_taken)],
+                env={
+                    "PATH": os.environ["PATH"],
+                    "HOME": str(tmp_path),
+                    "INSTANCE_PATH": str(tmp_path / "instance"),
+                },
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        return busy, result
+    pytest.fail("no free port next to a taken one in 50 tries")
+
+
+def make_demo_dry_run(*variables: str) -> str:
+    root = Path(__file__).resolve().parents[2]
+    dry_run = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "demo", *variables],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return " ".join(dry_run.split())
+
+
 def test_a_busy_port_is_explained_in_one_line(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
-            env={
-                "PATH": os.environ["PATH"],
-                "HOME": str(tmp_path),
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    port, result = demo_beside_a_taken_port(tmp_path, 0)
     assert result.returncode == 1
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert len(lines) == 1, lines
@@ -161,49 +186,21 @@ def test_a_busy_port_is_explained_in_one_line(tmp_path: Path) -> None:
 
 
 def test_make_demo_takes_a_port_and_a_host() -> None:
-    root = Path(__file__).resolve().parents[2]
-    dry_run = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "demo", "PORT=5150", "HOST=0.0.0.0"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "rapidresponse demo --port 5150 --host 0.0.0.0" in dry_run
+    assert "rapidresponse demo --port 5150 --host 0.0.0.0" in make_demo_dry_run(
+        "PORT=5150", "HOST=0.0.0.0"
+    )
 
 
 def test_a_busy_socket_port_is_explained_in_one_line(tmp_path: Path) -> None:
     """The board's live updates take the next port: that one busy is said as plainly."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        busy = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "web.cli", "demo", "--port", str(busy - 1)],
-            env={
-                "PATH": os.environ["PATH"],
-                "HOME": str(tmp_path),
-                "INSTANCE_PATH": str(tmp_path / "instance"),
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    busy, result = demo_beside_a_taken_port(tmp_path, -1)
     lines = (result.stdout + result.stderr).strip().splitlines()
-    if f"port {busy - 1} is in use" in (lines or [""])[0]:
-        pytest.skip("the port before the one taken was in use too")
     assert result.returncode == 1 and len(lines) == 1, lines
     assert lines[0].startswith(f"rapidresponse: port {busy} (the board's live updates) is in use")
     assert "--socket-port" in lines[0] and "Traceback" not in result.stderr
 
 
 def test_make_demo_takes_a_socket_port() -> None:
-    root = Path(__file__).resolve().parents[2]
-    dry_run = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "demo", "PORT=5150", "SOCKET_PORT=6150"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert " ".join(dry_run.split()).endswith("rapidresponse demo --port 5150 --socket-port 6150")
+    assert make_demo_dry_run("PORT=5150", "SOCKET_PORT=6150").endswith(
+        "rapidresponse demo --port 5150 --socket-port 6150"
+    )
