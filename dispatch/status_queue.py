@@ -42,7 +42,10 @@ WAKE_KEY = "{rr:status-callbacks}:wake"
 WAKE_SECONDS = 60  # a drain job lost with its worker: the next push after this wakes one
 LOCK_KEY = "rr:status-callbacks:lock"  # one drain at a time: each trims what it applied
 LOCK_SECONDS = 120
-LOCK_WAIT_SECONDS = 10  # a drain woken while the last one finishes waits for it
+# A drain woken while the last one finishes waits for it, briefly: the one holding the
+# queue takes every callback anyway, and a drain waiting long (housekeeping starts one
+# every 10 s) would keep an alerts worker from sending.
+LOCK_WAIT_SECONDS = 1
 BATCH = 500
 
 
