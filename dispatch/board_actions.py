@@ -62,13 +62,17 @@ def place_incident(services: Services, incident_id: int, area_id: int, staff_id:
 def page_more(services: Services, incident_id: int, how_many: int, staff_id: int) -> int:
     """Page up to ``how_many`` more on-shift responders. Returns how many were paged.
 
+    A decided incident too, while it is open: a dispatcher may want eyes on a confirmed
+    raid, or a second look at a false alarm (their verdicts are recorded and shown; only
+    the ones given while it is being verified decide its state).
+
     Raises:
-        NotPossible: the incident is decided, closed or has no place yet.
+        NotPossible: the incident is closed or has no place yet.
     """
     how_many = max(1, min(how_many, MAX_EXTRA_PAGES))
     with services.database.session() as session:
         incident = _locked(session, incident_id)
-        if incident.state not in PAGEABLE_STATES or incident.area_id is None:
+        if incident.state is IncidentState.CLOSED or incident.area_id is None:
             raise NotPossible(N_("Only an open, placed incident can have more responders paged."))
         dispatches = open_dispatches(
             session, incident, responders_to_page(session, incident, how_many)

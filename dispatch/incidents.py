@@ -189,8 +189,10 @@ def page_responder(dispatch_id: int) -> str:
     with services.database.session() as session:
         dispatch = session.get_one(Dispatch, dispatch_id)
         incident = session.get_one(Incident, dispatch.incident_id)
-        if dispatch.state is not DispatchState.PAGED or incident.state not in PAGEABLE_STATES:
-            return "skipped"  # answered, timed out, or decided meanwhile: no late page
+        # Answered, timed out, or closed meanwhile (a decision closes the pages open
+        # then, so a page a dispatcher asked for after it still goes out): no late page.
+        if dispatch.state is not DispatchState.PAGED or incident.state is IncidentState.CLOSED:
+            return "skipped"
         responder = session.get_one(Responder, dispatch.responder_id)
         body = text(
             responder.language,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from rapidresponse import broadcast
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
+from rapidresponse.incident_notes import NoteView, notes_of
 from rapidresponse.models import (
     Alert,
     AlertApproval,
@@ -34,6 +35,14 @@ from rapidresponse.models import (
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
+)
+from rapidresponse.next_step import (
+    AlertFact,
+    IncidentFacts,
+    NextStep,
+    PageFact,
+    Timing,
+    next_step,
 )
 from rapidresponse.phones import masked_last_four
 from rapidresponse.reports import Point, open_point
@@ -87,6 +96,13 @@ class ReportView:
 
 
 @dataclass(frozen=True)
+class IncidentLink:
+    id: int
+    code: str
+    state: IncidentState
+
+
+@dataclass(frozen=True)
 class IncidentSummary:
     id: int
     code: str
@@ -106,10 +122,19 @@ class IncidentSummary:
     possible_flood: bool
     escalated: bool
     alert_ids: tuple[int, ...]
+    next: NextStep
+    # Reports that arrived after it was decided (corroborating a confirmation).
+    new_reports: int = 0
+    follows: IncidentLink | None = None  # the decided incident this second wave came after
+    followed_by: tuple[IncidentLink, ...] = ()  # second waves that came after this one
 
     @property
     def live(self) -> bool:
         return self.state in LIVE_STATES
+
+    @property
+    def open(self) -> bool:
+        return self.state is not IncidentState.CLOSED
 
     @property
     def unplaced(self) -> bool:
@@ -122,9 +147,12 @@ class IncidentDetail:
     reports: tuple[ReportView, ...]
     dispatches: tuple[DispatchView, ...]
     alerts: tuple[AlertView, ...]
+    notes: tuple[NoteView, ...]
 
 
-def board_incidents(session: Session, cipher: FieldCipher, now: datetime) -> list[IncidentSummary]:
+def board_incidents(
+    session: Session, cipher: FieldCipher, now: datetime, timers: Timing | None = None
+) -> list[IncidentSummary]:
     """Every incident not closed, and those closed within ``RECENTLY_CLOSED``, newest first."""
     incidents = session.scalars(
         select(Incident)
@@ -138,26 +166,50 @@ def board_incidents(session: Session, cipher: FieldCipher, now: datetime) -> lis
         .order_by(Incident.opened_at.desc())
         .limit(200)
     ).all()
-    return summarize(session, cipher, incidents)
+    return summarize(session, cipher, incidents, timers or Timing())
 
 
 def summarize(
-    session: Session, cipher: FieldCipher, incidents: Sequence[Incident]
+    session: Session, cipher: FieldCipher, incidents: Sequence[Incident], timers: Timing
 ) -> list[IncidentSummary]:
     ids = [incident.id for incident in incidents]
     reports = _reports_by_incident(session, ids)
     dispatches = _dispatches_by_incident(session, ids)
+    names = _responder_names(session, dispatches)
     alerts = _alerts_by_incident(session, ids)
+    follows, followers = _links(session, incidents)
     return [
         _summary(
             incident,
             open_point(cipher, incident.location_sealed),
             reports.get(incident.id, []),
             dispatches.get(incident.id, []),
-            alerts,
+            alerts.get(incident.id, []),
+            next_step(
+                _facts(incident),
+                [
+                    PageFact(names.get(d.responder_id, "?"), d.state, d.paged_at)
+                    for d in dispatches.get(incident.id, [])
+                ],
+                [fact for _id, fact in alerts.get(incident.id, [])],
+                timers,
+            ),
+            follows.get(incident.id),
+            tuple(followers.get(incident.id, [])),
         )
         for incident in incidents
     ]
+
+
+def _facts(incident: Incident) -> IncidentFacts:
+    return IncidentFacts(
+        state=incident.state,
+        placed=incident.area_id is not None,
+        escalated=incident.escalated_at is not None,
+        opened_at=incident.opened_at,
+        state_changed_at=incident.state_changed_at,
+        closed_at=incident.closed_at,
+    )
 
 
 def _reports_by_incident(session: Session, ids: list[int]) -> dict[int, list[Report]]:
@@ -174,14 +226,46 @@ def _dispatches_by_incident(session: Session, ids: list[int]) -> dict[int, list[
     return found
 
 
-def _alerts_by_incident(session: Session, ids: list[int]) -> dict[int, tuple[int, ...]]:
-    found: dict[int, list[int]] = {}
+def _responder_names(session: Session, dispatches: dict[int, list[Dispatch]]) -> dict[int, str]:
+    ids = {d.responder_id for found in dispatches.values() for d in found}
+    if not ids:
+        return {}
+    rows = session.execute(select(Responder.id, Responder.name).where(Responder.id.in_(ids)))
+    return {responder_id: name for responder_id, name in rows}
+
+
+def _alerts_by_incident(session: Session, ids: list[int]) -> dict[int, list[tuple[int, AlertFact]]]:
+    found: dict[int, list[tuple[int, AlertFact]]] = {}
     rows = session.execute(
-        select(Alert.incident_id, Alert.id).where(Alert.incident_id.in_(ids)).order_by(Alert.id)
+        select(Alert.incident_id, Alert.id, Alert.kind, Alert.status, Alert.approved_at)
+        .where(Alert.incident_id.in_(ids))
+        .order_by(Alert.id)
     )
-    for incident_id, alert_id in rows:
-        found.setdefault(incident_id or 0, []).append(alert_id)
-    return {key: tuple(value) for key, value in found.items()}
+    for incident_id, alert_id, kind, status, approved_at in rows:
+        found.setdefault(incident_id or 0, []).append(
+            (alert_id, AlertFact(kind, status, approved_at))
+        )
+    return found
+
+
+def _links(
+    session: Session, incidents: Sequence[Incident]
+) -> tuple[dict[int, IncidentLink], dict[int, list[IncidentLink]]]:
+    """Second waves: (what each incident follows, what follows each incident)."""
+    ids = [incident.id for incident in incidents]
+    earlier = {i.follows_id for i in incidents if i.follows_id is not None}
+    rows = session.execute(
+        select(Incident.id, Incident.code, Incident.state, Incident.follows_id).where(
+            or_(Incident.id.in_(earlier), Incident.follows_id.in_(ids))
+        )
+    ).all()
+    by_id = {row.id: IncidentLink(row.id, row.code, row.state) for row in rows}
+    follows = {i.id: by_id[i.follows_id] for i in incidents if i.follows_id in by_id}
+    followers: dict[int, list[IncidentLink]] = {}
+    for row in sorted(rows, key=lambda row: row.id):
+        if row.follows_id in ids:
+            followers.setdefault(row.follows_id, []).append(by_id[row.id])
+    return follows, followers
 
 
 def _summary(
@@ -189,9 +273,13 @@ def _summary(
     point: Point | None,
     reports: list[Report],
     dispatches: list[Dispatch],
-    alerts: dict[int, tuple[int, ...]],
+    alerts: list[tuple[int, AlertFact]],
+    step: NextStep,
+    follows: IncidentLink | None,
+    followed_by: tuple[IncidentLink, ...],
 ) -> IncidentSummary:
     verdicts = Counter(d.verdict.value for d in dispatches if d.verdict is not None)
+    decided = incident.state not in LIVE_STATES
     return IncidentSummary(
         id=incident.id,
         code=incident.code,
@@ -210,17 +298,23 @@ def _summary(
         verdicts=dict(verdicts),
         possible_flood=incident.possible_flood,
         escalated=incident.escalated_at is not None,
-        alert_ids=alerts.get(incident.id, ()),
+        alert_ids=tuple(alert_id for alert_id, _fact in alerts),
+        next=step,
+        new_reports=sum(1 for r in reports if r.received_at > incident.state_changed_at)
+        if decided
+        else 0,
+        follows=follows,
+        followed_by=followed_by,
     )
 
 
 def incident_detail(
-    session: Session, cipher: FieldCipher, incident_id: int
+    session: Session, cipher: FieldCipher, incident_id: int, timers: Timing | None = None
 ) -> IncidentDetail | None:
     incident = session.get(Incident, incident_id)
     if incident is None:
         return None
-    (summary,) = summarize(session, cipher, [incident])
+    (summary,) = summarize(session, cipher, [incident], timers or Timing())
     reports = session.scalars(
         select(Report).where(Report.incident_id == incident_id).order_by(Report.received_at)
     ).all()
@@ -235,6 +329,7 @@ def incident_detail(
         reports=tuple(_report_view(cipher, report) for report in reports),
         dispatches=tuple(_dispatch_view(dispatch) for dispatch in dispatches),
         alerts=tuple(alert_views(session, cipher, summary.alert_ids)),
+        notes=tuple(notes_of(session, cipher, incident_id)),
     )
 
 
@@ -265,6 +360,21 @@ def _dispatch_view(dispatch: Dispatch) -> DispatchView:
         acknowledged_at=dispatch.acknowledged_at,
         verdict_at=dispatch.verdict_at,
     )
+
+
+CODE_CHARS = 12  # the longest code a column holds
+
+
+def find_incident(session: Session, code: str) -> int | None:
+    """The incident with this code, or with a report of this code (case and spaces
+    ignored, as a code read out on the phone is typed)."""
+    wanted = "".join(code.split()).upper()[:CODE_CHARS]
+    if not wanted:
+        return None
+    found = session.scalar(select(Incident.id).where(Incident.code == wanted))
+    if found is None:
+        found = session.scalar(select(Report.incident_id).where(Report.code == wanted))
+    return found
 
 
 # How an alert's progress is counted: ``broadcast.progress`` by default; the board passes

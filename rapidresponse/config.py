@@ -76,6 +76,9 @@ class Settings:
     report_merge_meters: int = 1500  # ... and this close, when both have coordinates
     report_follow_up_minutes: int = 30  # texts this soon after add detail to the same report
     incident_auto_close_hours: int = 24  # decided incidents close themselves after this
+    # A report this soon after its area's incident was confirmed corroborates it; later,
+    # or after its all-clear, it opens a new incident linked to it (SECOND_WAVE_MINUTES).
+    second_wave_minutes: int = 30
     alert_validity_minutes: int = 30  # the carrier drops an alert not delivered by then
     send_concurrency: int = 50  # requests in flight per worker: the unknowable-outcome window
     delivery_lease_seconds: int = 120  # a claimed delivery is taken back after this
@@ -203,6 +206,7 @@ def _load(env: _Env) -> Settings:
         report_merge_meters=env.integer("REPORT_MERGE_METERS", default=1500, minimum=0),
         report_follow_up_minutes=env.integer("REPORT_FOLLOW_UP_MINUTES", default=30, minimum=0),
         incident_auto_close_hours=env.integer("INCIDENT_AUTO_CLOSE_HOURS", default=24, minimum=1),
+        second_wave_minutes=env.integer("SECOND_WAVE_MINUTES", default=30, minimum=0),
         alert_validity_minutes=_alert_validity(env),
         send_concurrency=env.integer("SEND_CONCURRENCY", default=50, minimum=1),
         delivery_lease_seconds=env.integer("DELIVERY_LEASE_SECONDS", default=120, minimum=5),

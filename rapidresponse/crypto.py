@@ -31,6 +31,7 @@ class Purpose:
     OUTBOX_BODY = "outbox.body"
     REPORT_TEXT = "report.text"
     DISPATCH_NOTE = "dispatch.note"
+    INCIDENT_COMMENT = "incident.comment"
     STAFF_TOTP = "staff.totp"
     LOGIN_LIMIT = "login.limit"  # rate-limit keys for sign-in attempts (email, address)
     LOCATION = "location"  # an incident's or a report's coordinates, about 100 m

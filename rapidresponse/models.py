@@ -258,6 +258,8 @@ class Responder(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the welcome text went out: it is sent once, however often the job runs.
+    welcomed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     areas: Mapped[list[Area]] = relationship(secondary=responder_areas)
 
@@ -282,6 +284,11 @@ class Incident(Base):
     reporter_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Set when no responder could be paged: the dispatchers must act (shown on the board).
     escalated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # A second wave: the decided incident of the same area this one came after (a report
+    # past its all-clear or its corroboration window starts a new incident, linked here).
+    follows_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), default=None, index=True
+    )
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -336,6 +343,23 @@ class Dispatch(Base):
 
     incident: Mapped[Incident] = relationship()
     responder: Mapped[Responder] = relationship()
+
+
+class IncidentComment(Base):
+    """A dispatcher's note on an incident: sealed under the incident's shred key like the
+    reports' text, and erased with it."""
+
+    __tablename__ = "incident_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    staff_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )
+    text_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 alert_areas = Table(

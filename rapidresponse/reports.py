@@ -3,6 +3,12 @@
 Nothing here decides that anything is true. Reports are merged by place and time, their
 independent reporters and eyewitnesses are counted, and a burst of reports is flagged as
 a possible flood; only trained responders' verdicts can confirm an incident.
+
+Second waves are never absorbed in silence. A report joins an incident still being
+verified; it joins a confirmed one only to corroborate it, within SECOND_WAVE_MINUTES of
+the confirmation and before any all-clear. Otherwise (after an all-clear, past that
+window, after a false alarm or an unverified end) it opens a new incident, dispatched
+like any other and linked to the one it follows, so the board can say so.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,9 +30,12 @@ from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.models import (
     Alert,
+    AlertKind,
+    AlertStatus,
     Area,
     Dispatch,
     Incident,
+    IncidentComment,
     IncidentState,
     Report,
     ReportChannel,
@@ -36,7 +45,9 @@ from rapidresponse.models import (
 from rapidresponse.shredding import ShreddingCipher, incident_key
 
 CODE_ATTEMPTS = 8  # inserts under a new code after a collision, before giving up
-OPEN_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED, IncidentState.CONFIRMED)
+BEING_VERIFIED = (IncidentState.REPORTED, IncidentState.DISPATCHED)
+# A new incident is linked to the last one decided in its area within this time.
+SECOND_WAVE_LINK = timedelta(hours=6)
 MAX_REPORT_CHARS = 1600
 COORDINATE_DECIMALS = 3
 EARTH_RADIUS_M = 6_371_000
@@ -51,6 +62,7 @@ class IntakeRules:
     follow_up_window: timedelta = timedelta(minutes=30)
     flood_reporters: int = 8  # distinct reporters in one area within flood_window
     flood_window: timedelta = timedelta(minutes=15)
+    corroboration_window: timedelta = timedelta(minutes=30)  # after a confirmation
 
 
 def intake_rules(settings: Settings) -> IntakeRules:
@@ -58,6 +70,30 @@ def intake_rules(settings: Settings) -> IntakeRules:
         merge_window=timedelta(minutes=settings.report_merge_minutes),
         merge_distance_m=float(settings.report_merge_meters),
         follow_up_window=timedelta(minutes=settings.report_follow_up_minutes),
+        corroboration_window=timedelta(minutes=settings.second_wave_minutes),
+    )
+
+
+def all_clear_drafted() -> ColumnElement[bool]:
+    """The incident has an all-clear (drafted, sending or sent): agents were said to be gone."""
+    return exists(
+        select(Alert.id).where(
+            Alert.incident_id == Incident.id,
+            Alert.kind == AlertKind.ALL_CLEAR,
+            Alert.status != AlertStatus.CANCELLED,
+        )
+    )
+
+
+def takes_reports(now: datetime, rules: IntakeRules) -> ColumnElement[bool]:
+    """Whether a new report may join the incident (see the module docstring)."""
+    return or_(
+        Incident.state.in_(BEING_VERIFIED),
+        and_(
+            Incident.state == IncidentState.CONFIRMED,
+            Incident.state_changed_at >= now - rules.corroboration_window,
+            ~all_clear_drafted(),
+        ),
     )
 
 
@@ -189,8 +225,8 @@ class ReportDesk:
             .where(
                 Report.reporter_hash.in_(hashes),
                 Report.updated_at >= now - self.rules.follow_up_window,
-                # After a false alarm or an unverified end, a new text is a new sighting.
-                Incident.state.in_(OPEN_STATES),
+                # After a decision or an all-clear, a new text is a new sighting.
+                takes_reports(now, self.rules),
             )
             .order_by(Report.updated_at.desc())
             .limit(1)
@@ -252,14 +288,26 @@ class ReportDesk:
     def _incident_for(
         self, area_id: int | None, point: Point | None, now: datetime
     ) -> tuple[Incident, bool]:
+        follows = None
         if area_id is not None:
             self._lock_area(area_id)
             for incident in self._open_incidents(area_id, now):
                 there = open_point(self.cipher, incident.location_sealed)
                 if _close_enough(there, point, self.rules.merge_distance_m):
                     return incident, False
-        incident = Incident(area_id=area_id, opened_at=now, state_changed_at=now)
+            follows = self._last_decided(area_id, now)
+        incident = Incident(
+            area_id=area_id, opened_at=now, state_changed_at=now, follows_id=follows
+        )
         self._add_with_code(incident)  # its id names its shred key
+        if follows is not None:
+            audit.record(
+                self.session,
+                actor="system",
+                action="incident.second_wave",
+                subject=f"incident:{incident.id}",
+                details={"follows": follows},
+            )
         incident.location_sealed = seal_point(self.cipher, incident.id, point)
         return incident, True
 
@@ -279,11 +327,26 @@ class ReportDesk:
             select(Incident)
             .where(
                 Incident.area_id == area_id,
-                Incident.state.in_(OPEN_STATES),
+                takes_reports(now, self.rules),
                 Incident.id.in_(recent),
             )
             .order_by(Incident.opened_at.desc())
         ).all()
+
+    def _last_decided(self, area_id: int, now: datetime) -> int | None:
+        """The area's incident decided most recently (within ``SECOND_WAVE_LINK``): the one
+        a new incident there follows. Called with the area locked, after the incidents
+        that still take reports were passed over."""
+        return self.session.scalar(
+            select(Incident.id)
+            .where(
+                Incident.area_id == area_id,
+                Incident.state.not_in(BEING_VERIFIED),
+                Incident.state_changed_at >= now - SECOND_WAVE_LINK,
+            )
+            .order_by(Incident.state_changed_at.desc(), Incident.id.desc())
+            .limit(1)
+        )
 
     def _flag_flood(self, incident: Incident, now: datetime) -> bool:
         """Flag a burst of independent reports in one area. True when newly flagged."""
@@ -396,7 +459,7 @@ def expired_incidents(session: Session, retention: timedelta, now: datetime) -> 
 def purge_report_texts(session: Session, retention: timedelta) -> int:
     """Erase the text of reports whose incident closed more than ``retention`` ago.
 
-    The text, the responders' notes and the coordinates go (codes, counts, areas and
+    The text, the responders' notes, the dispatchers' comments and the coordinates go (codes, counts, areas and
     times stay for the record). Clearing the columns is only tidiness: what erases them
     is destroying the incident's shred key (``shred_expired_incidents``), because their
     old bytes outlive any UPDATE in the database's log and free pages.
@@ -414,6 +477,7 @@ def purge_report_texts(session: Session, retention: timedelta) -> int:
         report.location_sealed = None
     sealed_elsewhere = (
         (Dispatch, Dispatch.incident_id, Dispatch.note_sealed),
+        (IncidentComment, IncidentComment.incident_id, IncidentComment.text_sealed),
         (Incident, Incident.id, Incident.location_sealed),
         (Alert, Alert.incident_id, Alert.texts_sealed),
     )

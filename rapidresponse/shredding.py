@@ -14,8 +14,9 @@ The key hierarchy, in one place (key: where it lives; what it seals; when it goe
 - a reporter key per window: the volatile Redis only; nothing is sealed, it makes the
   HMACs that link a reporter's texts; expires after its window (``dispatch.reporter_keys``).
 - shred key ``incident-<id>``: SHRED_KEYS_DIR; the texts of its reports, its responders'
-  notes, its and its reports' coordinates, the texts of its alerts (a follow-up's note
-  among them); destroyed REPORT_RETENTION_DAYS after the incident closes.
+  notes, its dispatchers' comments, its and its reports' coordinates, the texts of its
+  alerts (a follow-up's note among them); destroyed REPORT_RETENTION_DAYS after the
+  incident closes.
 - shred key ``outbox-<day>``: SHRED_KEYS_DIR; the simulator's messages of that day;
   destroyed REPORT_RETENTION_DAYS after the day.
 

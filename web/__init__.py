@@ -11,6 +11,7 @@ from werkzeug.routing import IntegerConverter, Map
 from dispatch.live import live_events_manager
 from dispatch.services import Services, install
 from rapidresponse.config import Settings
+from web import local_time
 from web.extensions import csrf, socketio
 from web.security import add_security_headers
 
@@ -59,6 +60,7 @@ def create_app(
     csrf.init_app(app)
     app.url_map.converters["int"] = RowId  # before any route is added
     _register_blueprints(app, settings)
+    local_time.init_app(app, settings.timezone)
     app.after_request(add_security_headers)
     socketio.init_app(
         app,

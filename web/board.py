@@ -36,14 +36,17 @@ from dispatch.alerts import (
     draft_for_incident,
 )
 from dispatch.board_actions import NotPossible, close_from_board, page_more, place_incident
+from dispatch.incidents import incident_touched
 from dispatch.live import live_version
 from dispatch.services import Services
 from rapidresponse import board, broadcast
 from rapidresponse.approvals import ApprovalRefused
 from rapidresponse.composer import NoteRefused, previews
 from rapidresponse.directory import changes_made_here, current_revision
+from rapidresponse.incident_notes import CommentRefused, add_comment, notes_of
 from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
 from rapidresponse.models import Alert, AlertKind, Area, IncidentState, utcnow
+from rapidresponse.next_step import timing
 from rapidresponse.refusals import Refused
 from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
@@ -105,7 +108,7 @@ def _board_context() -> dict[str, Any]:
     found = services()
     now = utcnow()
     with found.database.reading() as session:  # a board never writes: no write lock
-        incidents = board.board_incidents(session, found.cipher, now)
+        incidents = board.board_incidents(session, found.cipher, now, timing(found.settings))
         alerts = board.board_alerts(session, found.cipher, now, settled_progress.of)
         revision = current_revision(session) or "none"
     points = [
@@ -189,7 +192,7 @@ def incident_live(incident_id: int) -> ResponseReturnValue:
 def _incident_context(incident_id: int) -> dict[str, Any]:
     found = services()
     with found.database.session() as session:
-        detail = board.incident_detail(session, found.cipher, incident_id)
+        detail = board.incident_detail(session, found.cipher, incident_id, timing(found.settings))
         if detail is None:
             abort(404)
         areas = session.scalars(select(Area).order_by(Area.name)).all()
@@ -218,6 +221,8 @@ def _alert_context(alert_id: int) -> dict[str, Any]:
             abort(404)
         row = session.get_one(Alert, alert_id)
         audience = broadcast.audience_size(session, row)
+        # What the people on the ground said, beside the text that is about to go out.
+        notes = notes_of(session, found.cipher, row.incident_id) if row.incident_id else []
     view = views[0]
     staff = signed_in()
     return {
@@ -226,6 +231,8 @@ def _alert_context(alert_id: int) -> dict[str, Any]:
         "audience": audience,
         "needed": approval_rules(found).approvers,
         "approved_by_me": staff.user_id in view.approver_ids,
+        "notes": notes,
+        "now": utcnow(),
     }
 
 
@@ -272,6 +279,41 @@ def page(incident_id: int) -> ResponseReturnValue:
         flash(refusal(refused))
     except (RedisError, OSError):
         _queue_down()
+    return _back_to_incident(incident_id)
+
+
+@bp.post("/incidents/<int:incident_id>/comment")
+@requires(Permission.ACT_ON_INCIDENTS)
+def comment(incident_id: int) -> ResponseReturnValue:
+    found = services()
+    try:
+        with found.database.session() as session:
+            add_comment(
+                session,
+                found.cipher,
+                incident_id,
+                signed_in().user_id,
+                request.form.get("comment", ""),
+            )
+    except CommentRefused as refused:
+        flash(refusal(refused))
+    else:
+        incident_touched(found, incident_id)
+        flash(_("Comment added."))
+    return _back_to_incident(incident_id)
+
+
+@bp.get("/find")
+@requires(Permission.VIEW_BOARD)
+def find() -> ResponseReturnValue:
+    """An incident by its code or any of its reports' codes: the code a reporter or a
+    responder reads out on the phone."""
+    code = request.args.get("code", "")
+    with services().database.reading() as session:
+        incident_id = board.find_incident(session, code)
+    if incident_id is None:
+        flash(_("No incident or report has that code."))
+        return redirect(url_for("board.index"), code=303)
     return _back_to_incident(incident_id)
 
 

@@ -42,7 +42,7 @@ from dispatch.volatile import VOLATILE_DIRECTORY
 from rapidresponse.config import Settings
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.db import Database
-from rapidresponse.models import Base, Incident, IncidentState, Report, utcnow
+from rapidresponse.models import Base, Incident, IncidentComment, IncidentState, Report, utcnow
 from rapidresponse.reports import expired_incidents, forget_reporter_links, purge_report_texts
 from rapidresponse.shredding import ShreddingCipher, ShredKeys, incident_key, shred_expired_keys
 from tests.demo_process import running_demo
@@ -54,6 +54,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.sends_through_api]
 
 NUMBER_SPACE = [f"+1503555{n:04d}" for n in range(10_000)]
 SUBSCRIBER = "+15035559001"  # the control: stored by design
+DISPATCHER_COMMENT = "Ana's cousin saw them take a neighbour on Prescott"
 WEB_ADDRESSES = ["198.51.100.23", "203.0.113.77", "192.0.2.144"]
 SIGHTINGS = [
     "ICE van and agents at NE 42nd and Killingsworth, Cully",
@@ -232,6 +233,17 @@ def _the_incident_to_purge(
     tokens = [t for r in reports for t in (r.text_sealed, r.location_sealed) if t]
     cipher = ShreddingCipher(settings.data_keys, ShredKeys(settings.shred_keys_path))
     texts = [cipher.decrypt(r.text_sealed, Purpose.REPORT_TEXT) for r in reports if r.text_sealed]
+    # A dispatcher's comment on it goes with its reports' text.
+    comment = IncidentComment(
+        incident_id=incident_id,
+        text_sealed=cipher.seal(
+            incident_key(incident_id), DISPATCHER_COMMENT, Purpose.INCIDENT_COMMENT
+        ),
+    )
+    session.add(comment)
+    assert comment.text_sealed is not None
+    tokens.append(comment.text_sealed)
+    texts.append(DISPATCHER_COMMENT)
     kept = session.scalars(
         select(Report.text_sealed).where(
             Report.incident_id != incident_id, Report.text_sealed.is_not(None)

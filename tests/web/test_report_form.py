@@ -530,14 +530,19 @@ def catalog_meaning(catalog: Catalog) -> tuple[str, set[tuple[Any, Any, Any]]]:
     such as `Generated-By` (the Babel version) are bookkeeping, never meaning.
     """
     messages = {
-        (message.context, message.id, message.string)
+        (message.context, _hashable(message.id), _hashable(message.string))
         for message in catalog
         if message.id
         and message.string
         and not message.fuzzy
-        and (not isinstance(message.string, tuple) or all(message.string))
+        and (isinstance(message.string, str) or all(message.string))
     }
     return catalog.plural_forms, messages
+
+
+def _hashable(text: str | list[str] | tuple[str, ...]) -> str | tuple[str, ...]:
+    """A plural's forms (a tuple from a .po, a list from a .mo) as a tuple."""
+    return text if isinstance(text, str) else tuple(text)
 
 
 def test_the_committed_mo_says_what_the_po_says() -> None:
