@@ -87,14 +87,14 @@ def after_intake(services: Services, intake: Intake) -> None:
     else:
         incident_touched(services, intake.incident_id)
         if intake.placed_now:  # an unplaced incident now has a place: find responders
-            _quietly(
+            quietly(
                 lambda: enqueue(
                     services.redis, QueueName.REPLIES, dispatch_incident, intake.incident_id
                 ),
                 intake.incident_id,
             )
     if intake.flagged_flood:
-        _quietly(
+        quietly(
             lambda: services.live.emit("incident_flagged", {"incident_id": intake.incident_id}),
             intake.incident_id,
         )
@@ -102,13 +102,13 @@ def after_intake(services: Services, intake: Intake) -> None:
 
 def incident_touched(services: Services, incident_id: int) -> None:
     """A report added or a responder's answer: a hint for the board, nothing more."""
-    _quietly(
+    quietly(
         lambda: services.live.emit("incident_updated", {"incident_id": incident_id}),
         incident_id,
     )
 
 
-def _quietly(action: Callable[[], object], incident_id: int) -> None:
+def quietly(action: Callable[[], object], incident_id: int) -> None:
     try:
         action()
     except (RedisError, OSError) as error:  # the sweep and the board's re-sync catch up

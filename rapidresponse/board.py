@@ -46,6 +46,7 @@ from rapidresponse.next_step import (
 )
 from rapidresponse.phones import masked_last_four
 from rapidresponse.reports import Point, open_point
+from rapidresponse.verification import incident_for_code
 
 # Closed incidents stay on the board a while, so that a dispatcher sees what just ended.
 RECENTLY_CLOSED = timedelta(hours=6)
@@ -92,7 +93,7 @@ class ReportView:
     received_at: datetime
     text: str | None  # None once purged
     eyewitness: bool
-    details: dict[str, str]
+    form_fields: tuple[str, ...]  # which fields of the web form were filled (never values)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class IncidentSummary:
     new_reports: int = 0
     follows: IncidentLink | None = None  # the decided incident this second wave came after
     followed_by: tuple[IncidentLink, ...] = ()  # second waves that came after this one
+    merged_into: IncidentLink | None = None  # where its reports went, when merged
 
     @property
     def live(self) -> bool:
@@ -177,7 +179,7 @@ def summarize(
     dispatches = _dispatches_by_incident(session, ids)
     names = _responder_names(session, dispatches)
     alerts = _alerts_by_incident(session, ids)
-    follows, followers = _links(session, incidents)
+    links = _links(session, incidents)
     return [
         _summary(
             incident,
@@ -194,8 +196,7 @@ def summarize(
                 [fact for _id, fact in alerts.get(incident.id, [])],
                 timers,
             ),
-            follows.get(incident.id),
-            tuple(followers.get(incident.id, [])),
+            links,
         )
         for incident in incidents
     ]
@@ -248,24 +249,30 @@ def _alerts_by_incident(session: Session, ids: list[int]) -> dict[int, list[tupl
     return found
 
 
-def _links(
-    session: Session, incidents: Sequence[Incident]
-) -> tuple[dict[int, IncidentLink], dict[int, list[IncidentLink]]]:
-    """Second waves: (what each incident follows, what follows each incident)."""
+@dataclass(frozen=True)
+class _Links:
+    by_id: dict[int, IncidentLink]
+    followers: dict[int, list[IncidentLink]]
+
+    def get(self, incident_id: int | None) -> IncidentLink | None:
+        return self.by_id.get(incident_id) if incident_id is not None else None
+
+
+def _links(session: Session, incidents: Sequence[Incident]) -> _Links:
+    """Second waves and merges: the incidents these refer to, and those that follow them."""
     ids = [incident.id for incident in incidents]
-    earlier = {i.follows_id for i in incidents if i.follows_id is not None}
+    referred = {i.follows_id for i in incidents} | {i.merged_into_id for i in incidents}
     rows = session.execute(
         select(Incident.id, Incident.code, Incident.state, Incident.follows_id).where(
-            or_(Incident.id.in_(earlier), Incident.follows_id.in_(ids))
+            or_(Incident.id.in_(referred - {None}), Incident.follows_id.in_(ids))
         )
     ).all()
     by_id = {row.id: IncidentLink(row.id, row.code, row.state) for row in rows}
-    follows = {i.id: by_id[i.follows_id] for i in incidents if i.follows_id in by_id}
     followers: dict[int, list[IncidentLink]] = {}
     for row in sorted(rows, key=lambda row: row.id):
         if row.follows_id in ids:
             followers.setdefault(row.follows_id, []).append(by_id[row.id])
-    return follows, followers
+    return _Links(by_id, followers)
 
 
 def _summary(
@@ -275,8 +282,7 @@ def _summary(
     dispatches: list[Dispatch],
     alerts: list[tuple[int, AlertFact]],
     step: NextStep,
-    follows: IncidentLink | None,
-    followed_by: tuple[IncidentLink, ...],
+    links: _Links,
 ) -> IncidentSummary:
     verdicts = Counter(d.verdict.value for d in dispatches if d.verdict is not None)
     decided = incident.state not in LIVE_STATES
@@ -303,8 +309,9 @@ def _summary(
         new_reports=sum(1 for r in reports if r.received_at > incident.state_changed_at)
         if decided
         else 0,
-        follows=follows,
-        followed_by=followed_by,
+        follows=links.get(incident.follows_id),
+        followed_by=tuple(links.followers.get(incident.id, [])),
+        merged_into=links.get(incident.merged_into_id),
     )
 
 
@@ -346,8 +353,13 @@ def _report_view(cipher: FieldCipher, report: Report) -> ReportView:
         received_at=report.received_at,
         text=text,
         eyewitness=report.eyewitness,
-        details={str(k): str(v) for k, v in (report.details or {}).items() if v},
+        form_fields=_form_fields(report.details),
     )
+
+
+def _form_fields(details: dict[str, object] | None) -> tuple[str, ...]:
+    fields = (details or {}).get("fields")
+    return tuple(str(name) for name in fields) if isinstance(fields, list) else ()
 
 
 def _dispatch_view(dispatch: Dispatch) -> DispatchView:
@@ -362,6 +374,29 @@ def _dispatch_view(dispatch: Dispatch) -> DispatchView:
     )
 
 
+MERGE_CHOICES = 50
+
+
+@dataclass(frozen=True)
+class MergeChoice:
+    id: int
+    code: str
+    area_name: str | None
+    state: IncidentState
+
+
+def merge_candidates(session: Session, incident_id: int) -> list[MergeChoice]:
+    """Open incidents that could be merged into this one, newest first."""
+    rows = session.execute(
+        select(Incident.id, Incident.code, Area.name, Incident.state)
+        .outerjoin(Area, Area.id == Incident.area_id)
+        .where(Incident.state != IncidentState.CLOSED, Incident.id != incident_id)
+        .order_by(Incident.opened_at.desc())
+        .limit(MERGE_CHOICES)
+    )
+    return [MergeChoice(*row) for row in rows]
+
+
 CODE_CHARS = 12  # the longest code a column holds
 
 
@@ -371,7 +406,7 @@ def find_incident(session: Session, code: str) -> int | None:
     wanted = "".join(code.split()).upper()[:CODE_CHARS]
     if not wanted:
         return None
-    found = session.scalar(select(Incident.id).where(Incident.code == wanted))
+    found = incident_for_code(session, wanted)
     if found is None:
         found = session.scalar(select(Report.incident_id).where(Report.code == wanted))
     return found

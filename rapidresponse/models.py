@@ -289,12 +289,19 @@ class Incident(Base):
     follows_id: Mapped[int | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), default=None, index=True
     )
+    # Set when a dispatcher merged this incident into another: its reports, pages and
+    # verdicts moved there, and its code leads there.
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), default=None
+    )
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     area: Mapped[Area | None] = relationship()
-    reports: Mapped[list[Report]] = relationship(back_populates="incident")
+    reports: Mapped[list[Report]] = relationship(
+        back_populates="incident", foreign_keys="Report.incident_id"
+    )
 
 
 class Report(Base):

@@ -459,10 +459,11 @@ def expired_incidents(session: Session, retention: timedelta, now: datetime) -> 
 def purge_report_texts(session: Session, retention: timedelta) -> int:
     """Erase the text of reports whose incident closed more than ``retention`` ago.
 
-    The text, the responders' notes, the dispatchers' comments and the coordinates go (codes, counts, areas and
-    times stay for the record). Clearing the columns is only tidiness: what erases them
-    is destroying the incident's shred key (``shred_expired_incidents``), because their
-    old bytes outlive any UPDATE in the database's log and free pages.
+    The text, the responders' notes, the dispatchers' comments and the coordinates go
+    (codes, counts, areas and times stay for the record). Clearing the columns is only
+    tidiness: what erases them is destroying the incident's shred key
+    (``shred_expired_incidents``), because their old bytes outlive any UPDATE in the
+    database's log and free pages.
     """
     cutoff = utcnow() - retention
     closed = select(Incident.id).where(

@@ -176,16 +176,33 @@ def page_summary(session: Session, cipher: FieldCipher, incident: Incident) -> s
     return text if len(text) <= PAGE_TEXT_CHARS else text[: PAGE_TEXT_CHARS - 3] + "..."
 
 
+MAX_MERGE_HOPS = 8  # a code merged into one merged into another...
+
+
+def incident_for_code(session: Session, code: str) -> int | None:
+    """The incident a code names now: its own, or the one it was merged into."""
+    row = session.execute(
+        select(Incident.id, Incident.merged_into_id).where(Incident.code == code.upper())
+    ).first()
+    for _hop in range(MAX_MERGE_HOPS):
+        if row is None or row.merged_into_id is None:
+            break
+        row = session.execute(
+            select(Incident.id, Incident.merged_into_id).where(Incident.id == row.merged_into_id)
+        ).first()
+    return row.id if row is not None else None
+
+
 def find_dispatch(session: Session, responder: Responder, code: str | None) -> list[Dispatch]:
-    """The responder's open dispatch for ``code``, or all open ones when no code is given."""
+    """The responder's open dispatch for ``code`` (the code they were paged with, even if
+    that incident was merged since), or all open ones when no code is given."""
     query = (
         select(Dispatch)
-        .join(Incident)
         .where(Dispatch.responder_id == responder.id, Dispatch.state.in_(OPEN_DISPATCH_STATES))
         .order_by(Dispatch.paged_at.desc())
     )
     if code is not None:
-        query = query.where(Incident.code == code.upper())
+        query = query.where(Dispatch.incident_id == incident_for_code(session, code))
     return list(session.scalars(query))
 
 

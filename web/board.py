@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import (
@@ -27,6 +28,7 @@ from flask_babel import gettext as _
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from dispatch import corrections
 from dispatch.alerts import (
     NotFollowable,
     approval_rules,
@@ -42,6 +44,7 @@ from dispatch.services import Services
 from rapidresponse import board, broadcast
 from rapidresponse.approvals import ApprovalRefused
 from rapidresponse.composer import NoteRefused, previews
+from rapidresponse.corrections import CorrectionRefused
 from rapidresponse.directory import changes_made_here, current_revision
 from rapidresponse.incident_notes import CommentRefused, add_comment, notes_of
 from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
@@ -197,7 +200,8 @@ def _incident_context(incident_id: int) -> dict[str, Any]:
             abort(404)
         areas = session.scalars(select(Area).order_by(Area.name)).all()
         area_choices = [(a.id, a.name) for a in areas]
-    return {"detail": detail, "areas": area_choices, "now": utcnow()}
+        others = board.merge_candidates(session, incident_id)
+    return {"detail": detail, "areas": area_choices, "merge_choices": others, "now": utcnow()}
 
 
 @bp.get("/alerts/<int:alert_id>")
@@ -315,6 +319,66 @@ def find() -> ResponseReturnValue:
         flash(_("No incident or report has that code."))
         return redirect(url_for("board.index"), code=303)
     return _back_to_incident(incident_id)
+
+
+# --- correcting the record ------------------------------------------------------------------
+
+
+def _correction(act: Callable[[], int], done: str, fallback: int) -> ResponseReturnValue:
+    """Run a correction; to the incident it leaves in front of the dispatcher."""
+    try:
+        incident_id = act()
+    except CorrectionRefused as refused:
+        flash(refusal(refused))
+        return _back_to_incident(fallback)
+    flash(done)
+    return _back_to_incident(incident_id)
+
+
+@bp.post("/incidents/<int:incident_id>/merge")
+@requires(Permission.ACT_ON_INCIDENTS)
+def merge(incident_id: int) -> ResponseReturnValue:
+    """Merge another incident (chosen on the page) into this one."""
+    other = row_id(request.form.get("other_id"))
+    if other is None:
+        flash(_("Choose the incident to merge into this one."))
+        return _back_to_incident(incident_id)
+    return _correction(
+        lambda: corrections.merge(services(), incident_id, other, signed_in().user_id),
+        _("Merged. Its reports, responders and verdicts are here now."),
+        incident_id,
+    )
+
+
+@bp.post("/incidents/<int:incident_id>/split")
+@requires(Permission.ACT_ON_INCIDENTS)
+def split(incident_id: int) -> ResponseReturnValue:
+    code = request.form.get("report", "").strip().upper()[:12]
+    return _correction(
+        lambda: corrections.split(services(), incident_id, code, signed_in().user_id),
+        _("The report is an incident of its own now; responders are being found for it."),
+        incident_id,
+    )
+
+
+@bp.post("/incidents/<int:incident_id>/reopen")
+@requires(Permission.ACT_ON_INCIDENTS)
+def reopen(incident_id: int) -> ResponseReturnValue:
+    return _correction(
+        lambda: corrections.reopen(services(), incident_id, signed_in().user_id),
+        _("Reopened."),
+        incident_id,
+    )
+
+
+@bp.post("/incidents/<int:incident_id>/unplace")
+@requires(Permission.ACT_ON_INCIDENTS)
+def unplace(incident_id: int) -> ResponseReturnValue:
+    return _correction(
+        lambda: corrections.unplace(services(), incident_id, signed_in().user_id),
+        _("Its place is undone; its pages are closed. Place it again."),
+        incident_id,
+    )
 
 
 @bp.post("/incidents/<int:incident_id>/close")

@@ -30,6 +30,14 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+        batch_op.add_column(sa.Column("merged_into_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_incidents_merged_into_id_incidents"),
+            "incidents",
+            ["merged_into_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
     with op.batch_alter_table("responders", schema=None) as batch_op:
         batch_op.add_column(sa.Column("welcomed_at", sa.DateTime(timezone=True), nullable=True))
     # Responders added before this were told how it works in person: no welcome for them.
@@ -68,6 +76,10 @@ def downgrade() -> None:
     with op.batch_alter_table("responders", schema=None) as batch_op:
         batch_op.drop_column("welcomed_at")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f("fk_incidents_merged_into_id_incidents"), type_="foreignkey"
+        )
+        batch_op.drop_column("merged_into_id")
         batch_op.drop_constraint(batch_op.f("fk_incidents_follows_id_incidents"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_incidents_follows_id"))
         batch_op.drop_column("follows_id")

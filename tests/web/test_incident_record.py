@@ -192,3 +192,30 @@ def test_more_responders_can_be_paged_on_a_confirmed_incident_from_the_board(
     dispatcher: FlaskClient, world: World
 ) -> None:
     assert 'id="page-form"' in incident_page(dispatcher, world)  # confirmed, still open
+
+
+def test_corrections_from_the_board_answer_in_words(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    other = open_incident(services, cully_id(services), code="M3N4")
+    page = incident_page(dispatcher, world)
+    assert 'id="merge-form"' in page and "M3N4" in page
+    merge = f"/board/incidents/{world.incident_id}/merge"
+    for choice in ("", "abc", "999999", str(world.incident_id)):
+        assert post_form(dispatcher, merge, {"other_id": choice}, page).status_code == 303
+    shown = incident_page(dispatcher, world)
+    assert "An incident cannot be merged into itself." in shown
+    # The world's incident has an alert out: merging it away is refused, the other way not.
+    away = f"/board/incidents/{other}/merge"
+    post_form(dispatcher, away, {"other_id": str(world.incident_id)}, page)
+    refused = dispatcher.get(f"/board/incidents/{other}").get_data(as_text=True)
+    assert "Its alert went out: merge the other incident into this one instead." in refused
+    post_form(dispatcher, merge, {"other_id": str(other)}, page)
+    merged = dispatcher.get(f"/board/incidents/{other}").get_data(as_text=True)
+    assert "Merged into" in merged and "K7P2" in merged
+    assert 'id="reopen-form"' not in merged  # a merged incident is reopened through the other
+    unplace = f"/board/incidents/{world.incident_id}/unplace"
+    assert post_form(dispatcher, unplace, {}, page).status_code == 303
+    split = f"/board/incidents/{world.incident_id}/split"
+    assert post_form(dispatcher, split, {"report": "x" * 10_000}, page).status_code == 303
+    assert "That report is not part of this incident." in incident_page(dispatcher, world)
