@@ -17,6 +17,7 @@ from dispatch.alerts import incident_confirmed
 from dispatch.queues import QueueName, enqueue, enqueue_in
 from dispatch.senders import SendError
 from dispatch.services import Services, current
+from dispatch.welcome import enqueue_welcome, not_yet_welcomed
 from rapidresponse.crypto import Purpose
 from rapidresponse.messages import text
 from rapidresponse.models import (
@@ -240,8 +241,9 @@ def sweep_incidents() -> dict[str, int]:
 
     Runs every minute. It dispatches placed incidents with nobody out (a lost job, a
     report placed by a follow-up, an UNCLEAR verdict, a responder back on shift), times
-    out pages nobody answered, expires incidents past their deadline, and closes decided
-    incidents after INCIDENT_AUTO_CLOSE_HOURS (which starts their retention clock).
+    out pages nobody answered, expires incidents past their deadline, closes decided
+    incidents after INCIDENT_AUTO_CLOSE_HOURS (which starts their retention clock), and
+    welcomes responders whose welcome never went.
     """
     services = current()
     settings = services.settings
@@ -285,11 +287,16 @@ def sweep_incidents() -> dict[str, int]:
         verification_deadline(incident_id)
     for incident_id in stale:
         _auto_close(services, incident_id)
+    with services.database.session() as session:
+        unwelcomed = not_yet_welcomed(session)
+    for responder_id in unwelcomed:
+        enqueue_welcome(services.redis, responder_id)
     return {
         "dispatched": len(to_dispatch),
         "timed_out": len(unanswered),
         "expired": len(overdue),
         "closed": len(stale),
+        "welcomed": len(unwelcomed),
     }
 
 

@@ -77,6 +77,7 @@ class AlertView:
 
 @dataclass(frozen=True)
 class DispatchView:
+    responder_id: int
     responder_name: str
     responder_phone: str  # masked: "•••-1234"
     state: DispatchState
@@ -364,6 +365,7 @@ def _form_fields(details: dict[str, object] | None) -> tuple[str, ...]:
 
 def _dispatch_view(dispatch: Dispatch) -> DispatchView:
     return DispatchView(
+        responder_id=dispatch.responder_id,
         responder_name=dispatch.responder.name,
         responder_phone=masked_last_four(dispatch.responder.phone_last4),
         state=dispatch.state,

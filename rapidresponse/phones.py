@@ -44,3 +44,15 @@ def masked(e164: str) -> str:
 def masked_last_four(digits: str) -> str:
     """How a number shows on staff pages, from the last four digits kept for that purpose."""
     return "•••-" + digits
+
+
+def display_number(e164: str, home_region: str = "US") -> str:
+    """A public number (the hotline's) as people there write it: (503) 555-0100."""
+    parsed = phonenumbers.parse(e164, None)
+    same_country = phonenumbers.region_code_for_number(parsed) == home_region
+    form = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if same_country
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return str(phonenumbers.format_number(parsed, form))

@@ -49,6 +49,7 @@ class Permission(str, enum.Enum):
     MANAGE_SESSIONS = "manage_sessions"
     MANAGE_STAFF = "manage_staff"
     OWN_DISPATCHES = "own_dispatches"
+    READ_GUIDES = "read_guides"  # the printable responder card
 
 
 ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {
@@ -59,9 +60,10 @@ ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {
             Permission.ACT_ON_INCIDENTS,
             Permission.SEND_ALERTS,
             Permission.VIEW_PEOPLE,
+            Permission.READ_GUIDES,
         }
     ),
-    StaffRole.RESPONDER: frozenset({Permission.OWN_DISPATCHES}),
+    StaffRole.RESPONDER: frozenset({Permission.OWN_DISPATCHES, Permission.READ_GUIDES}),
 }
 
 

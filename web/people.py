@@ -6,17 +6,21 @@ is no export. Responders' numbers appear as their last four digits.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from dispatch.welcome import enqueue_welcome
 from rapidresponse import audit
 from rapidresponse.board import responder_views, subscriber_counts
+from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
     Area,
     AuditEvent,
@@ -27,7 +31,7 @@ from rapidresponse.models import (
     utcnow,
 )
 from rapidresponse.people import AlreadyExists, add_responder
-from rapidresponse.phones import InvalidPhoneNumber, normalize
+from rapidresponse.phones import InvalidPhoneNumber, display_number, normalize
 from rapidresponse.staff import (
     AccountAction,
     AccountRefused,
@@ -36,13 +40,14 @@ from rapidresponse.staff import (
     end_session,
     live_sessions,
 )
-from web.auth import requires, session_rules, signed_in
+from web.auth import SAFE_NEXT, requires, session_rules, signed_in
 from web.board import refusal
 from web.board_live import disconnect_session
 from web.context import services
 from web.inputs import row_id, row_ids
 
 bp = Blueprint("people", __name__)
+log = logging.getLogger(__name__)
 
 AUDIT_PAGE_SIZE = 100
 MAX_NAME_LENGTH = 120
@@ -107,8 +112,38 @@ def add() -> ResponseReturnValue:
     if responder is None:
         flash(_("A responder with that number exists already."))
         return _to_people(409)
-    flash(_("Responder added."))
+    try:
+        enqueue_welcome(found.redis, responder.id)
+    except (RedisError, OSError):  # the sweep sends it within minutes
+        log.warning("responder %s: welcome not queued; the sweep will", responder.id)
+    flash(_("Responder added. A welcome text with how it works is on its way to them."))
     return _to_people()
+
+
+@bp.post("/people/responders/<int:responder_id>/call")
+@requires(Permission.VIEW_BOARD)
+def call(responder_id: int) -> ResponseReturnValue:
+    """A responder's number, for the dispatcher who sent them: shown on this click only
+    (never on a list), audited (without the number)."""
+    found = services()
+    staff = signed_in()
+    with found.database.session() as session:
+        responder = session.get(Responder, responder_id)
+        if responder is None:
+            abort(404)
+        e164 = found.cipher.decrypt(responder.phone_sealed, Purpose.RESPONDER_PHONE)
+        name = responder.name
+        audit.record(
+            session,
+            actor=staff.actor,
+            action="responder.number_shown",
+            subject=f"responder:{responder_id}",
+        )
+    back = request.form.get("back", "")
+    if not SAFE_NEXT.fullmatch(back):  # only a path of this site: never an open redirect
+        back = url_for("people.responders")
+    shown = display_number(e164, found.settings.phone_region)
+    return render_template("people/call.html", name=name, e164=e164, shown=shown, back=back)
 
 
 @bp.post("/people/responders/<int:responder_id>/shift")
@@ -362,10 +397,21 @@ def dispatches() -> ResponseReturnValue:
                 {
                     "code": d.incident.code,
                     "area": d.incident.area.name if d.incident.area else None,
-                    "state": d.state.value,
-                    "verdict": d.verdict.value if d.verdict else None,
+                    "state": d.state,
+                    "verdict": d.verdict,
                     "paged_at": d.paged_at,
                 }
                 for d in found
             ]
     return render_template("people/my.html", dispatches=rows, linked=staff.responder_id is not None)
+
+
+@my.get("/my/card")
+@requires(Permission.READ_GUIDES)
+def card() -> ResponseReturnValue:
+    """The responder card: one printable page with the keywords and the rules."""
+    settings = services().settings
+    hotline = None
+    if settings.twilio_from and settings.twilio_from.startswith("+"):  # not a service SID
+        hotline = display_number(settings.twilio_from, settings.phone_region)
+    return render_template("people/card.html", hotline=hotline)

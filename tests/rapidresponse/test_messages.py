@@ -16,6 +16,7 @@ SAMPLE = {
     "choices": "Cully, Kenton, Lents",
     "example": "97211",
     "code": "K7P2",
+    "name": "Guadalupe Hernandez",  # a responder's, in the welcome
     "codes": "K7P2, M3T9",
     "verdict": "FALSE ALARM",
     # A page quotes up to 60 characters of the first report.

@@ -111,6 +111,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/audit"): COORDINATOR,
     ("POST", "/audit/verify"): COORDINATOR,
     ("GET", "/my"): frozenset({"responder", "coordinator"}),
+    ("GET", "/my/card"): frozenset({"responder", "dispatcher", "coordinator"}),
+    ("POST", "/people/responders/<int:responder_id>/call"): BOARD,
 }
 # Routes of libraries, not ours to guard.
 NOT_OURS = ("/static/", "/socket.io")
