@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from rapidresponse.models import AuditEvent, utcnow
+from rapidresponse.models import AuditEvent, Incident, Responder, StaffUser, utcnow
 
 GENESIS = "0" * 64
 PUBLIC = "public"  # the actor of what community members do (reports)
@@ -136,3 +136,32 @@ def _texts_in(*values: Any) -> list[str]:
         elif isinstance(value, list | tuple | set | frozenset):
             found.extend(_texts_in(*value))
     return found
+
+
+# --- reading ------------------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"^(staff|responder|incident):([0-9]{1,18})$")
+
+
+def readable_names(session: Session, references: set[str]) -> dict[str, str]:
+    """What the chain's ids ("staff:3", "responder:7", "incident:12") stand for, to show
+    people names: an e-mail, a responder's name, an incident's code. The chain itself keeps
+    the ids (a name can change; the record must not)."""
+    wanted: dict[str, set[int]] = {"staff": set(), "responder": set(), "incident": set()}
+    for reference in references:
+        found = _REFERENCE.match(reference or "")
+        if found:
+            wanted[found.group(1)].add(int(found.group(2)))
+    columns = {
+        "staff": (StaffUser.id, StaffUser.email),
+        "responder": (Responder.id, Responder.name),
+        "incident": (Incident.id, Incident.code),
+    }
+    names: dict[str, str] = {}
+    for kind, ids in wanted.items():
+        if not ids:
+            continue
+        key, label = columns[kind]
+        for row_id, name in session.execute(select(key, label).where(key.in_(ids))):
+            names[f"{kind}:{row_id}"] = str(name)
+    return names

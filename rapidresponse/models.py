@@ -467,6 +467,27 @@ class StaffUser(Base):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
+class StaffInvite(Base):
+    """A one-time link a coordinator hands to a new staff member (24 h, single use).
+
+    Only the token's hash is stored: a copy of the database cannot be used to sign up.
+    """
+
+    __tablename__ = "staff_invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[StaffRole] = mapped_column(_enum(StaffRole))
+    invited_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class StaffSession(Base):
     """A signed-in browser. The cookie holds a random token; only its hash is stored here,
     so a copy of the database cannot be used to sign in as anyone."""

@@ -40,11 +40,11 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from dispatch.limits import moving_window
 from dispatch.services import Services
-from rapidresponse import audit
+from rapidresponse import audit, invites
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import StaffRole, StaffUser, utcnow
 from rapidresponse.passwords import spend_as_long_as_a_check, verify_password
@@ -62,6 +62,7 @@ from rapidresponse.staff import (
 )
 from web.context import services
 from web.inputs import refuse_nul_bytes
+from web.refusal import refusal
 from web.report import LANGUAGE_NAMES, LANGUAGES, STAFF_LANGUAGE_KEY, current_language
 
 STAFF_BLUEPRINTS = ("auth", "board", "people", "my", "simulator", "areas")
@@ -103,6 +104,20 @@ class Staff:
 class LoginForm(FlaskForm):  # type: ignore[misc]
     email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=254)])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
+
+
+class JoinForm(FlaskForm):  # type: ignore[misc]
+    password = PasswordField(
+        _l("Choose a password (at least 12 characters)"),
+        validators=[DataRequired(), Length(max=1024)],
+    )
+    again = PasswordField(
+        _l("The same password again"),
+        validators=[
+            DataRequired(),
+            EqualTo("password", message=_l("The two passwords are not the same.")),
+        ],
+    )
 
 
 class CodeForm(FlaskForm):  # type: ignore[misc]
@@ -320,6 +335,30 @@ def _code_page(
         qr=qr,
         secret=secret,
     )
+
+
+@bp.route("/invite/<token>", methods=["GET", "POST"])
+def join(token: str) -> ResponseReturnValue:
+    """A one-time invitation: set a password, then enrol the authenticator (the code step)."""
+    found = services()
+    form = JoinForm()
+    with found.database.session() as db:
+        pending = invites.open_invite(db, token, utcnow())
+    if pending is None:
+        return _page("auth/join.html", form, 404, gone=True)
+    if request.method == "GET" or not form.validate():
+        status = 200 if request.method == "GET" else 400
+        return _page("auth/join.html", form, status, invite=pending)
+    try:
+        with found.database.session() as db:
+            user_id = invites.accept(db, token, form.password.data, utcnow()).id
+    except invites.InviteRefused as refused:
+        error = refusal(refused)
+        return _page("auth/join.html", form, 400, invite=pending, error=error)
+    _fresh_session()
+    session[PENDING_USER_KEY] = user_id  # the password step is done: on to the authenticator
+    session[PENDING_AT_KEY] = int(time.time())
+    return redirect(url_for("auth.code"))
 
 
 @bp.post("/logout")

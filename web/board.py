@@ -50,23 +50,17 @@ from rapidresponse.incident_notes import CommentRefused, add_comment, notes_of
 from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
 from rapidresponse.models import Alert, AlertKind, Area, IncidentState, utcnow
 from rapidresponse.next_step import timing
-from rapidresponse.refusals import Refused
 from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
 from web.context import services
 from web.inputs import row_id
+from web.refusal import refusal
 from web.settled_progress import SettledProgress
 from web.shared_render import RETRY_AFTER_SECONDS, Busy, RenderGate, SharedRender
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("board", __name__, url_prefix="/board")
-
-
-def refusal(refused: Refused) -> str:
-    """The refusal in the staff member's language (its English wording is the msgid)."""
-    translated: str = _(refused.wording)
-    return translated % refused.details
 
 
 FOLLOW_UP_KINDS = {kind.value: kind for kind in broadcast.FOLLOW_UP_KINDS}

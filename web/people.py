@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from dispatch.welcome import enqueue_welcome
-from rapidresponse import audit
+from rapidresponse import audit, invites
 from rapidresponse.board import responder_views, subscriber_counts
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
@@ -27,6 +27,7 @@ from rapidresponse.models import (
     Dispatch,
     Language,
     Responder,
+    StaffRole,
     StaffUser,
     utcnow,
 )
@@ -41,10 +42,10 @@ from rapidresponse.staff import (
     live_sessions,
 )
 from web.auth import SAFE_NEXT, requires, session_rules, signed_in
-from web.board import refusal
 from web.board_live import disconnect_session
 from web.context import services
 from web.inputs import row_id, row_ids
+from web.refusal import refusal
 
 bp = Blueprint("people", __name__)
 log = logging.getLogger(__name__)
@@ -298,7 +299,47 @@ def accounts() -> ResponseReturnValue:
             }
             for u in users
         ]
-    return render_template("people/staff.html", accounts=rows)
+        waiting = invites.pending(session, utcnow())
+    return render_template(
+        "people/staff.html", accounts=rows, invites=waiting, roles=invites.INVITABLE_ROLES
+    )
+
+
+@bp.post("/staff/invites")
+@requires(Permission.MANAGE_STAFF)
+def invite() -> ResponseReturnValue:
+    """A one-time link for a new dispatcher or coordinator, shown here once."""
+    found = services()
+    staff = signed_in()
+    try:
+        role = StaffRole(request.form.get("role", ""))
+    except ValueError:
+        role = StaffRole.RESPONDER  # refused below, in words
+    try:
+        with found.database.session() as session:
+            row, token = invites.invite(
+                session, request.form.get("email", "")[:300], role, staff.user_id, utcnow()
+            )
+            email, expires_at = row.email, row.expires_at
+    except invites.InviteRefused as refused:
+        flash(refusal(refused))
+        return redirect(url_for("people.accounts"), code=303)
+    link = found.settings.public_url.rstrip("/") + url_for("auth.join", token=token)
+    return render_template(
+        "people/invite_link.html", link=link, email=email, role=role, expires_at=expires_at
+    )
+
+
+@bp.post("/staff/invites/<int:invite_id>/withdraw")
+@requires(Permission.MANAGE_STAFF)
+def withdraw_invite(invite_id: int) -> ResponseReturnValue:
+    with services().database.session() as session:
+        withdrawn = invites.withdraw(session, invite_id, signed_in().user_id, utcnow())
+    if withdrawn:
+        flash(_("Invitation withdrawn: its link no longer works."))
+    else:
+        flash(_("That invitation was already used or withdrawn."))
+    return redirect(url_for("people.accounts"), code=303)
 
 
 ACCOUNT_ACTION_DONE = {
@@ -344,13 +385,17 @@ def audit_log() -> ResponseReturnValue:
             query = query.where(AuditEvent.id < before)
         events = session.scalars(query).all()
         total = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+        references = {e.actor for e in events} | {e.subject for e in events}
+        names = audit.readable_names(session, references)
         rows = [
             {
                 "id": e.id,
                 "occurred_at": e.occurred_at,
-                "actor": e.actor,
+                "actor": names.get(e.actor, e.actor),
+                "actor_id": e.actor,
                 "action": e.action,
-                "subject": e.subject,
+                "subject": names.get(e.subject, e.subject),
+                "subject_id": e.subject,
                 "details": e.details,
                 "hash": (e.hash or "…")[:12],  # "…": not sealed into the chain yet
             }

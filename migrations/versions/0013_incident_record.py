@@ -1,5 +1,5 @@
-"""the incident record: second waves linked to what they follow, dispatcher comments,
-a responder's welcome sent once
+"""the incident record: second waves linked to what they follow, merges, dispatcher
+comments, a responder's welcome sent once, staff invites
 
 Revision ID: 0013
 Revises: 0012
@@ -67,9 +67,42 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_incident_comments_incident_id"), ["incident_id"], unique=False
         )
+    op.create_table(
+        "staff_invites",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column(
+            "role",
+            sa.Enum(
+                "coordinator",
+                "dispatcher",
+                "responder",
+                name="staffrole",
+                native_enum=False,
+                length=20,
+                create_constraint=True,
+            ),
+            nullable=False,
+        ),
+        sa.Column("invited_by_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["invited_by_id"],
+            ["staff_users.id"],
+            name=op.f("fk_staff_invites_invited_by_id_staff_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_invites")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_staff_invites_token_hash")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("staff_invites")
     with op.batch_alter_table("incident_comments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_incident_comments_incident_id"))
     op.drop_table("incident_comments")

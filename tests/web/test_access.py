@@ -64,6 +64,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/report"): EVERYONE,
     ("GET", "/report/thanks"): EVERYONE,
     ("GET", "/login"): EVERYONE,
+    ("GET", "/invite/<token>"): EVERYONE,  # the link is the key: its own tests
+    ("POST", "/invite/<token>"): EVERYONE,
     ("POST", "/login"): EVERYONE,
     ("GET", "/login/code"): EVERYONE,
     ("POST", "/login/code"): EVERYONE,
@@ -112,6 +114,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/audit/verify"): COORDINATOR,
     ("GET", "/my"): frozenset({"responder", "coordinator"}),
     ("GET", "/my/card"): frozenset({"responder", "dispatcher", "coordinator"}),
+    ("POST", "/staff/invites"): COORDINATOR,
+    ("POST", "/staff/invites/<int:invite_id>/withdraw"): COORDINATOR,
     ("POST", "/people/responders/<int:responder_id>/call"): BOARD,
 }
 # Routes of libraries, not ours to guard.
@@ -184,6 +188,8 @@ def fill(rule: str, world: World, services: Services) -> str:
         .replace("<int:session_id>", str(session_id))
         .replace("<int:user_id>", str(user_id))
         .replace("<int:area_id>", str(area_id))
+        .replace("<int:invite_id>", "1")
+        .replace("<token>", "no-such-invitation")
         .replace("<any(disable, enable, 'reset-second-factor'):action>", "enable")
     )
 
