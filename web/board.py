@@ -23,7 +23,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -269,7 +269,7 @@ def page(incident_id: int) -> ResponseReturnValue:
     try:
         paged = page_more(services(), incident_id, how_many, signed_in().user_id)
         flash(
-            _("%(count)d more responders paged.", count=paged)
+            ngettext("%(num)d more responder paged.", "%(num)d more responders paged.", paged)
             if paged
             else _("Nobody else is on shift nearby.")
         )

@@ -13,6 +13,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -412,7 +413,13 @@ def audit_verify() -> ResponseReturnValue:
         broken = audit.verify(session)
         count = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
     if broken is None:
-        flash(_("The chain is intact: all %(count)d events check out.", count=count))
+        flash(
+            ngettext(
+                "The chain is intact: its %(num)d event checks out.",
+                "The chain is intact: all %(num)d events check out.",
+                count,
+            )
+        )
     else:
         flash(_("The chain is broken at event %(id)d: it was changed or removed.", id=broken))
     return redirect(url_for("people.audit_log"), code=303)

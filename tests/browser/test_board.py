@@ -112,14 +112,14 @@ def test_a_dispatcher_sees_a_report_arrive_and_sends_the_alert(
     expect(percent).to_have_attribute("data-percent", "100", timeout=SENDING_MS)
     expect(percent).to_have_text("100%")
     counts = page.locator(".progress .counts")
-    expect(counts).to_contain_text(f"{SUBSCRIBERS} sent")
-    expect(counts).to_contain_text(f"0 waiting of {SUBSCRIBERS}")
+    expect(counts).to_contain_text(f"Recipients: {SUBSCRIBERS} · sent: {SUBSCRIBERS}")
+    expect(counts).to_contain_text("waiting: 0")
 
     # The record agrees.
     page.unroute("**/live")
     page.reload()
     expect(page.locator("article.alert-detail")).to_have_attribute("data-status", "complete")
-    expect(counts).to_contain_text(f"0 waiting of {SUBSCRIBERS}")
+    expect(counts).to_contain_text("waiting: 0")
     page.screenshot(path=artifacts / "alert-sent.png", full_page=True)
 
     with services.database.session() as session:

@@ -126,7 +126,13 @@ def test_the_sweep_dispatches_an_incident_whose_job_was_lost(
     from dispatch.incidents import sweep_incidents
 
     an_incident(services, opened_at=utcnow() - timedelta(minutes=5))
-    assert sweep_incidents() == {"dispatched": 1, "timed_out": 0, "expired": 0, "closed": 0}
+    assert sweep_incidents() == {
+        "dispatched": 1,
+        "timed_out": 0,
+        "expired": 0,
+        "closed": 0,
+        "welcomed": 0,
+    }
     assert queue(QueueName.REPLIES, redis_client).count == 1
 
 
@@ -145,7 +151,13 @@ def test_the_sweep_leaves_fresh_incidents_to_the_scheduler(services: Services) -
     from dispatch.incidents import sweep_incidents
 
     an_incident(services)
-    assert sweep_incidents() == {"dispatched": 0, "timed_out": 0, "expired": 0, "closed": 0}
+    assert sweep_incidents() == {
+        "dispatched": 0,
+        "timed_out": 0,
+        "expired": 0,
+        "closed": 0,
+        "welcomed": 0,
+    }
 
 
 # --- forgetting who reported -----------------------------------------------------------------

@@ -1,0 +1,220 @@
+"""Every staff page, in Spanish: no English label of our own, no "1 reportes".
+
+The world has something in every state a page can show (incidents being verified,
+confirmed, decided, closed, merged; a verdict with its note, a comment; alerts drafted
+and sent; invitations; a responder), and each staff page is rendered in Spanish, as a
+coordinator sees it. The page's visible text, without what people wrote (reports, notes,
+the English preview of an alert, names, e-mails), must contain none of the English labels
+of our own catalog, and no count of one with a plural noun; the same check for plurals
+runs in English.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from dispatch.alerts import draft_for_incident
+from dispatch.services import Services
+from rapidresponse.crypto import Purpose
+from rapidresponse.incident_notes import add_comment
+from rapidresponse.models import (
+    AuditEvent,
+    Dispatch,
+    DispatchState,
+    Incident,
+    IncidentState,
+    StaffRole,
+    Verdict,
+    utcnow,
+)
+from rapidresponse.shredding import incident_key
+from tests.web.staff_helpers import add_account, sign_in
+from tests.web.test_access import ROUTES, World, build_world, fill
+
+CATALOG = Path(__file__).resolve().parents[2] / "web/translations/es/LC_MESSAGES/messages.po"
+# What people wrote, and what is English by design, is not ours to translate.
+NOT_OURS = {"blockquote", "q", "pre", "code", "kbd", "textarea", "script", "style", "option"}
+NOT_OURS_CLASSES = {"author", "code", "area", "email", "report-text", "note-text"}
+# Words the same in both languages ("responder" is also Spanish: to answer), or names.
+SAME_IN_BOTH = {"No", "Total", "SMS", "GSM-7", "UCS-2", "Hash", "Email", "OK", "responder"}
+PLURAL_NOUNS = (
+    "reportes|independientes|testigos|avisados|respondedores|segmentos|caracteres|"
+    "suscriptores|eventos|incidentes|alertas|minutos|horas|enviados|entregados|fallidos|"
+    "reports|eyewitnesses|responders|segments|characters|subscribers|events|incidents"
+)
+ONE_AND_A_PLURAL = re.compile(rf"(?<![\d.,])1 ({PLURAL_NOUNS})\b")
+
+
+class VisibleText(HTMLParser):
+    """The text a reader sees, minus what people wrote and what is English by design."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipping: list[str] = []
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        classes = set((found.get("class") or "").split())
+        not_ours = (
+            tag in NOT_OURS
+            or classes & NOT_OURS_CLASSES
+            or found.get("lang") == "en"
+            or (found.get("title") is not None and tag == "td")
+        )
+        void = tag in ("br", "img", "input", "meta", "link")
+        if (self.skipping or not_ours) and not void:
+            self.skipping.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skipping and self.skipping[-1] == tag:
+            self.skipping.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    reader = VisibleText()
+    reader.feed(html)
+    return " ".join(" ".join(reader.parts).split())
+
+
+def english_labels() -> list[str]:
+    """Our own English labels: short messages of the catalog whose Spanish differs."""
+    with CATALOG.open("rb") as handle:
+        catalog = read_po(handle)
+    labels = []
+    for message in catalog:
+        if not message.id or isinstance(message.id, tuple) or "%" in message.id:
+            continue
+        words = message.id.split()
+        translated = bool(message.string) and message.string != message.id
+        if 1 <= len(words) <= 4 and translated and message.id not in SAME_IN_BOTH:
+            labels.append(message.id)
+    return sorted(labels, key=len, reverse=True)
+
+
+def full_world(services: Services) -> World:
+    world = build_world(services)
+    commenter = add_account(services, StaffRole.DISPATCHER, "dispatch@example.org")
+    with services.database.session() as session:
+        confirmed = session.get_one(Incident, world.incident_id)
+        session.add(
+            Dispatch(
+                incident_id=confirmed.id,
+                responder_id=world.responder_id,
+                state=DispatchState.DONE,
+                verdict=Verdict.CONFIRM,
+                verdict_at=utcnow(),
+                note_sealed=services.cipher.seal(
+                    incident_key(confirmed.id), "dos camionetas", Purpose.DISPATCH_NOTE
+                ),
+            )
+        )
+        for code, state in (
+            ("R2P3", IncidentState.REPORTED),
+            ("D2P3", IncidentState.DISPATCHED),
+            ("F2P3", IncidentState.FALSE_ALARM),
+            ("U2P3", IncidentState.UNVERIFIED),
+            ("C2P3", IncidentState.CLOSED),
+        ):
+            incident = Incident(
+                code=code,
+                state=state,
+                area_id=confirmed.area_id,
+                closed_at=utcnow() if state is IncidentState.CLOSED else None,
+                follows_id=confirmed.id if state is IncidentState.REPORTED else None,
+            )
+            session.add(incident)
+            session.flush()
+            if state is IncidentState.DISPATCHED:
+                session.add(Dispatch(incident_id=incident.id, responder_id=world.responder_id))
+        add_comment(session, services.cipher, confirmed.id, commenter.id, "llamamos a la escuela")
+    return world
+
+
+@pytest.fixture
+def world(services: Services) -> World:
+    world = full_world(services)
+    draft_for_incident(services, world.incident_id)
+    return world
+
+
+@pytest.fixture
+def coordinator(app: Flask, services: Services, world: World) -> FlaskClient:
+    client = app.test_client()
+    sign_in(client, services, add_account(services, StaffRole.COORDINATOR))
+    return client
+
+
+def staff_pages(services: Services, world: World) -> list[str]:
+    with services.database.session() as session:
+        incidents = session.scalars(select(Incident.id)).all()
+    pages = [
+        fill(rule, world, services)
+        for method, rule in ROUTES
+        if method == "GET" and "coordinator" in ROUTES[(method, rule)] and "<" not in rule
+    ]
+    with_ids = [
+        fill(rule, world, services)
+        for method, rule in ROUTES
+        if method == "GET" and "coordinator" in ROUTES[(method, rule)] and "<int:" in rule
+    ]
+    return sorted({*pages, *with_ids, *(f"/board/incidents/{i}" for i in incidents)})
+
+
+def test_every_staff_page_in_spanish_has_no_english_label_of_ours(
+    coordinator: FlaskClient, services: Services, world: World
+) -> None:
+    labels = english_labels()
+    assert len(labels) > 100  # the check has something to check with
+    coordinator.get("/board?lang=es")  # the choice is kept for the session
+    checked, leaks = 0, []
+    for path in staff_pages(services, world):
+        response = coordinator.get(path)
+        if response.mimetype != "text/html" or response.status_code != 200:
+            continue
+        checked += 1
+        text = visible_text(response.get_data(as_text=True))
+        for label in labels:
+            found = re.search(rf"(?<![\w-]){re.escape(label)}(?![\w-])", text)
+            if found:
+                around = text[max(0, found.start() - 40) : found.end() + 40]
+                leaks.append(f"{path}: {label!r} in …{around}…")
+        for match in ONE_AND_A_PLURAL.finditer(text):
+            leaks.append(f"{path}: {match.group(0)!r}")
+    assert checked >= 10
+    assert leaks == [], "\n".join(leaks)
+
+
+def test_no_english_page_says_one_with_a_plural(
+    coordinator: FlaskClient, services: Services, world: World
+) -> None:
+    coordinator.get("/board?lang=en")
+    for path in staff_pages(services, world):
+        text = visible_text(coordinator.get(path).get_data(as_text=True))
+        assert not ONE_AND_A_PLURAL.search(text), path
+
+
+def test_the_board_and_the_texts_use_the_same_words(
+    coordinator: FlaskClient, services: Services, world: World
+) -> None:
+    """The all-clear is "FIN DE ALERTA" in the Spanish texts: the board says so too."""
+    from rapidresponse.messages import catalog
+    from rapidresponse.models import Language
+
+    assert catalog(Language.ES)["alert.all_clear"].startswith("FIN DE ALERTA")
+    page = coordinator.get(f"/board/alerts/{world.alert_id}?lang=es").get_data(as_text=True)
+    assert "Fin de alerta" in page  # the follow-up kind to choose
+    with services.database.session() as session:
+        assert session.scalar(select(AuditEvent.id).limit(1)) is not None
