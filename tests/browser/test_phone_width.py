@@ -16,9 +16,7 @@ from tests.web.test_staff_pages_in_spanish import full_world, staff_pages
 
 @pytest.mark.sends_through_api  # the workers page the world's responder
 @pytest.mark.parametrize("lang", ["en", "es"])
-def test_no_staff_page_scrolls_sideways_on_a_phone(
-    page: Page, live: Live, lang: str
-) -> None:
+def test_no_staff_page_scrolls_sideways_on_a_phone(page: Page, live: Live, lang: str) -> None:
     world = full_world(live.services)
     draft_for_incident(live.services, world.incident_id)
     page.set_viewport_size({"width": 375, "height": 800})
