@@ -5,6 +5,7 @@ a local Twilio-compatible server, the real database and Redis.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -29,12 +30,14 @@ from rapidresponse.models import (
     Dispatch,
     Incident,
     IncidentState,
+    StaffRole,
 )
 from rapidresponse.reports import counts
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.factories import add_on_shift_responder
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import Phone
+from tests.web.staff_helpers import add_account, post_form, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.sends_through_api]
 
@@ -76,6 +79,10 @@ class Scene:
         """The incident the three reports made (a stranger's text may open another)."""
         with self.services.database.session() as session:
             return session.scalars(select(Incident).order_by(Incident.id)).first()  # type: ignore[return-value]
+
+    def incidents(self) -> list[Incident]:
+        with self.services.database.session() as session:
+            return list(session.scalars(select(Incident).order_by(Incident.id)))
 
     def pages_to(self, number: str) -> list[str]:
         return [m.body for m in self.fake.messages if m.to == number]
@@ -243,19 +250,40 @@ def everything_in(redis: Redis) -> bytes:
     return bytes(blob)
 
 
-def test_numbers_and_report_text_stay_out_of_logs_jobs_and_redis(
-    scene: Scene, redis_client: Redis
+STRANGER = "+15035550177"
+
+
+def test_numbers_report_text_notes_and_comments_stay_out_of_logs_jobs_and_redis(
+    scene: Scene, redis_client: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     incident = three_reports(scene)
     scene.work()
     scene.text(ANA, f"{incident.code} GO")
     scene.text(ANA, f"{incident.code} CONFIRM they took a neighbor from 4417 NE 42nd")
+    # A dispatcher's comment, through the board, and a merge that re-seals everything.
+    dispatcher = scene.app.test_client()
+    sign_in(dispatcher, scene.services, add_account(scene.services, StaffRole.DISPATCHER))
+    page = dispatcher.get(f"/board/incidents/{incident.id}").get_data(as_text=True)
+    comment = {"comment": "the school on Prescott keeps the children inside"}
+    post_form(dispatcher, f"/board/incidents/{incident.id}/comment", comment, page)
+    assert scene.text(STRANGER, "agents knocking on doors, they took my neighbour")
+    others = [i for i in scene.incidents() if i.id != incident.id]
+    assert others, "the unplaced report opened an incident of its own"
+    post_form(dispatcher, f"/board/incidents/{incident.id}/merge", {"other_id": others[0].id}, page)
+    assert (
+        dispatcher.get(f"/board/incidents/{incident.id}")
+        .get_data(as_text=True)
+        .count("school on Prescott")
+        == 1
+    )
     scene.work()
     # Seven-digit fragments, so a national or formatted form of a number is caught too.
-    secrets = [n[-7:].encode() for n in (*REPORTERS, ANA, BEN)]
+    secrets = [n[-7:].encode() for n in (*REPORTERS, ANA, BEN, STRANGER)]
     secrets += [b"Killingsworth", b"agentes de inmigracion", b"unmarked trucks", b"took a neighbor"]
+    secrets += [b"school on Prescott", b"knocking on doors"]
     stored = everything_in(redis_client)
-    logs = "\n".join(scene.worker_output).encode()
+    logs = ("\n".join(scene.worker_output) + caplog.text).encode()
     events = json.dumps(scene.events).encode()
     assert b"rq:job:" in stored and scene.events  # the scan did see jobs and events
     for secret in secrets:
