@@ -229,6 +229,7 @@ def test_production_refuses_the_simulator(tmp_path: Path) -> None:
         ("REPORT_MERGE_MINUTES", "report_merge_minutes", 30),
         ("REPORT_MERGE_METERS", "report_merge_meters", 1500),
         ("REPORT_FOLLOW_UP_MINUTES", "report_follow_up_minutes", 30),
+        ("SECOND_WAVE_MINUTES", "second_wave_minutes", 30),
         ("DISPATCH_ACK_SECONDS", "ack_timeout_seconds", 300),
         ("VERIFY_DEADLINE_SECONDS", "verify_deadline_seconds", 2700),
         ("REPORT_RETENTION_DAYS", "report_retention_days", 30),
