@@ -15,8 +15,9 @@ from dispatch.incidents import (
     incident_opened,
     incident_touched,
     quietly,
+    verification_deadline,
 )
-from dispatch.queues import QueueName, enqueue
+from dispatch.queues import QueueName, enqueue, enqueue_in
 from dispatch.services import Services
 from rapidresponse import corrections
 from rapidresponse.corrections import Corrected
@@ -33,6 +34,17 @@ def _corrected(
         incident_opened(services, done.incident_id)
     if done.transition is not None:
         incident_changed(services, done.transition)
+    if done.verify_again:
+        quietly(
+            lambda: enqueue_in(
+                services.redis,
+                QueueName.REPLIES,
+                timedelta(seconds=services.settings.verify_deadline_seconds),
+                verification_deadline,
+                done.incident_id,
+            ),
+            done.incident_id,
+        )
     if done.dispatch_again:
         quietly(
             lambda: enqueue(services.redis, QueueName.REPLIES, dispatch_incident, done.incident_id),

@@ -265,11 +265,13 @@ def sweep_incidents() -> dict[str, int]:
                 Dispatch.paged_at < now - timedelta(seconds=settings.ack_timeout_seconds) - grace,
             )
         ).all()
+        # The deadline runs from the opening, or from a reopening (or an undone place).
+        deadline = now - timedelta(seconds=settings.verify_deadline_seconds) - grace
         overdue = session.scalars(
             select(Incident.id).where(
                 Incident.state.in_(PAGEABLE_STATES),
-                Incident.opened_at
-                < now - timedelta(seconds=settings.verify_deadline_seconds) - grace,
+                Incident.opened_at < deadline,
+                Incident.state_changed_at < deadline,
             )
         ).all()
         stale = session.scalars(

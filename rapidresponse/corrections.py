@@ -62,6 +62,7 @@ class Corrected:
     transition: Transition | None = None  # a state it decided (a merge reaching quorum)
     dispatch_again: bool = False  # it is being verified and may need responders
     opened: bool = False  # a new incident (a split): dispatch it like any other
+    verify_again: bool = False  # reopened while being verified: a new verification deadline
 
 
 def _reseal(
@@ -268,7 +269,8 @@ def split(
     alone = Incident(
         code=_new_incident_code(session),
         area_id=report.area_id or incident.area_id,
-        opened_at=report.received_at,
+        # Now, not when the report came: its verification deadline starts now.
+        opened_at=now,
         state_changed_at=now,
         reporter_count=1,
     )
@@ -276,7 +278,7 @@ def split(
     session.flush()
     report.text_sealed = _reseal(cipher, report.text_sealed, Purpose.REPORT_TEXT, alone.id)
     report.location_sealed = _reseal(cipher, report.location_sealed, Purpose.LOCATION, alone.id)
-    alone.location_sealed = _reseal(cipher, report.location_sealed, Purpose.LOCATION, alone.id)
+    alone.location_sealed = report.location_sealed  # the same place, under the same key
     report.incident_id = alone.id
     incident.reporter_count = max(1, (incident.reporter_count or 1) - 1)
     audit.record(
@@ -317,7 +319,8 @@ def reopen(session: Session, incident_id: int, staff_id: int, retention: timedel
     by = f"staff:{staff_id}"
     set_state(session, incident, previous, by)
     audit.record(session, actor=by, action="incident.reopened", subject=f"incident:{incident.id}")
-    return Corrected(incident.id, dispatch_again=previous in PAGEABLE_STATES)
+    being_verified = previous in PAGEABLE_STATES
+    return Corrected(incident.id, dispatch_again=being_verified, verify_again=being_verified)
 
 
 def _state_before_closing(session: Session, incident_id: int) -> IncidentState:

@@ -218,6 +218,28 @@ def test_an_incident_being_verified_reopens_and_is_dispatched_again(
     assert jobs.dispatch_incident(cully.id) == "paged 1"  # Ana's page closed with it: Ben
 
 
+def test_a_reopened_incident_gets_a_new_verification_deadline(
+    responders: Services, sms_app: Flask
+) -> None:
+    cully, _unplaced = two_incidents(responders, sms_app)
+    close_from_board(responders, cully.id, STAFF)
+    with responders.database.session() as session:  # opened long before the deadline
+        session.execute(
+            update(Incident)
+            .where(Incident.id == cully.id)
+            .values(opened_at=utcnow() - timedelta(hours=2))
+        )
+    corrections.reopen(responders, cully.id, STAFF)
+    assert jobs.sweep_incidents()["expired"] == 0  # not unverified a minute after reopening
+    assert row(responders, cully.id).state is IncidentState.DISPATCHED
+    scheduled = queue(QueueName.REPLIES, responders.redis).scheduled_job_registry
+    names = [
+        queue(QueueName.REPLIES, responders.redis).fetch_job(job_id).func_name  # type: ignore[union-attr]
+        for job_id in scheduled.get_job_ids()
+    ]
+    assert any(name.endswith("verification_deadline") for name in names)
+
+
 def test_an_erased_or_merged_incident_is_not_reopened(responders: Services, sms_app: Flask) -> None:
     cully, unplaced = two_incidents(responders, sms_app)
     corrections.merge(responders, cully.id, unplaced.id, STAFF)
