@@ -139,8 +139,9 @@ def test_the_sweep_dispatches_an_incident_whose_job_was_lost(
 def test_the_sweep_expires_an_incident_past_its_deadline(services: Services) -> None:
     from dispatch.incidents import sweep_incidents
 
+    long_ago = utcnow() - timedelta(hours=2)
     incident_id = an_incident(
-        services, opened_at=utcnow() - timedelta(hours=2), escalated_at=utcnow()
+        services, opened_at=long_ago, state_changed_at=long_ago, escalated_at=utcnow()
     )
     assert sweep_incidents()["expired"] == 1
     with services.database.session() as session:
