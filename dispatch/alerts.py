@@ -284,6 +284,8 @@ def approve_from_board(services: Services, alert_id: int, staff_id: int) -> Appr
     """
     with services.database.session() as session:
         state = record_approval(session, alert_id, staff_id, approval_rules(services), utcnow())
+    if state.repeated:
+        return state  # the first click did it (and the approval of others, if complete)
     if state.complete:
         # A second approver may have been quicker: then it is sent already.
         with suppress(broadcast.AlertNotApprovable):

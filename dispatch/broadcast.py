@@ -104,6 +104,7 @@ class Result:
 class Tally:
     sent: int = 0
     failed: int = 0
+    expired: int = 0  # never sent: the alert's validity ran out first
     released: int = 0
     skipped: int = 0
 
@@ -111,6 +112,7 @@ class Tally:
         return {
             "sent": self.sent,
             "failed": self.failed,
+            "expired": self.expired,
             "released": self.released,
             "skipped": self.skipped,
         }
@@ -227,7 +229,7 @@ async def _send_claimed(services: Services, lease: BatchLease) -> Tally:
     now = utcnow()
     # Past its validity, or its text already erased with its incident: dropped, not sent.
     if not bodies or (expires_at is not None and now >= expires_at):
-        tally.failed += _finish_all(services, lease, DeliveryStatus.EXPIRED)
+        tally.expired += _finish_all(services, lease, DeliveryStatus.EXPIRED)
         return tally
     sender = make_async_sender(
         services.settings, services.database, services.cipher, services.index, services.redis

@@ -36,6 +36,9 @@ class ApprovalRules:
 class ApprovalState:
     approvals: int
     needed: int
+    # This person's approval was counted before (a double click, a resubmitted form):
+    # nothing new happened, and the answer is the same as the first time.
+    repeated: bool = False
 
     @property
     def complete(self) -> bool:
@@ -67,19 +70,24 @@ def record_approval(
     When the returned state is complete, the caller commits and then approves the alert
     (which writes the ledger and enqueues the batches).
 
+    A second approval by the same person (a double click) returns the state with
+    ``repeated`` set, whatever happened since: the dispatcher sees what the first click did.
+
     Raises:
-        ApprovalRefused: not a draft, already approved by this person, or over the cap.
+        ApprovalRefused: not a draft (and not approved by this person), or over the cap.
     """
     alert = session.get(Alert, alert_id, with_for_update=True)  # approvals one at a time
-    if alert is None or alert.status is not AlertStatus.DRAFT:
+    if alert is None:
         raise ApprovalRefused(N_("This alert is no longer waiting for approval."))
     approvers = set(
         session.scalars(
             select(AlertApproval.staff_user_id).where(AlertApproval.alert_id == alert_id)
         )
     )
-    if staff_id in approvers:
-        raise ApprovalRefused(N_("You approved this alert already: another dispatcher must."))
+    if staff_id in approvers and alert.status is not AlertStatus.CANCELLED:
+        return ApprovalState(len(approvers), rules.approvers, repeated=True)
+    if alert.status is not AlertStatus.DRAFT:
+        raise ApprovalRefused(N_("This alert is no longer waiting for approval."))
     state = ApprovalState(len(approvers) + 1, rules.approvers)
     if state.complete and cap_reached(session, alert, rules, now):
         raise ApprovalRefused(

@@ -68,8 +68,10 @@ FAILED_STATUSES = (
     DeliveryStatus.FAILED,
     DeliveryStatus.UNDELIVERABLE,
     DeliveryStatus.OPTED_OUT,
-    DeliveryStatus.EXPIRED,
 )
+# Accepted by the provider (or possibly: a send whose outcome was unknowable was retried
+# and may have arrived twice): the people a follow-up goes to.
+ACCEPTED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
 # Twilio error codes that say something about the recipient (see dispatch.senders).
 OPTED_OUT_CODES = frozenset({21610})
 BAD_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
@@ -94,7 +96,8 @@ class Approval:
 
 @dataclass(frozen=True)
 class Progress:
-    """Counts for the board's progress bar. ``failed`` includes expired and opted-out."""
+    """Counts for the board's progress bar. ``failed`` includes opted-out and bad numbers;
+    ``expired`` are those never sent because the alert's validity ran out first."""
 
     alert_id: int
     total: int
@@ -103,6 +106,7 @@ class Progress:
     delivered: int
     failed: int
     unknown_outcomes: int
+    expired: int = 0
 
     @property
     def done(self) -> bool:
@@ -116,6 +120,7 @@ class Progress:
             "sent": self.sent,
             "delivered": self.delivered,
             "failed": self.failed,
+            "expired": self.expired,
         }
 
 
@@ -259,14 +264,17 @@ def audience(alert: Alert) -> Select[int, Language]:
     """(subscriber id, language) of everyone this alert goes to, each once.
 
     An alert goes to the active, confirmed subscribers of its areas. A follow-up goes to
-    exactly the recipients of the alert it follows, wherever they have moved since,
-    except those who opted out or whose number stopped working.
+    the people who got the alert it follows (the provider accepted it for them, or a send
+    whose outcome was unknowable may have reached them), wherever they have moved since,
+    except those who opted out or whose number stopped working since: never to someone
+    whose alert expired or failed before it was sent (an all-clear for an alert they never
+    saw would only confuse).
     """
     if alert.kind in FOLLOW_UP_KINDS:
         return (
             select(Subscriber.id, Subscriber.language)
             .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-            .where(Delivery.alert_id == alert.parent_id, _sendable())
+            .where(Delivery.alert_id == alert.parent_id, got_it(), _sendable())
             .distinct()
         )
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
@@ -280,6 +288,20 @@ def audience(alert: Alert) -> Select[int, Language]:
         )
         .distinct()
     )
+
+
+def got_it() -> ColumnElement[bool]:
+    """A delivery that reached (or may have reached) its recipient."""
+    return or_(Delivery.status.in_(ACCEPTED_STATUSES), Delivery.unknown_outcomes > 0)
+
+
+def audience_by_language(session: Session, alert: Alert) -> dict[str, int]:
+    """How many people each language's text goes to: language value -> count."""
+    people = audience(alert).subquery()
+    rows = session.execute(
+        select(people.c.language, func.count()).group_by(people.c.language)
+    ).all()
+    return {Language(language).value: int(count) for language, count in rows}
 
 
 def audience_size(session: Session, alert: Alert) -> int:
@@ -352,6 +374,7 @@ def progress(session: Session, alert_id: int) -> Progress:
         delivered=counts.get(DeliveryStatus.DELIVERED, 0),
         failed=sum(counts.get(s, 0) for s in FAILED_STATUSES),
         unknown_outcomes=sum(int(unknown) for _, _, unknown in rows),
+        expired=counts.get(DeliveryStatus.EXPIRED, 0),
     )
 
 

@@ -50,7 +50,8 @@ def alert_list_command(limit: int) -> None:
             click.echo(
                 f"#{alert.id} {alert.kind.value:<10} {alert.status.value:<9} "
                 f"recipients {alert.recipient_count}: sent {counts.sent}, delivered "
-                f"{counts.delivered}, failed {counts.failed}, pending {counts.pending}"
+                f"{counts.delivered}, failed {counts.failed}, expired {counts.expired}, "
+                f"pending {counts.pending}"
             )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import (
@@ -27,6 +28,7 @@ from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dispatch import corrections
 from dispatch.alerts import (
@@ -43,12 +45,13 @@ from dispatch.live import live_version
 from dispatch.services import Services
 from rapidresponse import board, broadcast
 from rapidresponse.approvals import ApprovalRefused
+from rapidresponse.capacity import Capacity, capacity
 from rapidresponse.composer import NoteRefused, previews
 from rapidresponse.corrections import CorrectionRefused
 from rapidresponse.directory import changes_made_here, current_revision
 from rapidresponse.incident_notes import CommentRefused, add_comment, notes_of
 from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
-from rapidresponse.models import Alert, AlertKind, Area, IncidentState, utcnow
+from rapidresponse.models import Alert, AlertKind, AlertStatus, Area, IncidentState, utcnow
 from rapidresponse.next_step import timing
 from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
@@ -64,6 +67,19 @@ bp = Blueprint("board", __name__, url_prefix="/board")
 
 
 FOLLOW_UP_KINDS = {kind.value: kind for kind in broadcast.FOLLOW_UP_KINDS}
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    capacity: Capacity
+    areas: tuple[str, ...]
+    parent_recipients: int | None  # a follow-up: how many the alert it follows went to
+    validity_minutes: int
+
+    @property
+    def needs_consent(self) -> bool:
+        """Nobody would get it, or the validity would run out on some: say so, and ask."""
+        return self.capacity.recipients == 0 or self.capacity.dropped > 0
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -218,20 +234,39 @@ def _alert_context(alert_id: int) -> dict[str, Any]:
         if not views:
             abort(404)
         row = session.get_one(Alert, alert_id)
-        audience = broadcast.audience_size(session, row)
+        view = views[0]
+        plan = _send_plan(found, session, row, view.texts)
         # What the people on the ground said, beside the text that is about to go out.
         notes = notes_of(session, found.cipher, row.incident_id) if row.incident_id else []
-    view = views[0]
     staff = signed_in()
     return {
         "alert": view,
         "previews": previews(view.texts),
-        "audience": audience,
+        "audience": plan.capacity.recipients,
+        "plan": plan,
         "needed": approval_rules(found).approvers,
         "approved_by_me": staff.user_id in view.approver_ids,
         "notes": notes,
         "now": utcnow(),
     }
+
+
+def _send_plan(found: Services, session: Session, row: Alert, texts: dict[str, str]) -> SendPlan:
+    """Who a draft goes to, per language, and how long it takes: for the confirmation."""
+    parent = session.get(Alert, row.parent_id) if row.parent_id else None
+    areas = (parent or row).areas
+    settings = found.settings
+    return SendPlan(
+        capacity=capacity(
+            broadcast.audience_by_language(session, row),
+            texts,
+            settings.send_rate,
+            settings.alert_validity_minutes,
+        ),
+        areas=tuple(area.name for area in areas),
+        parent_recipients=parent.recipient_count if parent else None,
+        validity_minutes=settings.alert_validity_minutes,
+    )
 
 
 # --- acting --------------------------------------------------------------------------------
@@ -400,8 +435,20 @@ def draft(incident_id: int) -> ResponseReturnValue:
 @bp.post("/alerts/<int:alert_id>/approve")
 @requires(Permission.SEND_ALERTS)
 def approve(alert_id: int) -> ResponseReturnValue:
+    found = services()
+    with found.database.session() as session:
+        row = session.get(Alert, alert_id)
+        if row is None:
+            abort(404)
+        risky = (
+            row.status is AlertStatus.DRAFT
+            and _send_plan(found, session, row, broadcast.texts_of(found.cipher, row)).needs_consent
+        )
+    if risky and request.form.get("send_anyway") != "1":
+        flash(_("Nobody or not everyone would get this alert: tick “Send anyway” to send it."))
+        return redirect(url_for("board.alert", alert_id=alert_id), code=303)
     try:
-        state = approve_from_board(services(), alert_id, signed_in().user_id)
+        state = approve_from_board(found, alert_id, signed_in().user_id)
     except ApprovalRefused as refused:
         flash(refusal(refused))
     else:

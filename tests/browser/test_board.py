@@ -101,6 +101,7 @@ def test_a_dispatcher_sees_a_report_arrive_and_sends_the_alert(
 
     live.fake.policy = hold_the_sends
     with page.expect_navigation():
+        page.once("dialog", lambda dialog: dialog.accept())  # "Send to 30 people in Cully?"
         page.get_by_role("button", name="Approve and send").click()
     wait_until_connected(page)
     expect(page.locator("#live")).to_have_attribute("data-synced", re.compile(r"^\d+$"))
@@ -204,6 +205,7 @@ def test_a_forged_csrf_token_is_refused(page: Page, live: Live) -> None:
     expect(page.locator("#approve-form")).to_have_count(1)
 
     approve_url = f"{live.url}/board/alerts/{alert_id}/approve"
+    page.once("dialog", lambda dialog: dialog.accept())  # "Send to 3 people in Cully?"
     with page.expect_response(approve_url) as posted:
         forge_and_submit(page, "#approve-form")
     page.wait_for_url(approve_url)

@@ -97,6 +97,7 @@ class SimulatorPhone:
 
 def approve_and_watch_delivery(board: Page, recipients: int) -> None:
     expect(board.locator(".audience")).to_contain_text(f"Goes to {recipients} subscribers")
+    board.once("dialog", lambda dialog: dialog.accept())  # "Send to 3 people in Cully?"
     board.get_by_role("button", name="Approve and send").click()
     # Every message leaves (100%: none waiting), and then, as the simulator's status
     # callbacks arrive through the same code as Twilio's, 'delivered' rises on the page.

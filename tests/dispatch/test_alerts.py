@@ -304,7 +304,7 @@ def test_an_alert_whose_text_was_erased_is_dropped_not_sent(services: Services) 
     alerts.write_ledger(services, alert_id)
     incident_id = alert_row(services, alert_id).incident_id
     services.cipher.shred_keys.destroy(f"incident-{incident_id}")
-    assert send_batch(alert_id, 0)["failed"] == 1
+    assert send_batch(alert_id, 0)["expired"] == 1
     with services.database.session() as session:
         statuses = session.scalars(select(Delivery.status).where(Delivery.alert_id == alert_id))
         assert list(statuses) == [DeliveryStatus.EXPIRED]

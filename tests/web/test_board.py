@@ -211,8 +211,19 @@ def test_closing_an_incident(dispatcher: FlaskClient, services: Services, world:
 
 
 def draft_alert(services: Services, world: World) -> int:
-    from dispatch.alerts import draft_follow_up
+    """An update to the world's alert, once that alert reached its three subscribers (a
+    follow-up goes only to those the alert reached)."""
+    from sqlalchemy import update
 
+    from dispatch.alerts import draft_follow_up
+    from rapidresponse.models import Delivery, DeliveryStatus
+
+    with services.database.session() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.alert_id == world.alert_id)
+            .values(status=DeliveryStatus.SENT)
+        )
     return draft_follow_up(services, world.alert_id, AlertKind.UPDATE, note="Agents left")
 
 

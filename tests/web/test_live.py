@@ -113,6 +113,7 @@ def test_a_broadcast_pushes_its_progress_from_the_workers(
         "sent": 1200,
         "delivered": 0,
         "failed": 0,
+        "expired": 0,
     }
     sent = [data["sent"] for data in progress]
     assert sent == sorted(sent)  # counts only grow

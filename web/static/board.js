@@ -2,6 +2,19 @@
 // fetch the page's fragment again from the server, which is the record.
 (function () {
   "use strict";
+  // A form that sends something to many people names its audience before it goes, and
+  // goes once: its button is disabled by the first click (a double click sends nothing
+  // twice; the server also answers a repeat with what the first click did).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { event.preventDefault(); return; }
+    if (question) {
+      Array.prototype.forEach.call(form.querySelectorAll("button[type=submit]"), function (b) {
+        b.disabled = true;
+      });
+    }
+  });
   var live = document.getElementById("live");
   var status = document.getElementById("connection");
   if (!live || typeof io === "undefined") { return; }
@@ -82,7 +95,7 @@
       var percent = bar.querySelector(".percent");
       var value = data.total ? Math.round(100 * done / data.total) : 100;
       if (percent) { percent.textContent = value + "%"; percent.setAttribute("data-percent", String(value)); }
-      ["sent", "delivered", "failed", "pending", "total"].forEach(function (field) {
+      ["sent", "delivered", "failed", "expired", "pending", "total"].forEach(function (field) {
         var number = bar.querySelector('[data-count="' + field + '"]');
         if (number && typeof data[field] === "number") { number.textContent = String(data[field]); }
       });
