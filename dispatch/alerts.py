@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -34,7 +35,7 @@ from rapidresponse.approvals import (
     cap_reached,
     record_approval,
 )
-from rapidresponse.composer import compose_all
+from rapidresponse.composer import compose_all, notes_for_readers
 from rapidresponse.models import Alert, AlertKind, AlertStatus, Incident, IncidentState, utcnow
 
 log = logging.getLogger(__name__)
@@ -121,13 +122,18 @@ def draft_follow_up(
     kind: AlertKind,
     *,
     note: str | None = None,
+    notes: Mapping[str, str] | None = None,
     staff_id: int | None = None,
 ) -> int:
     """Draft an update, all-clear or correction for the recipients of alert ``parent_id``.
 
+    An update's note is ``notes`` (one per language, as typed on the board: each language
+    the alert reached needs its own) or ``note`` (the same words for everyone).
+
     Raises:
         NotFollowable: the parent is not an approved alert.
-        NoteRefused: the note looks like it holds a phone number, plate or address.
+        NoteRefused: a note is missing for a language with readers, or looks like it holds
+            a phone number, plate or address.
     """
     if kind not in broadcast.FOLLOW_UP_KINDS:
         raise ValueError(f"{kind.value} is not a follow-up")
@@ -141,12 +147,15 @@ def draft_follow_up(
             raise NotFollowable(f"alert {parent_id} is not an approved alert")
         # A correction names the time of the alert it corrects; the others, now.
         at = parent.approved_at if kind is AlertKind.CORRECTION else utcnow()
+        if notes is not None and kind is AlertKind.UPDATE:
+            notes = notes_for_readers(notes, broadcast.readers_by_language(session, parent_id))
         texts = compose_all(
             kind,
             areas=[area.name for area in parent.areas],
             at=at or utcnow(),
             tz=ZoneInfo(services.settings.timezone),
             note=note,
+            notes=notes if kind is AlertKind.UPDATE else None,
         )
         alert = broadcast.draft(
             session,

@@ -304,6 +304,17 @@ def audience_by_language(session: Session, alert: Alert) -> dict[str, int]:
     return {Language(language).value: int(count) for language, count in rows}
 
 
+def readers_by_language(session: Session, alert_id: int) -> dict[str, int]:
+    """Of the people an alert reached, how many read each language (what its follow-ups
+    must be written in)."""
+    rows = session.execute(
+        select(Delivery.language, func.count())
+        .where(Delivery.alert_id == alert_id, got_it())
+        .group_by(Delivery.language)
+    ).all()
+    return {Language(language).value: int(count) for language, count in rows}
+
+
 def audience_size(session: Session, alert: Alert) -> int:
     return int(session.scalar(select(func.count()).select_from(audience(alert).subquery())) or 0)
 

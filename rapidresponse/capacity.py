@@ -42,8 +42,9 @@ class Capacity:
         """Recipients the validity would run out on (an estimate at an even pace)."""
         if self.seconds <= self.validity_seconds or self.recipients == 0:
             return 0
-        reached = math.floor(self.recipients * self.validity_seconds / self.seconds)
-        return self.recipients - reached
+        # The first leaves at once; then one every (send time / recipients).
+        reached = math.floor(self.recipients * self.validity_seconds / self.seconds) + 1
+        return max(0, self.recipients - reached)
 
     @property
     def minutes(self) -> int:

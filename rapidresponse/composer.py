@@ -300,13 +300,53 @@ def compose_all(
     at: datetime,
     tz: ZoneInfo,
     note: str | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """``compose`` for every language: language value ("en", "es") → text.
 
-    The note of an update is the dispatcher's own words and goes out as written in every
-    language.
+    The note of an update is the dispatcher's own words: ``notes`` gives one per language
+    (language value → note), each checked by ``clean_note``; ``note`` alone goes out as
+    written in every language (the command line, scripts).
     """
     return {
-        language.value: compose(kind, language, areas=areas, at=at, tz=tz, note=note)
+        language.value: compose(
+            kind,
+            language,
+            areas=areas,
+            at=at,
+            tz=tz,
+            note=notes.get(language.value) if notes is not None else note,
+        )
         for language in Language
     }
+
+
+# A note missing in a language that has readers: said in that language's own words.
+MISSING_NOTE = {
+    Language.EN.value: N_(
+        "Write the English note too: the update also goes to readers of English (%(count)d)."
+    ),
+    Language.ES.value: N_(
+        "Write the Spanish note too: the update also goes to readers of Spanish (%(count)d)."
+    ),
+}
+
+
+def notes_for_readers(notes: Mapping[str, str], readers: Mapping[str, int]) -> dict[str, str]:
+    """One note per language, as a dispatcher typed them (blank: not written).
+
+    A language with readers needs its own note (NoteRefused otherwise: a Spanish reader
+    must not get the English words); one nobody reads takes another language's note.
+    """
+    written = {lang: " ".join(text.split()) for lang, text in notes.items() if text.strip()}
+    if not written:
+        raise NoteRefused(N_("An update needs a note: write what changed, in a few words."))
+    chosen: dict[str, str] = {}
+    for language in Language:
+        if language.value in written:
+            chosen[language.value] = written[language.value]
+        elif readers.get(language.value, 0):
+            raise NoteRefused(MISSING_NOTE[language.value], count=readers[language.value])
+        else:
+            chosen[language.value] = next(iter(written.values()))
+    return chosen

@@ -51,7 +51,15 @@ from rapidresponse.corrections import CorrectionRefused
 from rapidresponse.directory import changes_made_here, current_revision
 from rapidresponse.incident_notes import CommentRefused, add_comment, notes_of
 from rapidresponse.mapping import AreaShape, IncidentPoint, build_map
-from rapidresponse.models import Alert, AlertKind, AlertStatus, Area, IncidentState, utcnow
+from rapidresponse.models import (
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Area,
+    IncidentState,
+    Language,
+    utcnow,
+)
 from rapidresponse.next_step import timing
 from rapidresponse.staff import Permission
 from web.auth import requires, signed_in
@@ -67,6 +75,7 @@ bp = Blueprint("board", __name__, url_prefix="/board")
 
 
 FOLLOW_UP_KINDS = {kind.value: kind for kind in broadcast.FOLLOW_UP_KINDS}
+NOTE_FIELD_CHARS = 1000  # what is kept of a typed note (the composer allows far less)
 
 
 @dataclass(frozen=True)
@@ -471,19 +480,32 @@ def cancel(alert_id: int) -> ResponseReturnValue:
 @requires(Permission.SEND_ALERTS)
 def follow_up(alert_id: int) -> ResponseReturnValue:
     kind = FOLLOW_UP_KINDS.get(request.form.get("kind", ""))
-    # Only an update carries a note (the others are fixed texts in both languages).
-    note = request.form.get("note", "") if kind is AlertKind.UPDATE else None
+    # Only an update carries a note, one per language (the others are fixed texts).
+    notes = {
+        language.value: request.form.get(f"note_{language.value}", "")[:NOTE_FIELD_CHARS]
+        for language in Language
+    }
     if kind is None:
         flash(_("Choose update, all clear or correction."))
         return redirect(url_for("board.alert", alert_id=alert_id), code=303)
     try:
         new_id = draft_follow_up(
-            services(), alert_id, kind, note=note, staff_id=signed_in().user_id
+            services(),
+            alert_id,
+            kind,
+            notes=notes if kind is AlertKind.UPDATE else None,
+            staff_id=signed_in().user_id,
         )
-    except NoteRefused as refused:  # it never repeats the note
-        flash(refusal(refused))
+    except NoteRefused as refused:  # said without quoting the note; the fields keep it
+        return _alert_page_again(alert_id, refusal(refused), notes)
     except NotFollowable:
         flash(_("Follow-ups go to the recipients of an approved alert."))
     else:
         return redirect(url_for("board.alert", alert_id=new_id), code=303)
     return redirect(url_for("board.alert", alert_id=alert_id), code=303)
+
+
+def _alert_page_again(alert_id: int, error: str, typed: dict[str, str]) -> ResponseReturnValue:
+    """The alert page with the refusal and the follow-up form as it was filled in."""
+    context = _alert_context(alert_id)
+    return render_template("board/alert.html", **context, error=error, typed=typed), 400

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse.areas import find_area
+from rapidresponse.broadcast import texts_of
 from rapidresponse.models import (
     Alert,
     AlertApproval,
@@ -21,6 +22,7 @@ from rapidresponse.models import (
     AlertStatus,
     Area,
     AuditEvent,
+    Delivery,
     Dispatch,
     Incident,
     IncidentState,
@@ -60,8 +62,6 @@ def open_incident(services: Services, area_id: int | None, code: str = "M3N4") -
 
 
 def cully_id(services: Services) -> int:
-    from rapidresponse.areas import find_area
-
     with services.database.session() as session:
         area = find_area(session, "cully")
         assert area is not None
@@ -339,7 +339,8 @@ def test_a_follow_up_is_drafted_for_the_recipients(
     path = f"/board/alerts/{world.alert_id}"
     page = dispatcher.get(path).get_data(as_text=True)
     assert 'id="follow-up-form"' in page
-    response = post_form(dispatcher, f"{path}/follow-up", {"kind": kind, "note": note}, page)
+    typed = {"kind": kind, "note_en": note, "note_es": note}
+    response = post_form(dispatcher, f"{path}/follow-up", typed, page)
     assert response.status_code == 303
     with services.database.session() as session:
         follow_up = session.scalars(select(Alert).where(Alert.parent_id == world.alert_id)).one()
@@ -350,22 +351,72 @@ def test_a_follow_up_is_drafted_for_the_recipients(
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"kind": "update", "note": "call 503 555 0101 now"}, "looks like it has a phone number"),
-        ({"kind": "nonsense"}, "Choose update, all clear or correction."),
-        ({"kind": "update", "note": "x" * 10_000}, "The note is too long"),
-        ({"kind": "update", "note": "   "}, "The note is empty"),
+        (
+            {"kind": "update", "note_en": "call 503 555 0101 now"},
+            "looks like it has a phone number",
+        ),
+        ({"kind": "update", "note_en": "x" * 10_000}, "The note is too long"),
+        ({"kind": "update", "note_en": "   ", "note_es": ""}, "An update needs a note"),
+        ({"kind": "update", "note_es": "se fueron al norte"}, None),  # nobody reads English yet
     ],
 )
-def test_a_bad_follow_up_is_refused_without_repeating_it(
-    dispatcher: FlaskClient, services: Services, world: World, data: dict[str, str], message: str
+def test_a_bad_follow_up_is_refused_in_words_and_keeps_what_was_typed(
+    dispatcher: FlaskClient,
+    services: Services,
+    world: World,
+    data: dict[str, str],
+    message: str | None,
 ) -> None:
     path = f"/board/alerts/{world.alert_id}"
     response = post_form(
         dispatcher, f"{path}/follow-up", data, dispatcher.get(path).get_data(as_text=True)
     )
-    assert response.status_code == 303
+    if message is None:
+        assert response.status_code == 303  # a language nobody reads takes the other's note
+        return
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    error = re.search(r'<p class="error" role="alert">(.*?)</p>', page)
+    assert error is not None and message in error.group(1) and "555" not in error.group(1)
+    typed = data["note_en"][:200]
+    if typed.strip():
+        assert f'value="{typed}"' in page or typed[:200] in page  # the field keeps it
+    with services.database.session() as session:
+        assert session.scalars(select(Alert).where(Alert.parent_id == world.alert_id)).all() == []
+
+
+def test_an_unknown_follow_up_kind_is_refused_in_words(
+    dispatcher: FlaskClient, world: World
+) -> None:
+    path = f"/board/alerts/{world.alert_id}"
     page = dispatcher.get(path).get_data(as_text=True)
-    assert message in page and "555 0101" not in page
+    assert post_form(dispatcher, f"{path}/follow-up", {"kind": "nonsense"}, page).status_code == 303
+    assert "Choose update, all clear or correction." in dispatcher.get(path).get_data(as_text=True)
+
+
+def test_an_update_needs_a_note_in_each_language_its_readers_read(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    draft_alert(services, world)  # the alert reached its three subscribers
+    with services.database.session() as session:  # one of whom reads Spanish
+        first = session.scalars(
+            select(Delivery).where(Delivery.alert_id == world.alert_id).limit(1)
+        ).one()
+        first.language = Language.ES
+    path = f"/board/alerts/{world.alert_id}"
+    page = dispatcher.get(path).get_data(as_text=True)
+    only_english = {"kind": "update", "note_en": "Agents moving north on 82nd"}
+    response = post_form(dispatcher, f"{path}/follow-up", only_english, page)
+    assert response.status_code == 400
+    assert "Write the Spanish note too" in response.get_data(as_text=True)
+    both = {**only_english, "note_es": "Los agentes van al norte por la 82"}
+    response = post_form(dispatcher, f"{path}/follow-up", both, page)
+    assert response.status_code == 303
+    with services.database.session() as session:
+        newest = session.scalars(select(Alert).order_by(Alert.id.desc()).limit(1)).one()
+        texts = texts_of(services.cipher, newest)
+    assert "north on 82nd" in texts["en"] and "van al norte" in texts["es"]
+    assert "north" not in texts["es"]
 
 
 # --- people, audit, simulator ---------------------------------------------------------------
@@ -543,9 +594,11 @@ def test_a_refusal_speaks_the_staff_language(
 ) -> None:
     path = f"/board/alerts/{world.alert_id}"
     page = dispatcher.get(f"{path}?lang=es").get_data(as_text=True)
-    post_form(dispatcher, f"{path}/follow-up", {"kind": "update", "note": note}, page)
-    page = dispatcher.get(path).get_data(as_text=True)
-    assert message in page and "555 0101" not in page and "The note" not in page
+    response = post_form(dispatcher, f"{path}/follow-up", {"kind": "update", "note_en": note}, page)
+    error = re.search(r'<p class="error" role="alert">(.*?)</p>', response.get_data(as_text=True))
+    assert error is not None
+    assert message in error.group(1) and "555 0101" not in error.group(1)
+    assert "The note" not in error.group(1)
 
 
 def test_every_live_page_names_the_fragment_it_refreshes_from(
