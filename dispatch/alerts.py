@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dispatch.broadcast import (
@@ -35,8 +35,16 @@ from rapidresponse.approvals import (
     cap_reached,
     record_approval,
 )
-from rapidresponse.composer import compose_all, notes_for_readers
-from rapidresponse.models import Alert, AlertKind, AlertStatus, Incident, IncidentState, utcnow
+from rapidresponse.composer import compose_all, notes_for_readers, signatures
+from rapidresponse.models import (
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Incident,
+    IncidentState,
+    Report,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +110,7 @@ def draft_for_incident(services: Services, incident_id: int) -> int | None:
             areas=[incident.area.name],
             at=incident.state_changed_at,
             tz=ZoneInfo(services.settings.timezone),
+            signatures=_signatures(services),
         )
         alert = broadcast.draft(
             session,
@@ -145,8 +154,7 @@ def draft_follow_up(
             or parent.status not in (AlertStatus.APPROVED, AlertStatus.COMPLETE)
         ):
             raise NotFollowable(f"alert {parent_id} is not an approved alert")
-        # A correction names the time of the alert it corrects; the others, now.
-        at = parent.approved_at if kind is AlertKind.CORRECTION else utcnow()
+        at = _time_named(session, parent, kind)
         if notes is not None and kind is AlertKind.UPDATE:
             notes = notes_for_readers(notes, broadcast.readers_by_language(session, parent_id))
         texts = compose_all(
@@ -156,6 +164,7 @@ def draft_follow_up(
             tz=ZoneInfo(services.settings.timezone),
             note=note,
             notes=notes if kind is AlertKind.UPDATE else None,
+            signatures=_signatures(services),
         )
         alert = broadcast.draft(
             session,
@@ -169,6 +178,26 @@ def draft_follow_up(
         alert_id = alert.id
     _emit(services, "alert_drafted", alert_id)
     return alert_id
+
+
+def _time_named(session: Session, parent: Alert, kind: AlertKind) -> datetime:
+    """The time a follow-up names: a correction, that of the alert it corrects; an
+    all-clear, the last time anyone reported agents (the last report, or the responder's
+    confirmation), never the moment it was typed; an update, now."""
+    if kind is AlertKind.CORRECTION:
+        return parent.approved_at or utcnow()
+    if kind is not AlertKind.ALL_CLEAR or parent.incident_id is None:
+        return utcnow()
+    last_report = session.scalar(
+        select(func.max(Report.received_at)).where(Report.incident_id == parent.incident_id)
+    )
+    incident = session.get_one(Incident, parent.incident_id)
+    moments = [m for m in (last_report, incident.state_changed_at) if m is not None]
+    return max(moments, default=parent.approved_at or utcnow())
+
+
+def _signatures(services: Services) -> dict[str, str]:
+    return signatures(services.settings.org_name, services.settings.org_name_es)
 
 
 def cancel_draft(services: Services, alert_id: int, staff_id: int | None = None) -> bool:

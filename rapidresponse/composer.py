@@ -29,6 +29,8 @@ from rapidresponse.refusals import N_, Refused
 from rapidresponse.sms import GSM7_BASIC, GSM7_EXTENDED, is_gsm7, segment
 
 NOTE_MAX_CHARS = 80
+# The kinds that tell people what to do while agents are around.
+WITH_RIGHTS_LINE = frozenset({AlertKind.ALERT, AlertKind.UPDATE})
 
 # Characters outside GSM-7 with a GSM-7 spelling that NFKD does not give.
 _REPLACEMENTS: Mapping[str, str] = {
@@ -250,6 +252,7 @@ def compose(
     at: datetime,
     tz: ZoneInfo,
     note: str | None = None,
+    signature: str = "",
 ) -> str:
     """The text of a ``kind`` message in ``language``, folded to GSM-7.
 
@@ -262,11 +265,14 @@ def compose(
     ValueError, as are an announcement (written by hand, not from templates), no areas and
     a naive ``at``.
 
-    The message is the kind's template, the know-your-rights line and the keyword line.
-    Past one segment, fewer areas are listed ("Cully, Foster-Powell +2"), down to one; then
-    the rights line is left out, and as many areas as then fit are listed again. The keyword
-    line is never cut: if even one area and the keyword do not fit, the text is returned
-    longer than one segment, and its preview says so.
+    The message is the kind's template, the know-your-rights line (an alert and an update
+    only: "do not open the door" would contradict an all-clear or a false alarm), the
+    keyword line and the ``signature`` ("-Rapid Response", from ORG_NAME: how a subscriber
+    tells a real alert from a forged one). Past one segment, fewer areas are listed
+    ("Cully, Foster-Powell +2"), down to one; then the rights line is left out, and as many
+    areas as then fit are listed again. The keyword and the signature are never cut: if
+    even one area and they do not fit, the text is returned longer than one segment, and
+    its preview says so.
     """
     if kind is AlertKind.ANNOUNCEMENT:
         raise ValueError("announcements are written by hand, not composed from templates")
@@ -283,8 +289,10 @@ def compose(
 
     rights = text(language, "alert.rights_line")
     keyword = text(language, "alert.keyword")
+    ending = (keyword, signature) if signature else (keyword,)
+    tails = [(rights, *ending), ending] if kind in WITH_RIGHTS_LINE else [ending]
     message = ""
-    for tail in ((rights, keyword), (keyword,)):
+    for tail in tails:
         for shown in range(len(names), 0, -1):
             body = text(language, f"alert.{kind.value}", areas=_area_list(names, shown), **params)
             message = gsm_fold(" ".join((body, *tail)))
@@ -301,6 +309,7 @@ def compose_all(
     tz: ZoneInfo,
     note: str | None = None,
     notes: Mapping[str, str] | None = None,
+    signatures: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """``compose`` for every language: language value ("en", "es") → text.
 
@@ -316,9 +325,15 @@ def compose_all(
             at=at,
             tz=tz,
             note=notes.get(language.value) if notes is not None else note,
+            signature=(signatures or {}).get(language.value, ""),
         )
         for language in Language
     }
+
+
+def signatures(org_name: str, org_name_es: str) -> dict[str, str]:
+    """What each language's texts end with: "-Rapid Response"."""
+    return {Language.EN.value: f"-{org_name}", Language.ES.value: f"-{org_name_es}"}
 
 
 # A note missing in a language that has readers: said in that language's own words.

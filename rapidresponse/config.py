@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_limit
 
+from rapidresponse.sms import is_gsm7
+
 Environment = Literal["development", "production"]
 SmsBackend = Literal["simulator", "twilio"]
 AlertPolicy = Literal["approve", "auto"]
@@ -84,6 +86,10 @@ class Settings:
     delivery_lease_seconds: int = 120  # a claimed delivery is taken back after this
     reaper_seconds: int = 30  # how often expired leases and vanished jobs are looked for
     timezone: str = "America/Los_Angeles"  # local time shown in alerts (TIMEZONE)
+    # The signature every alert and follow-up ends with, so a subscriber can tell ours from a
+    # forged one (ORG_NAME, and ORG_NAME_ES for the Spanish texts): short, plain GSM-7.
+    org_name: str = "Rapid Response"
+    org_name_es: str = "Rapid Response"
     staff_idle_minutes: int = 30  # a board left alone this long asks for a new login
     staff_session_hours: int = 12  # and every login ends after this, however busy
     login_limit: str = "10 per 15 minutes"  # failed-or-not login attempts per account and client
@@ -212,6 +218,8 @@ def _load(env: _Env) -> Settings:
         delivery_lease_seconds=env.integer("DELIVERY_LEASE_SECONDS", default=120, minimum=5),
         reaper_seconds=env.integer("REAPER_SECONDS", default=30, minimum=1),
         timezone=_timezone(env),
+        org_name=_org_name(env, "ORG_NAME", "Rapid Response"),
+        org_name_es=_org_name(env, "ORG_NAME_ES", _org_name(env, "ORG_NAME", "Rapid Response")),
         staff_idle_minutes=env.integer("STAFF_IDLE_MINUTES", default=30, minimum=1),
         staff_session_hours=env.integer("STAFF_SESSION_HOURS", default=12, minimum=1),
         login_limit=_rate_limit(env, "LOGIN_LIMIT", "10 per 15 minutes"),
@@ -466,6 +474,20 @@ def _timezone(env: _Env) -> str:
             f"TIMEZONE must be an IANA time zone such as America/Los_Angeles (got {name!r})"
         ) from None
     return name
+
+
+MAX_ORG_NAME = 24
+
+
+def _org_name(env: _Env, name: str, default: str) -> str:
+    """A signature that costs little: every alert carries it, inside its one segment."""
+    value = " ".join((env.get(name) or default).split())
+    if not value or len(value) > MAX_ORG_NAME or not is_gsm7(value):
+        raise ConfigError(
+            f"{name} must be 1 to {MAX_ORG_NAME} plain characters (letters, digits, "
+            f"simple punctuation; no emoji or accents outside GSM-7), got {len(value)}"
+        )
+    return value
 
 
 def _alert_approvers(env: _Env) -> int:

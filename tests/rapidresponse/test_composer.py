@@ -21,6 +21,7 @@ from rapidresponse.composer import (
     local_time,
     preview,
     previews,
+    signatures,
 )
 from rapidresponse.models import AlertKind, Language
 from rapidresponse.sms import is_gsm7, segment
@@ -183,9 +184,11 @@ def test_every_kind_fits_one_gsm7_segment_with_a_long_area(
     assert KEYWORD[language] in body
     if kind is AlertKind.UPDATE:
         assert NOTE + "." in body
-    else:
+    elif kind is AlertKind.ALERT:
         # Room for the know-your-rights line with the longest area and time.
         assert RIGHTS_LINE[language] in body
+    else:  # "do not open the door" would contradict an all-clear or a false alarm
+        assert RIGHTS_LINE[language] not in body
 
 
 @pytest.mark.parametrize("language", list(Language))
@@ -194,7 +197,7 @@ def test_a_short_alert_keeps_every_part(kind: AlertKind, language: Language) -> 
     note = "Still there." if kind is AlertKind.UPDATE else None
     body = compose(kind, language, areas=["Cully"], at=NOON, tz=PORTLAND, note=note)
     assert "Cully" in body
-    assert RIGHTS_LINE[language] in body
+    assert (RIGHTS_LINE[language] in body) is (kind in (AlertKind.ALERT, AlertKind.UPDATE))
     assert body.endswith(KEYWORD_LINE[language])
 
 
@@ -376,3 +379,64 @@ def test_preview_of_a_ucs2_text() -> None:
     item = preview(Language.ES, "Información \U0001f6a8")
     assert (item.encoding, item.units, item.segments) == ("UCS-2", 14, 1)
     assert item.text == "Información \U0001f6a8"
+
+
+# --- the signature --------------------------------------------------------------------------
+
+
+def test_every_text_ends_with_the_signature() -> None:
+    texts = compose_all(
+        AlertKind.ALL_CLEAR,
+        areas=["Cully"],
+        at=NOON,
+        tz=PORTLAND,
+        signatures=signatures("PDX Rapid Response", "Red PDX"),
+    )
+    assert texts["en"] == (
+        "ALL CLEAR: no agents reported in Cully since 12:05 PM. "
+        "Text RIGHTS to know your rights. -PDX Rapid Response"
+    )
+    assert texts["es"].endswith("Sus derechos: mande DERECHOS. -Red PDX")
+
+
+def _region_area_names() -> list[str]:
+    from rapidresponse.regions import demo_region_path, load_region_file
+
+    return sorted({area.name for area in load_region_file(demo_region_path())}, key=len)
+
+
+AREA_NAMES = _region_area_names()
+SEGMENT_BUDGET = {AlertKind.UPDATE: 2}  # a note of up to 80 characters; the rest: one
+
+
+@given(
+    kind=st.sampled_from(KINDS),
+    language=st.sampled_from(list(Language)),
+    area=st.sampled_from(AREA_NAMES),
+    org=st.text(
+        alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz -."),
+        min_size=1,
+        max_size=24,
+    ).filter(lambda name: name.strip() != ""),
+    note_length=st.integers(min_value=1, max_value=NOTE_MAX_CHARS),
+)
+def test_with_its_signature_every_text_stays_within_its_budget_and_gsm7(
+    kind: AlertKind, language: Language, area: str, org: str, note_length: int
+) -> None:
+    """Every template, in every language, with every area name of the region pack and any
+    ORG_NAME the configuration accepts (up to 24 plain characters)."""
+    note = ("Agents left toward SE Foster and 82nd " * 3)[:note_length].strip() or "Gone"
+    signature = signatures(" ".join(org.split()), " ".join(org.split()))[language.value]
+    body = compose(
+        kind,
+        language,
+        areas=[area],
+        at=NOON,
+        tz=PORTLAND,
+        note=note if kind is AlertKind.UPDATE else None,
+        signature=signature,
+    )
+    cost = segment(body)
+    assert cost.encoding == "GSM-7" and is_gsm7(body)
+    assert cost.segments <= SEGMENT_BUDGET.get(kind, 1)
+    assert body.endswith(signature) and KEYWORD[language] in body

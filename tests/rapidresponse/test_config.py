@@ -249,3 +249,15 @@ def test_the_socket_server_is_named_by_its_origin(tmp_path: Path) -> None:
     assert load(tmp_path).socket_url == ""  # the page's own origin: a proxy routes it
     given = load(tmp_path, SOCKET_URL="https://rr.example.org:5001/")
     assert given.socket_url == "https://rr.example.org:5001"
+
+
+def test_the_signature_is_configurable_per_language_and_kept_short(tmp_path: Path) -> None:
+    default = load(tmp_path)
+    assert (default.org_name, default.org_name_es) == ("Rapid Response", "Rapid Response")
+    named = load(tmp_path, ORG_NAME="PDX Rapid Response")
+    assert (named.org_name, named.org_name_es) == ("PDX Rapid Response", "PDX Rapid Response")
+    both = load(tmp_path, ORG_NAME="PDX Rapid Response", ORG_NAME_ES="Red PDX")
+    assert both.org_name_es == "Red PDX"
+    for bad in ("x" * 25, "Respuesta 🚨"):
+        with pytest.raises(ConfigError, match=r"^ORG_NAME must be 1 to 24 plain characters"):
+            load(tmp_path, ORG_NAME=bad)

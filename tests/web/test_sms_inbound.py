@@ -101,7 +101,8 @@ def test_join_then_yes_subscribes_in_english(
     )
     assert areas_of(twilio_services, ALICE) == {"cully": "pending"}
     assert alice.text("yes") == (
-        "Confirmed: you will get alerts for Cully. Text LEAVE + area to drop one, STOP to end all."
+        "Confirmed: you will get alerts for Cully. Save this number: real alerts come from it "
+        "and end with our name. Text LEAVE + area to drop one, STOP to end all."
     )
     assert areas_of(twilio_services, ALICE) == {"cully": "confirmed"}
     assert fake.requests == []  # answers travel as TwiML, not as extra API calls
@@ -115,8 +116,9 @@ def test_unirse_then_si_subscribes_in_spanish(beto: Phone, twilio_services: Serv
     found = subscriber(twilio_services, BETO)
     assert found is not None and found.language is Language.ES
     assert beto.text("Sí") == (
-        "Confirmado: le enviaremos alertas de Cully. Mande SALIR + "
-        "barrio para quitar uno, BAJA para terminar."
+        "Confirmado: le enviaremos alertas de Cully. Guarde este numero: las alertas reales "
+        "llegan de el y terminan con nuestro nombre. Mande SALIR + barrio para quitar uno, "
+        "BAJA para terminar."
     )
     assert areas_of(twilio_services, BETO) == {"cully": "confirmed"}
 
@@ -185,7 +187,8 @@ def test_si_accepts_the_offer_in_spanish(beto: Phone, twilio_services: Services)
     answer = beto.text("UNIRSE Montavila")
     assert answer is not None and "Responda SI para recibir alertas de Montavilla" in answer
     assert beto.text("SI") == (
-        "Confirmado: le enviaremos alertas de Montavilla. Mande SALIR + barrio para quitar "
+        "Confirmado: le enviaremos alertas de Montavilla. Guarde este numero: las alertas "
+        "reales llegan de el y terminan con nuestro nombre. Mande SALIR + barrio para quitar "
         "uno, BAJA para terminar."
     )
     assert areas_of(twilio_services, BETO) == {"montavilla": "confirmed"}
