@@ -45,6 +45,7 @@ from rapidresponse.models import (
     Report,
     utcnow,
 )
+from rapidresponse.wording import wordings
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def draft_for_incident(services: Services, incident_id: int) -> int | None:
             at=incident.state_changed_at,
             tz=ZoneInfo(services.settings.timezone),
             signatures=_signatures(services),
+            wordings=wordings(session),
         )
         alert = broadcast.draft(
             session,
@@ -165,6 +167,7 @@ def draft_follow_up(
             note=note,
             notes=notes if kind is AlertKind.UPDATE else None,
             signatures=_signatures(services),
+            wordings=wordings(session),
         )
         alert = broadcast.draft(
             session,

@@ -253,6 +253,7 @@ def compose(
     tz: ZoneInfo,
     note: str | None = None,
     signature: str = "",
+    wording: Mapping[str, str] | None = None,
 ) -> str:
     """The text of a ``kind`` message in ``language``, folded to GSM-7.
 
@@ -287,14 +288,19 @@ def compose(
     elif note is not None:
         raise ValueError(f"a {kind.value} message takes no note")
 
-    rights = text(language, "alert.rights_line")
-    keyword = text(language, "alert.keyword")
+    def say(message_id: str, **params: str) -> str:
+        # A coordinator's wording (rapidresponse.wording) before the catalog's.
+        chosen = (wording or {}).get(message_id)
+        return chosen.format(**params) if chosen else text(language, message_id, **params)
+
+    rights = say("alert.rights_line")
+    keyword = say("alert.keyword")
     ending = (keyword, signature) if signature else (keyword,)
     tails = [(rights, *ending), ending] if kind in WITH_RIGHTS_LINE else [ending]
     message = ""
     for tail in tails:
         for shown in range(len(names), 0, -1):
-            body = text(language, f"alert.{kind.value}", areas=_area_list(names, shown), **params)
+            body = say(f"alert.{kind.value}", areas=_area_list(names, shown), **params)
             message = gsm_fold(" ".join((body, *tail)))
             if segment(message).segments == 1:
                 return message
@@ -310,6 +316,7 @@ def compose_all(
     note: str | None = None,
     notes: Mapping[str, str] | None = None,
     signatures: Mapping[str, str] | None = None,
+    wordings: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, str]:
     """``compose`` for every language: language value ("en", "es") → text.
 
@@ -326,6 +333,7 @@ def compose_all(
             tz=tz,
             note=notes.get(language.value) if notes is not None else note,
             signature=(signatures or {}).get(language.value, ""),
+            wording=(wordings or {}).get(language.value),
         )
         for language in Language
     }

@@ -467,6 +467,23 @@ class StaffUser(Base):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
+class MessageWording(Base):
+    """A coordinator's wording of one alert message in one language (the catalog's is
+    the default)."""
+
+    __tablename__ = "message_wordings"
+    __table_args__ = (UniqueConstraint("language", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    language: Mapped[Language] = mapped_column(_enum(Language))
+    message_id: Mapped[str] = mapped_column(String(60))
+    text: Mapped[str] = mapped_column(String(400))
+    updated_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class StaffInvite(Base):
     """A one-time link a coordinator hands to a new staff member (24 h, single use).
 

@@ -88,6 +88,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         report,
         simulator,
         sms,
+        wording,
     )
 
     auth.init_app(app)
@@ -95,6 +96,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(people.bp)
     app.register_blueprint(people.my)
     app.register_blueprint(areas.bp)
+    app.register_blueprint(wording.bp)
     del board_live  # imported for its socket handlers
     app.register_blueprint(home.bp)
     app.register_blueprint(health.bp)

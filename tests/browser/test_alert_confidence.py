@@ -162,3 +162,33 @@ def test_expired_rows_show_as_expired_and_the_all_clear_goes_only_to_who_got_it(
             ).all()
         )
     assert told == reached
+
+
+def test_a_coordinator_rewords_the_spanish_alert_and_sees_its_cost_change(
+    page: Page, live: Live
+) -> None:
+    page.set_viewport_size({"width": 375, "height": 900})
+    sign_in(page, live.services, add_account(live.services, StaffRole.COORDINATOR))
+    page.goto("/wording?lang=es")
+    cost = page.locator('li[data-kind="alert"][data-language="es"] .segments')
+    expect(cost).to_have_text("1 segmento")
+    form = page.locator("#es-alert\\.alert")
+    form.locator("textarea").fill(
+        "ALERTA URGENTE DE LA RED: agentes migratorios confirmados por un respondedor en "
+        "{areas} a las {time}, quedese adentro y avise a sus vecinos"
+    )
+    with page.expect_navigation():
+        form.get_by_role("button", name="Ver el costo").click()
+    expect(cost).to_have_text("2 segmentos")
+    expect(page.locator('li[data-kind="alert"][data-language="es"] .flag')).to_contain_text(
+        "más largo que su presupuesto"
+    )
+    form = page.locator("#es-alert\\.alert")
+    with page.expect_navigation():
+        form.get_by_role("button", name="Guardar").click()
+    expect(page.locator(".flashes")).to_contain_text("Guardado")
+    expect(cost).to_have_text("2 segmentos")
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0

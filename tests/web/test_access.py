@@ -115,6 +115,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/my"): frozenset({"responder", "coordinator"}),
     ("GET", "/my/card"): frozenset({"responder", "dispatcher", "coordinator"}),
     ("POST", "/staff/invites"): COORDINATOR,
+    ("GET", "/wording"): COORDINATOR,
+    ("POST", "/wording/<language>/<message_id>"): COORDINATOR,
     ("POST", "/staff/invites/<int:invite_id>/withdraw"): COORDINATOR,
     ("POST", "/people/responders/<int:responder_id>/call"): BOARD,
 }
@@ -190,6 +192,8 @@ def fill(rule: str, world: World, services: Services) -> str:
         .replace("<int:area_id>", str(area_id))
         .replace("<int:invite_id>", "1")
         .replace("<token>", "no-such-invitation")
+        .replace("<language>", "es")
+        .replace("<message_id>", "alert.keyword")
         .replace("<any(disable, enable, 'reset-second-factor'):action>", "enable")
     )
 

@@ -1,0 +1,113 @@
+"""The alert wording page: a coordinator rewords a message in one language, sees what
+every kind would cost with it before saving, and the next alert drafted uses it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from dispatch.alerts import draft_for_incident
+from dispatch.services import Services
+from rapidresponse import broadcast
+from rapidresponse.models import Alert, AuditEvent, Incident, IncidentState, StaffRole
+from tests.web.staff_helpers import add_account, post_form, sign_in
+from tests.web.test_access import World, build_world
+from tests.web.test_board import cully_id
+
+LONGER = (
+    "ALERTA URGENTE DE LA RED: agentes migratorios confirmados por un respondedor en {areas} "
+    "a las {time}, quedese adentro y avise a sus vecinos"
+)
+
+
+@pytest.fixture
+def world(services: Services) -> World:
+    return build_world(services)
+
+
+@pytest.fixture
+def coordinator(app: Flask, services: Services, world: World) -> FlaskClient:
+    client = app.test_client()
+    sign_in(client, services, add_account(services, StaffRole.COORDINATOR))
+    return client
+
+
+def cost_of(page: str, language: str, kind: str) -> str:
+    found = re.search(
+        rf'data-kind="{kind}" data-language="{language}">.*?<span class="segments">(.*?)</span>',
+        page,
+        re.DOTALL,
+    )
+    assert found, f"no cost for {kind} in {language}"
+    return found.group(1)
+
+
+def test_a_check_shows_the_cost_before_saving_and_a_save_is_used_by_the_next_alert(
+    coordinator: FlaskClient, services: Services, world: World
+) -> None:
+    page = coordinator.get("/wording?lang=es").get_data(as_text=True)
+    assert cost_of(page, "es", "alert") == "1 segmento"
+    path = "/wording/es/alert.alert"
+    checked = post_form(coordinator, path, {"text": LONGER, "action": "check"}, page)
+    assert checked.status_code == 200
+    shown = checked.get_data(as_text=True)
+    assert cost_of(shown, "es", "alert") == "2 segmentos"
+    assert "más largo que su presupuesto" in shown
+    with services.database.session() as session:
+        assert (
+            session.scalars(select(AuditEvent).where(AuditEvent.action == "wording.changed")).all()
+            == []
+        )
+    cully = cully_id(services)
+    saved = post_form(coordinator, path, {"text": LONGER, "action": "save"}, page)
+    assert saved.status_code == 303
+    with services.database.session() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "wording.changed")
+        ).one()
+        assert event.details == {"message": "alert.alert"} and "ALERTA" not in str(event.details)
+        incident = Incident(code="W2D3", state=IncidentState.CONFIRMED, area_id=cully)
+        session.add(incident)
+        session.flush()
+        incident_id = incident.id
+    alert_id = draft_for_incident(services, incident_id)
+    assert alert_id is not None
+    with services.database.session() as session:
+        texts = broadcast.texts_of(services.cipher, session.get_one(Alert, alert_id))
+    assert texts["es"].startswith("ALERTA URGENTE DE LA RED: agentes migratorios confirmados")
+    assert texts["en"].startswith("ALERT: immigration agents confirmed in Cully")
+    # An empty text goes back to the default.
+    post_form(coordinator, path, {"text": "", "action": "save"}, page)
+    page = coordinator.get("/wording?lang=es").get_data(as_text=True)
+    assert cost_of(page, "es", "alert") == "1 segmento"
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("ALERTA en {areas}", "Keep the placeholders of the default text"),
+        ("ALERTA en {areas} a las {time} para {nombre}", "Keep the placeholders"),
+        ("ALERTA {areas {time}", "Braces are only for the placeholders"),
+        ("x" * 10_000, "A wording is 1 to 300 characters."),
+    ],
+)
+def test_a_wording_that_would_break_the_alert_is_refused_and_kept_in_the_field(
+    coordinator: FlaskClient, text: str, refusal: str
+) -> None:
+    page = coordinator.get("/wording").get_data(as_text=True)
+    response = post_form(
+        coordinator, "/wording/es/alert.alert", {"text": text, "action": "save"}, page
+    )
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert refusal in body and text[:200] in body
+
+
+@pytest.mark.parametrize("path", ["/wording/xx/alert.alert", "/wording/es/sms.help"])
+def test_an_unknown_language_or_message_is_a_404(coordinator: FlaskClient, path: str) -> None:
+    page = coordinator.get("/wording").get_data(as_text=True)
+    assert post_form(coordinator, path, {"text": "x", "action": "save"}, page).status_code == 404
