@@ -35,7 +35,6 @@ from rapidresponse.models import (
     IncidentComment,
     IncidentState,
     Report,
-    Verdict,
     utcnow,
 )
 from rapidresponse.refusals import N_, Refused
@@ -44,7 +43,7 @@ from rapidresponse.verification import (
     OPEN_DISPATCH_STATES,
     PAGEABLE_STATES,
     Transition,
-    decisive_verdicts,
+    decide_by_verdicts,
     lock_incident,
     set_state,
 )
@@ -171,7 +170,7 @@ def merge(
         details={"from": absorbed.id},
     )
     session.flush()
-    transition = _tally(session, kept, quorum, by)
+    transition = decide_by_verdicts(session, kept, quorum, by)  # verdicts that moved in
     return Corrected(
         kept.id,
         transition=transition,
@@ -225,18 +224,6 @@ def _move_comments(
             cipher, comment.text_sealed, Purpose.INCIDENT_COMMENT, target.id
         )
         comment.incident_id = target.id
-
-
-def _tally(session: Session, incident: Incident, quorum: int, by: str) -> Transition | None:
-    """Verdicts that moved in may decide an incident still being verified."""
-    if incident.state not in PAGEABLE_STATES:
-        return None
-    tally = decisive_verdicts(session, incident.id)
-    if tally.get(Verdict.CONFIRM, 0) >= quorum:
-        return set_state(session, incident, IncidentState.CONFIRMED, by)
-    if tally.get(Verdict.FALSE, 0) >= quorum:
-        return set_state(session, incident, IncidentState.FALSE_ALARM, by)
-    return None
 
 
 # --- split --------------------------------------------------------------------------------

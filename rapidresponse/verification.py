@@ -255,6 +255,14 @@ def record_verdict(
         session, actor=by, action=f"verdict.{verdict.value}", subject=f"incident:{incident.id}"
     )
     session.flush()
+    return decide_by_verdicts(session, incident, quorum, by)
+
+
+def decide_by_verdicts(
+    session: Session, incident: Incident, quorum: int, by: str
+) -> Transition | None:
+    """Confirmed or false alarm once ``quorum`` verdicts agree, while it is being
+    verified (a verdict after a decision is recorded, and decides nothing)."""
     if incident.state not in PAGEABLE_STATES:
         return None
     tally = decisive_verdicts(session, incident.id)

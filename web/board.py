@@ -267,7 +267,8 @@ def _send_plan(found: Services, session: Session, row: Alert, texts: dict[str, s
     settings = found.settings
     return SendPlan(
         capacity=capacity(
-            broadcast.audience_by_language(session, row),
+            # Counted for a draft only: a sending alert's page is re-read on every hint.
+            broadcast.audience_by_language(session, row) if row.status is AlertStatus.DRAFT else {},
             texts,
             settings.send_rate,
             settings.alert_validity_minutes,
