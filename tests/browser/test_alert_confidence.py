@@ -192,3 +192,35 @@ def test_a_coordinator_rewords_the_spanish_alert_and_sees_its_cost_change(
         "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0
+
+
+def test_what_a_dispatcher_is_typing_survives_the_page_re_reading_itself(
+    page: Page, live: Live
+) -> None:
+    """The fragment is re-read on every hint (a report elsewhere, a progress count): a
+    half-written follow-up keeps its kind, its words and the caret."""
+    from tests.dispatch.test_verification_e2e import REPORTERS, SIGHTINGS
+
+    services = live.services
+    add_many_subscribers(services, area_id(live, "cully"), 3)
+    alert_id = draft_for_incident(services, confirmed_incident(services, area_id(live, "cully")))
+    assert alert_id is not None
+    write_ledger(services, alert_id)
+    sign_in(page, services, add_account(services, StaffRole.DISPATCHER))
+    page.goto(f"/board/alerts/{alert_id}")
+    wait_until_connected(page)
+    live_part = page.locator("#live")
+    expect(live_part).to_have_attribute("data-synced", re.compile(r"^\d+$"))
+    synced = live_part.get_attribute("data-synced")
+    page.select_option("#kind", "update")
+    page.fill("#note_en", "Agents moving north")
+    page.focus("#note_es")
+    page.keyboard.type("Los agentes van")
+    assert live.text(REPORTERS[0], SIGHTINGS[0]) is not None  # a hint for every board
+    expect(live_part).not_to_have_attribute("data-synced", synced or "")
+    expect(page.locator("#kind")).to_have_value("update")
+    expect(page.locator("#note_en")).to_have_value("Agents moving north")
+    expect(page.locator("#note_es")).to_have_value("Los agentes van")
+    expect(page.locator("#note_es")).to_be_focused()
+    page.keyboard.type(" al norte")
+    expect(page.locator("#note_es")).to_have_value("Los agentes van al norte")

@@ -40,6 +40,58 @@
     status.textContent = status.getAttribute("data-label-" + state) || state;
   }
 
+  // What a dispatcher is typing or choosing in a form of the fragment survives its
+  // re-read: a field changed from what the server drew keeps its value, and the field
+  // being typed in keeps the focus and the caret.
+  function fieldKey(field) {
+    if (field.id) { return "#" + field.id; }
+    return field.form && field.form.id && field.name ? field.form.id + ":" + field.name : null;
+  }
+
+  function changed(field) {
+    if (field.type === "hidden") { return false; }
+    if (field.type === "checkbox" || field.type === "radio") { return field.checked !== field.defaultChecked; }
+    if (field.tagName === "SELECT") {
+      return Array.prototype.some.call(field.options, function (o) { return o.selected !== o.defaultSelected; });
+    }
+    return field.value !== field.defaultValue;
+  }
+
+  function keepTyped() {
+    var kept = { values: {}, focus: null, caret: null };
+    Array.prototype.forEach.call(live.querySelectorAll("input, select, textarea"), function (field) {
+      var key = fieldKey(field);
+      if (key && changed(field)) {
+        kept.values[key] = field.type === "checkbox" || field.type === "radio" ? field.checked : field.value;
+      }
+    });
+    var active = document.activeElement;
+    if (active && live.contains(active) && fieldKey(active)) {
+      kept.focus = fieldKey(active);
+      try { kept.caret = [active.selectionStart, active.selectionEnd]; } catch (e) { kept.caret = null; }
+    }
+    return kept;
+  }
+
+  function putBack(kept) {
+    Array.prototype.forEach.call(live.querySelectorAll("input, select, textarea"), function (field) {
+      var key = fieldKey(field);
+      if (!key || !(key in kept.values)) { return; }
+      if (field.type === "checkbox" || field.type === "radio") { field.checked = kept.values[key]; }
+      else { field.value = kept.values[key]; }
+    });
+    if (!kept.focus) { return; }
+    var again = Array.prototype.filter.call(live.querySelectorAll("input, select, textarea"), function (field) {
+      return fieldKey(field) === kept.focus;
+    })[0];
+    if (again) {
+      again.focus();
+      if (kept.caret && kept.caret[0] !== null) {
+        try { again.setSelectionRange(kept.caret[0], kept.caret[1]); } catch (e) { /* not a text field */ }
+      }
+    }
+  }
+
   function refresh() {
     if (inFlight) { again = true; return; }
     inFlight = true;
@@ -60,7 +112,12 @@
         return response.ok ? response.text() : null;
       })
       .then(function (html) {
-        if (html !== null) { live.innerHTML = html; live.setAttribute("data-synced", String(Date.now())); }
+        if (html !== null) {
+          var typed = keepTyped();
+          live.innerHTML = html;
+          putBack(typed);
+          live.setAttribute("data-synced", String(Date.now()));
+        }
       })
       .catch(function () { /* offline for a moment: the next event or reconnection retries */ })
       .then(function () {
