@@ -1,4 +1,4 @@
-"""``make bench`` (``python -m bench [crypto|latency|throughput|pacing|scale|inbound|...]``).
+"""``make bench`` (``python -m bench [crypto|latency|throughput|pacing|nearest|scale|...]``).
 
 Figures for the broadcast engine and the hotline (``inbound``), each against its target
 (PASS/MISS; nothing is asserted). Real ``rapidresponse worker`` processes, embedded Redis,
@@ -6,6 +6,7 @@ SQLite and (when reachable, see ``bench.harness``) PostgreSQL, and ``bench.fast_
 standing in for Twilio. Run on a noisy 2-core machine: compare figures within one run.
 
 Knobs: BENCH_N (throughput recipients, 20,000), BENCH_PACING_SECONDS (60),
+BENCH_NEAREST_N (5,000),
 BENCH_SCALE_N (100,000), BENCH_INBOUND_REQUESTS (1,500 per run), BENCH_DATABASE_URL (a
 PostgreSQL database whose name contains "bench", or "none").
 """
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import crypto, inbound, latency, pacing, scale, throughput, webtier
+from bench import crypto, inbound, latency, nearest, pacing, scale, throughput, webtier
 from bench.harness import machine
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "latency": latency.run,
     "throughput": throughput.run,
     "pacing": pacing.run,
+    "nearest": nearest.run,
     "scale": scale.run,
     "inbound": inbound.run,
     "webtier": webtier.run,

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from dispatch.broadcast import (
@@ -28,30 +28,49 @@ from dispatch.broadcast import (
 )
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services, current
-from rapidresponse import broadcast
+from rapidresponse import audit, broadcast
 from rapidresponse.approvals import (
     ApprovalRules,
     ApprovalState,
     cap_reached,
     record_approval,
 )
-from rapidresponse.composer import compose_all, notes_for_readers, signatures
+from rapidresponse.areas import adjacent_area_ids
+from rapidresponse.composer import (
+    TAKES_A_NOTE,
+    Correcting,
+    compose_all,
+    notes_for_readers,
+    signatures,
+)
 from rapidresponse.models import (
     Alert,
+    AlertApproval,
     AlertKind,
     AlertStatus,
+    Area,
     Incident,
     IncidentState,
     Report,
+    alert_areas,
     utcnow,
 )
+from rapidresponse.refusals import N_, Refused
 from rapidresponse.wording import wordings
 
 log = logging.getLogger(__name__)
 
 
+# A correction of the time names a moment within this long before it is written.
+CORRECTED_TIME_WINDOW = timedelta(hours=24)
+
+
 class NotFollowable(ValueError):
     """Follow-ups go to the recipients of an approved alert; this is not one."""
+
+
+class DraftRefused(Refused):
+    """A follow-up or a change to a draft that cannot be made as asked; says why."""
 
 
 def incident_confirmed(services: Services, incident_id: int) -> None:
@@ -106,14 +125,7 @@ def draft_for_incident(services: Services, incident_id: int) -> int | None:
         )
         if existing is not None:
             return int(existing)
-        texts = compose_all(
-            AlertKind.ALERT,
-            areas=[incident.area.name],
-            at=incident.state_changed_at,
-            tz=ZoneInfo(services.settings.timezone),
-            signatures=_signatures(services),
-            wordings=wordings(session),
-        )
+        texts = _alert_texts(services, session, incident, [incident.area.name], {})
         alert = broadcast.draft(
             session,
             kind=AlertKind.ALERT,
@@ -127,6 +139,86 @@ def draft_for_incident(services: Services, incident_id: int) -> int | None:
     return alert_id
 
 
+def _alert_texts(
+    services: Services,
+    session: Session,
+    incident: Incident,
+    area_names: list[str],
+    lines: Mapping[str, str],
+) -> dict[str, str]:
+    return compose_all(
+        AlertKind.ALERT,
+        areas=area_names,
+        at=incident.state_changed_at,
+        tz=ZoneInfo(services.settings.timezone),
+        notes=lines,
+        signatures=_signatures(services),
+        wordings=wordings(session),
+    )
+
+
+def revise_draft(
+    services: Services,
+    alert_id: int,
+    *,
+    extra_area_ids: list[int],
+    lines: Mapping[str, str],
+    staff_id: int,
+) -> None:
+    """Change who an incident's alert draft goes to and its optional line, per language.
+
+    The incident's own area always stays (and is sent first); ``extra_area_ids`` may only
+    be areas adjacent to it. ``lines`` (language value -> line; blank: none) follow the
+    rule of an update's notes: once one is written, each language with readers needs its
+    own. Approvals already given are withdrawn: they were for other words.
+
+    Raises:
+        NotFollowable: not an incident's alert draft (approved meanwhile, or cancelled).
+        DraftRefused: an area that is not adjacent.
+        NoteRefused: a line missing for a language with readers, or one that names a
+            phone number, plate or address.
+    """
+    with services.database.session() as session:
+        alert = session.get(Alert, alert_id, with_for_update=True)
+        if (
+            alert is None
+            or alert.status is not AlertStatus.DRAFT
+            or alert.kind is not AlertKind.ALERT
+            or alert.incident_id is None
+        ):
+            raise NotFollowable(f"alert {alert_id} is not an alert draft")
+        incident = session.get_one(Incident, alert.incident_id)
+        if incident.area is None:
+            raise NotFollowable(f"alert {alert_id} has no area")
+        home = incident.area
+        extra = [a for a in dict.fromkeys(extra_area_ids) if a != home.id]
+        if not set(extra) <= set(adjacent_area_ids(session, home.id)):
+            raise DraftRefused(N_("Only areas next to the incident's can be added."))
+        session.execute(delete(alert_areas).where(alert_areas.c.alert_id == alert_id))
+        session.execute(
+            insert(alert_areas), [{"alert_id": alert_id, "area_id": a} for a in [home.id, *extra]]
+        )
+        session.flush()
+        chosen = notes_for_readers(
+            lines, broadcast.audience_by_language(session, alert), required=False
+        )
+        others = session.scalars(select(Area.name).where(Area.id.in_(extra)).order_by(Area.name))
+        texts = _alert_texts(services, session, incident, [home.name, *others], chosen)
+        alert.texts_sealed = broadcast.seal_texts(services.cipher, incident.id, texts)
+        alert.lines_sealed = (
+            broadcast.seal_texts(services.cipher, incident.id, chosen) if chosen else None
+        )
+        session.execute(delete(AlertApproval).where(AlertApproval.alert_id == alert_id))
+        audit.record(
+            session,
+            actor=f"staff:{staff_id}",
+            action="alert.revised",
+            subject=f"alert:{alert_id}",
+            details={"areas": 1 + len(extra), "line": bool(chosen)},
+        )
+    _emit(services, "alert_drafted", alert_id)
+
+
 def draft_follow_up(
     services: Services,
     parent_id: int,
@@ -135,16 +227,23 @@ def draft_follow_up(
     note: str | None = None,
     notes: Mapping[str, str] | None = None,
     staff_id: int | None = None,
+    correcting: Correcting = Correcting.FALSE_ALARM,
+    right_area_id: int | None = None,
+    right_time: datetime | None = None,
 ) -> int:
     """Draft an update, all-clear or correction for the recipients of alert ``parent_id``.
 
     An update's note is ``notes`` (one per language, as typed on the board: each language
-    the alert reached needs its own) or ``note`` (the same words for everyone).
+    the alert reached needs its own) or ``note`` (the same words for everyone). A
+    correction may carry a reason the same way, and corrects the whole alert (a false
+    alarm), its area (``right_area_id``) or its time (``right_time``, aware).
 
     Raises:
         NotFollowable: the parent is not an approved alert.
         NoteRefused: a note is missing for a language with readers, or looks like it holds
             a phone number, plate or address.
+        DraftRefused: a correction without the right area or time, or with one that
+            cannot be right.
     """
     if kind not in broadcast.FOLLOW_UP_KINDS:
         raise ValueError(f"{kind.value} is not a follow-up")
@@ -156,18 +255,31 @@ def draft_follow_up(
             or parent.status not in (AlertStatus.APPROVED, AlertStatus.COMPLETE)
         ):
             raise NotFollowable(f"alert {parent_id} is not an approved alert")
+        if kind is not AlertKind.CORRECTION:
+            correcting = Correcting.FALSE_ALARM
         at = _time_named(session, parent, kind)
-        if notes is not None and kind is AlertKind.UPDATE:
-            notes = notes_for_readers(notes, broadcast.readers_by_language(session, parent_id))
+        if correcting is Correcting.TIME:
+            at = _checked_right_time(right_time)
+        place = (
+            _right_place(session, parent, right_area_id) if correcting is Correcting.AREA else None
+        )
+        if notes is not None and kind in TAKES_A_NOTE:
+            notes = notes_for_readers(
+                notes,
+                broadcast.readers_by_language(session, parent_id),
+                required=kind is AlertKind.UPDATE,
+            )
         texts = compose_all(
             kind,
             areas=[area.name for area in parent.areas],
             at=at or utcnow(),
             tz=ZoneInfo(services.settings.timezone),
             note=note,
-            notes=notes if kind is AlertKind.UPDATE else None,
+            notes=notes if kind in TAKES_A_NOTE else None,
             signatures=_signatures(services),
             wordings=wordings(session),
+            correcting=correcting,
+            place=place,
         )
         alert = broadcast.draft(
             session,
@@ -181,6 +293,20 @@ def draft_follow_up(
         alert_id = alert.id
     _emit(services, "alert_drafted", alert_id)
     return alert_id
+
+
+def _checked_right_time(right_time: datetime | None) -> datetime:
+    now = utcnow()
+    if right_time is None or not now - CORRECTED_TIME_WINDOW <= right_time <= now:
+        raise DraftRefused(N_("Give the right time: when agents were seen, within the last day."))
+    return right_time
+
+
+def _right_place(session: Session, parent: Alert, area_id: int | None) -> str:
+    area = session.get(Area, area_id) if area_id is not None else None
+    if area is None or area in parent.areas:
+        raise DraftRefused(N_("Choose the area it really was in (not the one the alert named)."))
+    return area.name
 
 
 def _time_named(session: Session, parent: Alert, kind: AlertKind) -> datetime:
@@ -250,7 +376,8 @@ def approve_alert(
     """
     approval = write_ledger(services, alert_id, staff_id=staff_id)
     try:
-        enqueue_batches(services.redis, alert_id, range(approval.batches), job_timeout(services))
+        # The incident's own area first: adjacent areas' batches wait (release_held_batches).
+        enqueue_batches(services.redis, alert_id, approval.enqueue_now, job_timeout(services))
     except (RedisError, OSError) as error:
         log.warning(
             "alert %s: batches not enqueued (%s); the reaper will enqueue them",

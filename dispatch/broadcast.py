@@ -23,6 +23,7 @@ import random
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -66,6 +67,9 @@ PROGRESS_EVERY = 1.0  # seconds between live progress events of one alert, acros
 PROGRESS_SLOT = "rr:progress:"
 PROGRESS_TRAILING = "rr:progress-trailing:"
 PACED_CHUNK_SECONDS = 10  # at a slow rate a chunk holds at most this much sending
+# Outcomes are written at least this often, however few finished since: at a slow rate a
+# full window takes minutes, and the board would sit at "0 sent" then jump to 100 %.
+RECORD_EVERY = 1.0
 JOB_ID_PREFIX = "send-"
 
 _DELIVERIES = broadcast.DELIVERIES
@@ -246,7 +250,9 @@ class _SlidingWindow:
 
     A chunk is marked ``sending_at`` (and takes its pacer slots) as the window has
     room for it, so at most two windows' worth of rows can be left with an unknowable
-    outcome by a kill. Outcomes are written a window at a time.
+    outcome by a kill. Outcomes are written before each chunk is marked (about a window
+    at a time), and every RECORD_EVERY seconds, so a paced send's progress moves as
+    results come in.
     """
 
     def __init__(
@@ -268,9 +274,29 @@ class _SlidingWindow:
         self.finished: list[asyncio.Task[Result]] = []
 
     async def run(self, recipients: Sequence[Recipient]) -> None:
+        recorder = asyncio.create_task(self._record_every(RECORD_EVERY))
+        try:
+            await self._send_all(recipients)
+        finally:
+            recorder.cancel()
+            with suppress(asyncio.CancelledError):
+                await recorder  # re-raises what broke in it (a bug in a send)
+        self._record_finished()
+
+    async def _record_every(self, seconds: float) -> None:
+        # _record_finished never awaits, so it cannot interleave with the sending loop's.
+        while True:
+            await asyncio.sleep(seconds)
+            if self.finished:
+                self._record_finished()
+
+    async def _send_all(self, recipients: Sequence[Recipient]) -> None:
         loop = asyncio.get_running_loop()
         pacer = self.services.pacer
         for chunk in _chunks(recipients, _chunk_size(self.services)):
+            # Written before the next chunk is marked: marked rows without an outcome
+            # are then at most the window in flight plus this chunk (what a kill leaves).
+            self._record_finished()
             sendable = _mark_sending(self.services, self.lease, chunk)
             self.tally.skipped += len(chunk) - len(sendable)
             waits = pacer.reserve([r.segments for r in sendable]) if pacer else []
@@ -282,11 +308,8 @@ class _SlidingWindow:
                 task = asyncio.create_task(_send_one(self.sender, pacer, recipient, due, validity))
                 self.in_flight.add(task)
                 task.add_done_callback(self._done)
-                if len(self.finished) >= self.window:
-                    self._record_finished()
         if self.in_flight:
             await asyncio.wait(self.in_flight)
-        self._record_finished()
 
     def _done(self, task: asyncio.Task[Result]) -> None:
         self.in_flight.discard(task)
@@ -295,6 +318,8 @@ class _SlidingWindow:
 
     def _record_finished(self) -> None:
         tasks, self.finished = self.finished, []
+        if not tasks:
+            return
         # .result() re-raises a bug in a send; the job's finally releases the rows.
         _record(self.services, self.lease, [task.result() for task in tasks], self.tally)
         progress_hint(self.services, self.lease.alert_id)
@@ -592,9 +617,30 @@ def publish_progress(services: Services, alert_id: int) -> None:
         log.warning("alert %s: progress not published (%s)", alert_id, error.__class__.__name__)
 
 
+def release_held_batches(services: Services, alert_id: int) -> None:
+    """Enqueue the adjacent areas' batches once the incident's own area is handed over.
+
+    If Redis is away the hold is cleared all the same: the reaper enqueues them then.
+    """
+    with services.database.session() as session:
+        held = broadcast.release_held(session, alert_id)
+    if not held:
+        return
+    try:
+        enqueue_batches(services.redis, alert_id, held, job_timeout(services))
+    except (RedisError, OSError) as error:
+        log.warning(
+            "alert %s: adjacent areas not enqueued (%s); the reaper will",
+            alert_id,
+            error.__class__.__name__,
+        )
+
+
 def finish_alert_if_done(services: Services, alert_id: int) -> None:
     """Mark the alert complete once nothing is left (final counts, then the event);
-    otherwise a throttled progress hint. Cheap: counting is not done on every call."""
+    otherwise release what waited on the own area, and a throttled progress hint. Cheap:
+    counting is not done on every call."""
+    release_held_batches(services, alert_id)
     with services.database.session() as session:
         completed = broadcast.complete_if_done(session, alert_id, utcnow())
     if not completed:

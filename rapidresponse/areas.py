@@ -6,11 +6,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shapely.geometry import shape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rapidresponse.models import Area
 from rapidresponse.regions import AreaSpec
+
+# Areas whose outlines come this close (degrees, about 300 m) count as adjacent.
+ADJACENCY_MARGIN = 0.003
 
 
 @dataclass(frozen=True)
@@ -122,3 +126,18 @@ def read_area_names(aliases: str, zips: str, name: str) -> AreaNames:
         if code not in codes:
             codes.append(code)
     return AreaNames(tuple(kept), tuple(codes))
+
+
+def adjacent_area_ids(session: Session, area_id: int) -> list[int]:
+    """The areas whose outlines touch (or nearly touch) this one's, by id; none when it
+    has no outline."""
+    areas = session.scalars(select(Area).where(Area.geometry.is_not(None))).all()
+    home = next((a for a in areas if a.id == area_id), None)
+    if home is None or home.geometry is None:
+        return []
+    reach = shape(home.geometry).buffer(ADJACENCY_MARGIN)
+    return [
+        a.id
+        for a in areas
+        if a.id != area_id and a.geometry and reach.intersects(shape(a.geometry))
+    ]

@@ -43,6 +43,7 @@ from rapidresponse.models import (
     AlertStatus,
     Delivery,
     DeliveryStatus,
+    Incident,
     Language,
     Subscriber,
     SubscriberStatus,
@@ -92,6 +93,12 @@ class Approval:
     alert_id: int
     recipients: int
     batches: int
+    # Batches to enqueue now: the incident's own area's, when adjacent areas wait for it.
+    first_batches: int | None = None
+
+    @property
+    def enqueue_now(self) -> range:
+        return range(self.batches if self.first_batches is None else self.first_batches)
 
 
 @dataclass(frozen=True)
@@ -210,8 +217,11 @@ def approve(
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise AlertNotApprovable(f"alert {alert_id} is not a draft")
     alert = session.get_one(Alert, alert_id, populate_existing=True)
-    recipients = _write_ledger(session, alert, now, batch)
-    alert.recipient_count = recipients
+    near, far = _write_ledger(session, alert, now, batch)
+    recipients = near + far
+    near_batches, far_batches = -(-near // batch), -(-far // batch)
+    held = near_batches if near_batches and far_batches else None
+    alert.recipient_count, alert.held_from_batch = recipients, held
     if recipients == 0:
         alert.status, alert.completed_at = AlertStatus.COMPLETE, now
     audit.record(
@@ -221,7 +231,7 @@ def approve(
         subject=f"alert:{alert_id}",
         details={"kind": alert.kind.value, "recipients": recipients},
     )
-    return Approval(alert_id, recipients, -(-recipients // batch))
+    return Approval(alert_id, recipients, near_batches + far_batches, held)
 
 
 def seal_texts(cipher: ShreddingCipher, incident_id: int, texts: dict[str, str]) -> bytes:
@@ -233,11 +243,35 @@ def texts_of(cipher: FieldCipher, alert: Alert) -> dict[str, str]:
     """An alert's text in each language; empty once its incident's key is destroyed."""
     if alert.texts_sealed is None:
         return {str(language): str(text) for language, text in alert.texts.items()}
+    return _opened(cipher, alert.texts_sealed)
+
+
+def lines_of(cipher: FieldCipher, alert: Alert) -> dict[str, str]:
+    """A draft's optional line in each language, as the dispatcher wrote it ({}: none)."""
+    return {} if alert.lines_sealed is None else _opened(cipher, alert.lines_sealed)
+
+
+def _opened(cipher: FieldCipher, sealed: bytes) -> dict[str, str]:
     try:
-        opened = json.loads(cipher.decrypt(alert.texts_sealed, Purpose.ALERT_TEXTS))
+        opened = json.loads(cipher.decrypt(sealed, Purpose.ALERT_TEXTS))
     except DecryptionError:
         return {}
     return {str(language): str(text) for language, text in opened.items()}
+
+
+def subscribers_by_area(session: Session, area_ids: Sequence[int]) -> dict[int, int]:
+    """How many active, confirmed subscribers each area has: area id -> count."""
+    rows = session.execute(
+        select(Subscription.area_id, func.count())
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(
+            Subscription.area_id.in_(area_ids),
+            Subscription.status == SubscriptionStatus.CONFIRMED,
+            _sendable(),
+        )
+        .group_by(Subscription.area_id)
+    ).all()
+    return {int(area_id): int(count) for area_id, count in rows}
 
 
 def cancel(session: Session, alert_id: int, *, by_id: int | None = None) -> bool:
@@ -290,6 +324,33 @@ def audience(alert: Alert) -> Select[int, Language]:
     )
 
 
+def _ranked_audience(session: Session, alert: Alert) -> Select[int, Language, int]:
+    """``audience`` with a rank: 0 for the incident's own area, 1 for the adjacent areas
+    the dispatcher added (someone subscribed to both is in the own area)."""
+    home = _home_area_id(session, alert)
+    if alert.kind in FOLLOW_UP_KINDS or home is None:
+        people = audience(alert).subquery()
+        return select(people.c.id, people.c.language, literal(0).label("rank"))
+    area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
+    rank = func.min(case((Subscription.area_id == home, 0), else_=1))
+    return (
+        select(Subscriber.id, Subscriber.language, rank.label("rank"))
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(
+            Subscription.area_id.in_(area_ids),
+            Subscription.status == SubscriptionStatus.CONFIRMED,
+            _sendable(),
+        )
+        .group_by(Subscriber.id, Subscriber.language)
+    )
+
+
+def _home_area_id(session: Session, alert: Alert) -> int | None:
+    if alert.incident_id is None:
+        return None
+    return session.scalar(select(Incident.area_id).where(Incident.id == alert.incident_id))
+
+
 def got_it() -> ColumnElement[bool]:
     """A delivery that reached (or may have reached) its recipient."""
     return or_(Delivery.status.in_(ACCEPTED_STATUSES), Delivery.unknown_outcomes > 0)
@@ -323,15 +384,28 @@ def _sendable() -> ColumnElement[bool]:
     return Subscriber.status == SubscriberStatus.ACTIVE
 
 
-def _write_ledger(session: Session, alert: Alert, now: datetime, batch: int) -> int:
-    people = audience(alert).subquery()
+def _write_ledger(session: Session, alert: Alert, now: datetime, batch: int) -> tuple[int, int]:
+    """Write the ledger; returns (own-area recipients, adjacent-area recipients).
+
+    Batches never mix the two: the own area's come first, numbered from 0, and the
+    adjacent areas' are numbered after them, so they can be held back as a whole.
+    """
+    people = _ranked_audience(session, alert).subquery()
+    near = int(
+        session.scalar(select(func.count()).select_from(people).where(people.c.rank == 0)) or 0
+    )
+    near_batches = -(-near // batch)
     table = DELIVERIES
+    within_rank = func.row_number().over(partition_by=people.c.rank, order_by=people.c.id) - 1
+    batch_number = case(
+        (people.c.rank == 0, within_rank // batch), else_=near_batches + within_rank // batch
+    )
     rows = select(
         _new_id(session),
         literal(alert.id),
         people.c.id,
         people.c.language,
-        ((func.row_number().over(order_by=people.c.id) - 1) // batch).label("batch"),
+        batch_number.label("batch"),
         literal(DeliveryStatus.PENDING, table.c.status.type),
         literal(0),
         literal(0),
@@ -356,8 +430,8 @@ def _write_ledger(session: Session, alert: Alert, now: datetime, batch: int) -> 
         )
     )
     # Counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here.
-    written = select(func.count()).where(table.c.alert_id == alert.id)
-    return int(session.scalar(written) or 0)
+    written = int(session.scalar(select(func.count()).where(table.c.alert_id == alert.id)) or 0)
+    return near, written - near
 
 
 def _new_id(session: Session) -> ColumnElement[str]:
@@ -653,8 +727,40 @@ def give_up_exhausted(session: Session, now: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def release_held(session: Session, alert_id: int) -> range:
+    """The held batches of an alert, once its own area's are all handed over (the
+    provider took them, or they ended otherwise); empty while any is still waiting.
+
+    One conditional UPDATE clears the hold, so of several workers finishing the last own-
+    area batches at once exactly one gets the range to enqueue.
+    """
+    held = session.scalar(select(Alert.held_from_batch).where(Alert.id == alert_id))
+    if held is None:
+        return range(0)
+    waiting = (
+        select(Delivery.id)
+        .where(
+            Delivery.alert_id == alert_id,
+            Delivery.batch < held,
+            Delivery.status.in_(UNFINISHED),
+        )
+        .exists()
+    )
+    cleared = session.execute(
+        update(Alert)
+        .where(Alert.id == alert_id, Alert.held_from_batch == held, ~waiting)
+        .values(held_from_batch=None)
+        .execution_options(synchronize_session=False)
+    )
+    if cleared.rowcount != 1:  # type: ignore[attr-defined]
+        return range(0)
+    last = session.scalar(select(func.max(Delivery.batch)).where(Delivery.alert_id == alert_id))
+    return range(held, int(last if last is not None else held - 1) + 1)
+
+
 def waiting_batches(session: Session, idle_since: datetime) -> set[tuple[int, int]]:
-    """(alert, batch) pairs with rows pending and untouched since ``idle_since``."""
+    """(alert, batch) pairs with rows pending and untouched since ``idle_since``, except
+    batches held back behind the incident's own area."""
     rows = session.execute(
         select(Delivery.alert_id, Delivery.batch)
         .join(Alert, Alert.id == Delivery.alert_id)
@@ -662,6 +768,7 @@ def waiting_batches(session: Session, idle_since: datetime) -> set[tuple[int, in
             Alert.status == AlertStatus.APPROVED,
             Delivery.status == DeliveryStatus.PENDING,
             Delivery.updated_at < idle_since,
+            or_(Alert.held_from_batch.is_(None), Delivery.batch < Alert.held_from_batch),
         )
         .distinct()
     )

@@ -16,6 +16,7 @@ make the whole message UCS-2, 70 characters a segment instead of 160.
 
 from __future__ import annotations
 
+import enum
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,25 @@ from rapidresponse.sms import GSM7_BASIC, GSM7_EXTENDED, is_gsm7, segment
 NOTE_MAX_CHARS = 80
 # The kinds that tell people what to do while agents are around.
 WITH_RIGHTS_LINE = frozenset({AlertKind.ALERT, AlertKind.UPDATE})
+# The kinds a dispatcher may add a line of their own to (an update must have one).
+TAKES_A_NOTE = frozenset({AlertKind.ALERT, AlertKind.UPDATE, AlertKind.CORRECTION})
+
+
+class Correcting(str, enum.Enum):
+    """What a correction corrects: the whole alert, or where, or when."""
+
+    FALSE_ALARM = "false_alarm"
+    AREA = "area"
+    TIME = "time"
+
+    @property
+    def message_id(self) -> str:
+        return (
+            "alert.correction"
+            if self is Correcting.FALSE_ALARM
+            else f"alert.correction_{self.value}"
+        )
+
 
 # Characters outside GSM-7 with a GSM-7 spelling that NFKD does not give.
 _REPLACEMENTS: Mapping[str, str] = {
@@ -254,6 +274,8 @@ def compose(
     note: str | None = None,
     signature: str = "",
     wording: Mapping[str, str] | None = None,
+    correcting: Correcting = Correcting.FALSE_ALARM,
+    place: str | None = None,
 ) -> str:
     """The text of a ``kind`` message in ``language``, folded to GSM-7.
 
@@ -261,10 +283,15 @@ def compose(
     ``at`` is an aware datetime (the time of the sighting, of the update, of the all-clear,
     or of the alert a correction withdraws), shown as local time in ``tz``.
 
-    Only ``update`` takes a note, and needs one: it goes through ``clean_note`` (so it may
-    raise NoteRefused) and is ended with a full stop. Passing a note to another kind is a
-    ValueError, as are an announcement (written by hand, not from templates), no areas and
-    a naive ``at``.
+    An ``update`` needs a note; an alert may carry one line of the dispatcher's own ("Avoid
+    NE 42nd and Killingsworth") and a correction its reason: each goes through
+    ``clean_note`` (so it may raise NoteRefused) and is ended with a full stop. A note to an
+    all-clear is a ValueError, as are an announcement (written by hand, not from
+    templates), no areas and a naive ``at``.
+
+    A correction says the alert was a false alarm, or (``correcting``) that its area was
+    wrong (``place`` names the right one; ``areas`` are the alert's) or its time (``at`` is
+    then the right time).
 
     The message is the kind's template, the know-your-rights line (an alert and an update
     only: "do not open the door" would contradict an all-clear or a false alarm), the
@@ -281,12 +308,22 @@ def compose(
     if not names or not all(names):
         raise ValueError("an alert needs at least one area, and area names are not empty")
     params = {"time": local_time(language, at, tz)}
+    line = ""
     if kind is AlertKind.UPDATE:
         if note is None:
             raise NoteRefused(N_("An update needs a note: write what changed, in a few words."))
         params["note"] = _as_sentence(clean_note(note))
-    elif note is not None:
+    elif note is not None and kind not in TAKES_A_NOTE:
         raise ValueError(f"a {kind.value} message takes no note")
+    elif note is not None:
+        line = _as_sentence(clean_note(note))
+    message_id = f"alert.{kind.value}"
+    if kind is AlertKind.CORRECTION:
+        message_id = correcting.message_id
+        if correcting is Correcting.AREA:
+            if not place or not place.strip():
+                raise ValueError("a correction of the area names the right one")
+            params["place"] = " ".join(place.split())
 
     def say(message_id: str, **params: str) -> str:
         # A coordinator's wording (rapidresponse.wording) before the catalog's.
@@ -300,8 +337,8 @@ def compose(
     message = ""
     for tail in tails:
         for shown in range(len(names), 0, -1):
-            body = say(f"alert.{kind.value}", areas=_area_list(names, shown), **params)
-            message = gsm_fold(" ".join((body, *tail)))
+            body = say(message_id, areas=_area_list(names, shown), **params)
+            message = gsm_fold(" ".join(part for part in (body, line, *tail) if part))
             if segment(message).segments == 1:
                 return message
     return message
@@ -317,12 +354,15 @@ def compose_all(
     notes: Mapping[str, str] | None = None,
     signatures: Mapping[str, str] | None = None,
     wordings: Mapping[str, Mapping[str, str]] | None = None,
+    correcting: Correcting = Correcting.FALSE_ALARM,
+    place: str | None = None,
 ) -> dict[str, str]:
     """``compose`` for every language: language value ("en", "es") → text.
 
-    The note of an update is the dispatcher's own words: ``notes`` gives one per language
-    (language value → note), each checked by ``clean_note``; ``note`` alone goes out as
-    written in every language (the command line, scripts).
+    A note (an update's, an alert's line, a correction's reason) is the dispatcher's own
+    words: ``notes`` gives one per language (language value → note; a language missing
+    there gets none), each checked by ``clean_note``; ``note`` alone goes out as written
+    in every language (the command line, scripts).
     """
     return {
         language.value: compose(
@@ -334,6 +374,8 @@ def compose_all(
             note=notes.get(language.value) if notes is not None else note,
             signature=(signatures or {}).get(language.value, ""),
             wording=(wordings or {}).get(language.value),
+            correcting=correcting,
+            place=place,
         )
         for language in Language
     }
@@ -347,21 +389,27 @@ def signatures(org_name: str, org_name_es: str) -> dict[str, str]:
 # A note missing in a language that has readers: said in that language's own words.
 MISSING_NOTE = {
     Language.EN.value: N_(
-        "Write the English note too: the update also goes to readers of English (%(count)d)."
+        "Write the English note too: it also goes to readers of English (%(count)d)."
     ),
     Language.ES.value: N_(
-        "Write the Spanish note too: the update also goes to readers of Spanish (%(count)d)."
+        "Write the Spanish note too: it also goes to readers of Spanish (%(count)d)."
     ),
 }
 
 
-def notes_for_readers(notes: Mapping[str, str], readers: Mapping[str, int]) -> dict[str, str]:
+def notes_for_readers(
+    notes: Mapping[str, str], readers: Mapping[str, int], *, required: bool = True
+) -> dict[str, str]:
     """One note per language, as a dispatcher typed them (blank: not written).
 
     A language with readers needs its own note (NoteRefused otherwise: a Spanish reader
     must not get the English words); one nobody reads takes another language's note.
+    Nothing written at all is refused when ``required`` (an update), else it means no
+    note (an alert's optional line, a correction's reason): {}.
     """
     written = {lang: " ".join(text.split()) for lang, text in notes.items() if text.strip()}
+    if not written and not required:
+        return {}
     if not written:
         raise NoteRefused(N_("An update needs a note: write what changed, in a few words."))
     chosen: dict[str, str] = {}

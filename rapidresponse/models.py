@@ -399,6 +399,12 @@ class Alert(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     recipient_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Batches from this number on are the adjacent areas': they wait until every earlier
+    # batch (the incident's own area) is handed over, then it is cleared and they go.
+    held_from_batch: Mapped[int | None] = mapped_column(Integer, default=None)
+    # A draft's optional line of the dispatcher's own, per language (JSON, sealed like the
+    # texts), so that revising the draft again starts from what was written.
+    lines_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
     areas: Mapped[list[Area]] = relationship(secondary=alert_areas)
 

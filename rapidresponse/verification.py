@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shapely.geometry import shape
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit
+from rapidresponse.areas import adjacent_area_ids
 from rapidresponse.crypto import FieldCipher, Purpose
 from rapidresponse.models import (
-    Area,
     Dispatch,
     DispatchState,
     Incident,
@@ -33,8 +32,6 @@ from rapidresponse.shredding import ShreddingCipher, incident_key
 
 PAGEABLE_STATES = (IncidentState.REPORTED, IncidentState.DISPATCHED)
 OPEN_DISPATCH_STATES = (DispatchState.PAGED, DispatchState.GOING)
-# Areas whose outlines come this close (degrees, about 300 m) count as adjacent.
-ADJACENCY_MARGIN = 0.003
 PAGE_TEXT_CHARS = 60  # of the first report, in the page
 
 
@@ -97,7 +94,7 @@ def responders_to_page(session: Session, incident: Incident, wanted: int) -> lis
         (Dispatch.incident_id == incident.id) | (Dispatch.state == DispatchState.GOING)
     )
     chosen: list[Responder] = []
-    for area_ids in ([incident.area_id], _adjacent_area_ids(session, incident.area_id)):
+    for area_ids in ([incident.area_id], adjacent_area_ids(session, incident.area_id)):
         candidates = session.scalars(
             select(Responder)
             .join(responder_areas)
@@ -115,19 +112,6 @@ def responders_to_page(session: Session, incident: Incident, wanted: int) -> lis
         if len(chosen) >= wanted:
             break
     return chosen
-
-
-def _adjacent_area_ids(session: Session, area_id: int) -> list[int]:
-    areas = session.scalars(select(Area).where(Area.geometry.is_not(None))).all()
-    home = next((a for a in areas if a.id == area_id), None)
-    if home is None or home.geometry is None:
-        return []
-    reach = shape(home.geometry).buffer(ADJACENCY_MARGIN)
-    return [
-        a.id
-        for a in areas
-        if a.id != area_id and a.geometry and reach.intersects(shape(a.geometry))
-    ]
 
 
 def open_dispatches(

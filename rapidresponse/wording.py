@@ -19,13 +19,23 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit
-from rapidresponse.composer import Preview, compose, preview, signatures
+from rapidresponse.composer import Correcting, Preview, compose, preview, signatures
 from rapidresponse.messages import catalog, placeholders
 from rapidresponse.models import AlertKind, Language, MessageWording, utcnow
 from rapidresponse.refusals import N_, Refused
 
 KINDS = (AlertKind.ALERT, AlertKind.UPDATE, AlertKind.ALL_CLEAR, AlertKind.CORRECTION)
-EDITABLE = (*(f"alert.{kind.value}" for kind in KINDS), "alert.rights_line", "alert.keyword")
+# Every text a kind can take: a correction says false alarm, wrong area or wrong time.
+VARIANTS: tuple[tuple[AlertKind, Correcting | None], ...] = (
+    *((kind, None) for kind in KINDS if kind is not AlertKind.CORRECTION),
+    *((AlertKind.CORRECTION, correcting) for correcting in Correcting),
+)
+EDITABLE = (
+    *(f"alert.{kind.value}" for kind in KINDS if kind is not AlertKind.CORRECTION),
+    *(correcting.message_id for correcting in Correcting),
+    "alert.rights_line",
+    "alert.keyword",
+)
 MAX_WORDING_CHARS = 300
 # The worst case a wording is measured with: a long area name and the longest clock time.
 SAMPLE_AREA = "Powellhurst-Gilbert North"
@@ -48,6 +58,11 @@ class Measured:
     kind: AlertKind
     preview: Preview
     budget: int
+    correcting: Correcting | None = None
+
+    @property
+    def message_id(self) -> str:
+        return self.correcting.message_id if self.correcting else f"alert.{self.kind.value}"
 
     @property
     def over_budget(self) -> bool:
@@ -134,9 +149,12 @@ def measure(
                     note=SAMPLE_NOTE if kind is AlertKind.UPDATE else None,
                     signature=signature,
                     wording=wording,
+                    correcting=correcting or Correcting.FALSE_ALARM,
+                    place=SAMPLE_AREA,
                 ),
             ),
             SEGMENT_BUDGET.get(kind, 1),
+            correcting,
         )
-        for kind in KINDS
+        for kind, correcting in VARIANTS
     ]

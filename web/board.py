@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
@@ -32,12 +33,14 @@ from sqlalchemy.orm import Session
 
 from dispatch import corrections
 from dispatch.alerts import (
+    DraftRefused,
     NotFollowable,
     approval_rules,
     approve_from_board,
     cancel_draft,
     draft_follow_up,
     draft_for_incident,
+    revise_draft,
 )
 from dispatch.board_actions import NotPossible, close_from_board, page_more, place_incident
 from dispatch.incidents import incident_touched
@@ -45,8 +48,7 @@ from dispatch.live import live_version
 from dispatch.services import Services
 from rapidresponse import board, broadcast
 from rapidresponse.approvals import ApprovalRefused
-from rapidresponse.capacity import Capacity, capacity
-from rapidresponse.composer import NoteRefused, previews
+from rapidresponse.composer import TAKES_A_NOTE, Correcting, NoteRefused, previews
 from rapidresponse.corrections import CorrectionRefused
 from rapidresponse.directory import changes_made_here, current_revision
 from rapidresponse.incident_notes import CommentRefused, add_comment, notes_of
@@ -62,6 +64,7 @@ from rapidresponse.models import (
 )
 from rapidresponse.next_step import timing
 from rapidresponse.staff import Permission
+from web.alert_plan import rest_units, send_plan
 from web.auth import requires, signed_in
 from web.context import services
 from web.inputs import row_id
@@ -75,20 +78,8 @@ bp = Blueprint("board", __name__, url_prefix="/board")
 
 
 FOLLOW_UP_KINDS = {kind.value: kind for kind in broadcast.FOLLOW_UP_KINDS}
+CORRECTING = {correcting.value: correcting for correcting in Correcting}
 NOTE_FIELD_CHARS = 1000  # what is kept of a typed note (the composer allows far less)
-
-
-@dataclass(frozen=True)
-class SendPlan:
-    capacity: Capacity
-    areas: tuple[str, ...]
-    parent_recipients: int | None  # a follow-up: how many the alert it follows went to
-    validity_minutes: int
-
-    @property
-    def needs_consent(self) -> bool:
-        """Nobody would get it, or the validity would run out on some: say so, and ask."""
-        return self.capacity.recipients == 0 or self.capacity.dropped > 0
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -244,11 +235,21 @@ def _alert_context(alert_id: int) -> dict[str, Any]:
             abort(404)
         row = session.get_one(Alert, alert_id)
         view = views[0]
-        plan = _send_plan(found, session, row, view.texts)
+        plan = send_plan(found, session, row, view.texts)
         # What the people on the ground said, beside the text that is about to go out.
         notes = notes_of(session, found.cipher, row.incident_id) if row.incident_id else []
+        lines = broadcast.lines_of(found.cipher, row)
+        rest = _rest_for_typing(found, session, row, plan.areas)
+        area_options = (
+            session.execute(select(Area.id, Area.name).order_by(Area.name)).all()
+            if row.kind is AlertKind.ALERT and row.status is not AlertStatus.DRAFT
+            else []
+        )
     staff = signed_in()
     return {
+        "lines": lines,
+        "rest": rest,
+        "area_options": area_options,
         "alert": view,
         "previews": previews(view.texts),
         "audience": plan.capacity.recipients,
@@ -260,23 +261,16 @@ def _alert_context(alert_id: int) -> dict[str, Any]:
     }
 
 
-def _send_plan(found: Services, session: Session, row: Alert, texts: dict[str, str]) -> SendPlan:
-    """Who a draft goes to, per language, and how long it takes: for the confirmation."""
-    parent = session.get(Alert, row.parent_id) if row.parent_id else None
-    areas = (parent or row).areas
-    settings = found.settings
-    return SendPlan(
-        capacity=capacity(
-            # Counted for a draft only: a sending alert's page is re-read on every hint.
-            broadcast.audience_by_language(session, row) if row.status is AlertStatus.DRAFT else {},
-            texts,
-            settings.send_rate,
-            settings.alert_validity_minutes,
-        ),
-        areas=tuple(area.name for area in areas),
-        parent_recipients=parent.recipient_count if parent else None,
-        validity_minutes=settings.alert_validity_minutes,
-    )
+def _rest_for_typing(
+    found: Services, session: Session, row: Alert, areas: tuple[str, ...]
+) -> dict[str, int]:
+    """What a line typed on this page is added to: the draft alert's text, or an update's
+    (the follow-up form of a sent alert)."""
+    if row.kind is not AlertKind.ALERT:
+        return {}
+    if row.status is AlertStatus.DRAFT:
+        return rest_units(found, session, AlertKind.ALERT, areas)
+    return rest_units(found, session, AlertKind.UPDATE, areas)
 
 
 # --- acting --------------------------------------------------------------------------------
@@ -452,7 +446,7 @@ def approve(alert_id: int) -> ResponseReturnValue:
             abort(404)
         risky = (
             row.status is AlertStatus.DRAFT
-            and _send_plan(found, session, row, broadcast.texts_of(found.cipher, row)).needs_consent
+            and send_plan(found, session, row, broadcast.texts_of(found.cipher, row)).needs_consent
         )
     if risky and request.form.get("send_anyway") != "1":
         flash(_("Nobody or not everyone would get this alert: tick “Send anyway” to send it."))
@@ -481,23 +475,24 @@ def cancel(alert_id: int) -> ResponseReturnValue:
 @requires(Permission.SEND_ALERTS)
 def follow_up(alert_id: int) -> ResponseReturnValue:
     kind = FOLLOW_UP_KINDS.get(request.form.get("kind", ""))
-    # Only an update carries a note, one per language (the others are fixed texts).
-    notes = {
-        language.value: request.form.get(f"note_{language.value}", "")[:NOTE_FIELD_CHARS]
-        for language in Language
-    }
+    # An update's note and a correction's reason, one per language; an all-clear is fixed.
+    notes = _typed_per_language("note")
     if kind is None:
         flash(_("Choose update, all clear or correction."))
         return redirect(url_for("board.alert", alert_id=alert_id), code=303)
+    correcting = CORRECTING.get(request.form.get("correcting", ""), Correcting.FALSE_ALARM)
     try:
         new_id = draft_follow_up(
             services(),
             alert_id,
             kind,
-            notes=notes if kind is AlertKind.UPDATE else None,
+            notes=notes if kind in TAKES_A_NOTE else None,
             staff_id=signed_in().user_id,
+            correcting=correcting,
+            right_area_id=row_id(request.form.get("right_area_id")),
+            right_time=_local_clock(request.form.get("right_time", "")),
         )
-    except NoteRefused as refused:  # said without quoting the note; the fields keep it
+    except (NoteRefused, DraftRefused) as refused:  # said without quoting; fields keep it
         return _alert_page_again(alert_id, refusal(refused), notes)
     except NotFollowable:
         flash(_("Follow-ups go to the recipients of an approved alert."))
@@ -506,7 +501,52 @@ def follow_up(alert_id: int) -> ResponseReturnValue:
     return redirect(url_for("board.alert", alert_id=alert_id), code=303)
 
 
-def _alert_page_again(alert_id: int, error: str, typed: dict[str, str]) -> ResponseReturnValue:
-    """The alert page with the refusal and the follow-up form as it was filled in."""
+@bp.post("/alerts/<int:alert_id>/revise")
+@requires(Permission.SEND_ALERTS)
+def revise(alert_id: int) -> ResponseReturnValue:
+    lines = _typed_per_language("line")
+    extra = [a for a in map(row_id, request.form.getlist("area_id")) if a is not None]
+    try:
+        revise_draft(
+            services(), alert_id, extra_area_ids=extra, lines=lines, staff_id=signed_in().user_id
+        )
+    except (NoteRefused, DraftRefused) as refused:
+        return _alert_page_again(alert_id, refusal(refused), lines, field="line")
+    except NotFollowable:
+        flash(_("Only a draft alert can be changed."))
+    else:
+        flash(_("The draft is updated. Approvals given before are withdrawn."))
+    return redirect(url_for("board.alert", alert_id=alert_id), code=303)
+
+
+def _typed_per_language(field: str) -> dict[str, str]:
+    return {
+        language.value: request.form.get(f"{field}_{language.value}", "")[:NOTE_FIELD_CHARS]
+        for language in Language
+    }
+
+
+def _local_clock(typed: str) -> datetime | None:
+    """ "14:05" as the latest such moment up to now, in the network's time zone (UTC)."""
+    try:
+        clock = time.fromisoformat(typed.strip())
+    except ValueError:
+        return None
+    tz = ZoneInfo(services().settings.timezone)
+    now = utcnow().astimezone(tz)
+    moment = datetime.combine(now.date(), clock.replace(tzinfo=None), tzinfo=tz)
+    if moment > now:
+        moment -= timedelta(days=1)
+    return moment.astimezone(UTC)
+
+
+def _alert_page_again(
+    alert_id: int, error: str, typed: dict[str, str], field: str = "note"
+) -> ResponseReturnValue:
+    """The alert page with the refusal and the form (follow-up, or the draft's line) as it
+    was filled in."""
     context = _alert_context(alert_id)
+    if field == "line":
+        context["lines"], context["line_error"] = typed, error
+        return render_template("board/alert.html", **context), 400
     return render_template("board/alert.html", **context, error=error, typed=typed), 400

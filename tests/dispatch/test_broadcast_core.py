@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -11,6 +15,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
 from dispatch import broadcast as jobs
+from dispatch.pacer import Pacer
 from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse import broadcast
@@ -201,3 +206,27 @@ def test_a_hint_inside_the_window_books_one_trailing_publication(services: Servi
     for _ in range(5):  # within the same second: throttled, but not forgotten
         jobs.progress_hint(services, alert_id)
     assert scheduled(services) == [("dispatch.broadcast.publish_progress_job", [alert_id])]
+
+
+def test_a_paced_send_shows_progress_as_results_come_in(services: Services) -> None:
+    """At a slow rate a window of 50 takes minutes: progress must not wait for it."""
+    cully = make_area(services, "cully")
+    for n in range(16):
+        subscribe(services, f"+1503555{5000 + n}", cully)
+    approval = approve(services, cully)
+    services.settings = replace(services.settings, send_rate=4.0)
+    services.pacer = Pacer(services.redis, rate=4.0, sender_id=secrets.token_hex(6))
+    seen: list[int] = []
+
+    sending = threading.Thread(target=jobs.send_batch, args=(approval.alert_id, 0))
+    sending.start()
+    while sending.is_alive():
+        with services.database.session() as session:
+            seen.append(broadcast.progress(session, approval.alert_id).sent)
+        time.sleep(0.1)
+    sending.join()
+
+    assert statuses(services, approval.alert_id) == {DeliveryStatus.SENT: 16}
+    # About 4 s of sending, written every second: the count moves at least twice between.
+    between = sorted({n for n in seen if 0 < n < 16})
+    assert len(between) >= 2, f"progress jumped: {sorted(set(seen))}"

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from rapidresponse.composer import (
     NOTE_MAX_CHARS,
+    TAKES_A_NOTE,
+    Correcting,
     NoteRefused,
     Preview,
     clean_note,
@@ -324,10 +326,64 @@ def test_an_update_note_is_tidied_and_ends_a_sentence() -> None:
     assert "Still there? Do not" in asked
 
 
-@pytest.mark.parametrize("kind", [AlertKind.ALERT, AlertKind.ALL_CLEAR, AlertKind.CORRECTION])
-def test_only_an_update_takes_a_note(kind: AlertKind) -> None:
+def test_an_all_clear_takes_no_note() -> None:
     with pytest.raises(ValueError, match="no note"):
-        compose(kind, Language.EN, areas=["Cully"], at=NOON, tz=PORTLAND, note="hello")
+        compose(AlertKind.ALL_CLEAR, Language.EN, areas=["Cully"], at=NOON, tz=PORTLAND, note="hi")
+
+
+def test_an_alert_may_carry_a_line_of_the_dispatchers_own() -> None:
+    body = compose(
+        AlertKind.ALERT,
+        Language.EN,
+        areas=["Cully"],
+        at=NOON,
+        tz=PORTLAND,
+        note="Avoid NE 42nd and Killingsworth",
+    )
+    assert body.startswith(
+        "ALERT: immigration agents confirmed in Cully at 12:05 PM. "
+        "Avoid NE 42nd and Killingsworth. "
+    )
+    with pytest.raises(NoteRefused):
+        compose(
+            AlertKind.ALERT, Language.EN, areas=["Cully"], at=NOON, tz=PORTLAND, note="ABC 1234"
+        )
+
+
+def test_a_correction_corrects_the_area_or_the_time_with_its_reason() -> None:
+    wrong_area = compose(
+        AlertKind.CORRECTION,
+        Language.EN,
+        areas=["Russell"],
+        at=NOON,
+        tz=PORTLAND,
+        correcting=Correcting.AREA,
+        place="Eliot",
+        note="The corner is in Eliot",
+    )
+    assert wrong_area.startswith(
+        "CORRECTION: the alert of 12:05 PM named Russell by mistake: it was in Eliot. "
+        "The corner is in Eliot. "
+    )
+    wrong_time = compose(
+        AlertKind.CORRECTION,
+        Language.ES,
+        areas=["Cully"],
+        at=NOON,
+        tz=PORTLAND,
+        correcting=Correcting.TIME,
+    )
+    assert wrong_time.startswith("CORRECCION: la alerta de Cully tenia la hora equivocada")
+    assert "a las 12:05" in wrong_time
+    with pytest.raises(ValueError, match="right one"):
+        compose(
+            AlertKind.CORRECTION,
+            Language.EN,
+            areas=["Cully"],
+            at=NOON,
+            tz=PORTLAND,
+            correcting=Correcting.AREA,
+        )
 
 
 @pytest.mark.parametrize("areas", [[], ["  "], ["Cully", ""]])
@@ -406,13 +462,18 @@ def _region_area_names() -> list[str]:
 
 
 AREA_NAMES = _region_area_names()
-SEGMENT_BUDGET = {AlertKind.UPDATE: 2}  # a note of up to 80 characters; the rest: one
+# A note (an update's, an alert's line, a correction's reason) of up to 80 characters may
+# take a second segment; without one, every text fits one.
+NOTE_BUDGET, BARE_BUDGET = 2, 1
 
 
 @given(
     kind=st.sampled_from(KINDS),
+    correcting=st.sampled_from(list(Correcting)),
     language=st.sampled_from(list(Language)),
     area=st.sampled_from(AREA_NAMES),
+    place=st.sampled_from(AREA_NAMES),
+    with_note=st.booleans(),
     org=st.text(
         alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz -."),
         min_size=1,
@@ -421,11 +482,20 @@ SEGMENT_BUDGET = {AlertKind.UPDATE: 2}  # a note of up to 80 characters; the res
     note_length=st.integers(min_value=1, max_value=NOTE_MAX_CHARS),
 )
 def test_with_its_signature_every_text_stays_within_its_budget_and_gsm7(
-    kind: AlertKind, language: Language, area: str, org: str, note_length: int
+    kind: AlertKind,
+    correcting: Correcting,
+    language: Language,
+    area: str,
+    place: str,
+    with_note: bool,
+    org: str,
+    note_length: int,
 ) -> None:
-    """Every template, in every language, with every area name of the region pack and any
-    ORG_NAME the configuration accepts (up to 24 plain characters)."""
+    """Every template (each correction: false alarm, wrong area, wrong time), in every
+    language, with every area name of the region pack, with and without the dispatcher's
+    line, and any ORG_NAME the configuration accepts (up to 24 plain characters)."""
     note = ("Agents left toward SE Foster and 82nd " * 3)[:note_length].strip() or "Gone"
+    noted = kind is AlertKind.UPDATE or (with_note and kind in TAKES_A_NOTE)
     signature = signatures(" ".join(org.split()), " ".join(org.split()))[language.value]
     body = compose(
         kind,
@@ -433,10 +503,12 @@ def test_with_its_signature_every_text_stays_within_its_budget_and_gsm7(
         areas=[area],
         at=NOON,
         tz=PORTLAND,
-        note=note if kind is AlertKind.UPDATE else None,
+        note=note if noted else None,
         signature=signature,
+        correcting=correcting,
+        place=place,
     )
     cost = segment(body)
     assert cost.encoding == "GSM-7" and is_gsm7(body)
-    assert cost.segments <= SEGMENT_BUDGET.get(kind, 1)
+    assert cost.segments <= (NOTE_BUDGET if noted else BARE_BUDGET)
     assert body.endswith(signature) and KEYWORD[language] in body

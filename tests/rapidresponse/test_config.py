@@ -45,7 +45,7 @@ def test_defaults_run_on_embedded_services(tmp_path: Path) -> None:
     assert settings.sms_backend == "simulator"
     assert settings.alert_policy == "approve"
     assert settings.verify_quorum == 1
-    assert settings.send_rate == 1.0
+    assert settings.send_rate == 3.0
 
 
 def test_development_secrets_are_generated_once_and_kept_private(tmp_path: Path) -> None:

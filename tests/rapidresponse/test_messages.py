@@ -23,6 +23,7 @@ SAMPLE = {
     "what": "ICE van and 4 agents in vests at NE 42nd and Killingswort...",
     # Alerts (rapidresponse/composer.py): the longest clock time, a note of the most allowed.
     "time": "12:05 PM",
+    "place": "Powellhurst-Gilbert",  # the right area of a correction
     "note": "Agents left toward SE Foster and 82nd; two vans still parked near the school lo.",
 }
 

@@ -96,6 +96,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/board/alerts/<int:alert_id>/approve"): BOARD,
     ("POST", "/board/alerts/<int:alert_id>/cancel"): BOARD,
     ("POST", "/board/alerts/<int:alert_id>/follow-up"): BOARD,
+    ("POST", "/board/alerts/<int:alert_id>/revise"): BOARD,
     ("GET", "/people"): BOARD,
     ("POST", "/people/responders"): COORDINATOR,
     ("POST", "/people/responders/<int:responder_id>/shift"): COORDINATOR,

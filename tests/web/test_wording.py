@@ -38,7 +38,8 @@ def coordinator(app: Flask, services: Services, world: World) -> FlaskClient:
 
 def cost_of(page: str, language: str, kind: str) -> str:
     found = re.search(
-        rf'data-kind="{kind}" data-language="{language}">.*?<span class="segments">(.*?)</span>',
+        rf'data-kind="{kind}" data-language="{language}"[^>]*>'
+        r'.*?<span class="segments">(.*?)</span>',
         page,
         re.DOTALL,
     )

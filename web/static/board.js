@@ -15,6 +15,50 @@
       });
     }
   });
+  // A line being typed (an alert's own line, an update's note, a correction's reason):
+  // its characters and what the whole message will cost, as it is typed. The server
+  // draws the rest of the message's length (data-sms-rest); SMS counts GSM-7 septets,
+  // a few characters twice, and anything outside GSM-7 makes the text UCS-2.
+  var GSM7 = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?" +
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+  var GSM7_TWICE = "^{}\\[~]|€";
+  var NOTE_MOST = 80;
+
+  function septets(text) {
+    var count = 0;
+    var folded = text.normalize("NFD").replace(/[\u0300-\u036f]/g, "")
+      .replace(/[\u2018\u2019]/g, "'").replace(/[\u201c\u201d]/g, '"').replace(/[\u2013\u2014]/g, "-");
+    for (var i = 0; i < folded.length; i++) {
+      var c = folded.charAt(i);
+      if (GSM7.indexOf(c) >= 0) { count += 1; }
+      else if (GSM7_TWICE.indexOf(c) >= 0) { count += 2; }
+      else { return null; }  // UCS-2: the server refuses it
+    }
+    return count;
+  }
+
+  function countLine(field) {
+    var out = document.getElementById(field.id + "-cost");
+    if (!out) { return; }
+    var text = field.value.replace(/\s+/g, " ").trim();
+    if (!text) { out.textContent = ""; return; }
+    var own = septets(text);
+    if (own === null) { out.textContent = out.getAttribute("data-ucs2"); return; }
+    if (own > NOTE_MOST) { out.textContent = out.getAttribute("data-long").replace("{most}", NOTE_MOST); return; }
+    var whole = parseInt(field.getAttribute("data-sms-rest"), 10) + own + 2;
+    var segments = whole <= 160 ? 1 : Math.ceil(whole / 153);
+    out.textContent = out.getAttribute(segments === 1 ? "data-one" : "data-many")
+      .replace("{chars}", own).replace("{most}", NOTE_MOST).replace("{segments}", segments);
+  }
+
+  function countAll() {
+    Array.prototype.forEach.call(document.querySelectorAll("input[data-sms-rest]"), countLine);
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.hasAttribute && event.target.hasAttribute("data-sms-rest")) { countLine(event.target); }
+  });
+  countAll();
+
   var live = document.getElementById("live");
   var status = document.getElementById("connection");
   if (!live || typeof io === "undefined") { return; }
@@ -116,6 +160,7 @@
           var typed = keepTyped();
           live.innerHTML = html;
           putBack(typed);
+          countAll();
           live.setAttribute("data-synced", String(Date.now()));
         }
       })
