@@ -21,7 +21,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from rapidresponse.messages import join_names, text
@@ -252,6 +252,26 @@ def local_time(language: Language, at: datetime, tz: ZoneInfo) -> str:
         hour = local.hour % 12 or 12
         return f"{hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
     return f"{local.hour:02d}:{local.minute:02d}"
+
+
+def last_clock_time(typed: str, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """A clock time as a dispatcher types it ("14:05", "9:30") as the latest such moment
+    up to ``now`` (aware), in UTC; None when it is not a clock time. The inverse of
+    local_time, for a correction's right time: it is always in the past."""
+    try:
+        clock = time.fromisoformat(_two_digit_hour(typed.strip()))
+    except ValueError:
+        return None
+    local_now = now.astimezone(tz)
+    moment = datetime.combine(local_now.date(), clock.replace(tzinfo=None), tzinfo=tz)
+    if moment > local_now:
+        moment -= timedelta(days=1)
+    return moment.astimezone(UTC)
+
+
+def _two_digit_hour(typed: str) -> str:
+    # fromisoformat wants "09:30"; people type "9:30".
+    return f"0{typed}" if re.fullmatch(r"\d:\d\d", typed) else typed
 
 
 def _area_list(names: Sequence[str], shown: int) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 from flask.cli import AppGroup
@@ -15,8 +17,9 @@ from sqlalchemy import select
 
 from dispatch.services import Services
 from rapidresponse import broadcast
-from rapidresponse.composer import NoteRefused, previews
-from rapidresponse.models import Alert, AlertKind
+from rapidresponse.areas import find_area
+from rapidresponse.composer import Correcting, NoteRefused, last_clock_time, previews
+from rapidresponse.models import Alert, AlertKind, utcnow
 
 FOLLOW_UPS = [kind.value for kind in AlertKind if kind in broadcast.FOLLOW_UP_KINDS]
 
@@ -111,16 +114,59 @@ def alert_cancel_command(alert_id: int) -> None:
 @click.argument("alert_id", type=int)
 @click.option("--kind", required=True, type=click.Choice(FOLLOW_UPS))
 @click.option("--note", default=None, help="What has changed (required for an update).")
-def alert_follow_up_command(alert_id: int, kind: str, note: str | None) -> None:
+@click.option(
+    "--corrects",
+    type=click.Choice([c.value for c in Correcting]),
+    default=Correcting.FALSE_ALARM.value,
+    show_default=True,
+    help="A correction: the whole alert, its area (--area) or its time (--at).",
+)
+@click.option("--area", "right_area", default=None, help="The area it really was in.")
+@click.option("--at", "right_time", default=None, help="When agents were really seen (14:05).")
+def alert_follow_up_command(
+    alert_id: int,
+    kind: str,
+    note: str | None,
+    corrects: str,
+    right_area: str | None,
+    right_time: str | None,
+) -> None:
     """Draft a follow-up to exactly the recipients of alert ALERT_ID (then approve it)."""
-    from dispatch.alerts import NotFollowable, draft_follow_up
+    from dispatch.alerts import DraftRefused, NotFollowable, draft_follow_up
 
     with _services() as services:
         try:
-            follow_up = draft_follow_up(services, alert_id, AlertKind(kind), note=note)
-        except (NotFollowable, NoteRefused, ValueError) as error:
+            follow_up = draft_follow_up(
+                services,
+                alert_id,
+                AlertKind(kind),
+                note=note,
+                correcting=Correcting(corrects),
+                right_area_id=_area_id(services, right_area),
+                right_time=_clock(services, right_time),
+            )
+        except (NotFollowable, NoteRefused, DraftRefused, ValueError) as error:
             raise click.ClickException(str(error)) from None
     click.echo(
         f"Follow-up #{follow_up} drafted. Check it with 'alert show {follow_up}', "
         f"send it with 'alert approve {follow_up}'."
     )
+
+
+def _area_id(services: Services, typed: str | None) -> int | None:
+    if typed is None:
+        return None
+    with services.database.session() as session:
+        area = find_area(session, typed)
+        if area is None:
+            raise click.BadParameter(f"no area named {typed!r}", param_hint="--area")
+        return area.id
+
+
+def _clock(services: Services, typed: str | None) -> datetime | None:
+    if typed is None:
+        return None
+    moment = last_clock_time(typed, ZoneInfo(services.settings.timezone), utcnow())
+    if moment is None:
+        raise click.BadParameter("a clock time such as 14:05", param_hint="--at")
+    return moment

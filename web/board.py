@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,7 @@ from dispatch.live import live_version
 from dispatch.services import Services
 from rapidresponse import board, broadcast
 from rapidresponse.approvals import ApprovalRefused
-from rapidresponse.composer import TAKES_A_NOTE, Correcting, NoteRefused, previews
+from rapidresponse.composer import TAKES_A_NOTE, Correcting, NoteRefused, last_clock_time, previews
 from rapidresponse.corrections import CorrectionRefused
 from rapidresponse.directory import changes_made_here, current_revision
 from rapidresponse.incident_notes import CommentRefused, add_comment, notes_of
@@ -527,17 +527,8 @@ def _typed_per_language(field: str) -> dict[str, str]:
 
 
 def _local_clock(typed: str) -> datetime | None:
-    """ "14:05" as the latest such moment up to now, in the network's time zone (UTC)."""
-    try:
-        clock = time.fromisoformat(typed.strip())
-    except ValueError:
-        return None
     tz = ZoneInfo(services().settings.timezone)
-    now = utcnow().astimezone(tz)
-    moment = datetime.combine(now.date(), clock.replace(tzinfo=None), tzinfo=tz)
-    if moment > now:
-        moment -= timedelta(days=1)
-    return moment.astimezone(UTC)
+    return last_clock_time(typed, tz, utcnow())
 
 
 def _alert_page_again(

@@ -17,12 +17,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from dispatch.processes import stop_process
@@ -196,3 +198,19 @@ def sign_in(page: Page, services: Services, account: Account) -> None:
 
 def wait_until_connected(page: Page) -> None:
     expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+
+
+SIDEWAYS = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def sideways_overflow(page: Page) -> int:
+    """How many pixels the page scrolls sideways (0 when it fits)."""
+    return max(0, int(page.evaluate(f"() => {SIDEWAYS}")))
+
+
+def no_sideways_scroll(page: Page) -> None:
+    """The page fits its width once its layout has settled (fonts, a flash appearing)."""
+    with suppress(PlaywrightTimeoutError):  # said below, with the width
+        page.wait_for_function(f"() => {SIDEWAYS} <= 0", timeout=3000)
+    overflow = sideways_overflow(page)
+    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"

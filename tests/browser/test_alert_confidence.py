@@ -27,7 +27,7 @@ from rapidresponse.models import (
     Subscriber,
     utcnow,
 )
-from tests.browser.conftest import Live, sign_in, wait_until_connected
+from tests.browser.conftest import Live, no_sideways_scroll, sign_in, wait_until_connected
 from tests.browser.test_board import area_id
 from tests.dispatch.test_alerts import confirmed_incident
 from tests.factories import add_many_subscribers
@@ -188,10 +188,7 @@ def test_a_coordinator_rewords_the_spanish_alert_and_sees_its_cost_change(
         form.get_by_role("button", name="Guardar").click()
     expect(page.locator(".flashes")).to_contain_text("Guardado")
     expect(cost).to_have_text("2 segmentos")
-    overflow = page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0
+    no_sideways_scroll(page)
 
 
 def test_what_a_dispatcher_is_typing_survives_the_page_re_reading_itself(

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from dispatch.alerts import draft_for_incident
 from rapidresponse.models import Language, StaffRole, Subscriber, Subscription
-from tests.browser.conftest import Live, sign_in, wait_until_connected
+from tests.browser.conftest import Live, no_sideways_scroll, sign_in, wait_until_connected
 from tests.browser.test_alert_confidence import SENDING_MS
 from tests.browser.test_board import area_id
 from tests.dispatch.test_alerts import confirmed_incident
@@ -63,10 +63,7 @@ def test_a_draft_gets_the_area_next_door_and_a_line_per_language_and_goes_neares
     expect(page.locator('figure.preview[lang="es"] pre')).to_contain_text(LINE_ES)
     expect(page.locator('figure.preview[lang="en"] pre')).to_contain_text(LINE_EN)
     expect(page.locator("#line_es")).to_have_value(LINE_ES)
-    overflow = page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0
+    no_sideways_scroll(page)
 
     asked: list[str] = []
     page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from rapidresponse.models import StaffRole
-from tests.browser.conftest import Live, sign_in
+from tests.browser.conftest import Live, no_sideways_scroll, sign_in
 from tests.web.staff_helpers import add_account
 
 PHONE = {"width": 390, "height": 844}
@@ -51,7 +51,7 @@ def test_a_coordinator_adds_an_alias_and_tries_it(
     expect(page.locator("#trial [data-placed]")).to_have_attribute(
         "data-placed", "Old Town/Chinatown"
     )
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    no_sideways_scroll(page)
     page.screenshot(path=artifacts / f"areas-{language}-phone.png", full_page=True)
     reply = live.text("+15035550142", "JOIN centro")
     assert reply is not None and "Old Town/Chinatown" in reply

@@ -15,7 +15,13 @@ from sqlalchemy import select
 
 from dispatch.alerts import approve_alert, draft_follow_up, draft_for_incident
 from rapidresponse.models import AlertKind, Incident, IncidentState, StaffRole
-from tests.browser.conftest import TIMEOUT_MS, Live, sign_in, wait_until_connected
+from tests.browser.conftest import (
+    TIMEOUT_MS,
+    Live,
+    no_sideways_scroll,
+    sign_in,
+    wait_until_connected,
+)
 from tests.dispatch.test_verification_e2e import ANA, REPORTERS, SIGHTINGS
 from tests.factories import add_on_shift_responder
 from tests.web.staff_helpers import add_account
@@ -23,13 +29,6 @@ from tests.web.staff_helpers import add_account
 NOTE = "agentes en la 82 y Stark, dos camionetas"
 SECOND_WAVE = "ICE is back in Cully, two vans on 42nd"
 UNPLACED = "agents knocking on doors right now, they took my neighbour"
-
-
-def no_sideways_scroll(page: Page) -> None:
-    overflow = page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
 
 
 def incidents(live: Live) -> list[Incident]:

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from rapidresponse.models import StaffRole
-from tests.browser.conftest import Live, sign_in
+from tests.browser.conftest import Live, no_sideways_scroll, sign_in
 from tests.web.staff_helpers import PASSWORD, add_account
 
 NEW_DISPATCHER = "lupe@example.org"
@@ -29,13 +29,6 @@ SCREENS = [
         "Agregar respondedor",
     ),
 ]
-
-
-def no_sideways_scroll(page: Page) -> None:
-    overflow = page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"{page.url} scrolls sideways by {overflow}px"
 
 
 @pytest.mark.parametrize(("lang", "width", "make", "go_on", "enter", "add"), SCREENS)

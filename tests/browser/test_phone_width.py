@@ -9,7 +9,7 @@ from playwright.sync_api import Page
 
 from dispatch.alerts import draft_for_incident
 from rapidresponse.models import StaffRole
-from tests.browser.conftest import Live, sign_in
+from tests.browser.conftest import Live, sideways_overflow, sign_in
 from tests.web.staff_helpers import add_account
 from tests.web.test_staff_pages_in_spanish import full_world, staff_pages
 
@@ -31,9 +31,7 @@ def test_no_staff_page_scrolls_sideways_on_a_phone(page: Page, live: Live, lang:
         html = response is not None and "text/html" in response.headers.get("content-type", "")
         if response is None or response.status != 200 or not html:
             continue
-        overflow = page.evaluate(
-            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
+        overflow = sideways_overflow(page)
         if overflow > 0:
             culprits = page.evaluate(WIDEST)
             wide.append(f"{path}: {overflow}px ({culprits})")

@@ -296,6 +296,34 @@ def test_the_cli_shows_approves_and_follows_up(services: Services, environ: dict
     assert invoke(environ, "alert", "cancel", str(alert_id)).exit_code == 1  # sent: not a draft
 
 
+def test_the_cli_corrects_an_alerts_area_or_time(
+    services: Services, environ: dict[str, str]
+) -> None:
+    cully = make_area(services, "cully")
+    make_area(services, "lents")
+    subscribe(services, "+15035559002", cully)
+    alert_id = alerts.alert_for_incident(confirmed_incident(services, cully))
+    assert invoke(environ, "alert", "approve", str(alert_id)).exit_code == 0
+    correct = ("alert", "follow-up", str(alert_id), "--kind", "correction", "--corrects")
+
+    area = invoke(environ, *correct, "area", "--area", "Lents")
+    assert area.exit_code == 0, area.output
+    shown = invoke(environ, "alert", "show", area.output.split("#")[1].split()[0]).output
+    assert "named Cully by mistake: it was in Lents" in shown
+
+    at = invoke(environ, *correct, "time", "--at", "9:05")
+    assert at.exit_code == 0, at.output
+    shown = invoke(environ, "alert", "show", at.output.split("#")[1].split()[0]).output
+    assert "agents were seen there at 9:05 AM" in shown
+
+    unknown = invoke(environ, *correct, "area", "--area", "Atlantis")
+    assert unknown.exit_code == 2 and "no area named 'Atlantis'" in unknown.output
+    assert invoke(environ, *correct, "area", "--area", "cully").exit_code == 1  # the same area
+    assert invoke(environ, *correct, "time", "--at", "25:99").exit_code == 2
+    no_time = invoke(environ, *correct, "time")
+    assert no_time.exit_code == 1 and "Give the right time" in no_time.output
+
+
 def test_an_alert_whose_text_was_erased_is_dropped_not_sent(services: Services) -> None:
     cully = make_area(services, "cully")
     subscribe(services, "+15035557301", cully)

@@ -20,6 +20,7 @@ from rapidresponse.composer import (
     compose,
     compose_all,
     gsm_fold,
+    last_clock_time,
     local_time,
     preview,
     previews,
@@ -512,3 +513,14 @@ def test_with_its_signature_every_text_stays_within_its_budget_and_gsm7(
     assert cost.encoding == "GSM-7" and is_gsm7(body)
     assert cost.segments <= (NOTE_BUDGET if noted else BARE_BUDGET)
     assert body.endswith(signature) and KEYWORD[language] in body
+
+
+def test_a_typed_clock_time_is_the_latest_such_moment_up_to_now() -> None:
+    portland = ZoneInfo("America/Los_Angeles")
+    now = datetime(2026, 12, 6, 18, 30, tzinfo=UTC)  # 10:30 in Portland
+    assert last_clock_time("9:05", portland, now) == datetime(2026, 12, 6, 17, 5, tzinfo=UTC)
+    assert last_clock_time(" 10:30 ", portland, now) == now
+    # Later than now on the clock: it was yesterday (a correction names the past).
+    assert last_clock_time("23:00", portland, now) == datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
+    for typed in ("", "noon", "25:99", "9", "9:5"):
+        assert last_clock_time(typed, portland, now) is None
