@@ -533,6 +533,38 @@ class StaffSession(Base):
     user: Mapped[StaffUser] = relationship(foreign_keys=[user_id])
 
 
+class StaffLoginStep(Base):
+    """A browser between the password and the code. Its cookie holds a random token and
+    only its hash is here: a cookie minted with SECRET_KEY names no row, so knowing the
+    keys (or a copy of the disk) does not skip the password."""
+
+    __tablename__ = "staff_login_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class StaffDevice(Base):
+    """A browser that has completed a sign-in to this account (password and code). Its
+    long-lived cookie holds a random token, hashed here. It proves nothing by itself: it
+    only keeps its owner out of the budget that strangers guessing the account share, so
+    they cannot lock the real person out."""
+
+    __tablename__ = "staff_devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AlertApproval(Base):
     """One dispatcher's approval of one alert: the two-person rule counts distinct rows."""
 

@@ -17,12 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyotp
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from rapidresponse import audit
 from rapidresponse.crypto import FieldCipher, Purpose
-from rapidresponse.models import StaffRole, StaffSession, StaffUser
+from rapidresponse.models import (
+    StaffDevice,
+    StaffLoginStep,
+    StaffRole,
+    StaffSession,
+    StaffUser,
+)
 from rapidresponse.refusals import N_, Refused
 
 TOTP_ISSUER = "rapidresponse"
@@ -219,6 +225,78 @@ def live_sessions(session: Session, rules: SessionRules, now: datetime) -> list[
         .order_by(StaffSession.last_seen_at.desc())
     ).all()
     return [found for found in candidates if is_live(found, rules, now)]
+
+
+# --- between the password and the code; remembered browsers ----------------------------
+
+# Long enough to open an authenticator app after the password.
+LOGIN_STEP_SECONDS = 300
+# Browsers remembered per account (the oldest is forgotten first), and for how long
+# after their last sign-in.
+MAX_DEVICES = 10
+DEVICE_DAYS = 90
+
+
+def begin_login_step(session: Session, user_id: int, now: datetime) -> str:
+    """The password was right: a one-time token for the code step (its hash is stored).
+
+    Steps that have run out are removed here, so the table holds only the last minutes'."""
+    session.execute(
+        delete(StaffLoginStep).where(
+            StaffLoginStep.created_at < now - timedelta(seconds=LOGIN_STEP_SECONDS)
+        )
+    )
+    token = secrets.token_urlsafe(32)
+    session.add(StaffLoginStep(token_hash=token_hash(token), user_id=user_id, created_at=now))
+    session.flush()
+    return token
+
+
+def login_step_user(session: Session, token: object, now: datetime) -> int | None:
+    """Whose password step ``token`` completed, if it has not run out or been used."""
+    if not isinstance(token, str) or not token:
+        return None
+    step = session.scalar(
+        select(StaffLoginStep).where(StaffLoginStep.token_hash == token_hash(token))
+    )
+    if step is None or now - step.created_at > timedelta(seconds=LOGIN_STEP_SECONDS):
+        return None
+    return step.user_id
+
+
+def end_login_step(session: Session, token: str) -> None:
+    session.execute(delete(StaffLoginStep).where(StaffLoginStep.token_hash == token_hash(token)))
+
+
+def remember_device(session: Session, user_id: int, now: datetime) -> str:
+    """A browser finished signing in: a token for its long-lived cookie (hash stored)."""
+    token = secrets.token_urlsafe(32)
+    session.add(
+        StaffDevice(token_hash=token_hash(token), user_id=user_id, created_at=now, last_used_at=now)
+    )
+    session.flush()
+    kept = select(StaffDevice.id).where(StaffDevice.user_id == user_id)
+    kept = kept.order_by(StaffDevice.last_used_at.desc(), StaffDevice.id.desc()).limit(MAX_DEVICES)
+    session.execute(
+        delete(StaffDevice).where(StaffDevice.user_id == user_id, StaffDevice.id.not_in(kept))
+    )
+    return token
+
+
+def is_remembered_device(session: Session, token: object, email: str, now: datetime) -> bool:
+    """Whether ``token`` is a browser that has signed in to the account of ``email``."""
+    if not isinstance(token, str) or not token:
+        return False
+    device = session.scalar(
+        select(StaffDevice)
+        .join(StaffUser, StaffUser.id == StaffDevice.user_id)
+        .where(StaffDevice.token_hash == token_hash(token), func.lower(StaffUser.email) == email)
+    )
+    if device is None or now - device.last_used_at > timedelta(days=DEVICE_DAYS):
+        return False
+    if now - device.last_used_at >= TOUCH_EVERY:
+        device.last_used_at = now
+    return True
 
 
 # --- accounts ------------------------------------------------------------------------------

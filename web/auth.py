@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +33,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.errors import StorageError
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -49,14 +48,20 @@ from rapidresponse.crypto import Purpose
 from rapidresponse.models import StaffRole, StaffUser, utcnow
 from rapidresponse.passwords import spend_as_long_as_a_check, verify_password
 from rapidresponse.staff import (
+    DEVICE_DAYS,
     Permission,
     SessionRules,
     accept_code,
     begin_enrolment,
+    begin_login_step,
+    end_login_step,
     end_session,
     find_session,
+    is_remembered_device,
+    login_step_user,
     may,
     provisioning_uri,
+    remember_device,
     start_session,
     totp_secret,
 )
@@ -76,10 +81,14 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 TOKEN_KEY = "staff_token"  # noqa: S105 - the session key under which the token lives
-PENDING_USER_KEY = "pending_user"
-PENDING_AT_KEY = "pending_at"
-# Between the password and the code: long enough to open an authenticator app.
-PENDING_SECONDS = 300
+LOGIN_STEP_KEY = "login_step"  # the password step's one-time token (its hash is a row)
+DEVICE_COOKIE = "rr_device"  # a browser that has signed in before (see the login limits)
+# Who else shares a budget, as multiples of LOGIN_LIMIT: every stranger guessing at one
+# account (wide, so it slows a botnet without locking the owner out: their remembered
+# browser has its own budget), and one address across accounts (an office behind one
+# proxy shares it).
+ACCOUNT_WIDE = 10
+ADDRESS_WIDE = 5
 F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
 
 
@@ -209,8 +218,9 @@ def _limit_key(value: str) -> str:
     return services().index.digest(value, Purpose.LOGIN_LIMIT)[:32]
 
 
-def within_login_limit(*subjects: str) -> bool:
-    """One attempt against each subject's budget (the account and the client address).
+def within_login_limit(*subjects: str | tuple[str, int]) -> bool:
+    """One attempt against each subject's budget: LOGIN_LIMIT, or that many times it for
+    a subject given as (subject, times).
 
     Fails open if Redis is unreachable: a raid is no time to lock dispatchers out, and
     argon2 plus the second factor still stand between a guesser and the board.
@@ -219,15 +229,33 @@ def within_login_limit(*subjects: str) -> bool:
     item = parse(found.settings.login_limit)
     try:
         limiter = moving_window(found.redis)
-        results = [limiter.hit(item, "login", _limit_key(subject)) for subject in subjects]
+        results = [
+            limiter.hit(_times(item, times), "login", _limit_key(subject))
+            for subject, times in (s if isinstance(s, tuple) else (s, 1) for s in subjects)
+        ]
     except (StorageError, RedisError, OSError) as error:
         log.warning("login limits unavailable (%s); allowing", error.__class__.__name__)
         return True
     return all(results)
 
 
-def _client() -> str:
-    return f"addr:{request.remote_addr or ''}"
+def _times(item: RateLimitItem, times: int) -> RateLimitItem:
+    return item if times == 1 else type(item)(item.amount * times, item.multiples)
+
+
+def _password_budgets(email: str, remembered: str | None) -> list[str | tuple[str, int]]:
+    """A browser that has signed in to this account before spends only its own budget, so
+    strangers hammering the account (from one address or a thousand) cannot lock its owner
+    out. Anyone else spends the budget of (account, address), the account's shared by all
+    strangers, and the address's across accounts."""
+    if remembered is not None:
+        return [f"device:{remembered}"]
+    client = request.remote_addr or ""
+    return [
+        f"email:{email}|addr:{client}",
+        (f"email:{email}", ACCOUNT_WIDE),
+        (f"addr:{client}", ADDRESS_WIDE),
+    ]
 
 
 # --- the pages --------------------------------------------------------------------------
@@ -242,7 +270,7 @@ def login() -> ResponseReturnValue:
     if request.method == "GET" or not form.validate():
         return _page("auth/login.html", form, 200 if request.method == "GET" else 400)
     email = form.email.data.strip().lower()
-    if not within_login_limit(f"email:{email}", _client()):
+    if not within_login_limit(*_password_budgets(email, _remembered_device(email))):
         return _page(
             "auth/login.html", form, 429, error=_l("Too many attempts. Wait a few minutes.")
         )
@@ -252,10 +280,24 @@ def login() -> ResponseReturnValue:
         return _page(
             "auth/login.html", form, 401, error=_l("That email and password do not match.")
         )
-    _fresh_session()  # nothing from before the login survives it (session fixation)
-    session[PENDING_USER_KEY] = user_id
-    session[PENDING_AT_KEY] = int(time.time())
+    _begin_code_step(user_id)
     return redirect(url_for("auth.code", next=_safe_next()))
+
+
+def _remembered_device(email: str) -> str | None:
+    """The device cookie, if it is a browser that has signed in to ``email`` before."""
+    token = request.cookies.get(DEVICE_COOKIE)
+    with services().database.session() as db:
+        return token if is_remembered_device(db, token, email, utcnow()) else None
+
+
+def _begin_code_step(user_id: int) -> None:
+    """The password (or an invitation) was right: on to the code, with a one-time token
+    whose hash names the step. A cookie minted with SECRET_KEY names no step."""
+    with services().database.session() as db:
+        token = begin_login_step(db, user_id, utcnow())
+    _fresh_session()  # nothing from before the login survives it (session fixation)
+    session[LOGIN_STEP_KEY] = token
 
 
 def _check_password(email: str, password: str) -> int | None:
@@ -267,27 +309,17 @@ def _check_password(email: str, password: str) -> int | None:
         return user.id if verify_password(user.password_hash, password) else None
 
 
-def _pending_user_id() -> int | None:
-    user_id, at = session.get(PENDING_USER_KEY), session.get(PENDING_AT_KEY)
-    if not isinstance(user_id, int) or not isinstance(at, int):
-        return None
-    if time.time() - at > PENDING_SECONDS:
-        return None
-    return user_id
-
-
 @bp.route("/login/code", methods=["GET", "POST"])
 def code() -> ResponseReturnValue:
     """The second factor; a user without one enrols here by scanning a QR code."""
-    user_id = _pending_user_id()
-    if user_id is None:
-        return redirect(url_for("auth.login"))
     found = services()
     form = CodeForm()
+    step = session.get(LOGIN_STEP_KEY)
     with found.database.session() as db:
-        user = db.get(StaffUser, user_id)
-        if user is None or not user.active:
-            session.clear()
+        user_id = login_step_user(db, step, utcnow())
+        user = db.get(StaffUser, user_id) if user_id is not None else None
+        if user is None or not user.active or not isinstance(step, str):
+            session.pop(LOGIN_STEP_KEY, None)
             return redirect(url_for("auth.login"))
         enrolling = user.totp_enrolled_at is None
         # An unfinished enrolment keeps its secret, so a reload shows the QR code scanned.
@@ -295,14 +327,17 @@ def code() -> ResponseReturnValue:
         if request.method == "GET" or not form.validate():
             db.commit()
             return _code_page(form, user, secret if enrolling else None, request.method)
-        if not within_login_limit(f"code:{user_id}", _client()):
+        if not within_login_limit(f"code:{user.id}"):
             db.commit()
             return _code_page(form, user, secret if enrolling else None, "POST", status=429)
         if not accept_code(db, user, found.cipher, form.code.data, utcnow()):
             db.commit()
             log.info("login refused: wrong or used code")
             return _code_page(form, user, secret if enrolling else None, "POST", status=401)
+        end_login_step(db, step)
         token = start_session(db, user, session_rules(found), utcnow())
+        known = is_remembered_device(db, request.cookies.get(DEVICE_COOKIE), user.email, utcnow())
+        device = None if known else remember_device(db, user.id, utcnow())
         audit.record(
             db,
             actor=f"staff:{user.id}",
@@ -312,7 +347,22 @@ def code() -> ResponseReturnValue:
         role = user.role
     _fresh_session()
     session[TOKEN_KEY] = token
-    return redirect(_safe_next() or home_for(role))
+    response = redirect(_safe_next() or home_for(role))
+    if device is not None:
+        _set_device_cookie(response, device)
+    return response
+
+
+def _set_device_cookie(response: Response, token: str) -> None:
+    response.set_cookie(
+        DEVICE_COOKIE,
+        token,
+        max_age=int(timedelta(days=DEVICE_DAYS).total_seconds()),
+        path=url_for("auth.login"),  # sent to the sign-in pages only
+        secure=bool(current_app.config["SESSION_COOKIE_SECURE"]),
+        httponly=True,
+        samesite="Lax",
+    )
 
 
 def _code_page(
@@ -355,9 +405,7 @@ def join(token: str) -> ResponseReturnValue:
     except invites.InviteRefused as refused:
         error = refusal(refused)
         return _page("auth/join.html", form, 400, invite=pending, error=error)
-    _fresh_session()
-    session[PENDING_USER_KEY] = user_id  # the password step is done: on to the authenticator
-    session[PENDING_AT_KEY] = int(time.time())
+    _begin_code_step(user_id)  # the password step is done: on to the authenticator
     return redirect(url_for("auth.code"))
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -11,10 +13,19 @@ import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from dispatch.services import Services
-from rapidresponse.models import AuditEvent, StaffRole, StaffSession, StaffUser, utcnow
+from rapidresponse.models import (
+    AuditEvent,
+    StaffDevice,
+    StaffLoginStep,
+    StaffRole,
+    StaffSession,
+    StaffUser,
+    utcnow,
+)
+from rapidresponse.staff import token_hash
 from tests.web.staff_helpers import (
     PASSWORD,
     add_account,
@@ -24,6 +35,7 @@ from tests.web.staff_helpers import (
     secret_of,
     sign_in,
 )
+from web import auth
 
 
 def test_a_dispatcher_signs_in_with_password_and_code(
@@ -106,9 +118,14 @@ def _token(client: FlaskClient) -> str:
 def test_the_password_step_expires(client: FlaskClient, services: Services) -> None:
     bea = add_account(services, StaffRole.DISPATCHER)
     post_form(client, "/login", {"email": bea.email, "password": PASSWORD})
-    with client.session_transaction() as session:
-        session["pending_at"] -= 301
+    assert client.get("/login/code").status_code == 200
+    with services.database.session() as session:
+        session.execute(update(StaffLoginStep).values(created_at=utcnow() - timedelta(seconds=301)))
     assert client.get("/login/code").status_code == 302
+    login_page = client.get("/login").get_data(as_text=True)  # the code page is gone
+    code = post_form(client, "/login/code", {"code": next_code(services, bea)}, page=login_page)
+    assert code.status_code == 302 and code.headers["Location"] == "/login"
+    assert client.get("/board").status_code == 302
 
 
 def test_logins_are_rate_limited_per_account(app: Flask, services: Services) -> None:
@@ -127,11 +144,12 @@ def test_logins_are_rate_limited_per_account(app: Flask, services: Services) -> 
     assert "Too many attempts" in limited.get_data(as_text=True)
 
 
-def test_logins_are_rate_limited_per_client_address(app: Flask, services: Services) -> None:
+def test_one_address_guessing_across_accounts_is_slowed_too(app: Flask, services: Services) -> None:
     services.settings = replace(services.settings, login_limit="3 per 15 minutes")
     here, elsewhere = ({"REMOTE_ADDR": a} for a in ("198.51.100.7", "203.0.113.9"))
     guesser = app.test_client()
-    for n in range(3):  # three accounts, one guess each: every account is within its budget
+    budget = 3 * auth.ADDRESS_WIDE
+    for n in range(budget):  # one guess per account: every account is within its budget
         email = add_account(services, StaffRole.DISPATCHER, f"d{n}@example.org").email
         page = guesser.get("/login", environ_base=here).get_data(as_text=True)
         wrong = {"email": email, "password": "wrong-password-x", "csrf_token": csrf_from(page)}
@@ -152,7 +170,7 @@ def test_codes_are_rate_limited_too(client: FlaskClient, services: Services) -> 
     assert (
         post_form(client, "/login", {"email": bea.email, "password": PASSWORD}).status_code == 302
     )
-    for _ in range(2):  # the password step spent one of this address's three attempts
+    for _ in range(3):
         assert post_form(client, "/login/code", {"code": "000000"}).status_code == 401
     limited = post_form(client, "/login/code", {"code": next_code(services, bea)})
     assert limited.status_code == 429  # even the right code waits now
@@ -300,3 +318,109 @@ def test_a_code_that_is_not_six_ascii_digits_is_just_wrong(
     response = post_form(client, "/login/code", {"code": code})
     assert response.status_code in (400, 401)
     assert post_form(client, "/login/code", {"code": next_code(services, bea)}).status_code == 302
+
+
+# --- what a copy of the disk cannot do, and what strangers cannot do to an account ----------
+
+
+def test_a_cookie_minted_with_the_secret_key_skips_no_password(
+    app: Flask, client: FlaskClient, services: Services
+) -> None:
+    """The review's script: with SECRET_KEY and DATA_KEYS from a copy of the disk, mint the
+    session cookie of someone past the password step and type the account's real code."""
+    coordinator = add_account(services, StaffRole.COORDINATOR)
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    assert serializer is not None
+    now = int(time.time())
+    with services.database.session() as session:  # every hash the database holds
+        stored = list(session.scalars(select(StaffLoginStep.token_hash)))
+    forgeries = [
+        {"pending_user": coordinator.id, "pending_at": now},  # the old design's cookie
+        {"login_step": secrets.token_urlsafe(32)},
+        *({"login_step": known} for known in stored),  # a hash is not its token
+    ]
+    for forged in forgeries:
+        client.set_cookie(app.config["SESSION_COOKIE_NAME"], serializer.dumps(forged))
+        assert client.get("/login/code").status_code == 302
+        login_page = client.get("/login").get_data(as_text=True)
+        code = {"code": next_code(services, coordinator)}
+        response = post_form(client, "/login/code", code, page=login_page)
+        assert response.status_code == 302 and response.headers["Location"] == "/login"
+        assert client.get("/board").status_code == 302
+    with services.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(StaffSession)) == 0
+
+
+def test_the_code_step_is_a_hashed_row_used_once(client: FlaskClient, services: Services) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER)
+    post_form(client, "/login", {"email": bea.email, "password": PASSWORD})
+    with client.session_transaction() as cookie:
+        token = cookie["login_step"]
+    with services.database.session() as session:
+        assert session.scalars(select(StaffLoginStep.token_hash)).all() == [token_hash(token)]
+    assert post_form(client, "/login/code", {"code": next_code(services, bea)}).status_code == 302
+    with services.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(StaffLoginStep)) == 0
+
+
+def _hammer(app: Flask, email: str, addresses: int, each: int) -> None:
+    for n in range(addresses):
+        where = {"REMOTE_ADDR": f"198.51.{n // 250}.{n % 250 + 1}"}
+        stranger = app.test_client()
+        page = stranger.get("/login", environ_base=where).get_data(as_text=True)
+        wrong = {"email": email, "password": "guess-guess-guess", "csrf_token": csrf_from(page)}
+        for _ in range(each):
+            stranger.post("/login", data=wrong, environ_base=where)
+
+
+def test_strangers_hammering_an_account_do_not_lock_its_owner_out(
+    app: Flask, services: Services
+) -> None:
+    services.settings = replace(services.settings, login_limit="3 per 15 minutes")
+    bea = add_account(services, StaffRole.DISPATCHER)
+    own = app.test_client()
+    sign_in(own, services, bea)  # her phone has signed in before
+    assert own.get_cookie("rr_device", path="/login") is not None
+    post_form(own, "/logout", {}, page=own.get("/board").get_data(as_text=True))
+
+    # Many addresses, each within its own budget, spend the account's shared one.
+    _hammer(app, bea.email, addresses=12, each=3)
+    stranger = app.test_client()
+    right = {"email": bea.email, "password": PASSWORD}
+    assert post_form(stranger, "/login", right).status_code == 429  # a new browser waits
+
+    response = post_form(own, "/login", right)  # her own phone does not
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login/code")
+    assert post_form(own, "/login/code", {"code": next_code(services, bea)}).status_code == 302
+    assert own.get("/board").status_code == 200
+
+
+def test_behind_one_proxy_one_account_hammered_leaves_the_others_in(
+    app: Flask, services: Services
+) -> None:
+    """TRUSTED_PROXIES=0 behind a proxy: every browser has the proxy's address."""
+    services.settings = replace(services.settings, login_limit="3 per 15 minutes")
+    bea, cai = (add_account(services, StaffRole.DISPATCHER, f"{n}@example.org") for n in "bc")
+    _hammer(app, bea.email, addresses=1, each=6)  # one address, the proxy's
+    colleague = app.test_client()
+    page = colleague.get("/login", environ_base={"REMOTE_ADDR": "198.51.0.1"}).get_data(
+        as_text=True
+    )
+    right = {"email": cai.email, "password": PASSWORD, "csrf_token": csrf_from(page)}
+    response = colleague.post("/login", data=right, environ_base={"REMOTE_ADDR": "198.51.0.1"})
+    assert response.status_code == 302
+
+
+def test_a_device_cookie_proves_nothing_by_itself(app: Flask, services: Services) -> None:
+    bea = add_account(services, StaffRole.DISPATCHER)
+    own = app.test_client()
+    sign_in(own, services, bea)
+    device = own.get_cookie("rr_device", path="/login")
+    assert device is not None and device.http_only and device.path == "/login"
+    with services.database.session() as session:
+        stored = session.scalars(select(StaffDevice.token_hash)).all()
+    assert stored == [token_hash(device.value)]  # the database holds only its hash
+    thief = app.test_client()
+    thief.set_cookie("rr_device", device.value, path="/login")
+    wrong = post_form(thief, "/login", {"email": bea.email, "password": "not-her-password"})
+    assert wrong.status_code == 401 and thief.get("/board").status_code == 302
