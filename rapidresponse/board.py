@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from rapidresponse import broadcast
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
+from rapidresponse.display import visible_text
 from rapidresponse.incident_notes import NoteView, notes_of
 from rapidresponse.models import (
     Alert,
@@ -345,7 +346,8 @@ def _report_view(cipher: FieldCipher, report: Report) -> ReportView:
     text = None
     if report.text_sealed is not None:
         try:
-            text = cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT)
+            # Stored before texts were cleaned at intake: cleaned again to be shown.
+            text = visible_text(cipher.decrypt(report.text_sealed, Purpose.REPORT_TEXT))
         except DecryptionError:  # a retired key: the rest of the report still shows
             text = None
     return ReportView(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from rapidresponse import audit
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
+from rapidresponse.display import visible_text
 from rapidresponse.models import (
     Dispatch,
     Incident,
@@ -117,6 +118,6 @@ def _opened(cipher: FieldCipher, sealed: bytes | None, purpose: str) -> str | No
     if sealed is None:
         return ""
     try:
-        return cipher.decrypt(sealed, purpose)
+        return visible_text(cipher.decrypt(sealed, purpose))
     except DecryptionError:  # erased (its incident's key destroyed)
         return None

@@ -28,6 +28,7 @@ from rapidresponse.codes import new_code
 from rapidresponse.config import Settings
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory
+from rapidresponse.display import visible_text
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -126,8 +127,10 @@ Point = tuple[float, float]  # (latitude, longitude), rounded to about 100 m
 
 
 def seal_text(cipher: ShreddingCipher, incident_id: int, text: str) -> bytes:
-    """A report's text, under its incident's shred key: erased when that key is."""
-    return cipher.seal(incident_key(incident_id), text[:MAX_REPORT_CHARS], Purpose.REPORT_TEXT)
+    """A report's text, under its incident's shred key: erased when that key is. Stored
+    without invisible characters that would make it read otherwise (see display)."""
+    shown = visible_text(text[:MAX_REPORT_CHARS])
+    return cipher.seal(incident_key(incident_id), shown, Purpose.REPORT_TEXT)
 
 
 def seal_point(cipher: ShreddingCipher, incident_id: int, point: Point | None) -> bytes | None:

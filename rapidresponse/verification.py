@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from rapidresponse import audit
 from rapidresponse.areas import adjacent_area_ids
 from rapidresponse.crypto import FieldCipher, Purpose
+from rapidresponse.display import visible_text
 from rapidresponse.models import (
     Dispatch,
     DispatchState,
@@ -155,7 +156,7 @@ def page_summary(session: Session, cipher: FieldCipher, incident: Incident) -> s
     )
     if first is None or first.text_sealed is None:
         return ""
-    text = " ".join(cipher.decrypt(first.text_sealed, Purpose.REPORT_TEXT).split())
+    text = " ".join(visible_text(cipher.decrypt(first.text_sealed, Purpose.REPORT_TEXT)).split())
     # "..." not "…": the ellipsis character is not GSM-7 and would double the cost.
     return text if len(text) <= PAGE_TEXT_CHARS else text[: PAGE_TEXT_CHARS - 3] + "..."
 

@@ -12,9 +12,12 @@ from sqlalchemy.engine import make_url
 
 from dispatch.services import Services
 from rapidresponse import audit
+from rapidresponse.board import incident_detail
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import AuditEvent, Incident, IncidentState, Report
 from rapidresponse.reports import counts, open_point
+from rapidresponse.shredding import incident_key
+from rapidresponse.verification import page_summary
 
 # The fixtures of the inbound tests: a Twilio-backed app with the demo region loaded.
 from tests.web.sms_helpers import ALICE, INBOUND_URL, Phone, new_sid, send, sign, twiml_message
@@ -314,3 +317,31 @@ def test_far_apart_pins_in_one_area_are_different_incidents(
         }
         assert send(sms_app.test_client(), params).status_code == 200
     assert len(incidents(twilio_services)) == 2
+
+
+def test_a_report_cannot_spoof_what_the_board_and_the_responder_read(
+    alice: Phone, twilio_services: Services
+) -> None:
+    """A right-to-left override, isolates and zero-width characters would make the board
+    (and the responder's page) show something other than what the text holds."""
+    spoofed = "ICE at NE \u202e42nd\u202c and \u2066Killingsworth\u2069 in Cully\u200b \u2067now"
+    alice.text(spoofed)
+    [report] = reports(twilio_services)
+    assert text_of(twilio_services, report) == "ICE at NE 42nd and Killingsworth in Cully now"
+
+    # A text stored before intake cleaned it is cleaned where it is shown and relayed.
+    assert report.incident_id is not None
+    with twilio_services.database.session() as session:
+        stored = session.get_one(Report, report.id)
+        stored.text_sealed = twilio_services.cipher.seal(
+            incident_key(report.incident_id), spoofed, Purpose.REPORT_TEXT
+        )
+    with twilio_services.database.session() as session:
+        detail = incident_detail(session, twilio_services.cipher, report.incident_id)
+        assert detail is not None
+        [shown] = [view.text for view in detail.reports]
+        relayed = page_summary(
+            session, twilio_services.cipher, session.get_one(Incident, report.incident_id)
+        )
+    for text in (shown, relayed):
+        assert text == "ICE at NE 42nd and Killingsworth in Cully now"
