@@ -19,6 +19,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from dispatch.processes import die_with_parent_hook, stop_process
+from rapidresponse.private_dirs import private_directory
 
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -89,7 +90,7 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         """Start the server, or reuse one of ours already serving the socket; return its URL."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(self.directory)
         if self.socket_path.exists() and ping(connect(self.url)):
             return self.url
         self.socket_path.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex
 from rapidresponse.db import Database
 from rapidresponse.directory import AreaCatalog, AreaDirectory
+from rapidresponse.private_dirs import tighten
 from rapidresponse.shredding import ShreddingCipher, ShredKeys
 
 
@@ -53,6 +54,8 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Connect to the database and Redis (starting the embedded one if needed)."""
+        for folder in (settings.instance_path, settings.shred_keys_path, settings.spool_path):
+            tighten(folder)  # made earlier with a looser mode, or by hand
         embedded = None
         redis_url = settings.redis_url
         if redis_url is None:

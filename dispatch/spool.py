@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rapidresponse.crypto import DecryptionError, Purpose
+from rapidresponse.private_dirs import private_directory
 from rapidresponse.shredding import ShreddingCipher
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class Spool:
 
     def keep(self, text: SpooledText) -> str:
         """Write ``text`` durably (file and folder fsynced); its name."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(self.directory)
         name = f"{time.time_ns():020d}-{secrets.token_hex(8)}"
         sealed = self.cipher.seal(_key(name), json.dumps(asdict(text)), Purpose.SPOOLED)
         aside = self.directory / f".{name}.new"

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_limit
 
+from rapidresponse.private_dirs import private_directory
 from rapidresponse.sms import is_gsm7
 
 Environment = Literal["development", "production"]
@@ -286,7 +287,7 @@ def load_or_create_dev_secrets(instance_path: Path) -> dict[str, str]:
     worker) agree on one set of keys, and neither can ever read a half-written file.
     """
     path = instance_path / SECRETS_FILENAME
-    instance_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(instance_path)
     fresh = {
         "SECRET_KEY": secrets.token_urlsafe(48),
         "DATA_KEYS": new_key(),

@@ -35,6 +35,7 @@ from datetime import date
 from pathlib import Path
 
 from rapidresponse.crypto import KEY_ID_BYTES, DecryptionError, FieldCipher, key_id_of
+from rapidresponse.private_dirs import private_directory
 
 KEY_BYTES = 32
 KEY_NAME = re.compile(r"^[a-z]+-[0-9a-zA-Z-]{1,40}$")
@@ -75,7 +76,7 @@ class ShredKeys:
         existing = _read(path)
         if existing is not None:
             return existing
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(self.directory)
         aside = self.directory / f".{name}.{os.getpid()}.{threading.get_ident()}.new"
         descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
