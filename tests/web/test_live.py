@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import socketio
 from flask import Flask
+from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from dispatch.live import LivePublisher
@@ -197,3 +198,41 @@ def test_ending_a_session_disconnects_its_socket(
     with pytest.raises(socketio.exceptions.ConnectionError):
         again.connect(live_server, headers=headers, transports=["polling"], wait_timeout=5)
     again.disconnect()
+
+
+def test_a_session_that_times_out_has_its_socket_closed(
+    live_server: str, app: Flask, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout is no event: the socket process sweeps its sockets' sessions."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from rapidresponse.models import StaffSession, StaffUser, utcnow
+    from web import board_live
+
+    monkeypatch.setattr(board_live, "SWEEP_SECONDS", 0.2)
+    boards = {}
+    for email in ("idle@x.org", "busy@x.org"):
+        board = socketio.Client(reconnection=False)
+        gone = threading.Event()
+        board.on("disconnect", lambda *_, gone=gone: gone.set())
+        headers = cookie_of(app, services, StaffRole.DISPATCHER, email)
+        board.connect(live_server, headers=headers, transports=["polling"], wait_timeout=10)
+        boards[email] = (board, gone)
+    idle = timedelta(minutes=services.settings.staff_idle_minutes)
+    with services.database.session() as session:
+        idle_user = select(StaffUser.id).where(StaffUser.email == "idle@x.org")
+        session.execute(
+            update(StaffSession)
+            .where(StaffSession.user_id.in_(idle_user.scalar_subquery()))
+            .values(last_seen_at=utcnow() - idle - timedelta(seconds=1))
+        )
+    try:
+        # At most one sweep of an earlier test's longer pause, then ours.
+        assert boards["idle@x.org"][1].wait(20), "the timed-out session's socket stayed open"
+        time.sleep(0.6)  # a few more sweeps
+        assert boards["busy@x.org"][0].connected and not boards["busy@x.org"][1].is_set()
+    finally:
+        for board, _ in boards.values():
+            board.disconnect()
