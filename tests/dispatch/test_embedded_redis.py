@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ResponseError
 
 from dispatch.redis_conn import EmbeddedRedis, RedisUnavailable, connect, ping, redis_server_binary
 
@@ -41,6 +42,9 @@ def test_it_starts_on_a_private_socket_and_stops_cleanly(tmp_path: Path) -> None
     client.set("greeting", "hola")
     assert client.get("greeting") == b"hola"
     assert oct(server.socket_path.stat().st_mode & 0o777) == "0o700"
+    for unused in (["DEBUG", "SLEEP", "0"], ["MODULE", "LIST"]):
+        with pytest.raises(ResponseError, match="unknown command"):
+            client.execute_command(*unused)
     assert (tmp_path / "redis" / "appendonly.aof").exists() or any(
         (tmp_path / "redis").glob("appendonly*")
     )
