@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +31,33 @@ GENESIS = "0" * 64
 PUBLIC = "public"  # the actor of what community members do (reports)
 AUDIT_LOCK_KEY = 7_244_113_001  # any constant our database uses for nothing else
 _LONG_DIGIT_RUN = re.compile(r"\d{7,}")
+CHECKPOINT_PREFIX = "rr-audit:"
+_CHECKPOINT = re.compile(rf"{CHECKPOINT_PREFIX}([1-9][0-9]{{0,17}}):([0-9a-f]{{64}})")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The head of the chain at one moment, to keep outside this server.
+
+    Whoever holds the database can rewrite every event and recompute every hash: the
+    chain alone would still verify. A checkpoint kept elsewhere (printed, in a
+    coordinator's notes) does not change with it: the rewritten event at its position has
+    another hash. It is not signed: a key on the server signs for whoever holds the server.
+    """
+
+    position: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{CHECKPOINT_PREFIX}{self.position}:{self.hash}"
+
+    @classmethod
+    def parse(cls, typed: str) -> Checkpoint:
+        """A checkpoint as ``str()`` wrote it; ValueError if it is not one."""
+        found = _CHECKPOINT.fullmatch(typed.strip().lower())
+        if found is None:
+            raise ValueError(f"not an audit checkpoint (expected {CHECKPOINT_PREFIX}N:HASH)")
+        return cls(int(found.group(1)), found.group(2))
 
 
 class NotForTheAuditTrail(ValueError):
@@ -117,6 +145,27 @@ def verify(session: Session) -> int | None:
             return event.id
         previous = event.hash
     return None
+
+
+def checkpoint(session: Session) -> Checkpoint | None:
+    """Seal what is pending, then the head of the chain; None while it is empty."""
+    seal(session)
+    head = session.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.position.is_not(None))
+        .order_by(AuditEvent.position.desc())
+        .limit(1)
+    )
+    if head is None or head.position is None or head.hash is None:
+        return None
+    return Checkpoint(head.position, head.hash)
+
+
+def matches(session: Session, kept: Checkpoint) -> bool:
+    """Whether the chain still holds the event ``kept`` names, with the same hash; with an
+    intact chain (``verify``), everything up to it is then as it was when it was kept."""
+    found = session.scalar(select(AuditEvent.hash).where(AuditEvent.position == kept.position))
+    return found == kept.hash
 
 
 def _refuse_numbers(fields: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.redis_conn import RedisUnavailable
+from rapidresponse import audit
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.config import ConfigError, Settings
 from rapidresponse.crypto import BlindIndex, FieldCipher
@@ -337,6 +338,47 @@ def incident_close_command(code: str) -> None:
             f"Incident {incident.code} closed; its report text will be purged after "
             f"{settings.report_retention_days} days."
         )
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit trail: its checkpoint to keep elsewhere, and a check of the chain."""
+
+
+@audit_group.command("checkpoint", with_appcontext=False)
+def audit_checkpoint_command() -> None:
+    """Print the head of the chain, to keep somewhere this server cannot reach."""
+    with database_session(settings_from_env()) as session:
+        head = audit.checkpoint(session)
+    if head is None:
+        raise click.ClickException("the audit trail is empty")
+    click.echo(str(head))
+
+
+@audit_group.command("verify", with_appcontext=False)
+@click.option(
+    "--against",
+    "kept",
+    multiple=True,
+    help="A checkpoint kept earlier (rr-audit:N:HASH); may be given more than once.",
+)
+def audit_verify_command(kept: tuple[str, ...]) -> None:
+    """Check every event's hash and link; with --against, that the chain was not rewritten
+    since each checkpoint. Exits 1 when it was changed."""
+    try:
+        checkpoints = [audit.Checkpoint.parse(typed) for typed in kept]
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--against") from None
+    with database_session(settings_from_env()) as session:
+        broken = audit.verify(session)
+        rewritten = [c.position for c in checkpoints if not audit.matches(session, c)]
+    if broken is not None:
+        raise click.ClickException(f"the chain is broken at event {broken}: changed or removed")
+    if rewritten:
+        raise click.ClickException(
+            f"the chain does not match the checkpoint of event {rewritten[0]}: rewritten since"
+        )
+    click.echo("The chain is intact" + (" and matches every checkpoint." if kept else "."))
 
 
 @cli.group("user")

@@ -402,17 +402,35 @@ def audit_log() -> ResponseReturnValue:
             }
             for e in events
         ]
+        head = audit.checkpoint(session)
     older = rows[-1]["id"] if len(rows) == AUDIT_PAGE_SIZE else None
-    return render_template("people/audit.html", events=rows, total=total, older=older)
+    return render_template(
+        "people/audit.html", events=rows, total=total, older=older, checkpoint=head
+    )
 
 
 @bp.post("/audit/verify")
 @requires(Permission.VIEW_AUDIT)
 def audit_verify() -> ResponseReturnValue:
+    typed = request.form.get("checkpoint", "")[:200]
+    try:
+        kept = audit.Checkpoint.parse(typed) if typed.strip() else None
+    except ValueError:
+        flash(_("That is not a checkpoint: paste the whole line, as the page gave it."))
+        return redirect(url_for("people.audit_log"), code=303)
     with services().database.session() as session:
         broken = audit.verify(session)
         count = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
-    if broken is None:
+        rewritten = kept is not None and not audit.matches(session, kept)
+    if rewritten and kept is not None:
+        flash(
+            _(
+                "The chain does not match the checkpoint you kept of event %(num)d: "
+                "it was rewritten since.",
+                num=kept.position,
+            )
+        )
+    elif broken is None:
         flash(
             ngettext(
                 "The chain is intact: its %(num)d event checks out.",
@@ -422,6 +440,8 @@ def audit_verify() -> ResponseReturnValue:
         )
     else:
         flash(_("The chain is broken at event %(id)d: it was changed or removed.", id=broken))
+    if kept is not None and not rewritten and broken is None:
+        flash(_("It matches the checkpoint you kept of event %(num)d.", num=kept.position))
     return redirect(url_for("people.audit_log"), code=303)
 
 

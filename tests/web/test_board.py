@@ -610,3 +610,27 @@ def test_every_live_page_names_the_fragment_it_refreshes_from(
         assert f'data-live-url="{path}/live"' in page
         assert "/static/vendor/socket.io.min.js" in page and "/static/board.js" in page
         assert dispatcher.get(f"{path}/live").status_code == 200
+
+
+def test_a_checkpoint_kept_from_the_audit_page_catches_a_rewritten_chain(
+    app: Flask, services: Services, world: World
+) -> None:
+    from tests.rapidresponse.test_audit_checkpoint import rewrite_whole_chain
+
+    coordinator = signed_in(app, services, StaffRole.COORDINATOR)
+    page = coordinator.get("/audit").get_data(as_text=True)
+    shown = re.search(r'<code class="checkpoint">(rr-audit:\d+:[0-9a-f]{64})</code>', page)
+    assert shown, "the audit page shows no checkpoint to keep"
+    kept = shown.group(1)
+    post_form(coordinator, "/audit/verify", {"checkpoint": kept}, page)
+    after = coordinator.get("/audit").get_data(as_text=True)
+    assert "The chain is intact" in after and "It matches the checkpoint you kept" in after
+
+    post_form(coordinator, "/audit/verify", {"checkpoint": "rr-audit:yesterday"}, page)
+    assert "That is not a checkpoint" in coordinator.get("/audit").get_data(as_text=True)
+
+    rewrite_whole_chain(services.database, position=1)
+    post_form(coordinator, "/audit/verify", {"checkpoint": kept}, page)
+    after = coordinator.get("/audit").get_data(as_text=True)
+    assert "does not match the checkpoint you kept" in after
+    assert "The chain is intact" not in after

@@ -300,3 +300,25 @@ def test_web_says_when_the_socket_port_is_taken(environ: dict[str, str]) -> None
     assert f"port {busy} (the boards' sockets) is in use" in result.output
     same = CliRunner().invoke(cli, ["web", "--port", "5300", "--socket-port", "5300"], env=environ)
     assert same.exit_code == 2 and "must differ from --port" in same.output
+
+
+def test_the_audit_checkpoint_and_verify_commands(
+    services: Services, environ: dict[str, str]
+) -> None:
+    from rapidresponse import audit
+    from tests.rapidresponse.test_audit_checkpoint import rewrite_whole_chain
+
+    assert invoke(environ, "audit", "checkpoint").exit_code == 1  # nothing recorded yet
+    with services.database.session() as session:
+        for n in range(3):
+            audit.record(session, actor="operator:cli", action="incident.closed", subject=f"i:{n}")
+    kept = invoke(environ, "audit", "checkpoint").output.strip()
+    assert kept.startswith("rr-audit:3:")
+    intact = invoke(environ, "audit", "verify", "--against", kept)
+    assert intact.exit_code == 0 and "matches every checkpoint" in intact.output
+    assert invoke(environ, "audit", "verify", "--against", "nonsense").exit_code == 2
+
+    rewrite_whole_chain(services.database, position=2)
+    assert invoke(environ, "audit", "verify").exit_code == 0  # the chain alone cannot tell
+    caught = invoke(environ, "audit", "verify", "--against", kept)
+    assert caught.exit_code == 1 and "rewritten since" in caught.output
