@@ -243,6 +243,8 @@ def banner(base_url: str, login: DemoLogin) -> str:
     lines = [
         "",
         "  rapidresponse demo is running. Everything here is fictional: no real phone is texted.",
+        "  Not safe against seizure: development mode keeps its keys in instance/secrets.json,",
+        "  beside the data, so whoever copies this disk can read everything in it.",
         "",
         f"  Board:            {base_url}/board   (sign in at {base_url}/login)",
         f"    login:          {DEMO_LOGIN}",

@@ -121,6 +121,7 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
         line = next(line for line in output.splitlines() if person.name in line)
         assert person.phone in line and "Cully" in output
     assert "authenticator app" in output and "otpauth://totp/" in output
+    assert "Not safe against seizure" in output  # development mode keeps its keys on disk
     assert "█" in output  # the enrolment as a QR code a phone can scan from the terminal
     # Quiet by default: no INFO lines from the web server or the worker (LOG_LEVEL=info).
     assert not [line for line in output.splitlines() if " INFO " in line]
