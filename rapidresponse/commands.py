@@ -59,7 +59,8 @@ class Command:
             or ``""`` when missing or unknown; REPORT: the message stripped of surrounding
             whitespace, otherwise unchanged (``""`` when it has no letter or digit at
             all); GO/CONFIRM/FALSE/UNCLEAR: the optional note, cut from the original
-            text; otherwise ``""``.
+            text; RIGHTS: a topic of RIGHTS_TOPICS ("home", "car"...) or ``""``;
+            otherwise ``""``.
         language: the language the keyword itself belongs to: ``Language.ES`` for a
             Spanish word, ``Language.EN`` for an English-only word, ``None`` when the
             word is shared by both (INFO, AREAS, ON, OFF) or for a REPORT.
@@ -116,6 +117,26 @@ _WHOLE: dict[str, _Meaning] = {
     "activa": (Keyword.ON, ES),
     "inactivo": (Keyword.OFF, ES),
     "inactiva": (Keyword.OFF, ES),
+}
+
+# Know-your-rights topics after RIGHTS/DERECHOS ("RIGHTS HOME", "DERECHOS CARRO"), by
+# normalized word; the topic names a catalog message sms.rights_<topic>.
+RIGHTS_TOPICS: dict[str, str] = {
+    "home": "home",
+    "house": "home",
+    "casa": "home",
+    "hogar": "home",
+    "car": "car",
+    "carro": "car",
+    "auto": "car",
+    "coche": "car",
+    "work": "work",
+    "job": "work",
+    "trabajo": "work",
+    "street": "street",
+    "calle": "street",
+    "more": "more",
+    "mas": "more",
 }
 
 # Language names, for LANG/IDIOMA and alone as a whole message ("ESPAÑOL").
@@ -329,6 +350,11 @@ def _whole_message(text: str, words: Sequence[_Word]) -> Command | None:
     if len(words) > 2:
         return None
     key = " ".join(word.text for word in words)
+    if len(words) == 2 and words[0].text in ("rights", "derechos"):
+        topic = RIGHTS_TOPICS.get(words[1].text)
+        if topic is None:
+            return None  # "derechos humanos en la calle 82": a sentence, so a report
+        return Command(Keyword.RIGHTS, topic, _WHOLE[words[0].text][1])
     if key in _LANGUAGE_NAMES:
         wanted = _LANGUAGE_NAMES[key]
         return Command(Keyword.LANG, wanted.value, wanted)

@@ -101,6 +101,7 @@ class Hotline:
         quorum: int,
         languages: LanguageMemory | None = None,
         directory: AreaDirectory | None = None,
+        rights_url: str = "",
     ) -> None:
         self.session = session
         self.cipher = cipher
@@ -111,7 +112,7 @@ class Hotline:
         self.rules = rules
         self.directory = directory
         self.subscribers = SubscriberDesk(
-            session, cipher, index, limits, self.reporter_hashes, languages, directory
+            session, cipher, index, limits, self.reporter_hashes, languages, directory, rights_url
         )
 
     def handle(self, phone: str, body: str, location: Location | None = None) -> Outcome:

@@ -37,6 +37,7 @@ from rapidresponse.models import (
     utcnow,
 )
 from rapidresponse.reports import Intake
+from rapidresponse.wording import wording_of
 
 # The STOP confirmation must follow the STOP; a late one is not sent at all.
 CONFIRMATION_WINDOW = timedelta(minutes=10)
@@ -117,6 +118,7 @@ class SubscriberDesk:
             not (no durable row is ever made for someone who did not JOIN).
         directory: the process's area directory (``AreaCatalog``); without it, one is
             built from the session for this text.
+        rights_url: the public know-your-rights page, for RIGHTS MORE.
     """
 
     def __init__(
@@ -128,8 +130,10 @@ class SubscriberDesk:
         reporter_hashes: Callable[[str], tuple[str, ...]] = lambda _phone: (),
         languages: LanguageMemory | None = None,
         directory: AreaDirectory | None = None,
+        rights_url: str = "",
     ) -> None:
         self.session = session
+        self.rights_url = rights_url
         self.cipher = cipher
         self.index = index
         self.limits = limits
@@ -355,7 +359,14 @@ def _help(ctx: _Context) -> Reply:
 
 
 def _rights(ctx: _Context) -> Reply:
-    return ctx.say("sms.rights")
+    """RIGHTS, or one topic (RIGHTS HOME): in the words a coordinator set, if any."""
+    topic = ctx.command.argument
+    message_id = f"sms.rights_{topic}" if topic else "sms.rights"
+    url = f"{ctx.desk.rights_url}?lang={ctx.language.value}"
+    template = wording_of(ctx.desk.session, ctx.language, message_id)
+    if template is None:
+        return ctx.say(message_id, url=url)
+    return Reply(template.format(url=url))  # checked: {url} or no placeholder
 
 
 def _not_understood(ctx: _Context) -> Reply:

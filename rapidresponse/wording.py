@@ -30,11 +30,21 @@ VARIANTS: tuple[tuple[AlertKind, Correcting | None], ...] = (
     *((kind, None) for kind in KINDS if kind is not AlertKind.CORRECTION),
     *((AlertKind.CORRECTION, correcting) for correcting in Correcting),
 )
+# The hotline's know-your-rights answers (RIGHTS, RIGHTS HOME...): one segment each.
+RIGHTS_REPLIES = tuple(
+    f"sms.rights{suffix}" for suffix in ("", "_home", "_car", "_work", "_street", "_more")
+)
+# What the public know-your-rights page (/rights) shows, and the organisation's trainings
+# there (free text, not an SMS).
+RIGHTS_TOPIC_PAGES = RIGHTS_REPLIES[1:-1]  # the topics: not the list of them, not the link
+TRAININGS = "rights.trainings"
 EDITABLE = (
     *(f"alert.{kind.value}" for kind in KINDS if kind is not AlertKind.CORRECTION),
     *(correcting.message_id for correcting in Correcting),
     "alert.rights_line",
     "alert.keyword",
+    *RIGHTS_REPLIES,
+    TRAININGS,
 )
 MAX_WORDING_CHARS = 300
 # The worst case a wording is measured with: a long area name and the longest clock time.
@@ -71,6 +81,15 @@ class Measured:
     @property
     def ucs2(self) -> bool:
         return self.preview.encoding != "GSM-7"
+
+
+def wording_of(session: Session, language: Language, message_id: str) -> str | None:
+    """A coordinator's wording of one message in one language, or None (the catalog's)."""
+    return session.scalar(
+        select(MessageWording.text).where(
+            MessageWording.language == language, MessageWording.message_id == message_id
+        )
+    )
 
 
 def wordings(session: Session) -> dict[str, dict[str, str]]:
@@ -128,6 +147,35 @@ def save(session: Session, language: Language, message_id: str, text: str, staff
         subject=f"wording:{language.value}",
         details={"message": message_id},
     )
+
+
+@dataclass(frozen=True)
+class MeasuredReply:
+    """A know-your-rights answer as the hotline would send it: one segment, or it says so."""
+
+    message_id: str
+    preview: Preview
+
+    @property
+    def over_budget(self) -> bool:
+        return self.preview.segments > 1
+
+    @property
+    def ucs2(self) -> bool:
+        return self.preview.encoding != "GSM-7"
+
+
+def measure_replies(
+    language: Language, wording: Mapping[str, str], rights_url: str
+) -> list[MeasuredReply]:
+    """Each RIGHTS answer in ``language`` with ``wording``, as the hotline sends it."""
+    measured = []
+    for message_id in RIGHTS_REPLIES:
+        template = wording.get(message_id) or catalog(language).get(message_id)
+        template = template or catalog(Language.EN)[message_id]
+        shown = template.format(url=rights_url)
+        measured.append(MeasuredReply(message_id, preview(language, shown)))
+    return measured
 
 
 def measure(

@@ -47,8 +47,10 @@ from wtforms.validators import AnyOf, Length
 from dispatch.form_limits import RedisFormLimits
 from dispatch.incidents import after_intake
 from dispatch.services import Services
+from rapidresponse import wording
 from rapidresponse.codes import DIGITS, LETTERS
-from rapidresponse.models import ReportChannel
+from rapidresponse.messages import catalog
+from rapidresponse.models import Language, ReportChannel
 from rapidresponse.reports import MAX_REPORT_CHARS, ReportDesk, Sighting, intake_rules
 from web.context import services
 
@@ -353,6 +355,23 @@ def _form_page(form: ReportForm, notice: str | None = None) -> str:
         notice=notice,
         hotline=_hotline_number(),
         **_page_context(),
+    )
+
+
+@bp.get("/rights")
+def rights() -> ResponseReturnValue:
+    """Every know-your-rights answer of the hotline in the reader's language, in the words
+    the coordinators set, and the organisation's trainings: what RIGHTS MORE links to."""
+    language = Language(current_language())
+    with services().database.reading() as session:
+        mine = wording.wordings(session).get(language.value, {})
+    default = catalog(language)
+    topics = [
+        mine.get(message_id) or default[message_id] for message_id in wording.RIGHTS_TOPIC_PAGES
+    ]
+    trainings = mine.get(wording.TRAININGS) or default[wording.TRAININGS]
+    return render_template(
+        "report/rights.html", topics=topics, trainings=trainings, **_page_context()
     )
 
 

@@ -232,6 +232,7 @@ def _handle_once(found: Services, text: _Text, directory: AreaDirectory) -> Repl
             found.settings.verify_quorum,
             found.languages,
             directory,
+            rights_url=f"{found.settings.public_url}/rights",
         )
         outcome = hotline.handle(text.phone, text.body, text.location)
         reply = outcome.reply

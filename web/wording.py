@@ -37,6 +37,7 @@ class LanguageWording:
     language: Language
     messages: list[Message]
     measured: list[wording.Measured]
+    replies: list[wording.MeasuredReply]
 
 
 @bp.get("/wording")
@@ -61,11 +62,12 @@ def change(language: str, message_id: str) -> ResponseReturnValue:
         return render_template("wording/index.html", **_context((chosen, message_id, cleaned)))
     with services().database.session() as session:
         wording.save(session, chosen, message_id, cleaned, signed_in().user_id)
-    flash(
-        _("Saved: alerts drafted from now on use it.")
-        if cleaned
-        else _("Back to the default text.")
-    )
+    if not cleaned:
+        flash(_("Back to the default text."))
+    elif message_id in wording.RIGHTS_REPLIES:
+        flash(_("Saved: the hotline answers with it from now on."))
+    else:
+        flash(_("Saved: alerts drafted from now on use it."))
     return redirect(url_for("wording.index", _anchor=f"{language}-{message_id}"), code=303)
 
 
@@ -75,6 +77,7 @@ def _context(typed: tuple[Language, str, str] | None = None) -> dict[str, Any]:
         custom = wording.wordings(session)
     settings = found.settings
     tz = ZoneInfo(settings.timezone)
+    rights_url = f"{settings.public_url}/rights"
     languages = []
     for language in Language:
         mine = dict(custom.get(language.value, {}))
@@ -90,11 +93,14 @@ def _context(typed: tuple[Language, str, str] | None = None) -> dict[str, Any]:
             for message_id in wording.EDITABLE
         ]
         org = settings.org_name if language is Language.EN else settings.org_name_es
+        stored = dict(custom.get(language.value, {}))
         try:
             measured = wording.measure(language, mine, org, tz)
+            replies = wording.measure_replies(language, mine, rights_url)
         except (KeyError, ValueError, IndexError):  # a typed wording that does not format
-            measured = wording.measure(language, dict(custom.get(language.value, {})), org, tz)
-        languages.append(LanguageWording(language, messages, measured))
+            measured = wording.measure(language, stored, org, tz)
+            replies = wording.measure_replies(language, stored, rights_url)
+        languages.append(LanguageWording(language, messages, measured, replies))
     return {"languages": languages, "typed": typed, "error": None}
 
 

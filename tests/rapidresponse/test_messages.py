@@ -24,6 +24,7 @@ SAMPLE = {
     # Alerts (rapidresponse/composer.py): the longest clock time, a note of the most allowed.
     "time": "12:05 PM",
     "place": "Powellhurst-Gilbert",  # the right area of a correction
+    "url": "https://alertas.red-de-respuesta-rapida.example.org/rights?lang=es",  # RIGHTS MORE
     "note": "Agents left toward SE Foster and 82nd; two vans still parked near the school lo.",
 }
 

@@ -62,6 +62,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/report"): EVERYONE,
     ("POST", "/report"): EVERYONE,
+    ("GET", "/rights"): EVERYONE,
     ("GET", "/report/thanks"): EVERYONE,
     ("GET", "/login"): EVERYONE,
     ("GET", "/invite/<token>"): EVERYONE,  # the link is the key: its own tests

@@ -331,6 +331,16 @@ def test_no_message_id_is_kept_anywhere_durable(alice: Phone, twilio_services: S
         ("Ayuda", "Alertas de Respuesta Rapida."),
         ("RIGHTS", "Know your rights:"),
         ("derechos", "Conozca sus derechos:"),
+        ("Rights home", "At home:"),
+        ("RIGHTS CAR", "In a car:"),
+        ("rights work", "At work:"),
+        ("rights street", "On the street:"),
+        ("DERECHOS CASA", "En casa:"),
+        ("derechos carro", "En el carro:"),
+        ("Derechos trabajo", "En el trabajo:"),
+        ("derechos calle", "En la calle:"),
+        ("RIGHTS MORE", "All of it, with our next trainings: http"),
+        ("derechos más", "Todo, con nuestros proximos talleres: http"),
     ],
 )
 def test_help_and_rights_answer_in_the_keyword_language(
@@ -739,3 +749,30 @@ def test_leave_with_a_typo_gets_did_you_mean(alice: Phone) -> None:
     alice.text("YES")
     answer = alice.text("LEAVE Kenten")
     assert answer == "We could not find that neighborhood. Did you mean Kenton?"
+
+
+def test_rights_more_links_the_page_in_the_readers_language(alice: Phone) -> None:
+    for body, language in (("RIGHTS MORE", "en"), ("DERECHOS MAS", "es")):
+        answer = alice.text(body)
+        assert answer is not None and answer.endswith(f"/rights?lang={language}")
+
+
+def test_a_coordinators_wording_of_a_rights_answer_is_what_the_hotline_says(
+    alice: Phone, twilio_services: Services
+) -> None:
+    from rapidresponse import wording
+    from rapidresponse.models import Language, StaffRole
+    from tests.web.staff_helpers import add_account
+
+    coordinator = add_account(twilio_services, StaffRole.COORDINATOR)
+    ours = "En casa: la puerta cerrada. Solo una orden firmada por un juez. Llame al 211."
+    with twilio_services.database.session() as session:
+        wording.save(session, Language.ES, "sms.rights_home", ours, coordinator.id)
+        more = "Todo aqui: {url}"
+        wording.save(session, Language.ES, "sms.rights_more", more, coordinator.id)
+    assert alice.text("DERECHOS CASA") == ours
+    answer = alice.text("derechos mas")
+    assert answer is not None and answer.startswith("Todo aqui: http")
+    alice.text("LANG EN")
+    english = alice.text("RIGHTS HOME")
+    assert english is not None and english.startswith("At home:")  # English: the catalog's

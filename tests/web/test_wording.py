@@ -112,3 +112,71 @@ def test_a_wording_that_would_break_the_alert_is_refused_and_kept_in_the_field(
 def test_an_unknown_language_or_message_is_a_404(coordinator: FlaskClient, path: str) -> None:
     page = coordinator.get("/wording").get_data(as_text=True)
     assert post_form(coordinator, path, {"text": "x", "action": "save"}, page).status_code == 404
+
+
+def reply_cost_of(page: str, language: str, message_id: str) -> str:
+    found = re.search(
+        rf'data-language="{language}" data-message="{re.escape(message_id)}">'
+        r'.*?<span class="segments">(.*?)</span>',
+        page,
+        re.DOTALL,
+    )
+    assert found, f"no cost for {message_id} in {language}"
+    return found.group(1)
+
+
+def test_a_coordinator_rewords_a_rights_answer_and_sees_its_cost_first(
+    coordinator: FlaskClient, services: Services
+) -> None:
+    page = coordinator.get("/wording?lang=es").get_data(as_text=True)
+    for topic in ("", "_home", "_car", "_work", "_street", "_more"):
+        assert reply_cost_of(page, "es", f"sms.rights{topic}") == "1 segmento"
+    path = "/wording/es/sms.rights_car"
+    longer = "En el carro: " + "quien maneja muestra licencia si se la piden; " * 4
+    checked = post_form(coordinator, path, {"text": longer, "action": "check"}, page)
+    assert reply_cost_of(checked.get_data(as_text=True), "es", "sms.rights_car") == "2 segmentos"
+    with services.database.session() as session:  # a check stores nothing
+        assert (
+            session.scalar(select(AuditEvent.id).where(AuditEvent.action == "wording.changed"))
+            is None
+        )
+    # RIGHTS MORE must keep its {url}.
+    refused = post_form(
+        coordinator, "/wording/es/sms.rights_more", {"text": "Todo", "action": "save"}, page
+    )
+    assert refused.status_code == 400
+    shorter = "En el carro: muestre licencia si se la piden. Puede callar. No consienta revisiones."
+    saved = post_form(coordinator, path, {"text": shorter, "action": "save"}, page)
+    assert saved.status_code == 303
+    page = coordinator.get("/wording?lang=es").get_data(as_text=True)
+    assert "La línea contesta así desde ahora." in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "heading", "topic", "trainings"),
+    [
+        ("en", "Know your rights", "At home:", "Trainings: ask the people"),
+        ("es", "Conozca sus derechos", "En casa:", "Talleres: pregunte"),
+    ],
+)
+def test_the_public_rights_page_shows_every_topic_and_the_trainings(
+    app: Flask, lang: str, heading: str, topic: str, trainings: str
+) -> None:
+    page = app.test_client().get(f"/rights?lang={lang}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert heading in html and topic in html and trainings in html
+    assert "RIGHTS HOME" not in html  # the list of topics is for SMS; the page has them all
+    assert not re.search(r'(src|href)="https?://', html)  # nothing from another site
+
+
+def test_the_rights_page_shows_the_trainings_a_coordinator_set(
+    app: Flask, coordinator: FlaskClient
+) -> None:
+    page = coordinator.get("/wording").get_data(as_text=True)
+    dates = "Next training: Saturday 12 December, 2 PM, Cully community center."
+    saved = post_form(
+        coordinator, "/wording/en/rights.trainings", {"text": dates, "action": "save"}, page
+    )
+    assert saved.status_code == 303
+    assert dates in app.test_client().get("/rights?lang=en").get_data(as_text=True)
