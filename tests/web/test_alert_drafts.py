@@ -28,6 +28,7 @@ from rapidresponse.models import (
     IncidentState,
     Language,
     StaffRole,
+    StaffUser,
     Subscription,
     alert_areas,
     utcnow,
@@ -127,7 +128,7 @@ def test_a_revision_withdraws_the_approvals_given_for_the_old_words(
 ) -> None:
     alert_id = second_cully_draft(services)
     with services.database.session() as session:
-        staff_id = session.scalar(select(func.min(AlertApproval.staff_user_id))) or 1
+        staff_id = session.scalar(select(func.min(StaffUser.id)))  # the signed-in dispatcher
         session.add(AlertApproval(alert_id=alert_id, staff_user_id=staff_id, approved_at=utcnow()))
     assert revise(dispatcher, alert_id, {"line_en": AVOID_EN}).status_code == 303
     with services.database.session() as session:
