@@ -45,6 +45,7 @@ class Keyword(str, Enum):
     CONFIRM = "confirm"
     FALSE = "false"
     UNCLEAR = "unclear"
+    PRACTICE = "practice"  # a responder's one-person drill
     REPORT = "report"  # anything else
 
 
@@ -113,6 +114,10 @@ _WHOLE: dict[str, _Meaning] = {
     "derechos": (Keyword.RIGHTS, ES),
     "on": (Keyword.ON, None),
     "off": (Keyword.OFF, None),
+    "practice": (Keyword.PRACTICE, EN),
+    "practise": (Keyword.PRACTICE, EN),
+    "practicar": (Keyword.PRACTICE, ES),
+    "practica": (Keyword.PRACTICE, ES),
     "activo": (Keyword.ON, ES),
     "activa": (Keyword.ON, ES),
     "inactivo": (Keyword.OFF, ES),

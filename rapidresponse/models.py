@@ -565,6 +565,23 @@ class StaffDevice(Base):
     last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Practice(Base):
+    """A responder's one-person drill (PRACTICE): a page that is not real, timed from the
+    page to GO and to a verdict. It is no incident: nothing in it reaches anyone else."""
+
+    __tablename__ = "practices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(8), unique=True)
+    responder_id: Mapped[int] = mapped_column(
+        ForeignKey("responders.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    go_at: Mapped[datetime | None] = mapped_column(default=None)
+    verdict_at: Mapped[datetime | None] = mapped_column(default=None)
+    verdict: Mapped[Verdict | None] = mapped_column(_enum(Verdict), default=None)
+
+
 class AlertApproval(Base):
     """One dispatcher's approval of one alert: the two-person rule counts distinct rows."""
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from rapidresponse import practice
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.messages import text
-from rapidresponse.models import Language, Responder, Verdict, utcnow
+from rapidresponse.models import Language, Practice, Responder, Verdict, utcnow
 from rapidresponse.shredding import ShreddingCipher
 from rapidresponse.subscribers import Reply
 from rapidresponse.verification import (
@@ -21,7 +23,15 @@ from rapidresponse.verification import (
 )
 
 RESPONDER_WORDS = frozenset(
-    {Keyword.ON, Keyword.OFF, Keyword.GO, Keyword.CONFIRM, Keyword.FALSE, Keyword.UNCLEAR}
+    {
+        Keyword.ON,
+        Keyword.OFF,
+        Keyword.GO,
+        Keyword.CONFIRM,
+        Keyword.FALSE,
+        Keyword.UNCLEAR,
+        Keyword.PRACTICE,
+    }
 )
 VERDICTS = {
     Keyword.CONFIRM: Verdict.CONFIRM,
@@ -53,8 +63,18 @@ class ResponderDesk:
             return _say(
                 language, "sms.on_shift" if command.keyword is Keyword.ON else "sms.off_shift"
             )
+        if command.keyword is Keyword.PRACTICE:
+            return self._start_practice(responder)
+        now = utcnow()
+        drill = practice.open_practice(self.session, responder, command.code, now)
+        if drill is not None and command.code is not None:
+            return _practise(drill, command.keyword, language, now)  # never an incident's code
         dispatches = find_dispatch(self.session, responder, command.code)
         if not dispatches:
+            # A real dispatch first: a GO without a code goes to a practice only when no
+            # real one is waiting.
+            if drill is not None:
+                return _practise(drill, command.keyword, language, now)
             return _say(language, "sms.no_dispatch")
         if len(dispatches) > 1:
             codes = [d.incident.code for d in dispatches]
@@ -81,6 +101,34 @@ class ResponderDesk:
         word = text(language, f"sms.verdict.{verdict.value}")
         reply = Reply(text(language, "sms.verdict_ack", code=code, verdict=word))
         return ResponderAnswer(reply, transition, touched=dispatch.incident_id)
+
+    def _start_practice(self, responder: Responder) -> ResponderAnswer:
+        started = practice.start(self.session, responder, utcnow())
+        area = (
+            responder.areas[0].name
+            if responder.areas
+            else text(responder.language, "sms.practice_somewhere")
+        )
+        return _say(responder.language, "sms.practice_page", code=started.code, area=area)
+
+
+def _practise(
+    drill: Practice, keyword: Keyword, language: Language, now: datetime
+) -> ResponderAnswer:
+    """GO or a verdict on a practice: timed, and said how long it took."""
+    if keyword is Keyword.GO:
+        after = practice.go(drill, now)
+        return _say(language, "sms.practice_go", code=drill.code, after=practice.spoken(after))
+    if drill.go_at is None:
+        return _say(language, "sms.practice_go_first", code=drill.code)
+    to_go, to_verdict = practice.decide(drill, VERDICTS[keyword], now)
+    return _say(
+        language,
+        "sms.practice_done",
+        code=drill.code,
+        go_after=practice.spoken(to_go),
+        verdict_after=practice.spoken(to_verdict),
+    )
 
 
 def _say(language: Language, message_id: str, **params: str) -> ResponderAnswer:

@@ -24,6 +24,9 @@ SAMPLE = {
     # Alerts (rapidresponse/composer.py): the longest clock time, a note of the most allowed.
     "time": "12:05 PM",
     "place": "Powellhurst-Gilbert",  # the right area of a correction
+    "after": "12 min 59 s",  # PRACTICE's times
+    "go_after": "12 min 59 s",
+    "verdict_after": "1 h 59 min",
     "url": "https://alertas.red-de-respuesta-rapida.example.org/rights?lang=es",  # RIGHTS MORE
     "note": "Agents left toward SE Foster and 82nd; two vans still parked near the school lo.",
 }
