@@ -10,6 +10,7 @@ practice only when no real dispatch is waiting.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -58,6 +59,35 @@ def decide(practice: Practice, verdict: Verdict, now: datetime) -> tuple[timedel
     assert practice.go_at is not None, "a verdict before GO is refused by the caller"
     practice.verdict, practice.verdict_at = verdict, now
     return practice.go_at - practice.started_at, now - practice.started_at
+
+
+@dataclass(frozen=True)
+class PracticeResult:
+    """One practice as a coordinator sees it on the responder's page."""
+
+    started_at: datetime
+    go_after: str | None  # None: no GO
+    verdict_after: str | None  # None: no verdict
+    verdict: Verdict | None
+
+
+def results(session: Session, responder_id: int, limit: int = 10) -> list[PracticeResult]:
+    """The responder's latest practices, newest first."""
+    found = session.scalars(
+        select(Practice)
+        .where(Practice.responder_id == responder_id)
+        .order_by(Practice.id.desc())
+        .limit(limit)
+    )
+    return [
+        PracticeResult(
+            started_at=p.started_at,
+            go_after=spoken(p.go_at - p.started_at) if p.go_at else None,
+            verdict_after=spoken(p.verdict_at - p.started_at) if p.verdict_at else None,
+            verdict=p.verdict,
+        )
+        for p in found
+    ]
 
 
 def spoken(duration: timedelta) -> str:

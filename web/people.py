@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from dispatch.welcome import enqueue_welcome
-from rapidresponse import audit, invites
+from rapidresponse import audit, invites, practice
 from rapidresponse.board import responder_views, subscriber_counts
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
@@ -220,7 +220,11 @@ def _responder_page(responder_id: int, status: int = 200) -> ResponseReturnValue
             abort(404)
         areas = session.scalars(select(Area).order_by(Area.name)).all()
         choices = [(a.id, a.name, a.name in view.areas) for a in areas]
-    return render_template("people/responder.html", responder=view, areas=choices), status
+        practised = practice.results(session, responder_id)
+    page = render_template(
+        "people/responder.html", responder=view, areas=choices, practices=practised
+    )
+    return page, status
 
 
 def _area_ids() -> list[int]:

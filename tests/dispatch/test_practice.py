@@ -120,3 +120,28 @@ def test_practice_is_a_report_from_someone_who_is_not_a_responder(
 )
 def test_times_are_said_as_people_say_them(seconds: int, said: str) -> None:
     assert spoken(timedelta(seconds=seconds)) == said
+
+
+def test_the_coordinator_sees_each_practice_on_the_responders_page(
+    ana: Phone, twilio_services: Services, sms_app: Flask
+) -> None:
+    from rapidresponse.models import Responder, StaffRole
+    from tests.web.staff_helpers import add_account, sign_in
+
+    code = code_in(ana.text("PRACTICE"))
+    backdate(twilio_services, 40)
+    ana.text(f"{code} GO")
+    backdate(twilio_services, 90)
+    ana.text(f"{code} FALSE police, not ICE")
+    ana.text("PRACTICE")  # a second one, never answered
+    coordinator = sms_app.test_client()
+    sign_in(coordinator, twilio_services, add_account(twilio_services, StaffRole.COORDINATOR))
+    with twilio_services.database.session() as session:
+        responder_id = session.scalars(select(Responder.id)).one()
+    page = coordinator.get(f"/people/responders/{responder_id}").get_data(as_text=True)
+    practices = page.split('id="practices"')[1]
+    assert "no answer" in practices  # the newest, first
+    assert "40 s" in practices and "2 min 10 s" in practices and "false alarm" in practices
+    assert "police" not in page  # a practice keeps no text
+    es = coordinator.get(f"/people/responders/{responder_id}?lang=es").get_data(as_text=True)
+    assert "Práctica" in es and "sin respuesta" in es and "falsa alarma" in es
