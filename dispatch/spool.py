@@ -42,6 +42,7 @@ class SpooledText:
     sid: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    channel: str = "sms"  # or "whatsapp" (ReportChannel's value)
 
 
 class Spool:

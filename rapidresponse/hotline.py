@@ -32,6 +32,20 @@ from rapidresponse.verification import Transition
 
 MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
 
+# What only an SMS conversation may change: alerts go by SMS (WhatsApp alerts need their
+# own consent and templates), so over WhatsApp these are answered with how to do it by
+# SMS, and a WhatsApp STOP never silences someone's SMS alerts.
+SMS_ONLY_WORDS = frozenset(
+    {
+        Keyword.STOP,
+        Keyword.START,
+        Keyword.JOIN,
+        Keyword.YES,
+        Keyword.LEAVE,
+        Keyword.AREAS,
+        Keyword.LANG,
+    }
+)
 SUBSCRIBER_WORDS = frozenset(
     {
         Keyword.STOP,
@@ -111,16 +125,27 @@ class Hotline:
         self.reporter_hashes = functools.cache(reporter_hashes)
         self.rules = rules
         self.directory = directory
+        self.channel = ReportChannel.SMS  # of the message being handled
         self.subscribers = SubscriberDesk(
             session, cipher, index, limits, self.reporter_hashes, languages, directory, rights_url
         )
 
-    def handle(self, phone: str, body: str, location: Location | None = None) -> Outcome:
+    def handle(
+        self,
+        phone: str,
+        body: str,
+        location: Location | None = None,
+        channel: ReportChannel = ReportChannel.SMS,
+    ) -> Outcome:
+        """One inbound message from ``phone`` on ``channel`` (SMS or WhatsApp)."""
+        self.channel = self.subscribers.channel = channel
         if len(body) > MAX_BODY_CHARS:
             return Outcome(self.subscribers.too_long(phone))
         command = parse(body)
         if command.keyword is Keyword.REPORT and is_trivial(body):
             return Outcome(None)  # "ok", "thanks", "👍": not a sighting, and no answer owed
+        if channel is ReportChannel.WHATSAPP and command.keyword in SMS_ONLY_WORDS:
+            return Outcome(self.subscribers.by_sms_only(phone, command))
         if command.keyword in SUBSCRIBER_WORDS:
             return Outcome(self.subscribers.handle(phone, command))
         if command.keyword in RESPONDER_WORDS:
@@ -136,6 +161,8 @@ class Hotline:
         """``permit_text`` for the answer to the text just handled, in its transaction:
         a plain answer is decided by the subscriber row the text already read, when it
         did; a STOP confirmation always by ``permit_text``'s conditional UPDATE."""
+        if self.channel is ReportChannel.WHATSAPP:
+            return True  # an SMS opt-out stops SMS; this answer goes back on WhatsApp
         if reply.kind is ReplyKind.NORMAL:
             opted_out = self.subscribers.opted_out(phone)
             if opted_out is not None:
@@ -145,7 +172,7 @@ class Hotline:
     def _report(self, phone: str, text: str, location: Location | None) -> Outcome:
         sighting = Sighting(
             text=text,
-            channel=ReportChannel.SMS,
+            channel=self.channel,
             reporter_hashes=self.reporter_hashes(phone),
             latitude=location.latitude if location else None,
             longitude=location.longitude if location else None,

@@ -164,8 +164,11 @@ class StaffRole(str, enum.Enum):
 
 
 class ReportChannel(str, enum.Enum):
+    """Where a text came from: also the channel an inbound message is answered on."""
+
     SMS = "sms"
     WEB = "web"
+    WHATSAPP = "whatsapp"
 
 
 class Area(Base):

@@ -30,6 +30,7 @@ from rapidresponse.messages import join_names, text
 from rapidresponse.models import (
     Area,
     Language,
+    ReportChannel,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -134,6 +135,8 @@ class SubscriberDesk:
     ) -> None:
         self.session = session
         self.rights_url = rights_url
+        # The channel of the message being handled: an SMS opt-out silences SMS only.
+        self.channel = ReportChannel.SMS
         self.cipher = cipher
         self.index = index
         self.limits = limits
@@ -143,12 +146,17 @@ class SubscriberDesk:
         self._remembered: dict[str, Language | None] = {}
         self._rows: dict[str, Subscriber | None] = {}  # by blind index, as read or made here
 
+    def by_sms_only(self, phone: str, command: Command) -> Reply:
+        """A subscription word sent over WhatsApp: how to do it by SMS; nothing changes."""
+        ctx = self._context(phone, command)
+        if command.keyword is Keyword.STOP:
+            return ctx.say("sms.whatsapp_stop")
+        return ctx.say("sms.whatsapp_alerts_by_sms")
+
     def handle(self, phone: str, command: Command) -> Reply | None:
         """Apply ``command`` from ``phone`` (E.164); return the answer, or None for silence."""
         ctx = self._context(phone, command)
-        opted_out = (
-            ctx.subscriber is not None and ctx.subscriber.status is SubscriberStatus.OPTED_OUT
-        )
+        opted_out = self._silenced(ctx)
         if opted_out and command.keyword not in (Keyword.STOP, Keyword.START):
             return None  # after STOP, only START gets an answer
         # Opting out always works; opting back in works when it is needed. Everything
@@ -185,7 +193,7 @@ class SubscriberDesk:
         ctx = self._context(phone, Command(Keyword.REPORT))
         if ctx.subscriber is None:
             ctx.language = self.remembered_language(phone) or guess_language(report_text)
-        elif ctx.subscriber.status is SubscriberStatus.OPTED_OUT:
+        elif self._silenced(ctx):
             return None
         verdict = self.limits.inbound(limit_key) if limit_key else LimitVerdict.ALLOWED
         if verdict is not LimitVerdict.ALLOWED:
@@ -198,6 +206,14 @@ class SubscriberDesk:
             else "sms.report_where"
         )
         return ctx.say(message_id, code=intake.report_code)
+
+    def _silenced(self, ctx: _Context) -> bool:
+        """Whether this number said STOP to SMS and the message came by SMS."""
+        return (
+            self.channel is ReportChannel.SMS
+            and ctx.subscriber is not None
+            and ctx.subscriber.status is SubscriberStatus.OPTED_OUT
+        )
 
     def _context(self, phone: str, command: Command) -> _Context:
         key = self.index.digest(phone, Purpose.PHONE_INDEX)

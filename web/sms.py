@@ -38,7 +38,7 @@ from rapidresponse.directory import AreaDirectory
 from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import text as message_text
-from rapidresponse.models import utcnow
+from rapidresponse.models import ReportChannel, utcnow
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
 from rapidresponse.subscribers import Reply, ReplyKind
@@ -57,6 +57,7 @@ STORE_ATTEMPTS = 2
 SPOOL_DRAIN_SECONDS = 5.0
 # The database could not take the text: locked past the budget, or down.
 STORAGE_DOWN = (OperationalError, InterfaceError, SQLAlchemyTimeoutError)
+WHATSAPP = "whatsapp:"
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 
 
@@ -93,8 +94,11 @@ def inbound() -> Response:
     body = inbound_text(request.form, location)
     if sid is None or sender is None or body is None or not MESSAGE_SID.match(sid):
         abort(400, "MessageSid, From and Body are required")
+    # WhatsApp comes through the same webhook as "whatsapp:+1503...": the same person as
+    # the number, on another channel (answered there; its STOP is not an SMS STOP).
+    channel = ReportChannel.WHATSAPP if sender.startswith(WHATSAPP) else ReportChannel.SMS
     try:
-        phone = normalize(sender, found.settings.phone_region)
+        phone = normalize(sender.removeprefix(WHATSAPP), found.settings.phone_region)
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number we can answer")
     if not found.seen_messages.first_time(sid):
@@ -105,21 +109,31 @@ def inbound() -> Response:
     action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
     try:
         # Once stored, Twilio may forget the message: asked in the same transaction.
-        reply = handle_within_budget(found, phone, body, location, sid if redact else None)
+        reply = handle_within_budget(found, phone, body, location, sid if redact else None, channel)
     except STORAGE_DOWN as error:
         log.error("inbound text kept in the spool: database unavailable (%s)", type(error).__name__)
-        found.spool.keep(SpooledText(phone, body, sid, *_coordinates(location)))
+        kept = SpooledText(phone, body, sid, *_coordinates(location), channel=channel.value)
+        found.spool.keep(kept)
         return twiml(kept_reply(body), action)  # redaction is scheduled once it is stored
     return twiml(reply.text if reply is not None else None, action)
 
 
 def handle_within_budget(
-    found: Services, phone: str, body: str, location: Location | None, redact_sid: str | None
+    found: Services,
+    phone: str,
+    body: str,
+    location: Location | None,
+    redact_sid: str | None,
+    channel: ReportChannel = ReportChannel.SMS,
 ) -> Reply | None:
     """Handle the text, waiting at most LOCK_WAIT_MS for a lock, twice: well inside the
     15 s Twilio waits for an answer. The answer, if it may be sent (opt-outs checked in
     the same transaction). Raises one of STORAGE_DOWN if it could not."""
-    options: dict[str, Any] = {"permitted_only": True, "redact_sid": redact_sid}
+    options: dict[str, Any] = {
+        "permitted_only": True,
+        "redact_sid": redact_sid,
+        "channel": channel,
+    }
     for _ in range(STORE_ATTEMPTS - 1):
         with contextlib.suppress(*STORAGE_DOWN):
             return handle(found, phone, body, location, LOCK_WAIT_MS, **options)
@@ -190,6 +204,7 @@ def handle(
     *,
     permitted_only: bool = False,
     redact_sid: str | None = None,
+    channel: ReportChannel = ReportChannel.SMS,
 ) -> Reply | None:
     """Store and act on one text, in one transaction; then tell the board.
 
@@ -197,7 +212,7 @@ def handle(
     transaction (``permit_text``), and None when it may not be sent. With
     ``redact_sid``, the message's deletion at Twilio is scheduled in it too.
     """
-    text = _Text(phone, body, location, lock_wait_ms, permitted_only, redact_sid)
+    text = _Text(phone, body, location, lock_wait_ms, permitted_only, redact_sid, channel)
     cached = found.areas.cached()
     if cached is not None:
         with contextlib.suppress(AreasChanged):
@@ -214,6 +229,7 @@ class _Text:
     lock_wait_ms: int | None
     permitted_only: bool
     redact_sid: str | None
+    channel: ReportChannel
 
 
 def _handle_once(found: Services, text: _Text, directory: AreaDirectory) -> Reply | None:
@@ -234,7 +250,7 @@ def _handle_once(found: Services, text: _Text, directory: AreaDirectory) -> Repl
             directory,
             rights_url=f"{found.settings.public_url}/rights",
         )
-        outcome = hotline.handle(text.phone, text.body, text.location)
+        outcome = hotline.handle(text.phone, text.body, text.location, text.channel)
         reply = outcome.reply
         if text.permitted_only and reply is not None:
             reply = reply if hotline.may_answer(text.phone, reply) else None
@@ -260,15 +276,20 @@ def store_spooled(found: Services) -> int:
             else None
         )
         redact = kept.sid if redaction_delay(found.settings) is not None else None
+        channel = ReportChannel(kept.channel)
         try:
-            reply = handle(found, kept.phone, kept.body, location, redact_sid=redact)
+            reply = handle(
+                found, kept.phone, kept.body, location, redact_sid=redact, channel=channel
+            )
         except STORAGE_DOWN:
             found.spool.release(name)
             break
         found.spool.done(name)
         stored += 1
-        # A STOP was answered by the carrier's own opt-out when it came in.
-        if reply is not None and reply.kind is not ReplyKind.OPT_OUT_CONFIRMATION:
+        # A STOP was answered by the carrier's own opt-out when it came in; a WhatsApp
+        # text's answer would have to go by WhatsApp, which sends only inside its window.
+        by_sms = channel is ReportChannel.SMS
+        if reply is not None and reply.kind is not ReplyKind.OPT_OUT_CONFIRMATION and by_sms:
             _send_late_reply(found, kept.phone, reply)
     return stored
 

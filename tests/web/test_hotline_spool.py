@@ -134,3 +134,38 @@ def test_a_stop_while_the_database_is_down_is_applied_once_stored(
         twilio_services.database = working
     assert sms.store_spooled(twilio_services) == 1
     assert alice.text("AREAS") is None  # opted out: nothing but START gets an answer
+
+
+@pytest.mark.sends_through_api
+def test_whatsapp_texts_kept_while_the_database_is_down_stay_whatsapp(
+    sms_app: Flask, twilio_services: Services, fake: FakeTwilio, tmp_path: Path
+) -> None:
+    """Stored later, a WhatsApp STOP is still no SMS STOP, and a WhatsApp report is not
+    answered by SMS (the answer would go to a channel the person did not use)."""
+    from rapidresponse.models import ReportChannel, Subscriber, SubscriberStatus
+    from tests.web.sms_helpers import Phone
+
+    alice = Phone(sms_app.test_client(), ALICE)
+    alice.text("JOIN Cully")
+    alice.text("YES")
+    sent_before = len(fake.messages)
+    working = twilio_services.database
+    (tmp_path / "gone").mkdir()
+    twilio_services.database = Database(f"sqlite:///{tmp_path / 'gone'}")
+    try:
+        on_whatsapp = Phone(sms_app.test_client(), f"whatsapp:{ALICE}")
+        assert on_whatsapp.text("STOP") is None
+        assert (on_whatsapp.text("agents at SE 82nd and Foster") or "").startswith(KEPT_EN)
+    finally:
+        twilio_services.database.dispose()
+        twilio_services.database = working
+    assert sms.store_spooled(twilio_services) == 2
+    with twilio_services.database.session() as session:
+        [subscriber] = session.query(Subscriber).all()
+        assert subscriber.status is SubscriberStatus.ACTIVE
+    [report] = decrypted_reports(twilio_services)
+    assert report == "agents at SE 82nd and Foster"
+    from tests.web.test_reports_sms import reports
+
+    assert [r.channel for r in reports(twilio_services)] == [ReportChannel.WHATSAPP]
+    assert len(fake.messages) == sent_before  # no late SMS answer

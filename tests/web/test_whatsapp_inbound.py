@@ -1,0 +1,99 @@
+"""WhatsApp through the same webhook ("From: whatsapp:+1503..."): reports and pins are
+sightings like any text, answered on WhatsApp; what only SMS can change (JOIN, STOP...)
+is answered with how to do it by SMS, and a WhatsApp STOP never silences SMS alerts."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from dispatch.services import Services
+from rapidresponse.models import Report, ReportChannel, Subscriber, SubscriberStatus
+from tests.web.sms_helpers import ALICE, Phone, new_sid, send, twiml_message
+from tests.web.test_reports_sms import SIGHTING, lents_point, reports, text_of
+
+WHATSAPP_ALICE = f"whatsapp:{ALICE}"
+
+
+def subscribers(services: Services) -> list[Subscriber]:
+    with services.database.session() as session:
+        return list(session.scalars(select(Subscriber)))
+
+
+def test_a_whatsapp_report_is_a_sighting_answered_on_whatsapp(
+    sms_app: Flask, twilio_services: Services
+) -> None:
+    answer = Phone(sms_app.test_client(), WHATSAPP_ALICE).text(SIGHTING)
+    [report] = reports(twilio_services)
+    assert answer is not None and answer.startswith(f"Report {report.code} received.")
+    assert report.channel is ReportChannel.WHATSAPP
+    assert text_of(twilio_services, report) == SIGHTING
+    assert subscribers(twilio_services) == []  # reporting makes nobody a subscriber
+
+
+def test_a_whatsapp_pin_with_no_words_is_a_located_report(
+    sms_app: Flask, twilio_services: Services
+) -> None:
+    latitude, longitude = lents_point()
+    params = {
+        "From": WHATSAPP_ALICE,
+        "MessageSid": new_sid(),
+        "Latitude": latitude,
+        "Longitude": longitude,
+        "Body": "",
+        "ProfileName": "Alicia Example",  # never stored
+        "WaId": ALICE.removeprefix("+"),
+    }
+    response = send(sms_app.test_client(), params)
+    assert response.status_code == 200
+    [report] = reports(twilio_services)
+    assert report.channel is ReportChannel.WHATSAPP
+    with twilio_services.database.session() as session:
+        placed = session.get_one(Report, report.id)
+        assert placed.area is not None and placed.area.slug == "lents"
+    answer = twiml_message(response.get_data(as_text=True))
+    assert answer is not None and answer.startswith(f"Report {report.code} received.")
+
+
+@pytest.mark.parametrize(
+    ("body", "start"),
+    [
+        ("JOIN Cully", "Alerts come by SMS for now."),
+        ("UNIRSE Cully", "Por ahora las alertas llegan por SMS."),
+        ("START", "Alerts come by SMS for now."),
+        ("MY AREAS", "Alerts come by SMS for now."),
+    ],
+)
+def test_joining_over_whatsapp_says_how_to_by_sms_and_subscribes_nobody(
+    sms_app: Flask, twilio_services: Services, body: str, start: str
+) -> None:
+    answer = Phone(sms_app.test_client(), WHATSAPP_ALICE).text(body)
+    assert answer is not None and answer.startswith(start)
+    assert subscribers(twilio_services) == []
+    assert reports(twilio_services) == []
+
+
+def test_stop_over_whatsapp_leaves_the_sms_alerts_on(
+    sms_app: Flask, twilio_services: Services
+) -> None:
+    by_sms = Phone(sms_app.test_client(), ALICE)
+    by_sms.text("JOIN Cully")
+    by_sms.text("YES")
+    [subscriber] = subscribers(twilio_services)
+    assert subscriber.status is SubscriberStatus.ACTIVE
+    answer = Phone(sms_app.test_client(), WHATSAPP_ALICE).text("STOP")
+    assert answer is not None and answer.startswith("You get no alerts on WhatsApp.")
+    [subscriber] = subscribers(twilio_services)
+    assert subscriber.status is SubscriberStatus.ACTIVE  # still gets SMS alerts
+    # And an SMS opt-out does not silence the WhatsApp answers.
+    by_sms.text("STOP")
+    assert Phone(sms_app.test_client(), WHATSAPP_ALICE).text("HELP") is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "start"), [("HELP", "Rapid Response alerts."), ("DERECHOS CASA", "En casa:")]
+)
+def test_help_and_rights_work_over_whatsapp(sms_app: Flask, body: str, start: str) -> None:
+    answer = Phone(sms_app.test_client(), WHATSAPP_ALICE).text(body)
+    assert answer is not None and answer.startswith(start)
