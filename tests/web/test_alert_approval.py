@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
-import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
@@ -27,26 +25,13 @@ from rapidresponse.models import (
     Delivery,
     DeliveryStatus,
     Language,
-    StaffRole,
     alert_areas,
     utcnow,
 )
 from tests.factories import add_many_subscribers
-from tests.web.staff_helpers import add_account, post_form, sign_in
-from tests.web.test_access import World, build_world
+from tests.web.staff_helpers import post_form
+from tests.web.test_access import World
 from tests.web.test_board import cully_id
-
-
-@pytest.fixture
-def world(services: Services) -> World:
-    return build_world(services)
-
-
-@pytest.fixture
-def dispatcher(app: Flask, services: Services, world: World) -> FlaskClient:
-    client = app.test_client()
-    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
-    return client
 
 
 def a_draft(services: Services, subscribers: int = 0) -> int:

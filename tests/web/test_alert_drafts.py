@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
@@ -27,30 +25,17 @@ from rapidresponse.models import (
     Incident,
     IncidentState,
     Language,
-    StaffRole,
     StaffUser,
     Subscription,
     alert_areas,
     utcnow,
 )
 from tests.factories import add_many_subscribers
-from tests.web.staff_helpers import add_account, post_form, sign_in
-from tests.web.test_access import World, build_world
+from tests.web.staff_helpers import post_form
+from tests.web.test_access import World
 
 AVOID_EN = "Avoid NE 42nd and Killingsworth"
 AVOID_ES = "Eviten la NE 42 y Killingsworth"
-
-
-@pytest.fixture
-def world(services: Services) -> World:
-    return build_world(services)
-
-
-@pytest.fixture
-def dispatcher(app: Flask, services: Services, world: World) -> FlaskClient:
-    client = app.test_client()
-    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
-    return client
 
 
 def area_id(services: Services, name: str) -> int:

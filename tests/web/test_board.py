@@ -32,12 +32,7 @@ from rapidresponse.models import (
 )
 from tests.factories import add_on_shift_responder
 from tests.web.staff_helpers import add_account, post_form, sign_in
-from tests.web.test_access import SUBSCRIBER_NUMBERS, World, build_world, forms_of
-
-
-@pytest.fixture
-def world(services: Services) -> World:
-    return build_world(services)
+from tests.web.test_access import SUBSCRIBER_NUMBERS, World, forms_of
 
 
 def signed_in(

@@ -26,16 +26,11 @@ from rapidresponse.models import (
 from rapidresponse.reports import purge_report_texts
 from rapidresponse.shredding import incident_key
 from tests.web.staff_helpers import post_form
-from tests.web.test_access import World, build_world
+from tests.web.test_access import World
 from tests.web.test_board import cully_id, open_incident
 
 NOTE = "agentes en la 82 y Stark, dos camionetas"
 COMMENT = "Called the school: they keep the kids inside"
-
-
-@pytest.fixture
-def world(services: Services) -> World:
-    return build_world(services)
 
 
 @pytest.fixture

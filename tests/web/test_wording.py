@@ -15,18 +15,13 @@ from dispatch.services import Services
 from rapidresponse import broadcast
 from rapidresponse.models import Alert, AuditEvent, Incident, IncidentState, StaffRole
 from tests.web.staff_helpers import add_account, post_form, sign_in
-from tests.web.test_access import World, build_world
+from tests.web.test_access import World
 from tests.web.test_board import cully_id
 
 LONGER = (
     "ALERTA URGENTE DE LA RED: agentes migratorios confirmados por un respondedor en {areas} "
     "a las {time}, quedese adentro y avise a sus vecinos"
 )
-
-
-@pytest.fixture
-def world(services: Services) -> World:
-    return build_world(services)
 
 
 @pytest.fixture
