@@ -156,9 +156,14 @@ def inbound_text(form: Mapping[str, str], location: Location | None) -> str | No
     """The words of an inbound message, standing in for what has none.
 
     A photo with no words (MMS sends no ``Body`` at all) and a shared location with an
-    empty body are sightings too: the photo is not kept, the place is. None when there
+    empty body are sightings too: the photo is not kept, the place is. A WhatsApp
+    quick-reply button says what was chosen in ``ButtonPayload``, in the words we gave it
+    ("YES", "K7P3 GO"), whatever its label read in the person's language. None when there
     is neither words nor anything else, which is not a message Twilio sends.
     """
+    payload = form.get("ButtonPayload", "").strip()
+    if payload:
+        return payload
     body = form.get("Body")
     if body is not None and body.strip():
         return body

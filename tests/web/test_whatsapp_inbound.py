@@ -97,3 +97,27 @@ def test_stop_over_whatsapp_leaves_the_sms_alerts_on(
 def test_help_and_rights_work_over_whatsapp(sms_app: Flask, body: str, start: str) -> None:
     answer = Phone(sms_app.test_client(), WHATSAPP_ALICE).text(body)
     assert answer is not None and answer.startswith(start)
+
+
+def test_a_quick_reply_button_says_its_payload_whatever_its_label(
+    sms_app: Flask, twilio_services: Services
+) -> None:
+    """A responder taps a button labelled "Voy" whose payload is "CODE GO"."""
+    from tests.dispatch.test_practice import code_in
+    from tests.factories import add_on_shift_responder
+
+    responder = "+15035550111"
+    add_on_shift_responder(twilio_services, "Ana", responder, "cully")
+    on_whatsapp = Phone(sms_app.test_client(), f"whatsapp:{responder}")
+    code = code_in(on_whatsapp.text("PRACTICE"))
+    params = {
+        "From": f"whatsapp:{responder}",
+        "MessageSid": new_sid(),
+        "Body": "Voy",
+        "ButtonText": "Voy",
+        "ButtonPayload": f"{code} GO",
+    }
+    response = send(sms_app.test_client(), params)
+    answer = twiml_message(response.get_data(as_text=True))
+    assert answer is not None and answer.startswith(f"Practice {code}: GO after")
+    assert reports(twilio_services) == []  # "Voy" was not taken for a sighting
