@@ -32,13 +32,19 @@ def coordinator(app: Flask, services: Services, world: World) -> FlaskClient:
 
 
 def cost_of(page: str, language: str, kind: str) -> str:
-    found = re.search(
-        rf'data-kind="{kind}" data-language="{language}"[^>]*>'
-        r'.*?<span class="segments">(.*?)</span>',
-        page,
-        re.DOTALL,
-    )
-    assert found, f"no cost for {kind} in {language}"
+    """The segments shown for an alert kind in ``language``."""
+    return _segments(page, f'data-kind="{kind}" data-language="{language}"[^>]*>', kind)
+
+
+def reply_cost_of(page: str, language: str, message_id: str) -> str:
+    """The segments shown for a hotline answer (RIGHTS...) in ``language``."""
+    opening = f'data-language="{language}" data-message="{re.escape(message_id)}">'
+    return _segments(page, opening, message_id)
+
+
+def _segments(page: str, opening: str, what: str) -> str:
+    found = re.search(opening + r'.*?<span class="segments">(.*?)</span>', page, re.DOTALL)
+    assert found, f"no cost for {what}"
     return found.group(1)
 
 
@@ -107,17 +113,6 @@ def test_a_wording_that_would_break_the_alert_is_refused_and_kept_in_the_field(
 def test_an_unknown_language_or_message_is_a_404(coordinator: FlaskClient, path: str) -> None:
     page = coordinator.get("/wording").get_data(as_text=True)
     assert post_form(coordinator, path, {"text": "x", "action": "save"}, page).status_code == 404
-
-
-def reply_cost_of(page: str, language: str, message_id: str) -> str:
-    found = re.search(
-        rf'data-language="{language}" data-message="{re.escape(message_id)}">'
-        r'.*?<span class="segments">(.*?)</span>',
-        page,
-        re.DOTALL,
-    )
-    assert found, f"no cost for {message_id} in {language}"
-    return found.group(1)
 
 
 def test_a_coordinator_rewords_a_rights_answer_and_sees_its_cost_first(
