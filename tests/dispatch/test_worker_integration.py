@@ -15,8 +15,9 @@ import pytest
 from redis import Redis
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
+from dispatch import status_queue
 from dispatch.broadcast import BatchLease, claim_batch, enqueue_batches
-from dispatch.queues import QueueName, queue
+from dispatch.queues import QueueName, enqueue, queue
 from dispatch.services import Services
 from rapidresponse.models import Delivery, DeliveryStatus, Language, Subscriber, SubscriberStatus
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
@@ -167,3 +168,23 @@ def test_a_batch_is_claimed_once(services: Services) -> None:
     ledger = add_alert_for(services, add_subscriber(services, ALICE), Language.EN)
     assert claim_batch(services, BatchLease(ledger.alert_id, 0, "a" * 32)) == 1
     assert claim_batch(services, BatchLease(ledger.alert_id, 0, "b" * 32)) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("level", ["warning", "info"])
+def test_a_workers_routine_lines_show_only_when_asked(
+    services: Services, cli_env: dict[str, str], level: str
+) -> None:
+    # The demo runs its worker at LOG_LEVEL=warning, so that the banner (the one-time
+    # password) does not scroll away under a line per job; LOG_LEVEL=info shows them.
+    enqueue(services.redis, QueueName.ALERTS, status_queue.drain_job)
+    done = subprocess.run(
+        [sys.executable, "-m", "web.cli", "worker", "--burst", "--no-scheduler"],
+        env={**cli_env, "LOG_LEVEL": level},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    routine = [line for line in (done.stdout + done.stderr).splitlines() if "Job OK" in line]
+    assert len(routine) == (1 if level == "info" else 0), done.stderr[-2000:]

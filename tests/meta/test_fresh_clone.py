@@ -9,6 +9,7 @@ real `git clone`; locally it is what a clone would hold once the work is committ
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -65,3 +66,14 @@ def test_a_fresh_clone_runs_the_catalog_and_contract_checks_without_skipping(
     result = run_in(folder, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *CHECKS)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout
+
+
+def test_the_twilio_description_keeps_the_licence_it_names_beside_it() -> None:
+    folder = ROOT / "tests" / "twilio_spec"
+    description = json.loads((folder / "twilio_messages_v2010.json").read_text())
+    assert description["info"]["license"]["name"] == "Apache 2.0"
+    apache = (folder / "LICENSE-APACHE-2.0").read_text()
+    assert "Apache License" in apache and "Version 2.0, January 2004" in apache
+    assert "MIT License" in (folder / "LICENSE").read_text()  # the repository it came from
+    kept = git("ls-files", "tests/twilio_spec").split()
+    assert {"tests/twilio_spec/LICENSE", "tests/twilio_spec/LICENSE-APACHE-2.0"} <= set(kept)

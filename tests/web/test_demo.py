@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rapidresponse.regions import demo_region_path, load_region_file
 from tests.demo_process import free_port
 from web.demo import DEMO_RESPONDERS, port_is_free
 
@@ -117,9 +118,11 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
     assert "coordinator@demo.rapidresponse.example" in output
     for page in ("/board", "/login", "/simulator/phone", "/simulator/outbox", "/report"):
         assert f"http://127.0.0.1:{port}{page}" in output
+    region = {area.slug: area.name for area in load_region_file(demo_region_path())}
     for person in DEMO_RESPONDERS:  # who to act as, with what number, for which areas
         line = next(line for line in output.splitlines() if person.name in line)
-        assert person.phone in line and "Cully" in output
+        assert person.phone in line
+        assert all(region[slug] in line for slug in person.areas), line
     assert "authenticator app" in output and "otpauth://totp/" in output
     assert "Not safe against seizure" in output  # development mode keeps its keys on disk
     assert "█" in output  # the enrolment as a QR code a phone can scan from the terminal
