@@ -8,49 +8,60 @@ and counted on /healthz, never lost.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 
 from dispatch.senders import SendError, TwilioSender, redaction_delay, twilio_sender
 from dispatch.services import Services, current
 from rapidresponse import broadcast, redaction
+from rapidresponse.db import Database
 from rapidresponse.models import ProviderRedaction, utcnow
+from rapidresponse.shredding import ShreddingCipher
 
 log = logging.getLogger(__name__)
 
 
 def redact_due_job() -> dict[str, int]:
-    """Delete at the provider every message whose time has come."""
+    """Delete at the provider every message whose time has come; then destroy the keys
+    of hours with nothing left to delete."""
     services = current()
-    sender = _twilio(services)
-    if sender is None:
-        return {"deleted": 0, "failed": 0}
-    with services.database.session() as session:
-        due = [(r.id, r.sid) for r in redaction.due(session, utcnow())]
+    return redact_due(services.database, services.cipher, _twilio(services), utcnow())
+
+
+def redact_due(
+    database: Database, cipher: ShreddingCipher, sender: TwilioSender | None, now: datetime
+) -> dict[str, int]:
+    """Delete what is due by ``now`` (none without a sender), then destroy spent keys."""
     deleted = failed = 0
-    for redaction_id, sid in due:  # no transaction is held while Twilio answers
-        try:
-            sender.forget(sid)
-        except SendError as error:
-            failed += 1
-            _retry_later(services, redaction_id, error)
-        else:
-            deleted += 1
-            with services.database.session() as session:
-                session.execute(
-                    delete(ProviderRedaction).where(ProviderRedaction.id == redaction_id)
-                )
-    if failed:
-        log.warning("provider redaction: %d deletions failed, retried later", failed)
+    if sender is not None:
+        with database.session() as session:
+            due = [(r.id, redaction.sid_of(r, cipher)) for r in redaction.due(session, now)]
+        for redaction_id, sid in due:  # no transaction is held while Twilio answers
+            try:
+                if sid is not None:  # None: its key is gone, and with it any way to name it
+                    sender.forget(sid)
+            except SendError as error:
+                failed += 1
+                _retry_later(database, redaction_id, error, now)
+            else:
+                deleted += 1
+                with database.session() as session:
+                    session.execute(
+                        delete(ProviderRedaction).where(ProviderRedaction.id == redaction_id)
+                    )
+        if failed:
+            log.warning("provider redaction: %d deletions failed, retried later", failed)
+    with database.session() as session:
+        redaction.destroy_spent_keys(session, cipher.shred_keys, now)
     return {"deleted": deleted, "failed": failed}
 
 
-def _retry_later(services: Services, redaction_id: int, error: SendError) -> None:
-    with services.database.session() as session:
+def _retry_later(database: Database, redaction_id: int, error: SendError, now: datetime) -> None:
+    with database.session() as session:
         row = session.get(ProviderRedaction, redaction_id)
         if row is not None:
-            redaction.retry_later(row, utcnow(), f"error {error.code}" if error.code else "http")
+            redaction.retry_later(row, now, f"error {error.code}" if error.code else "http")
 
 
 def forget_provider_ids_job() -> int:
@@ -60,7 +71,10 @@ def forget_provider_ids_job() -> int:
     after = timedelta(minutes=settings.alert_validity_minutes) + redaction.SETTLE
     with services.database.session() as session:
         return broadcast.forget_provider_ids(
-            session, utcnow(), after, redact=redaction_delay(settings) is not None
+            session,
+            utcnow(),
+            after,
+            redact=services.cipher if redaction_delay(settings) is not None else None,
         )
 
 

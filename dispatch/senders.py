@@ -461,12 +461,14 @@ class OptOutGuard:
         self,
         inner: Sender,
         database: Database,
+        cipher: ShreddingCipher,
         index: BlindIndex,
         pacer: Pacer | None = None,
         redact_after: timedelta | None = None,
     ) -> None:
         self.inner = inner
         self.database = database
+        self.cipher = cipher  # seals the ids waiting to be deleted at the provider
         self.index = index
         self.pacer = pacer
         self.redact_after = redact_after
@@ -502,7 +504,7 @@ class OptOutGuard:
         sid = self.inner.send(to, body, callback_id=callback_id, validity_period=validity_period)
         if self.redact_after is not None:
             with self.database.session() as session:
-                redaction.schedule(session, sid, utcnow() + self.redact_after)
+                redaction.schedule(session, self.cipher, sid, utcnow() + self.redact_after)
         return sid
 
     def _wait_for_slot(self, body: str) -> None:
@@ -532,7 +534,7 @@ def make_sender(
     ``redis`` lets the simulator schedule its delivery reports.
     """
     backend = _backend(settings, database, cipher, index, redis)
-    return OptOutGuard(backend, database, index, pacer, redaction_delay(settings))
+    return OptOutGuard(backend, database, cipher, index, pacer, redaction_delay(settings))
 
 
 def redaction_delay(settings: Settings) -> timedelta | None:

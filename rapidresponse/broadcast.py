@@ -626,14 +626,20 @@ def _callback_target(
 
 
 def forget_provider_ids(
-    session: Session, now: datetime, after: timedelta, *, redact: bool, limit: int = 1000
+    session: Session,
+    now: datetime,
+    after: timedelta,
+    *,
+    redact: ShreddingCipher | None,
+    limit: int = 1000,
 ) -> int:
     """Clear the provider's message id of deliveries whose callbacks are done.
 
     A delivery's id names the provider's copy of the message (recipient and text), so it
     is kept only while a status callback may still need it: ``after`` (the alert's
-    validity and some settling time) past its last change. With ``redact``, the
-    provider is asked to delete that message; the redaction holds the id until then.
+    validity and some settling time) past its last change. With ``redact`` (the cipher
+    that seals it), the provider is asked to delete that message; the redaction holds
+    the id, sealed, until then.
     Its times are kept to the minute from then on. Returns how many were forgotten.
     """
     deliveries = session.scalars(
@@ -646,8 +652,8 @@ def forget_provider_ids(
         .limit(limit)
     ).all()
     for delivery in deliveries:
-        if redact and delivery.provider_sid is not None:
-            redaction.schedule(session, delivery.provider_sid, now)
+        if redact is not None and delivery.provider_sid is not None:
+            redaction.schedule(session, redact, delivery.provider_sid, now, now)
         delivery.provider_sid = None
         delivery.provider_forgotten_at = to_the_minute(now)
         delivery.created_at = to_the_minute(delivery.created_at)

@@ -37,6 +37,7 @@ class Purpose:
     LOCATION = "location"  # an incident's or a report's coordinates, about 100 m
     ALERT_TEXTS = "alert.texts"  # an incident's alert texts, as JSON (language -> text)
     SPOOLED = "spool.message"  # an inbound text kept on disk while the database was down
+    PROVIDER_SID = "provider.sid"  # a message id waiting to be deleted at the provider
 
 
 KEY_ID_BYTES = 4

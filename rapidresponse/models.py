@@ -635,12 +635,19 @@ class ProviderRedaction(Base):
     """A message the provider is to delete from its records (PROVIDER_REDACTION).
 
     The row holds the provider's id only until the deletion succeeded: then it goes too.
+    The id is sealed under the shred key of the hour it was scheduled in (``key_name``),
+    destroyed once that hour's rows are gone: a copy of the database's history (WAL,
+    free pages, pg_wal) then holds no id anyone can read and take to the provider.
     """
 
     __tablename__ = "provider_redactions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    sid: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)  # before 0019
+    sid_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # An HMAC of the id under the hour's key: asked twice in an hour, scheduled once.
+    sid_digest: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    key_name: Mapped[str | None] = mapped_column(String(48), index=True, default=None)
     due_at: Mapped[datetime] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(16), default=None)

@@ -6,11 +6,17 @@ stored, and each message we send once it can no longer change (its validity over
 status final): a subpoena to Twilio then finds billing records, not conversations.
 
 A redaction is a row holding the provider's id until the deletion succeeded; failures
-are retried with backoff by housekeeping, and counted on /healthz.
+are retried with backoff by housekeeping, and counted on /healthz. The id links a
+report to its sender at the provider, so it is never stored readable: it is sealed
+under the shred key of the hour it was scheduled in (``redaction-<hour>``), and that key
+is destroyed once no row of its hour is left and the next hour is over too (a row of
+the hour may still be on its way to the database when the hour ends).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,7 +24,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rapidresponse.models import ProviderRedaction
+from rapidresponse.crypto import DecryptionError, Purpose
+from rapidresponse.models import ProviderRedaction, utcnow
+from rapidresponse.shredding import ShreddingCipher, ShredKeys
 
 # Twilio refuses to delete a message it is still processing (error 20009: "wait at least
 # 1 minute"). A received message is deleted after a minute; a sent one may still change
@@ -31,16 +39,66 @@ RETRY_MAX = timedelta(hours=6)
 FAILING_AFTER = 3  # attempts after which /healthz reports a redaction as failing
 
 
-def schedule(session: Session, sid: str, due_at: datetime) -> None:
+KEY_KIND = "redaction"
+# A key outlives its hour by this much before it may go: a row sealed under it in the
+# hour's last moment may still be committing when the hour ends.
+KEY_GRACE = timedelta(hours=1)
+
+
+def redaction_key(moment: datetime) -> str:
+    """The shred key sealing the ids scheduled in ``moment``'s hour."""
+    return f"{KEY_KIND}-{moment:%Y-%m-%dT%H}"
+
+
+def schedule(
+    session: Session,
+    cipher: ShreddingCipher,
+    sid: str,
+    due_at: datetime,
+    now: datetime | None = None,
+) -> None:
     """Delete ``sid`` at the provider from ``due_at`` on (once, however often asked)."""
-    exists = select(ProviderRedaction.id).where(ProviderRedaction.sid == sid)
+    key_name = redaction_key(now or utcnow())
+    digest = hmac.new(cipher.shred_keys.key(key_name), sid.encode(), hashlib.sha256).hexdigest()
+    exists = select(ProviderRedaction.id).where(ProviderRedaction.sid_digest == digest)
     if session.scalar(exists) is not None:
         return
+    row = ProviderRedaction(
+        sid_sealed=cipher.seal(key_name, sid, Purpose.PROVIDER_SID),
+        sid_digest=digest,
+        key_name=key_name,
+        due_at=due_at,
+    )
     try:
         with session.begin_nested():
-            session.add(ProviderRedaction(sid=sid, due_at=due_at))
+            session.add(row)
     except IntegrityError:
         pass  # scheduled by another request at the same moment
+
+
+def sid_of(row: ProviderRedaction, cipher: ShreddingCipher) -> str | None:
+    """The id to delete; None if its key is gone (nobody can name that message now)."""
+    if row.sid is not None:
+        return row.sid  # scheduled before ids were sealed
+    if row.sid_sealed is None:
+        return None
+    try:
+        return cipher.decrypt(row.sid_sealed, Purpose.PROVIDER_SID)
+    except DecryptionError:
+        return None
+
+
+def destroy_spent_keys(session: Session, keys: ShredKeys, now: datetime) -> list[str]:
+    """Destroy the keys of hours that are over (past ``KEY_GRACE``) and have no row left.
+    Returns the names destroyed."""
+    in_use = set(session.scalars(select(ProviderRedaction.key_name).distinct()))
+    recent = {redaction_key(now), redaction_key(now - KEY_GRACE)}
+    spent = [
+        name
+        for name in keys.names()
+        if name.startswith(f"{KEY_KIND}-") and name not in recent and name not in in_use
+    ]
+    return [name for name in spent if keys.destroy(name)]
 
 
 def due(session: Session, now: datetime, limit: int = 500) -> list[ProviderRedaction]:

@@ -19,6 +19,9 @@ The key hierarchy, in one place (key: where it lives; what it seals; when it goe
   incident closes.
 - shred key ``outbox-<day>``: SHRED_KEYS_DIR; the simulator's messages of that day;
   destroyed REPORT_RETENTION_DAYS after the day.
+- shred key ``redaction-<hour>``: SHRED_KEYS_DIR; the ids of messages waiting to be
+  deleted at the provider, scheduled in that hour; destroyed once none of them is left
+  and the next hour is over (``rapidresponse.redaction``).
 
 A sealed value names its key by a 4-byte id (see ``crypto``), so opening needs no
 lookup table: ``ShreddingCipher.decrypt`` finds the key by that id among DATA_KEYS and the

@@ -176,7 +176,7 @@ def inbound_text(form: Mapping[str, str], location: Location | None) -> str | No
 
 def _schedule_redaction(found: Services, sid: str, after: timedelta) -> None:
     with found.database.session() as session:
-        redaction.schedule(session, sid, utcnow() + after)
+        redaction.schedule(session, found.cipher, sid, utcnow() + after)
 
 
 def answer(
@@ -260,7 +260,8 @@ def _handle_once(found: Services, text: _Text, directory: AreaDirectory) -> Repl
         if text.permitted_only and reply is not None:
             reply = reply if hotline.may_answer(text.phone, reply) else None
         if text.redact_sid is not None:
-            redaction.schedule(session, text.redact_sid, utcnow() + redaction.RECEIVED_SETTLE)
+            due_at = utcnow() + redaction.RECEIVED_SETTLE
+            redaction.schedule(session, found.cipher, text.redact_sid, due_at)
     after_commit(found, outcome)
     return reply
 

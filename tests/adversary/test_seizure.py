@@ -8,6 +8,11 @@ addresses. The clock is advanced past the reporter windows, every process is kil
 with SIGKILL (no clean shutdown, no last flush), and everything under instance/ is
 copied. Then the adversary tries every number under every key found on that copy.
 
+It runs as production does on the points that matter here: PROVIDER_REDACTION is on
+(every message id waits, sealed, for its deletion at Twilio), and a responder's
+confirmation sends an alert (ALERT_POLICY=auto) whose deliveries get their status
+callbacks, so that delivery ids too are written and then forgotten.
+
 A control makes sure the attack works: the same brute force does name a subscriber
 (whose number is stored by design, sealed and blind-indexed under INDEX_KEY).
 """
@@ -25,24 +30,40 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from dispatch.redaction import redact_due
 from dispatch.redis_conn import connect
 from dispatch.reporter_keys import KEY_PREFIX
+from dispatch.senders import twilio_sender
 from dispatch.volatile import VOLATILE_DIRECTORY
+from rapidresponse import redaction
+from rapidresponse.broadcast import forget_provider_ids
 from rapidresponse.config import Settings
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.db import Database
-from rapidresponse.models import Base, Incident, IncidentComment, IncidentState, Report, utcnow
+from rapidresponse.models import (
+    Alert,
+    Area,
+    Base,
+    Delivery,
+    Dispatch,
+    Incident,
+    IncidentComment,
+    IncidentState,
+    ProviderRedaction,
+    Report,
+    utcnow,
+)
 from rapidresponse.reports import expired_incidents, forget_reporter_links, purge_report_texts
 from rapidresponse.shredding import ShreddingCipher, ShredKeys, incident_key, shred_expired_keys
 from tests.demo_process import running_demo
@@ -72,15 +93,27 @@ class Running:
     process: subprocess.Popen[bytes]
     log: Path
     database_url: str
+    twilio_url: str
+    texted: list[str] = field(default_factory=list)  # the id of every text we sent it
 
     def settings(self) -> Settings:
         return Settings.from_env(
-            {"INSTANCE_PATH": str(self.instance), "DATABASE_URL": self.database_url}
+            {
+                "INSTANCE_PATH": str(self.instance),
+                "DATABASE_URL": self.database_url,
+                "SMS_BACKEND": "twilio",
+                "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+                "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                "TWILIO_FROM": FROM_NUMBER,
+                "TWILIO_API_URL": self.twilio_url,
+                "PROVIDER_REDACTION": "on",
+            }
         )
 
     def text(self, number: str, body: str, sid: str | None = None, **extra: str) -> str | None:
         url = self.url + "/sms/inbound"
         params = {"From": number, "Body": body, "MessageSid": sid or new_sid(), **extra}
+        self.texted.append(params["MessageSid"])
         response = requests.post(
             url, data=params, headers={"X-Twilio-Signature": sign(params, url)}, timeout=30
         )
@@ -137,9 +170,16 @@ def server(tmp_path: Path, fake: FakeTwilio, database_url_for_the_server: str) -
         TWILIO_API_URL=fake.url,
         TRUSTED_PROXIES="1",  # the addresses come in X-Forwarded-For, as behind a proxy
         SEND_RATE="unlimited",
+        PROVIDER_REDACTION="on",  # production's default
+        ALERT_POLICY="auto",  # a confirmation sends its alert without a dispatcher
     ) as demo:
         yield Running(
-            demo.url, tmp_path / "instance", demo.process, demo.log, database_url_for_the_server
+            demo.url,
+            tmp_path / "instance",
+            demo.process,
+            demo.log,
+            database_url_for_the_server,
+            fake.url,
         )
 
 
@@ -152,7 +192,9 @@ def drive_a_day(server: Running, rng: random.Random) -> tuple[list[str], list[st
         sids.append(sid)
         if n % 3 == 0:
             server.text(number, "LANG ES")  # a non-subscriber's language choice
-        pin = {"Latitude": "45.5571", "Longitude": "-122.6163"} if n == 1 else {}
+        # The first report (of Cully, the incident purged later) is pinned: its incident
+        # takes those coordinates.
+        pin = {"Latitude": "45.5571", "Longitude": "-122.6163"} if n == 0 else {}
         answer = server.text(number, SIGHTINGS[n % len(SIGHTINGS)], sid=sid, **pin)
         assert answer is not None
         if n % 2 == 0:
@@ -162,6 +204,87 @@ def drive_a_day(server: Running, rng: random.Random) -> tuple[list[str], list[st
     assert server.text(SUBSCRIBER, "JOIN Cully") is not None
     assert server.text(SUBSCRIBER, "YES") is not None
     return reporters, sids
+
+
+ANA = "+15035550101"  # the demo's responder for Cully
+RESPONDER_NOTE = "they took the neighbour from the blue house by the school"
+
+
+def confirm_and_alert(server: Running, fake: FakeTwilio) -> tuple[list[str], list[str]]:
+    """Ana is paged for Cully, goes and confirms with a note; the alert goes out and
+    Twilio reports each delivery delivered. Returns the ids of the messages sent: pages
+    and replies, and the alert's deliveries."""
+    wait_for(lambda: any(m.to == ANA for m in fake.messages), "a page to Ana")
+    code = cully_incident_code(server)
+    assert server.text(ANA, f"{code} GO") is not None
+    assert server.text(ANA, f"{code} CONFIRM {RESPONDER_NOTE}") is not None
+    wait_for(lambda: any(m.to == SUBSCRIBER for m in fake.messages), "the alert")
+    deliveries = [m.sid for m in fake.messages if "delivery=" in (m.status_callback or "")]
+    assert deliveries, "the alert went out without status callbacks"
+    for sid in deliveries:
+        assert fake.send_status_callback(sid, "delivered", via=server.url) == 200
+    return [m.sid for m in fake.messages if m.sid not in deliveries], deliveries
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(0.2)
+
+
+def cully_incident_code(server: Running) -> str:
+    database = Database(server.settings().database_url)
+    try:
+        with database.session() as session:
+            codes = session.scalars(
+                select(Incident.code)
+                .join(Area, Area.id == Incident.area_id)
+                .where(Area.slug == "cully", Incident.state != IncidentState.CLOSED)
+            ).all()
+    finally:
+        database.dispose()
+    assert len(set(codes)) == 1, codes
+    return codes[0]
+
+
+def sealed_ids_waiting(server: Running) -> list[bytes]:
+    """The message ids waiting for their deletion at Twilio, as they are stored."""
+    database = Database(server.settings().database_url)
+    try:
+        with database.session() as session:
+            rows = session.scalars(select(ProviderRedaction)).all()
+            assert rows and all(row.sid is None for row in rows)
+            return [row.sid_sealed for row in rows if row.sid_sealed is not None]
+    finally:
+        database.dispose()
+
+
+def forget_and_redact(server: Running, later: datetime) -> int:
+    """Housekeeping at ``later``: delivery ids forgotten, every message deleted at Twilio,
+    the keys of the ids destroyed. Returns how many were deleted."""
+    settings = server.settings()
+    database = Database(settings.database_url)
+    cipher = ShreddingCipher(settings.data_keys, ShredKeys(settings.shred_keys_path))
+    settle = timedelta(minutes=settings.alert_validity_minutes) + redaction.SETTLE
+    try:
+        with database.session() as session:
+            assert forget_provider_ids(session, later, settle, redact=cipher) > 0
+        sender = twilio_sender(settings)
+        done = redact_due(database, cipher, sender, later)
+        assert done["failed"] == 0
+        # The ids scheduled at ``later`` are sealed under its hour's key: it goes once
+        # the next hour is over too, at a later run.
+        redact_due(database, cipher, sender, later + 2 * redaction.KEY_GRACE)
+        with database.session() as session:
+            assert session.scalar(select(func.count()).select_from(ProviderRedaction)) == 0
+            assert not session.scalars(
+                select(Delivery.id).where(Delivery.provider_sid.is_not(None))
+            ).all()
+    finally:
+        database.dispose()
+    assert not [name for name in cipher.shred_keys.names() if name.startswith("redaction-")]
+    return done["deleted"]
 
 
 def live_links(server: Running) -> tuple[list[bytes], set[str]]:
@@ -231,8 +354,24 @@ def _the_incident_to_purge(
     incident_id = first.incident_id
     reports = session.scalars(select(Report).where(Report.incident_id == incident_id)).all()
     tokens = [t for r in reports for t in (r.text_sealed, r.location_sealed) if t]
+    # Its coordinates, its responder's note, its alert's texts: sealed under the same key.
+    incident = session.get_one(Incident, incident_id)
+    notes = session.scalars(
+        select(Dispatch.note_sealed).where(
+            Dispatch.incident_id == incident_id, Dispatch.note_sealed.is_not(None)
+        )
+    ).all()
+    alert_texts = session.scalars(
+        select(Alert.texts_sealed).where(
+            Alert.incident_id == incident_id, Alert.texts_sealed.is_not(None)
+        )
+    ).all()
+    assert incident.location_sealed is not None and notes and alert_texts
+    tokens += [incident.location_sealed, *notes, *alert_texts]
     cipher = ShreddingCipher(settings.data_keys, ShredKeys(settings.shred_keys_path))
     texts = [cipher.decrypt(r.text_sealed, Purpose.REPORT_TEXT) for r in reports if r.text_sealed]
+    assert [cipher.decrypt(note, Purpose.DISPATCH_NOTE) for note in notes] == [RESPONDER_NOTE]
+    texts.append(RESPONDER_NOTE)
     # A dispatcher's comment on it goes with its reports' text.
     comment = IncidentComment(
         incident_id=incident_id,
@@ -362,9 +501,11 @@ def brute_force(disk: Disk, candidates: list[str]) -> set[str]:
 
 
 def test_a_seized_disk_names_no_reporter_and_reads_no_purged_text(
-    server: Running, tmp_path: Path
+    server: Running, fake: FakeTwilio, tmp_path: Path
 ) -> None:
     reporters, sids = drive_a_day(server, random.Random(20261130))
+    sent, deliveries = confirm_and_alert(server, fake)
+    sealed_ids = sealed_ids_waiting(server)
     # The second control: while the window is open, the links exist, and the key names
     # every SMS reporter. Had that key reached a disk (as a daily key once did, in the
     # append-only file), the brute force below would name them all.
@@ -377,6 +518,11 @@ def test_a_seized_disk_names_no_reporter_and_reads_no_purged_text(
     }
     assert linked == set(reporters)
     purged = advance_past_the_windows_and_retention(server)
+    deleted = forget_and_redact(server, utcnow() + timedelta(hours=3))
+    # Every text it received and every message it sent, deleted at Twilio exactly once.
+    everything = [*server.texted, *sent, *deliveries]
+    assert sorted(fake.deleted) == sorted(everything) == sorted(set(fake.deleted))
+    assert deleted == len(fake.deleted)
     disk = Disk.of(seize(server, tmp_path), server.database_url)
     assert disk.keys, "the adversary found no key at all: the attack would prove nothing"
 
@@ -389,8 +535,19 @@ def test_a_seized_disk_names_no_reporter_and_reads_no_purged_text(
         assert national.encode() not in disk.blob and number.encode() not in disk.blob
     for address in WEB_ADDRESSES:
         assert address.encode() not in disk.blob
-    for sid in sids:
-        assert sid.encode() not in disk.blob, "a report's MessageSid outlived its use"
+    assert set(sids) <= set(server.texted)
+    for sid in server.texted:
+        assert sid.encode() not in disk.blob, "a received text's MessageSid outlived its use"
+    for sid in sent:  # pages to responders, replies to reporters
+        assert sid.encode() not in disk.blob, "a sent message's id outlived its use"
+    # An alert's delivery ids pass through the status-callback queue (the transport
+    # Redis's append-only file) and the deliveries table, where old copies last until
+    # overwritten (README: Privacy). Each names a message already deleted at Twilio, to a
+    # subscriber, whose number is stored by design.
+    assert {sid for sid in deliveries if sid.encode() in disk.blob} <= set(fake.deleted)
+    # Sealed while they waited (their rows may survive in the database's history), the
+    # ids open under no key on the disk: the hours' keys are gone.
+    assert not [token for token in sealed_ids if disk.opens(token)]
 
     # Erased means erased: the purged incident's key is nowhere, and nothing on the disk
     # opens what it sealed, wherever copies of those bytes survived.

@@ -67,6 +67,7 @@ def test_pages_and_replies_take_slots_from_the_same_rate(
     guard = OptOutGuard(
         SimulatorSender(services.database, services.cipher, services.index),
         services.database,
+        services.cipher,
         services.index,
         pacer,
     )

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from dispatch.redaction import forget_provider_ids_job, redact_due_job
 from dispatch.senders import make_sender
 from dispatch.services import Services
+from rapidresponse import redaction
 from rapidresponse.models import (
     Delivery,
     DeliveryStatus,
@@ -58,7 +59,7 @@ def waiting(services: Services) -> dict[str, ProviderRedaction]:
     with services.database.session() as session:
         rows = session.scalars(select(ProviderRedaction)).all()
         session.expunge_all()
-        return {row.sid: row for row in rows}
+        return {redaction.sid_of(row, services.cipher) or "": row for row in rows}
 
 
 def make_due(services: Services) -> None:
@@ -228,3 +229,93 @@ def test_production_redacts_by_default(twilio_services: Services) -> None:
     }
     assert Settings.from_env(environ).provider_redaction is True
     assert Settings.from_env({**environ, "PROVIDER_REDACTION": "off"}).provider_redaction is False
+
+
+# --- the ids are never stored readable ----------------------------------------------------
+
+
+def raw_rows(services: Services) -> bytes:
+    """Every byte of every redaction row, as a copy of the database would show them."""
+    with services.database.session() as session:
+        rows = session.execute(select(ProviderRedaction.__table__)).all()
+    return b"\n".join(
+        str(value).encode() if not isinstance(value, bytes) else value
+        for row in rows
+        for value in row
+    )
+
+
+def test_a_waiting_id_is_sealed_under_its_hours_key_and_readable_only_with_it(
+    redacting: Services, app: Flask
+) -> None:
+    sid = new_sid()
+    reply_action(app.test_client(), SIGHTING, sid)
+    [row] = waiting(redacting).values()
+    assert row.sid is None and row.key_name == redaction.redaction_key(utcnow())
+    assert sid.encode() not in raw_rows(redacting)
+    assert row.key_name is not None and redacting.cipher.shred_keys.destroy(row.key_name)
+    assert redaction.sid_of(row, redacting.cipher) is None  # the key was the only way
+
+
+def test_asked_twice_in_an_hour_an_id_is_deleted_once(redacting: Services) -> None:
+    sid = new_sid()
+    with redacting.database.session() as session:
+        redaction.schedule(session, redacting.cipher, sid, utcnow())
+    with redacting.database.session() as session:
+        redaction.schedule(session, redacting.cipher, sid, utcnow())
+    assert list(waiting(redacting)) == [sid]
+
+
+def test_an_hours_key_is_destroyed_once_its_deletions_are_done_and_the_next_hour_is_over(
+    redacting: Services, fake: FakeTwilio
+) -> None:
+    keys = redacting.cipher.shred_keys
+    now = utcnow()
+    hours = [now - timedelta(hours=n) for n in (3, 2, 1, 0)]
+    sids = [new_sid() for _ in hours]
+    with redacting.database.session() as session:
+        for moment, sid in zip(hours, sids, strict=True):
+            redaction.schedule(session, redacting.cipher, sid, moment, now=moment)  # oldest first
+    names = [redaction.redaction_key(moment) for moment in hours]
+    fake.fail_next(500)  # the oldest hour's deletion fails: its key must stay
+    assert redact_due_job() == {"deleted": 3, "failed": 1}
+    kept = set(keys.names())
+    assert names[0] in kept  # a deletion still to do
+    assert names[1] not in kept  # done, and its next hour is over: destroyed
+    assert {names[2], names[3]} <= kept  # the hour before this one, and this one
+    make_due(redacting)
+    assert redact_due_job() == {"deleted": 1, "failed": 0}
+    assert names[0] not in keys.names()
+    assert sorted(fake.deleted) == sorted(sids)
+
+
+def test_a_row_whose_key_is_gone_is_dropped_without_asking_twilio(
+    redacting: Services, fake: FakeTwilio
+) -> None:
+    with redacting.database.session() as session:
+        redaction.schedule(session, redacting.cipher, new_sid(), utcnow())
+    redacting.cipher.shred_keys.destroy(redaction.redaction_key(utcnow()))
+    assert redact_due_job() == {"deleted": 1, "failed": 0}
+    assert waiting(redacting) == {} and fake.deleted == []
+
+
+def test_a_row_scheduled_before_ids_were_sealed_is_still_deleted(
+    redacting: Services, fake: FakeTwilio
+) -> None:
+    sid = new_sid()
+    with redacting.database.session() as session:
+        session.add(ProviderRedaction(sid=sid, due_at=utcnow()))
+    assert redact_due_job() == {"deleted": 1, "failed": 0}
+    assert fake.deleted == [sid]
+
+
+def test_healthz_counts_a_deletion_failing_after_three_tries(
+    redacting: Services, app: Flask, fake: FakeTwilio
+) -> None:
+    reply_action(app.test_client(), SIGHTING, new_sid())
+    for _ in range(redaction.FAILING_AFTER):
+        make_due(redacting)
+        fake.fail_next(500)
+        assert redact_due_job() == {"deleted": 0, "failed": 1}
+    health = app.test_client().get("/healthz").json
+    assert health is not None and health["provider_redaction"] == {"waiting": 1, "failing": 1}
