@@ -210,20 +210,25 @@ ANA = "+15035550101"  # the demo's responder for Cully
 RESPONDER_NOTE = "they took the neighbour from the blue house by the school"
 
 
-def confirm_and_alert(server: Running, fake: FakeTwilio) -> tuple[list[str], list[str]]:
+def confirm_and_alert(server: Running, fake: FakeTwilio) -> None:
     """Ana is paged for Cully, goes and confirms with a note; the alert goes out and
-    Twilio reports each delivery delivered. Returns the ids of the messages sent: pages
-    and replies, and the alert's deliveries."""
+    Twilio reports its deliveries delivered."""
     wait_for(lambda: any(m.to == ANA for m in fake.messages), "a page to Ana")
     code = cully_incident_code(server)
     assert server.text(ANA, f"{code} GO") is not None
     assert server.text(ANA, f"{code} CONFIRM {RESPONDER_NOTE}") is not None
     wait_for(lambda: any(m.to == SUBSCRIBER for m in fake.messages), "the alert")
-    deliveries = [m.sid for m in fake.messages if "delivery=" in (m.status_callback or "")]
+    _, deliveries = sent_by_kind(fake)
     assert deliveries, "the alert went out without status callbacks"
     for sid in deliveries:
         assert fake.send_status_callback(sid, "delivered", via=server.url) == 200
-    return [m.sid for m in fake.messages if m.sid not in deliveries], deliveries
+
+
+def sent_by_kind(fake: FakeTwilio) -> tuple[list[str], list[str]]:
+    """The ids of the messages sent so far: pages and replies, and alert deliveries."""
+    messages = list(fake.messages)
+    deliveries = [m.sid for m in messages if "delivery=" in (m.status_callback or "")]
+    return [m.sid for m in messages if m.sid not in deliveries], deliveries
 
 
 def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
@@ -504,7 +509,7 @@ def test_a_seized_disk_names_no_reporter_and_reads_no_purged_text(
     server: Running, fake: FakeTwilio, tmp_path: Path
 ) -> None:
     reporters, sids = drive_a_day(server, random.Random(20261130))
-    sent, deliveries = confirm_and_alert(server, fake)
+    confirm_and_alert(server, fake)
     sealed_ids = sealed_ids_waiting(server)
     # The second control: while the window is open, the links exist, and the key names
     # every SMS reporter. Had that key reached a disk (as a daily key once did, in the
@@ -519,10 +524,12 @@ def test_a_seized_disk_names_no_reporter_and_reads_no_purged_text(
     assert linked == set(reporters)
     purged = advance_past_the_windows_and_retention(server)
     deleted = forget_and_redact(server, utcnow() + timedelta(hours=3))
-    # Every text it received and every message it sent, deleted at Twilio exactly once.
-    everything = [*server.texted, *sent, *deliveries]
-    assert sorted(fake.deleted) == sorted(everything) == sorted(set(fake.deleted))
-    assert deleted == len(fake.deleted)
+    # Everything sent by now (an alert's last deliveries may have left after the callbacks).
+    sent, deliveries = sent_by_kind(fake)
+    # Every text it received and every message it sent, deleted at Twilio (the server's
+    # own housekeeping may have taken some first, and may race ours for one: a second
+    # DELETE of an id is a 404 at Twilio, which counts as done).
+    assert set(fake.deleted) == {*server.texted, *sent, *deliveries} and deleted > 0
     disk = Disk.of(seize(server, tmp_path), server.database_url)
     assert disk.keys, "the adversary found no key at all: the attack would prove nothing"
 
