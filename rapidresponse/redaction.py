@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rapidresponse.crypto import DecryptionError, Purpose
+from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.models import ProviderRedaction, utcnow
 from rapidresponse.shredding import ShreddingCipher, ShredKeys
 
@@ -59,12 +59,13 @@ def schedule(
 ) -> None:
     """Delete ``sid`` at the provider from ``due_at`` on (once, however often asked)."""
     key_name = redaction_key(now or utcnow())
-    digest = hmac.new(cipher.shred_keys.key(key_name), sid.encode(), hashlib.sha256).hexdigest()
+    key = cipher.shred_keys.key(key_name)  # read once: this runs on the webhook's path
+    digest = hmac.new(key, sid.encode(), hashlib.sha256).hexdigest()
     exists = select(ProviderRedaction.id).where(ProviderRedaction.sid_digest == digest)
     if session.scalar(exists) is not None:
         return
     row = ProviderRedaction(
-        sid_sealed=cipher.seal(key_name, sid, Purpose.PROVIDER_SID),
+        sid_sealed=FieldCipher([key]).encrypt(sid, Purpose.PROVIDER_SID),
         sid_digest=digest,
         key_name=key_name,
         due_at=due_at,
