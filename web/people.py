@@ -401,7 +401,7 @@ def audit_log() -> ResponseReturnValue:
                 "action": e.action,
                 "subject": names.get(e.subject, e.subject),
                 "subject_id": e.subject,
-                "details": e.details,
+                "details": [(key, detail_value(value)) for key, value in e.details.items()],
                 "hash": (e.hash or "…")[:12],  # "…": not sealed into the chain yet
             }
             for e in events
@@ -411,6 +411,19 @@ def audit_log() -> ResponseReturnValue:
     return render_template(
         "people/audit.html", events=rows, total=total, older=older, checkpoint=head
     )
+
+
+def detail_value(value: object) -> str:
+    """An audit detail in words: the record keeps JSON, the page shows no Python values."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return _("yes") if value else _("no")
+    if isinstance(value, list | tuple):
+        return ", ".join(detail_value(item) for item in value) or "—"
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {detail_value(item)}" for key, item in value.items())
+    return str(value)
 
 
 @bp.post("/audit/verify")

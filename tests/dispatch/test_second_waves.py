@@ -6,11 +6,13 @@ test_verification_rules); the browser test drives the same from the board.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from dispatch import incidents as jobs
@@ -25,12 +27,14 @@ from rapidresponse.models import (
     Incident,
     IncidentState,
     Report,
+    StaffRole,
     utcnow,
 )
 from rapidresponse.next_step import Step
 from tests.dispatch.test_verification_rules import ANA, BEN, SIGHTING, dispatches, page_everyone
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import Phone
+from tests.web.staff_helpers import add_account, sign_in
 
 pytestmark = pytest.mark.sends_through_api
 
@@ -65,6 +69,18 @@ def incidents(services: Services) -> list[Incident]:
         return list(session.scalars(select(Incident).order_by(Incident.id)))
 
 
+def staff_client(services: Services, app: Flask) -> FlaskClient:
+    client = app.test_client()
+    sign_in(client, services, add_account(services, StaffRole.DISPATCHER))
+    return client
+
+
+def page_text(client: FlaskClient, incident_id: int, language: str) -> str:
+    """The incident page's text, tags dropped and spaces single."""
+    html = client.get(f"/board/incidents/{incident_id}?lang={language}").text
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
 def send_all_clear(services: Services, incident_id: int) -> None:
     alert_id = draft_for_incident(services, incident_id)  # what the confirmation enqueued
     assert alert_id is not None
@@ -81,6 +97,13 @@ def test_a_report_soon_after_confirmation_corroborates_and_the_board_says_so(
     with responders.database.session() as session:
         [summary] = board_incidents(session, responders.cipher, utcnow())
     assert summary.new_reports == 1 and summary.reports == 2
+    # The board says it in words, singular then plural, in each language.
+    staff = staff_client(responders, sms_app)
+    assert "1 new report since it was decided." in page_text(staff, first.id, "en")
+    assert "1 reporte nuevo desde que se decidió." in page_text(staff, first.id, "es")
+    Phone(sms_app.test_client(), "+15035550144").text(SECOND)
+    assert "2 new reports since it was decided." in page_text(staff, first.id, "en")
+    assert "2 reportes nuevos desde que se decidió." in page_text(staff, first.id, "es")
 
 
 def test_a_report_after_the_all_clear_opens_a_linked_incident_that_is_dispatched(
@@ -107,6 +130,12 @@ def test_a_report_after_the_all_clear_opens_a_linked_incident_that_is_dispatched
     assert summaries[new.id].follows.code == first.code
     assert [link.id for link in summaries[first.id].followed_by] == [new.id]
     assert summaries[new.id].next.step is Step.WAITING_GO
+    staff = staff_client(responders, sms_app)
+    assert f"Second wave: new reports after {first.code} (" in page_text(staff, new.id, "en")
+    assert f"New reports came after this: {new.code} (" in page_text(staff, first.id, "en")
+    assert f"Segunda ola: reportes nuevos después de {first.code} (" in page_text(
+        staff, new.id, "es"
+    )
 
 
 def test_the_same_reporters_text_after_the_all_clear_is_a_new_report(

@@ -582,7 +582,7 @@ def test_every_string_of_the_pages_has_a_spanish_translation() -> None:
     """`pybabel extract` and `pybabel update` (see babel.cfg) after changing page text."""
     with (ROOT / "babel.cfg").open() as handle:
         method_map, options_map = parse_mapping_cfg(handle)
-    keywords = {"_": None, "gettext": None, "_l": None, "N_": None}
+    keywords = {"_": None, "gettext": None, "_l": None, "N_": None, "ngettext": (1, 2)}
     in_sources = {
         message if isinstance(message, str) else message[0]
         for _file, _line, message, _comments, _context in extract_from_dir(
@@ -591,6 +591,12 @@ def test_every_string_of_the_pages_has_a_spanish_translation() -> None:
     }
     with (TRANSLATIONS / "es" / "LC_MESSAGES" / "messages.po").open("rb") as handle:
         spanish = read_po(handle, locale="es")
-    translated = {m.id for m in spanish if m.id and m.string and not m.fuzzy}
+    translated = {
+        m.id if isinstance(m.id, str) else m.id[0]
+        for m in spanish
+        # a plural is translated when each of its forms is (its empty forms are a tuple)
+        if m.id and (all(m.string) if isinstance(m.string, tuple) else m.string) and not m.fuzzy
+    }
     assert in_sources, "nothing extracted: is babel.cfg right?"
+    assert any(" %(num)d " in f" {m} " or "%(num)d" in m for m in in_sources)  # plurals too
     assert sorted(in_sources - translated) == []

@@ -56,8 +56,9 @@ ONE_AND_A_PLURAL = re.compile(rf"(?<![\d.,])1 ({PLURAL_NOUNS})\b")
 class VisibleText(HTMLParser):
     """The text a reader sees, minus what people wrote and what is English by design."""
 
-    def __init__(self) -> None:
+    def __init__(self, skip_english: bool) -> None:
         super().__init__()
+        self.skip_english = skip_english  # parts, or whole pages, English by design
         self.skipping: list[str] = []
         self.parts: list[str] = []
 
@@ -67,7 +68,7 @@ class VisibleText(HTMLParser):
         not_ours = (
             tag in NOT_OURS
             or classes & NOT_OURS_CLASSES
-            or found.get("lang") == "en"
+            or (self.skip_english and found.get("lang") == "en")
             or (found.get("title") is not None and tag == "td")
         )
         void = tag in ("br", "img", "input", "meta", "link")
@@ -83,25 +84,36 @@ class VisibleText(HTMLParser):
             self.parts.append(data)
 
 
-def visible_text(html: str) -> str:
-    reader = VisibleText()
+def visible_text(html: str, skip_english: bool = True) -> str:
+    reader = VisibleText(skip_english)
     reader.feed(html)
     return " ".join(" ".join(reader.parts).split())
 
 
-def english_labels() -> list[str]:
-    """Our own English labels: short messages of the catalog whose Spanish differs."""
+PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]")
+
+
+def english_labels() -> list[tuple[str, re.Pattern[str]]]:
+    """Our own English labels: short messages of the catalog whose Spanish differs, each
+    plural form of an ``ngettext`` on its own, placeholders standing for any value."""
     with CATALOG.open("rb") as handle:
         catalog = read_po(handle)
     labels = []
     for message in catalog:
-        if not message.id or isinstance(message.id, tuple) or "%" in message.id:
-            continue
-        words = message.id.split()
-        translated = bool(message.string) and message.string != message.id
-        if 1 <= len(words) <= 4 and translated and message.id not in SAME_IN_BOTH:
-            labels.append(message.id)
-    return sorted(labels, key=len, reverse=True)
+        forms = message.id if isinstance(message.id, tuple) else (message.id,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        for form in forms:
+            words = PLACEHOLDER.sub("", form).split()
+            translated = any(strings) and form not in strings
+            if form and 1 <= len(words) <= 4 and translated and form not in SAME_IN_BOTH:
+                labels.append((form, label_pattern(form)))
+    return sorted(labels, key=lambda label: len(label[0]), reverse=True)
+
+
+def label_pattern(label: str) -> re.Pattern[str]:
+    parts = PLACEHOLDER.split(label)
+    body = r"\S+".join(re.escape(part) for part in parts)
+    return re.compile(rf"(?<![\w-]){body}(?![\w-])")
 
 
 def full_world(services: Services) -> World:
@@ -184,10 +196,10 @@ def test_every_staff_page_in_spanish_has_no_english_label_of_ours(
         response = coordinator.get(path)
         if response.mimetype != "text/html" or response.status_code != 200:
             continue
-        checked += 1
         text = visible_text(response.get_data(as_text=True))
-        for label in labels:
-            found = re.search(rf"(?<![\w-]){re.escape(label)}(?![\w-])", text)
+        checked += len(text) > 200  # a page read, not one skipped whole
+        for label, pattern in labels:
+            found = pattern.search(text)
             if found:
                 around = text[max(0, found.start() - 40) : found.end() + 40]
                 leaks.append(f"{path}: {label!r} in …{around}…")
@@ -201,9 +213,12 @@ def test_no_english_page_says_one_with_a_plural(
     coordinator: FlaskClient, services: Services, world: World
 ) -> None:
     coordinator.get("/board?lang=en")
+    read = 0
     for path in staff_pages(services, world):
-        text = visible_text(coordinator.get(path).get_data(as_text=True))
+        text = visible_text(coordinator.get(path).get_data(as_text=True), skip_english=False)
         assert not ONE_AND_A_PLURAL.search(text), path
+        read += len(text) > 200
+    assert read >= 10  # English pages are read, not skipped as "English by design"
 
 
 def test_the_board_and_the_texts_use_the_same_words(
@@ -218,3 +233,36 @@ def test_the_board_and_the_texts_use_the_same_words(
     assert "Fin de alerta" in page  # the follow-up kind to choose
     with services.database.session() as session:
         assert session.scalar(select(AuditEvent.id).limit(1)) is not None
+
+
+# What Python writes when a value reaches a page unformatted: a list or dict, None, a
+# bool, an enum member, a datetime in ISO form or with its offset, a repr.
+RAW_PYTHON = re.compile(
+    r"\[['\"]|\{['\"]|\bNone\b|\bTrue\b|\bFalse\b|\b[A-Z][A-Za-z]+\.[A-Z_]{2,}\b"
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d|[+-]00:00\b|\bUTC\b|<[a-z_.]+ object at"
+    r"|\bdatetime\.|\bDecimal\(|\b\w+\(id=\d"
+)
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_no_staff_page_shows_a_raw_python_value_or_a_utc_time(
+    language: str, coordinator: FlaskClient, services: Services, world: World
+) -> None:
+    """Times are the deployment's local clock ("10:47"); UTC only on hover (a title)."""
+    coordinator.get(f"/board?lang={language}")
+    checked, found = 0, []
+    for path in staff_pages(services, world):
+        response = coordinator.get(path)
+        if response.mimetype != "text/html" or response.status_code != 200:
+            continue
+        checked += 1
+        html = response.get_data(as_text=True)
+        text = visible_text(html, skip_english=False)
+        found += [
+            f"{path}: {m.group(0)!r} in …{text[max(0, m.start() - 40) : m.end() + 40]}…"
+            for m in RAW_PYTHON.finditer(text)
+        ]
+        for title in re.findall(r'<time datetime="[^"]+" title="([^"]+)"', html):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", title), (path, title)
+    assert checked >= 10
+    assert found == [], "\n".join(found)
