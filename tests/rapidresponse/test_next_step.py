@@ -122,9 +122,7 @@ def test_the_all_clear_is_what_counts_once_drafted_or_sent() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "state", [IncidentState.FALSE_ALARM, IncidentState.UNVERIFIED]
-)
+@pytest.mark.parametrize("state", [IncidentState.FALSE_ALARM, IncidentState.UNVERIFIED])
 def test_decided_without_an_alert_closes_itself_a_day_after(state: IncidentState) -> None:
     assert next_step(facts(state), [], [], TIMERS) == NextStep(
         Step.CLOSES, closes=DECIDED + timedelta(hours=24)
