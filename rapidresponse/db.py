@@ -62,6 +62,10 @@ def make_engine(
 ) -> Engine:
     """Create an engine, preparing the SQLite file's folder and pragmas when needed.
 
+    Its errors never quote a statement's parameters (``hide_parameters``): they are
+    e-mail addresses, names, sealed text, and an error's message goes further than the
+    data (logs, RQ's failed-job registry, a bug report).
+
     ``lock_wait_ms`` bounds how long a statement waits for a lock (SQLite's busy
     timeout, PostgreSQL's ``lock_timeout``), set once per connection: no statement per
     transaction.
@@ -71,16 +75,42 @@ def make_engine(
         connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
         if lock_wait_ms is not None:
             connect_args["options"] = f"-c lock_timeout={int(lock_wait_ms)}"
-        return create_engine(url, pool_pre_ping=pre_ping, connect_args=connect_args, **options)
+        engine = create_engine(
+            url,
+            pool_pre_ping=pre_ping,
+            connect_args=connect_args,
+            hide_parameters=True,
+            **options,
+        )
+        event.listen(engine, "handle_error", _without_row_values)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     wait_s = (SQLITE_BUSY_TIMEOUT_MS if lock_wait_ms is None else lock_wait_ms) / 1000
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": wait_s}, **options
+        url,
+        connect_args={"check_same_thread": False, "timeout": wait_s},
+        hide_parameters=True,
+        **options,
     )
     event.listen(engine, "connect", _apply_sqlite_pragmas)
     event.listen(engine, "begin", _begin_immediately)
     return engine
+
+
+def _without_row_values(context: Any) -> None:
+    """PostgreSQL's message for a refused row quotes it ("DETAIL: Failing row contains
+    (…)", "Key (email)=(…) already exists"): keep only the primary message, as
+    ``hide_parameters`` does for the statement's values."""
+    original = context.original_exception
+    primary = getattr(getattr(original, "diag", None), "message_primary", None)
+    if not primary:
+        return
+    full = str(original)
+    original.args = (primary,)
+    wrapped = context.sqlalchemy_exception  # its message was made from the full one
+    if wrapped is not None and wrapped.args and isinstance(wrapped.args[0], str):
+        wrapped.args = (wrapped.args[0].replace(full, primary), *wrapped.args[1:])
 
 
 class Database:

@@ -418,7 +418,7 @@ def detail_value(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
-        return _("yes") if value else _("no")
+        return str(_("yes") if value else _("no"))
     if isinstance(value, list | tuple):
         return ", ".join(detail_value(item) for item in value) or "—"
     if isinstance(value, dict):

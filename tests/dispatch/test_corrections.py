@@ -183,6 +183,10 @@ def test_a_report_split_out_is_its_own_incident_and_is_dispatched(
         corrections.split(responders, alone_id, crash.code, STAFF)
     with pytest.raises(CorrectionRefused, match="not part of this incident"):
         corrections.split(responders, cully.id, "ZZZZ", STAFF)
+    # Audited once (refusals change nothing, so record nothing), by code, never by text.
+    assert [(e.actor, e.subject, e.details) for e in audited(responders, "incident.split")] == [
+        (f"staff:{STAFF}", f"incident:{alone_id}", {"from": cully.id, "report": crash.code})
+    ]
 
 
 # --- reopen -------------------------------------------------------------------------------
@@ -272,6 +276,9 @@ def test_undoing_a_place_closes_its_pages(
         assert detail is not None and detail.summary.unplaced
     with pytest.raises(CorrectionRefused, match="no place"):
         corrections.unplace(responders, cully.id, STAFF)
+    [undo] = audited(responders, "incident.unplaced")
+    assert (undo.actor, undo.subject) == (f"staff:{STAFF}", f"incident:{cully.id}")
+    assert undo.details == {"area": cully.area_id}  # which place was taken back
 
 
 def test_an_alerted_place_is_not_undone(responders: Services, sms_app: Flask) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -91,3 +93,21 @@ def test_times_come_back_in_utc(database: Database) -> None:
     with database.session() as session:
         created = session.get_one(Alert, alert_id).created_at
     assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+
+
+def test_a_refused_row_is_never_quoted_in_the_error(database: Database) -> None:
+    """Neither the statement's values (hide_parameters) nor PostgreSQL's "Key (…)=(…)" /
+    "Failing row contains (…)": an error's message goes to logs and RQ's failed jobs."""
+    from rapidresponse.models import StaffRole, StaffUser
+    from rapidresponse.passwords import hash_password
+
+    email = "lupe.private@example.org"
+    with database.session() as session:
+        session.add(
+            StaffUser(email=email, role=StaffRole.DISPATCHER, password_hash=hash_password("x" * 12))
+        )
+    with pytest.raises(IntegrityError) as refused, database.session() as session:
+        session.add(StaffUser(email=email, role=StaffRole.DISPATCHER, password_hash="also secret"))
+    said = "".join(traceback.format_exception(refused.value))
+    assert "staff_users" in said  # it says what was refused
+    assert email not in said and "also secret" not in said and "lupe" not in said

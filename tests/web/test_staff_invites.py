@@ -166,3 +166,32 @@ def test_a_dispatcher_cannot_invite(app: Flask, services: Services) -> None:
     page = client.get("/board").get_data(as_text=True)
     asked = {"email": NEW, "role": "coordinator"}
     assert post_form(client, "/staff/invites", asked, page).status_code == 403
+
+
+def test_a_link_lives_24_hours_from_when_it_was_made(
+    app: Flask, services: Services, coordinator: FlaskClient
+) -> None:
+    before = utcnow()
+    page = post_form(
+        coordinator,
+        "/staff/invites",
+        {"email": "day@example.org", "role": "dispatcher"},
+        coordinator.get("/staff").get_data(as_text=True),
+    ).get_data(as_text=True)
+    after = utcnow()
+    with services.database.session() as session:
+        expires_at = session.scalars(
+            select(StaffInvite.expires_at).where(StaffInvite.email == "day@example.org")
+        ).one()
+    assert before + timedelta(hours=24) <= expires_at <= after + timedelta(hours=24)
+    # The coordinator is told until when, in local time (UTC on hover).
+    assert f'title="{expires_at.strftime("%Y-%m-%d %H:%M UTC")}"' in page
+    token = LINK.search(page)
+    assert token is not None
+    with services.database.session() as session:  # a minute before its end, it still works
+        session.execute(
+            update(StaffInvite)
+            .where(StaffInvite.email == "day@example.org")
+            .values(expires_at=utcnow() + timedelta(minutes=1))
+        )
+    assert join(app, token.group(2))[1].status_code == 302
