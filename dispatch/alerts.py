@@ -397,8 +397,9 @@ def reap_deliveries() -> dict[str, int]:
         expired = broadcast.expire_overdue(session, now)
         released = broadcast.release_expired_leases(session, now)
         given_up = broadcast.give_up_exhausted(session, now)
-        waiting = broadcast.waiting_batches(session, idle_since)
+        waiting = broadcast.waiting_batches(session, idle_since, now)
         open_alerts = broadcast.open_alert_ids(session)
+        bulk = broadcast.announcement_ids(session, open_alerts)  # their lane is the bulk queue
         # Only recent confirmations: an alert about yesterday would spread old news.
         recent = now - timedelta(minutes=services.settings.alert_validity_minutes)
         undrafted = _confirmed_without_alert(session, since=recent)
@@ -410,7 +411,8 @@ def reap_deliveries() -> dict[str, int]:
     for alert_id, batch in sorted(orphans):
         by_alert[alert_id].append(batch)
     for alert_id, batches in by_alert.items():
-        enqueue_batches(services.redis, alert_id, batches, job_timeout(services))
+        lane = QueueName.BULK if alert_id in bulk else QueueName.ALERTS
+        enqueue_batches(services.redis, alert_id, batches, job_timeout(services), lane)
         log.info("alert %s: re-enqueued %d batches", alert_id, len(batches))
     for alert_id in open_alerts:
         finish_alert_if_done(services, alert_id)

@@ -125,9 +125,16 @@ class Tally:
 # --- enqueueing ----------------------------------------------------------------------------
 
 
-def enqueue_batches(redis: Redis, alert_id: int, batches: Iterable[int], timeout: int) -> int:
-    """Enqueue one ``send_batch`` job per batch, all in one Redis pipeline."""
-    alerts = queue(QueueName.ALERTS, redis)
+def enqueue_batches(
+    redis: Redis,
+    alert_id: int,
+    batches: Iterable[int],
+    timeout: int,
+    name: QueueName = QueueName.ALERTS,
+) -> int:
+    """Enqueue one ``send_batch`` job per batch, all in one Redis pipeline (alerts on their
+    own queue; announcements on the bulk one, behind alerts and replies)."""
+    alerts = queue(name, redis)
     datas = []
     for batch in batches:
         check_job_arguments((alert_id, batch))
@@ -154,9 +161,11 @@ def job_timeout(services: Services) -> int:
 
 
 def queued_batches(redis: Redis) -> set[tuple[int, int]]:
-    """(alert, batch) of every send job waiting in the queue or scheduled for later."""
-    alerts = queue(QueueName.ALERTS, redis)
-    job_ids = [*alerts.get_job_ids(), *ScheduledJobRegistry(queue=alerts).get_job_ids()]  # type: ignore[no-untyped-call]
+    """(alert, batch) of every send job waiting in a queue or scheduled for later."""
+    job_ids = []
+    for name in (QueueName.ALERTS, QueueName.BULK):
+        waiting = queue(name, redis)
+        job_ids += [*waiting.get_job_ids(), *ScheduledJobRegistry(queue=waiting).get_job_ids()]  # type: ignore[no-untyped-call]
     found = set()
     for job_id in job_ids:
         if job_id.startswith(JOB_ID_PREFIX):

@@ -51,6 +51,7 @@ from rapidresponse.models import (
     SubscriptionStatus,
     alert_areas,
     to_the_minute,
+    utcnow,
 )
 from rapidresponse.shredding import ShreddingCipher, incident_key
 
@@ -73,6 +74,13 @@ FAILED_STATUSES = (
 # Accepted by the provider (or possibly: a send whose outcome was unknowable was retried
 # and may have arrived twice): the people a follow-up goes to.
 ACCEPTED_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED)
+# Deliveries that certainly reached nobody (an announcement's weekly cap does not count them).
+NOT_SENT_STATUSES = (
+    DeliveryStatus.FAILED,
+    DeliveryStatus.UNDELIVERABLE,
+    DeliveryStatus.OPTED_OUT,
+    DeliveryStatus.EXPIRED,
+)
 # Twilio error codes that say something about the recipient (see dispatch.senders).
 OPTED_OUT_CODES = frozenset({21610})
 BAD_NUMBER_CODES = frozenset({21211, 21614, 30005, 30006})
@@ -194,6 +202,7 @@ def approve(
     validity: timedelta,
     batch: int,
     approved_by_id: int | None = None,
+    per_week: int = 2,
 ) -> Approval:
     """Mark a draft approved and write its ledger, in the caller's transaction.
 
@@ -217,7 +226,7 @@ def approve(
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise AlertNotApprovable(f"alert {alert_id} is not a draft")
     alert = session.get_one(Alert, alert_id, populate_existing=True)
-    near, far = _write_ledger(session, alert, now, batch)
+    near, far = _write_ledger(session, alert, now, batch, per_week)
     recipients = near + far
     near_batches, far_batches = -(-near // batch), -(-far // batch)
     held = near_batches if near_batches and far_batches else None
@@ -294,7 +303,9 @@ def _actor(staff_id: int | None) -> str:
     return "system" if staff_id is None else f"staff:{staff_id}"
 
 
-def audience(alert: Alert) -> Select[int, Language]:
+def audience(
+    alert: Alert, *, per_week: int = 2, now: datetime | None = None
+) -> Select[int, Language]:
     """(subscriber id, language) of everyone this alert goes to, each once.
 
     An alert goes to the active, confirmed subscribers of its areas. A follow-up goes to
@@ -304,6 +315,8 @@ def audience(alert: Alert) -> Select[int, Language]:
     whose alert expired or failed before it was sent (an all-clear for an alert they never
     saw would only confuse).
     """
+    if alert.kind is AlertKind.ANNOUNCEMENT:
+        return _announcement_audience(alert, per_week, now or alert.approved_at or utcnow())
     if alert.kind in FOLLOW_UP_KINDS:
         return (
             select(Subscriber.id, Subscriber.language)
@@ -324,12 +337,41 @@ def audience(alert: Alert) -> Select[int, Language]:
     )
 
 
-def _ranked_audience(session: Session, alert: Alert) -> Select[int, Language, int]:
+def _announcement_audience(alert: Alert, per_week: int, now: datetime) -> Select[int, Language]:
+    """Who an announcement goes to: only people who said yes to announcements (JOIN NEWS)
+    — whatever else is asked, this condition is in the query — who are active, in its
+    areas (or anywhere, when it names none), and who got fewer than ``per_week``
+    announcements in the 7 days before ``now``."""
+    area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
+    in_areas = select(Subscription.subscriber_id).where(
+        Subscription.area_id.in_(area_ids), Subscription.status == SubscriptionStatus.CONFIRMED
+    )
+    had_enough = (
+        select(Delivery.subscriber_id)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .where(
+            Alert.kind == AlertKind.ANNOUNCEMENT,
+            Alert.id != alert.id,
+            Alert.approved_at > now - timedelta(days=7),
+            Delivery.status.not_in(NOT_SENT_STATUSES),
+        )
+        .group_by(Delivery.subscriber_id)
+        .having(func.count() >= per_week)
+    )
+    return select(Subscriber.id, Subscriber.language).where(
+        Subscriber.news_consent_at.is_not(None),
+        _sendable(),
+        or_(~area_ids.exists(), Subscriber.id.in_(in_areas)),
+        Subscriber.id.not_in(had_enough),
+    )
+
+
+def _ranked_audience(session: Session, alert: Alert, per_week: int) -> Select[int, Language, int]:
     """``audience`` with a rank: 0 for the incident's own area, 1 for the adjacent areas
     the dispatcher added (someone subscribed to both is in the own area)."""
     home = _home_area_id(session, alert)
     if alert.kind in FOLLOW_UP_KINDS or home is None:
-        people = audience(alert).subquery()
+        people = audience(alert, per_week=per_week).subquery()
         return select(people.c.id, people.c.language, literal(0).label("rank"))
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
     rank = func.min(case((Subscription.area_id == home, 0), else_=1))
@@ -384,13 +426,15 @@ def _sendable() -> ColumnElement[bool]:
     return Subscriber.status == SubscriberStatus.ACTIVE
 
 
-def _write_ledger(session: Session, alert: Alert, now: datetime, batch: int) -> tuple[int, int]:
+def _write_ledger(
+    session: Session, alert: Alert, now: datetime, batch: int, per_week: int
+) -> tuple[int, int]:
     """Write the ledger; returns (own-area recipients, adjacent-area recipients).
 
     Batches never mix the two: the own area's come first, numbered from 0, and the
     adjacent areas' are numbered after them, so they can be held back as a whole.
     """
-    people = _ranked_audience(session, alert).subquery()
+    people = _ranked_audience(session, alert, per_week).subquery()
     near = int(
         session.scalar(select(func.count()).select_from(people).where(people.c.rank == 0)) or 0
     )
@@ -764,9 +808,12 @@ def release_held(session: Session, alert_id: int) -> range:
     return range(held, int(last if last is not None else held - 1) + 1)
 
 
-def waiting_batches(session: Session, idle_since: datetime) -> set[tuple[int, int]]:
+def waiting_batches(
+    session: Session, idle_since: datetime, now: datetime | None = None
+) -> set[tuple[int, int]]:
     """(alert, batch) pairs with rows pending and untouched since ``idle_since``, except
-    batches held back behind the incident's own area."""
+    batches held back behind the incident's own area, and an announcement's before its
+    time (quiet hours): this is also how those are sent when their time comes."""
     rows = session.execute(
         select(Delivery.alert_id, Delivery.batch)
         .join(Alert, Alert.id == Delivery.alert_id)
@@ -775,10 +822,23 @@ def waiting_batches(session: Session, idle_since: datetime) -> set[tuple[int, in
             Delivery.status == DeliveryStatus.PENDING,
             Delivery.updated_at < idle_since,
             or_(Alert.held_from_batch.is_(None), Delivery.batch < Alert.held_from_batch),
+            or_(Alert.send_after.is_(None), Alert.send_after <= (now or utcnow())),
         )
         .distinct()
     )
     return {(int(a), int(b)) for a, b in rows}
+
+
+def announcement_ids(session: Session, alert_ids: Iterable[int]) -> set[int]:
+    """Which of these alerts are announcements (sent on the bulk queue)."""
+    wanted = list(alert_ids)
+    if not wanted:
+        return set()
+    return set(
+        session.scalars(
+            select(Alert.id).where(Alert.id.in_(wanted), Alert.kind == AlertKind.ANNOUNCEMENT)
+        )
+    )
 
 
 def open_alert_ids(session: Session) -> list[int]:

@@ -46,6 +46,8 @@ class Keyword(str, Enum):
     FALSE = "false"
     UNCLEAR = "unclear"
     PRACTICE = "practice"  # a responder's one-person drill
+    NEWS = "news"  # announcements: argument "on" (JOIN NEWS) or "off" (NEWS STOP)
+    ANSWER = "answer"  # 1 / 2 / NO: an announcement's answer ("yes"/"no"), if one is open
     REPORT = "report"  # anything else
 
 
@@ -123,6 +125,31 @@ _WHOLE: dict[str, _Meaning] = {
     "inactivo": (Keyword.OFF, ES),
     "inactiva": (Keyword.OFF, ES),
 }
+
+# Announcements have their own consent: these, as the whole message, give or take it back.
+_NEWS: dict[str, tuple[str, Language | None]] = {
+    "join news": ("on", EN),
+    "news": ("on", EN),
+    "news on": ("on", EN),
+    "unirse noticias": ("on", ES),
+    "unir noticias": ("on", ES),
+    "noticias": ("on", ES),
+    "noticias si": ("on", ES),
+    "stop news": ("off", EN),
+    "news stop": ("off", EN),
+    "news off": ("off", EN),
+    "leave news": ("off", EN),
+    "no news": ("off", EN),
+    "salir noticias": ("off", ES),
+    "noticias no": ("off", ES),
+    "no noticias": ("off", ES),
+    "alto noticias": ("off", ES),
+    "noticias alto": ("off", ES),
+    "baja noticias": ("off", ES),
+}
+# An announcement's answer, as the whole message (YES and SI are Keyword.YES: the desk
+# decides between a pending subscription and an open question).
+_ANSWERS: dict[str, str] = {"1": "yes", "2": "no", "no": "no"}
 
 # Know-your-rights topics after RIGHTS/DERECHOS ("RIGHTS HOME", "DERECHOS CARRO"), by
 # normalized word; the topic names a catalog message sms.rights_<topic>.
@@ -360,6 +387,11 @@ def _whole_message(text: str, words: Sequence[_Word]) -> Command | None:
         if topic is None:
             return None  # "derechos humanos en la calle 82": a sentence, so a report
         return Command(Keyword.RIGHTS, topic, _WHOLE[words[0].text][1])
+    if key in _NEWS:
+        wanted, language = _NEWS[key]
+        return Command(Keyword.NEWS, wanted, language)
+    if key in _ANSWERS:
+        return Command(Keyword.ANSWER, _ANSWERS[key])
     if key in _LANGUAGE_NAMES:
         wanted = _LANGUAGE_NAMES[key]
         return Command(Keyword.LANG, wanted.value, wanted)

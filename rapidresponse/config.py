@@ -17,6 +17,7 @@ import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -113,6 +114,10 @@ class Settings:
     socket_url: str = ""
     # Web processes serving pages and webhooks (WEB_PROCESSES); sockets have their own.
     web_processes: int = 1
+    # Announcements wait out these local hours (QUIET_HOURS "21:00-08:00", or "off"), and
+    # reach one person at most this many times in 7 days (ANNOUNCEMENTS_PER_WEEK).
+    quiet_hours: tuple[time, time] | None = (time(21), time(8))
+    announcements_per_week: int = 2
 
     @property
     def is_production(self) -> bool:
@@ -232,6 +237,8 @@ def _load(env: _Env) -> Settings:
         spool_path=Path(env.get("SPOOL_DIR") or instance_path / "spool").resolve(),
         socket_url=_socket_url(env),
         web_processes=env.integer("WEB_PROCESSES", default=1, minimum=1),
+        quiet_hours=_quiet_hours(env),
+        announcements_per_week=env.integer("ANNOUNCEMENTS_PER_WEEK", default=2, minimum=1),
         provider_redaction=env.choice(
             "PROVIDER_REDACTION", ("on", "off"), "on" if mode == "production" else "off"
         )
@@ -480,6 +487,23 @@ def _timezone(env: _Env) -> str:
             f"TIMEZONE must be an IANA time zone such as America/Los_Angeles (got {name!r})"
         ) from None
     return name
+
+
+_QUIET_HOURS = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def _quiet_hours(env: _Env) -> tuple[time, time] | None:
+    """Local hours no announcement is sent in: "21:00-08:00" (across midnight) or "off"."""
+    value = (env.get("QUIET_HOURS") or "21:00-08:00").strip()
+    if value.lower() == "off":
+        return None
+    found = _QUIET_HOURS.fullmatch(value)
+    if found is None or found.group(1, 2) == found.group(3, 4):
+        raise ConfigError(
+            f'QUIET_HOURS must be two local times such as "21:00-08:00", or "off" (got {value!r})'
+        )
+    hour, minute, end_hour, end_minute = (int(part) for part in found.groups())
+    return time(hour, minute), time(end_hour, end_minute)
 
 
 MAX_ORG_NAME = 24

@@ -44,6 +44,7 @@ SMS_ONLY_WORDS = frozenset(
         Keyword.LEAVE,
         Keyword.AREAS,
         Keyword.LANG,
+        Keyword.NEWS,
     }
 )
 SUBSCRIBER_WORDS = frozenset(
@@ -57,6 +58,7 @@ SUBSCRIBER_WORDS = frozenset(
         Keyword.AREAS,
         Keyword.LANG,
         Keyword.RIGHTS,
+        Keyword.NEWS,
     }
 )
 
@@ -148,6 +150,10 @@ class Hotline:
             return Outcome(self.subscribers.by_sms_only(phone, command))
         if command.keyword in SUBSCRIBER_WORDS:
             return Outcome(self.subscribers.handle(phone, command))
+        if command.keyword is Keyword.ANSWER and channel is ReportChannel.SMS:
+            answered = self.subscribers.answer(phone, command)
+            if answered is not None:
+                return Outcome(answered)  # counted; never a report
         if command.keyword in RESPONDER_WORDS:
             responder = find_responder(self.session, self.index, phone)
             if responder is not None and responder.active:

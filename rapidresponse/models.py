@@ -210,6 +210,9 @@ class Subscriber(Base):
     opted_out_at: Mapped[datetime | None] = mapped_column(default=None)
     # When the one STOP confirmation was let through; the guard allows no second one.
     opt_out_confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Announcements (trainings, meetings) need their own yes: JOIN NEWS, never implied
+    # by alert consent. None: no announcements.
+    news_consent_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -402,6 +405,9 @@ class Alert(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     recipient_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # An announcement waits for this (the end of quiet hours); alerts never wait.
+    send_after: Mapped[datetime | None] = mapped_column(default=None)
+    asks_rsvp: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Batches from this number on are the adjacent areas': they wait until every earlier
     # batch (the incident's own area) is handed over, then it is cleared and they go.
     held_from_batch: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -453,6 +459,7 @@ class Delivery(Base):
     # When the provider's id was cleared (its callbacks done): later callbacks are ignored.
     provider_forgotten_at: Mapped[datetime | None] = mapped_column(default=None)
     error_code: Mapped[str | None] = mapped_column(String(16), default=None)
+    rsvp: Mapped[str | None] = mapped_column(String(3), default=None)  # "yes"/"no"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

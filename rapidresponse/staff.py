@@ -56,6 +56,7 @@ class Permission(str, enum.Enum):
     MANAGE_STAFF = "manage_staff"
     OWN_DISPATCHES = "own_dispatches"
     READ_GUIDES = "read_guides"  # the printable responder card
+    SEND_ANNOUNCEMENTS = "send_announcements"  # trainings, meetings: coordinators only
 
 
 ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {

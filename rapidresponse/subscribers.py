@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
+from rapidresponse import announcements
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory, Place, Resolution
@@ -169,6 +170,17 @@ class SubscriberDesk:
         if command.language is Language.ES:
             ctx.set_language(Language.ES)  # a Spanish keyword sets Spanish
         return HANDLERS.get(command.keyword, _not_understood)(ctx)
+
+    def answer(self, phone: str, command: Command) -> Reply | None:
+        """1 / 2 / NO to an announcement that asked; None when nothing asked this number
+        (the text is then what it always was: a report)."""
+        ctx = self._context(phone, command)
+        if ctx.subscriber is None or self._silenced(ctx):
+            return None
+        verdict = self.limits.inbound(ctx.key)
+        if verdict is not LimitVerdict.ALLOWED:
+            return limited_reply(verdict, ctx.language, "sms.rate_limited")
+        return _answer(ctx, command.argument)
 
     def too_long(self, phone: str) -> Reply | None:
         """The answer to a message too long to read: counted, polite, changing nothing."""
@@ -447,11 +459,13 @@ def _subscribe(
 
 
 def _yes(ctx: _Context) -> Reply:
+    """YES/SI confirms pending subscriptions; with none, it answers an open question
+    (an announcement's "1 for yes"); with neither, there is nothing to confirm."""
     pending = [
         s for s in ctx.desk.subscriptions(ctx.subscriber) if s.status is SubscriptionStatus.PENDING
     ]
     if not pending:
-        return ctx.say("sms.nothing_pending")
+        return _answer(ctx, "yes") or ctx.say("sms.nothing_pending")
     now = utcnow()
     for subscription in pending:
         subscription.status, subscription.confirmed_at = SubscriptionStatus.CONFIRMED, now
@@ -494,6 +508,29 @@ def _lang(ctx: _Context) -> Reply:
     return ctx.say("sms.lang_set")
 
 
+def _news(ctx: _Context) -> Reply:
+    """JOIN NEWS / NEWS STOP: announcements' own consent, apart from alerts'."""
+    if ctx.command.argument == "on":
+        subscriber = ctx.subscriber_now()
+        subscriber.status = SubscriberStatus.ACTIVE  # it can receive: it just texted us
+        announcements.set_consent(subscriber, True)
+        return ctx.say("sms.news_on")
+    if ctx.subscriber is not None:
+        announcements.set_consent(ctx.subscriber, False)
+    return ctx.say("sms.news_off")
+
+
+def _answer(ctx: _Context, said: str) -> Reply | None:
+    """Count the answer to the announcement that asked this person; None when none did."""
+    if ctx.subscriber is None:
+        return None
+    asked = announcements.open_rsvp(ctx.desk.session, ctx.subscriber.id, utcnow())
+    if asked is None:
+        return None
+    announcements.answer(ctx.desk.session, asked, said)
+    return ctx.say(f"sms.answer_{said}")
+
+
 HANDLERS: dict[Keyword, Callable[[_Context], Reply | None]] = {
     Keyword.STOP: _stop,
     Keyword.START: _start,
@@ -504,4 +541,5 @@ HANDLERS: dict[Keyword, Callable[[_Context], Reply | None]] = {
     Keyword.LEAVE: _leave,
     Keyword.AREAS: _areas,
     Keyword.LANG: _lang,
+    Keyword.NEWS: _news,
 }

@@ -77,6 +77,7 @@ def create_app(
 
 def _register_blueprints(app: Flask, settings: Settings) -> None:
     from web import (
+        announcements,
         areas,
         auth,
         board,
@@ -94,6 +95,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     auth.init_app(app)
     app.register_blueprint(board.bp)
     app.register_blueprint(people.bp)
+    app.register_blueprint(announcements.bp)
     app.register_blueprint(people.my)
     app.register_blueprint(areas.bp)
     app.register_blueprint(wording.bp)

@@ -90,6 +90,17 @@ BARE: list[tuple[str, Keyword, str, Language | None]] = [
     ("no claro", K.UNCLEAR, "", ES),
     ("noclaro", K.UNCLEAR, "", ES),
     ("dudoso", K.UNCLEAR, "", ES),
+    ("join news", K.NEWS, "on", EN),
+    ("news", K.NEWS, "on", EN),
+    ("unirse noticias", K.NEWS, "on", ES),
+    ("noticias", K.NEWS, "on", ES),
+    ("news stop", K.NEWS, "off", EN),
+    ("stop news", K.NEWS, "off", EN),
+    ("noticias no", K.NEWS, "off", ES),
+    ("salir noticias", K.NEWS, "off", ES),
+    ("1", K.ANSWER, "yes", None),
+    ("2", K.ANSWER, "no", None),
+    ("no", K.ANSWER, "no", None),
 ]
 
 # Ways people wrap a one-word message; none of them may change its meaning.

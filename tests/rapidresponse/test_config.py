@@ -119,6 +119,10 @@ def test_data_keys_are_newest_first(tmp_path: Path) -> None:
     ("name", "value", "message"),
     [
         ("RR_ENV", "staging", "RR_ENV must be one of development, production"),
+        ("QUIET_HOURS", "9pm-8am", "QUIET_HOURS must be two local times"),
+        ("QUIET_HOURS", "21:00-21:00", "QUIET_HOURS must be two local times"),
+        ("QUIET_HOURS", "25:00-08:00", "QUIET_HOURS must be two local times"),
+        ("ANNOUNCEMENTS_PER_WEEK", "0", "ANNOUNCEMENTS_PER_WEEK must be at least 1"),
         ("SEND_RATE", "fast", "SEND_RATE must be messages per second"),
         ("SEND_RATE", "-3", "SEND_RATE must be messages per second"),
         ("VERIFY_QUORUM", "0", "VERIFY_QUORUM must be at least 1"),
@@ -261,3 +265,15 @@ def test_the_signature_is_configurable_per_language_and_kept_short(tmp_path: Pat
     for bad in ("x" * 25, "Respuesta 🚨"):
         with pytest.raises(ConfigError, match=r"^ORG_NAME must be 1 to 24 plain characters"):
             load(tmp_path, ORG_NAME=bad)
+
+
+def test_quiet_hours_are_read_or_turned_off(tmp_path: Path) -> None:
+    from datetime import time
+
+    base = {"INSTANCE_PATH": str(tmp_path / "x")}
+    assert Settings.from_env(base).quiet_hours == (time(21), time(8))
+    assert Settings.from_env({**base, "QUIET_HOURS": "22:30 - 7:15"}).quiet_hours == (
+        time(22, 30),
+        time(7, 15),
+    )
+    assert Settings.from_env({**base, "QUIET_HOURS": "OFF"}).quiet_hours is None

@@ -121,6 +121,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/wording/<language>/<message_id>"): COORDINATOR,
     ("POST", "/staff/invites/<int:invite_id>/withdraw"): COORDINATOR,
     ("POST", "/people/responders/<int:responder_id>/call"): BOARD,
+    ("GET", "/announcements"): COORDINATOR,
+    ("POST", "/announcements"): COORDINATOR,
 }
 # Routes of libraries, not ours to guard.
 NOT_OURS = ("/static/", "/socket.io")

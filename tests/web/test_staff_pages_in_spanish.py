@@ -12,6 +12,7 @@ runs in English.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from sqlalchemy import select
 
 from dispatch.alerts import draft_for_incident
 from dispatch.services import Services
+from rapidresponse import announcements, broadcast
 from rapidresponse.crypto import Purpose
 from rapidresponse.incident_notes import add_comment
 from rapidresponse.models import (
@@ -152,6 +154,17 @@ def full_world(services: Services) -> World:
             if state is IncidentState.DISPATCHED:
                 session.add(Dispatch(incident_id=incident.id, responder_id=world.responder_id))
         add_comment(session, services.cipher, confirmed.id, commenter.id, "llamamos a la escuela")
+        training = announcements.draft(
+            session,
+            bodies={"en": "Training Saturday", "es": "Taller el sabado"},
+            area_ids=[confirmed.area_id or 0],
+            asks_rsvp=True,
+            signatures={"en": "-RR", "es": "-RR"},
+            staff_id=commenter.id,
+        )
+        broadcast.approve(
+            session, training.id, now=utcnow(), validity=timedelta(hours=6), batch=100
+        )
     return world
 
 
