@@ -22,6 +22,7 @@ from dispatch import status_queue
 from dispatch.alerts import reap_deliveries
 from dispatch.incidents import sweep_incidents
 from dispatch.queues import QueueName, enqueue
+from dispatch.reconfirm import reconfirm_job
 from dispatch.redaction import forget_provider_ids_job, redact_due_job
 from dispatch.services import current
 from rapidresponse import audit
@@ -97,6 +98,8 @@ def periodic_tasks(settings: Settings) -> tuple[Periodic, ...]:
         Periodic("forget-reporter-links", timedelta(minutes=5), forget_reporter_links_job),
         Periodic("forget-provider-ids", timedelta(minutes=5), forget_provider_ids_job),
         Periodic("redact-at-provider", timedelta(minutes=1), redact_due_job),
+        # Off unless RECONFIRM_AFTER_DAYS is set; hourly, so that the quiet hours hold.
+        Periodic("reconfirm-subscribers", timedelta(hours=1), reconfirm_job),
     )
 
 

@@ -118,6 +118,11 @@ class Settings:
     # reach one person at most this many times in 7 days (ANNOUNCEMENTS_PER_WEEK).
     quiet_hours: tuple[time, time] | None = (time(21), time(8))
     announcements_per_week: int = 2
+    # Keeping the list alive (off by default): a subscriber nothing reached for this many
+    # days is asked "still want alerts?" (RECONFIRM_AFTER_DAYS, 0 = never), and paused if
+    # no YES comes within RECONFIRM_WAIT_DAYS.
+    reconfirm_after_days: int = 0
+    reconfirm_wait_days: int = 14
 
     @property
     def is_production(self) -> bool:
@@ -239,6 +244,8 @@ def _load(env: _Env) -> Settings:
         web_processes=env.integer("WEB_PROCESSES", default=1, minimum=1),
         quiet_hours=_quiet_hours(env),
         announcements_per_week=env.integer("ANNOUNCEMENTS_PER_WEEK", default=2, minimum=1),
+        reconfirm_after_days=env.integer("RECONFIRM_AFTER_DAYS", default=0, minimum=0),
+        reconfirm_wait_days=env.integer("RECONFIRM_WAIT_DAYS", default=14, minimum=1),
         provider_redaction=env.choice(
             "PROVIDER_REDACTION", ("on", "off"), "on" if mode == "production" else "off"
         )

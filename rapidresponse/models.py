@@ -102,6 +102,7 @@ class SubscriberStatus(str, enum.Enum):
     ACTIVE = "active"
     OPTED_OUT = "opted_out"  # a carrier STOP keyword: nothing is sent until START
     UNDELIVERABLE = "undeliverable"  # the carrier said the number cannot take SMS
+    PAUSED = "paused"  # did not answer "still want alerts?" (RECONFIRM_AFTER_DAYS); YES resumes
 
 
 class SubscriptionStatus(str, enum.Enum):
@@ -213,6 +214,10 @@ class Subscriber(Base):
     # Announcements (trainings, meetings) need their own yes: JOIN NEWS, never implied
     # by alert consent. None: no announcements.
     news_consent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Keeping the list alive: when "still want alerts?" was asked (cleared by the answer),
+    # and when they last said yes to it.
+    reconfirm_asked_at: Mapped[datetime | None] = mapped_column(default=None)
+    reconfirmed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from rapidresponse import announcements
+from rapidresponse import announcements, reconfirm
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory, Place, Resolution
@@ -440,6 +440,8 @@ def _subscribe(
     ctx: _Context, places: list[Place], pending_message: str = "sms.join_pending"
 ) -> Reply | None:
     """Pending subscriptions to ``places`` (YES confirms them); the answer names them."""
+    if ctx.subscriber is not None:  # a JOIN is as good a sign of life as a YES
+        reconfirm.answered(ctx.subscriber, utcnow())
     mine = {s.area_id: s for s in ctx.desk.subscriptions(ctx.subscriber)}
     confirmed = [
         p for p in places if p.id in mine and mine[p.id].status is SubscriptionStatus.CONFIRMED
@@ -464,12 +466,25 @@ def _yes(ctx: _Context) -> Reply:
     pending = [
         s for s in ctx.desk.subscriptions(ctx.subscriber) if s.status is SubscriptionStatus.PENDING
     ]
+    kept = ctx.subscriber is not None and reconfirm.answered(ctx.subscriber, utcnow())
+    if not pending and kept:
+        return ctx.say("sms.reconfirmed", areas=_confirmed_names(ctx))
     if not pending:
         return _answer(ctx, "yes") or ctx.say("sms.nothing_pending")
     now = utcnow()
     for subscription in pending:
         subscription.status, subscription.confirmed_at = SubscriptionStatus.CONFIRMED, now
     return ctx.say("sms.confirmed", areas=join_names([s.area.name for s in pending]))
+
+
+def _confirmed_names(ctx: _Context) -> str:
+    return join_names(
+        [
+            s.area.name
+            for s in ctx.desk.subscriptions(ctx.subscriber)
+            if s.status is SubscriptionStatus.CONFIRMED
+        ]
+    )
 
 
 def _leave(ctx: _Context) -> Reply:

@@ -70,7 +70,16 @@ from web.inputs import refuse_nul_bytes
 from web.refusal import refusal
 from web.report import LANGUAGE_NAMES, LANGUAGES, STAFF_LANGUAGE_KEY, current_language
 
-STAFF_BLUEPRINTS = ("auth", "board", "people", "my", "simulator", "areas", "wording")
+STAFF_BLUEPRINTS = (
+    "auth",
+    "board",
+    "people",
+    "my",
+    "simulator",
+    "areas",
+    "wording",
+    "announcements",
+)
 BACKGROUND_HEADER = "X-Board-Refresh"  # see is_background_refresh
 # Where to go after signing in: a path on this site, in printable ASCII without a
 # backslash (browsers read one as "/"), not "//host".

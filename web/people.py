@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from dispatch.welcome import enqueue_welcome
-from rapidresponse import audit, invites, practice
+from rapidresponse import audit, invites, practice, reconfirm
 from rapidresponse.board import responder_views, subscriber_counts
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
@@ -64,6 +64,8 @@ def responders() -> ResponseReturnValue:
         context: dict[str, Any] = {
             "responders": responder_views(session),
             "audiences": subscriber_counts(session),
+            "list_health": reconfirm.list_health(session),
+            "reconfirm_days": found.settings.reconfirm_after_days,
             "areas": [(a.id, a.name) for a in session.scalars(select(Area).order_by(Area.name))],
         }
     return render_template("people/index.html", **context)

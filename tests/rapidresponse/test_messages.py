@@ -29,6 +29,7 @@ SAMPLE = {
     "verdict_after": "1 h 59 min",
     "url": "https://alertas.red-de-respuesta-rapida.example.org/rights?lang=es",  # RIGHTS MORE
     "note": "Agents left toward SE Foster and 82nd; two vans still parked near the school lo.",
+    "days": "14",  # keeping the list alive: RECONFIRM_WAIT_DAYS
 }
 
 
