@@ -14,7 +14,6 @@ enforced, in the one query that decides who gets an announcement.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -23,6 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit, broadcast
+from rapidresponse.composer import gsm_fold
+from rapidresponse.display import visible_text
 from rapidresponse.messages import text
 from rapidresponse.models import (
     Alert,
@@ -62,11 +63,10 @@ def next_send_time(now: datetime, zone: ZoneInfo, quiet: tuple[time, time] | Non
 
 
 def clean_body(body: str) -> str:
-    """One paragraph of the coordinator's words: no control characters, single spaces."""
-    visible = "".join(
-        char if unicodedata.category(char) not in ("Cc", "Cf") else " " for char in body
-    )
-    return " ".join(visible.split())
+    """One paragraph of the coordinator's words: nothing invisible, single spaces, folded
+    to GSM-7 where a spelling exists (as alerts are: "sábado" in UCS-2 would triple the
+    cost of every text)."""
+    return gsm_fold(" ".join(visible_text(body).split()))
 
 
 def compose(language: Language, body: str, asks_rsvp: bool, signature: str) -> str:
@@ -92,7 +92,7 @@ def draft(
     Raises:
         AnnouncementRefused: no English text, or a text too long.
     """
-    cleaned = {lang: clean_body(body) for lang, body in bodies.items() if clean_body(body)}
+    cleaned = {lang: body for lang, body in _cleaned(bodies) if body}
     if Language.EN.value not in cleaned:
         raise AnnouncementRefused(N_("Write the announcement in English at least."))
     if any(len(body) > MAX_BODY_CHARS for body in cleaned.values()):
@@ -112,6 +112,10 @@ def draft(
     )
     alert.asks_rsvp = asks_rsvp
     return alert
+
+
+def _cleaned(bodies: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [(lang, clean_body(body)) for lang, body in bodies.items()]
 
 
 def open_rsvp(session: Session, subscriber_id: int, now: datetime) -> Delivery | None:
@@ -174,8 +178,6 @@ def consenting(session: Session) -> int:
     )
 
 
-def set_consent(subscriber: Subscriber, wanted: bool) -> bool:
-    """Record the separate yes (or its withdrawal); True if it changed."""
-    had = subscriber.news_consent_at is not None
+def set_consent(subscriber: Subscriber, wanted: bool) -> None:
+    """Record the separate yes (or its withdrawal)."""
     subscriber.news_consent_at = utcnow() if wanted else None
-    return had != wanted

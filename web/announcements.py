@@ -32,6 +32,7 @@ RECENT = 20  # announcements listed
 @requires(Permission.SEND_ANNOUNCEMENTS)
 def index() -> ResponseReturnValue:
     found = services()
+    now = utcnow()
     with found.database.session() as session:
         sent = session.scalars(
             select(Alert)
@@ -46,7 +47,7 @@ def index() -> ResponseReturnValue:
                 "id": a.id,
                 "approved_at": a.approved_at,
                 "send_after": a.send_after,
-                "waiting": a.send_after is not None and a.send_after > utcnow(),
+                "waiting": a.send_after is not None and a.send_after > now,
                 "areas": [area.name for area in a.areas],
                 "text": a.texts.get(Language.EN.value, ""),
                 "asks_rsvp": a.asks_rsvp,
