@@ -9,12 +9,28 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import func, select
 
-from rapidresponse.models import StaffRole
+from dispatch.services import Services
+from rapidresponse import broadcast
+from rapidresponse.models import Alert, AlertKind, Delivery, StaffRole
 from tests.browser.conftest import Live, no_sideways_scroll, sign_in
 from tests.web.staff_helpers import add_account
 
 DANA, LUIS = "+15035550181", "+15035550182"
+
+
+def announcements_sent(services: Services) -> int:
+    with services.database.session() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .join(Alert, Alert.id == Delivery.alert_id)
+                .where(Alert.kind == AlertKind.ANNOUNCEMENT, broadcast.got_it())
+            )
+            or 0
+        )
 
 
 @pytest.mark.slow
@@ -45,6 +61,9 @@ def test_a_coordinator_sends_an_announcement_and_sees_the_answer_counted(
     [sent] = [b for b in live.sent_to(DANA) if "training" in b]
     assert "Reply 1 for yes, 2 for no." in sent and "NEWS STOP" in sent
     assert not [b for b in live.sent_to(LUIS) if "training" in b]
+    # The fake has the text as soon as the worker's request reaches it; the worker records
+    # it sent a moment later, and only then is a "1" an answer rather than a report.
+    live.wait_for("the announcement recorded as sent", lambda: announcements_sent(services) == 1)
     assert "counted as yes" in (live.text(DANA, "1") or "")
 
     page.reload()
