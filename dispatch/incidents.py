@@ -18,6 +18,7 @@ from dispatch.queues import QueueName, enqueue, enqueue_in
 from dispatch.senders import SendError
 from dispatch.services import Services, current
 from dispatch.welcome import enqueue_welcome, not_yet_welcomed
+from rapidresponse import drills
 from rapidresponse.crypto import Purpose
 from rapidresponse.messages import text
 from rapidresponse.models import (
@@ -202,6 +203,8 @@ def page_responder(dispatch_id: int) -> str:
             area=incident.area.name if incident.area else "?",
             what=page_summary(session, services.cipher, incident),
         )
+        if incident.drill_id is not None:
+            body = drills.mark(body, responder.language)
         phone = services.cipher.decrypt(responder.phone_sealed, Purpose.RESPONDER_PHONE)
     try:
         services.sender.send(phone, body)

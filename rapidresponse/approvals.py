@@ -50,7 +50,11 @@ def alerts_sent_within(session: Session, now: datetime, window: timedelta = CAP_
         session.scalar(
             select(func.count())
             .select_from(Alert)
-            .where(Alert.kind == AlertKind.ALERT, Alert.approved_at > now - window)
+            .where(
+                Alert.kind == AlertKind.ALERT,
+                Alert.approved_at > now - window,
+                Alert.drill_id.is_(None),  # a morning's drill never blocks a real alert
+            )
         )
         or 0
     )

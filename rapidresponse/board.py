@@ -65,6 +65,7 @@ class AlertView:
     texts: dict[str, str]
     approver_ids: tuple[int, ...]
     progress: broadcast.Progress
+    drill: bool = False  # a drill's alert: marked DRILL on every screen
 
     @property
     def approvals(self) -> int:
@@ -131,6 +132,7 @@ class IncidentSummary:
     follows: IncidentLink | None = None  # the decided incident this second wave came after
     followed_by: tuple[IncidentLink, ...] = ()  # second waves that came after this one
     merged_into: IncidentLink | None = None  # where its reports went, when merged
+    drill: bool = False  # a drill's incident: marked DRILL on every screen
 
     @property
     def live(self) -> bool:
@@ -314,6 +316,7 @@ def _summary(
         follows=links.get(incident.follows_id),
         followed_by=tuple(links.followers.get(incident.id, [])),
         merged_into=links.get(incident.merged_into_id),
+        drill=incident.drill_id is not None,
     )
 
 
@@ -461,6 +464,7 @@ def alert_views(
             texts=broadcast.texts_of(cipher, alert),
             approver_ids=tuple(approvers.get(alert.id, [])),
             progress=progress_of(session, alert),
+            drill=alert.drill_id is not None,
         )
         for alert in alerts
     ]

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from rapidresponse import audit, redaction
+from rapidresponse import audit, drills, redaction
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.models import (
     Alert,
@@ -177,6 +177,9 @@ def draft(
         incident_id=incident_id,
         parent_id=parent_id,
         created_by_id=created_by_id,
+        # Decided here from what it is about, never by the caller: a drill's alert and
+        # its follow-ups stay in the drill.
+        drill_id=_drill_of(session, incident_id, parent_id),
     )
     session.add(alert)
     session.flush()
@@ -192,6 +195,14 @@ def draft(
         details={"kind": kind.value, "incident_id": incident_id, "parent_id": parent_id},
     )
     return alert
+
+
+def _drill_of(session: Session, incident_id: int | None, parent_id: int | None) -> int | None:
+    if parent_id is not None:
+        return session.scalar(select(Alert.drill_id).where(Alert.id == parent_id))
+    if incident_id is not None:
+        return session.scalar(select(Incident.drill_id).where(Incident.id == incident_id))
+    return None
 
 
 def approve(
@@ -227,6 +238,8 @@ def approve(
         raise AlertNotApprovable(f"alert {alert_id} is not a draft")
     alert = session.get_one(Alert, alert_id, populate_existing=True)
     near, far = _write_ledger(session, alert, now, batch, per_week)
+    if alert.drill_id is not None:
+        _check_drill_ledger(session, alert)
     recipients = near + far
     near_batches, far_batches = -(-near // batch), -(-far // batch)
     held = near_batches if near_batches and far_batches else None
@@ -243,6 +256,26 @@ def approve(
     return Approval(alert_id, recipients, near_batches + far_batches, held)
 
 
+class DrillLedgerBreach(RuntimeError):
+    """A drill alert's ledger named someone outside the drill: never sent (rolled back)."""
+
+
+def _check_drill_ledger(session: Session, alert: Alert) -> None:
+    """The audience query already keeps a drill inside; this checks the rows written, in
+    the same transaction, so a future change to the query cannot leak a drill alert."""
+    assert alert.drill_id is not None
+    outsiders = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.alert_id == alert.id,
+            Delivery.subscriber_id.not_in(drills.subscriber_ids(alert.drill_id)),
+        )
+    )
+    if outsiders:
+        raise DrillLedgerBreach(f"alert {alert.id}: {outsiders} recipients outside its drill")
+
+
 def seal_texts(cipher: ShreddingCipher, incident_id: int, texts: dict[str, str]) -> bytes:
     document = json.dumps(texts, ensure_ascii=False, sort_keys=True)
     return cipher.seal(incident_key(incident_id), document, Purpose.ALERT_TEXTS)
@@ -251,8 +284,12 @@ def seal_texts(cipher: ShreddingCipher, incident_id: int, texts: dict[str, str])
 def texts_of(cipher: FieldCipher, alert: Alert) -> dict[str, str]:
     """An alert's text in each language; empty once its incident's key is destroyed."""
     if alert.texts_sealed is None:
-        return {str(language): str(text) for language, text in alert.texts.items()}
-    return _opened(cipher, alert.texts_sealed)
+        texts = {str(language): str(text) for language, text in alert.texts.items()}
+    else:
+        texts = _opened(cipher, alert.texts_sealed)
+    if alert.drill_id is not None:  # whatever a dispatcher wrote, it says DRILL first
+        return {language: drills.mark(text, language) for language, text in texts.items()}
+    return texts
 
 
 def lines_of(cipher: FieldCipher, alert: Alert) -> dict[str, str]:
@@ -315,6 +352,8 @@ def audience(
     whose alert expired or failed before it was sent (an all-clear for an alert they never
     saw would only confuse).
     """
+    if alert.drill_id is not None:
+        return _drill_audience(alert.drill_id)  # first: nothing else can widen it
     if alert.kind is AlertKind.ANNOUNCEMENT:
         return _announcement_audience(alert, per_week, now or alert.approved_at or utcnow())
     if alert.kind in FOLLOW_UP_KINDS:
@@ -334,6 +373,14 @@ def audience(
             _sendable(),
         )
         .distinct()
+    )
+
+
+def _drill_audience(drill_id: int) -> Select[int, Language]:
+    """A drill alert (and each of its follow-ups) goes to the drill's participants who
+    can be texted — never to a public subscriber, whatever areas it names."""
+    return select(Subscriber.id, Subscriber.language).where(
+        Subscriber.id.in_(drills.subscriber_ids(drill_id)), _sendable()
     )
 
 
@@ -370,7 +417,7 @@ def _ranked_audience(session: Session, alert: Alert, per_week: int) -> Select[in
     """``audience`` with a rank: 0 for the incident's own area, 1 for the adjacent areas
     the dispatcher added (someone subscribed to both is in the own area)."""
     home = _home_area_id(session, alert)
-    if alert.kind in FOLLOW_UP_KINDS or home is None:
+    if alert.kind in FOLLOW_UP_KINDS or home is None or alert.drill_id is not None:
         people = audience(alert, per_week=per_week).subquery()
         return select(people.c.id, people.c.language, literal(0).label("rank"))
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)

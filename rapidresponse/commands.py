@@ -48,6 +48,8 @@ class Keyword(str, Enum):
     PRACTICE = "practice"  # a responder's one-person drill
     NEWS = "news"  # announcements: argument "on" (JOIN NEWS) or "off" (NEWS STOP)
     ANSWER = "answer"  # 1 / 2 / NO: an announcement's answer ("yes"/"no"), if one is open
+    DRILL = "drill"  # DRILL/SIMULACRO + a practice report (argument), during a drill
+    JOIN_DRILL = "join_drill"  # JOIN DRILL / UNIRSE SIMULACRO: get the running drill's alerts
     REPORT = "report"  # anything else
 
 
@@ -147,6 +149,17 @@ _NEWS: dict[str, tuple[str, Language | None]] = {
     "noticias alto": ("off", ES),
     "baja noticias": ("off", ES),
 }
+# Joining the running drill, as the whole message.
+_JOIN_DRILL: dict[str, Language] = {
+    "join drill": EN,
+    "drill join": EN,
+    "unirse simulacro": ES,
+    "unir simulacro": ES,
+    "simulacro unirse": ES,
+}
+# The first word of a drill's report ("DRILL ICE van at ...", "SIMULACRO migra en ...").
+_DRILL_WORDS: dict[str, Language] = {"drill": EN, "simulacro": ES}
+
 # An announcement's answer, as the whole message (YES and SI are Keyword.YES: the desk
 # decides between a pending subscription and an open question).
 _ANSWERS: dict[str, str] = {"1": "yes", "2": "no", "no": "no"}
@@ -387,6 +400,8 @@ def _whole_message(text: str, words: Sequence[_Word]) -> Command | None:
         if topic is None:
             return None  # "derechos humanos en la calle 82": a sentence, so a report
         return Command(Keyword.RIGHTS, topic, _WHOLE[words[0].text][1])
+    if key in _JOIN_DRILL:
+        return Command(Keyword.JOIN_DRILL, language=_JOIN_DRILL[key])
     if key in _NEWS:
         wanted, language = _NEWS[key]
         return Command(Keyword.NEWS, wanted, language)
@@ -415,6 +430,14 @@ def _area_command(text: str, words: Sequence[_Word]) -> Command | None:
         return None
     keyword, language = meaning
     return Command(keyword, _area_text(text, words[1:], words[0].end), language)
+
+
+def _drill(text: str, words: Sequence[_Word]) -> Command | None:
+    """DRILL/SIMULACRO first: a drill's report (the rest of the text, ``""`` if none)."""
+    language = _DRILL_WORDS.get(words[0].text)
+    if language is None:
+        return None
+    return Command(Keyword.DRILL, _cut(text, words[1:], words[0].end), language)
 
 
 def _lang_command(words: Sequence[_Word]) -> Command | None:
@@ -471,6 +494,7 @@ def _parse(text: str) -> Command:
     return (
         _opt_out(words)
         or _whole_message(text, words)
+        or _drill(text, words)
         or _area_command(text, words)
         or _lang_command(words)
         or _responder(text, words)

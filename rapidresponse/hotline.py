@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from rapidresponse import drills
 from rapidresponse.commands import Keyword, normalize, parse
 from rapidresponse.crypto import BlindIndex
 from rapidresponse.directory import AreaDirectory
-from rapidresponse.models import ReportChannel
+from rapidresponse.models import Drill, ReportChannel, utcnow
 from rapidresponse.people import find_responder
 from rapidresponse.reports import Intake, IntakeRules, ReportDesk, Sighting
 from rapidresponse.responders import RESPONDER_WORDS, ResponderDesk
@@ -45,6 +46,7 @@ SMS_ONLY_WORDS = frozenset(
         Keyword.AREAS,
         Keyword.LANG,
         Keyword.NEWS,
+        Keyword.JOIN_DRILL,
     }
 )
 SUBSCRIBER_WORDS = frozenset(
@@ -59,6 +61,7 @@ SUBSCRIBER_WORDS = frozenset(
         Keyword.LANG,
         Keyword.RIGHTS,
         Keyword.NEWS,
+        Keyword.JOIN_DRILL,
     }
 )
 
@@ -154,6 +157,8 @@ class Hotline:
             answered = self.subscribers.answer(phone, command)
             if answered is not None:
                 return Outcome(answered)  # counted; never a report
+        if command.keyword is Keyword.DRILL:
+            return self._drill(phone, body.strip(), command.argument, location)
         if command.keyword in RESPONDER_WORDS:
             responder = find_responder(self.session, self.index, phone)
             if responder is not None and responder.active:
@@ -175,13 +180,33 @@ class Hotline:
                 return not opted_out
         return permit_text(self.session, self.index, phone, reply.kind)
 
-    def _report(self, phone: str, text: str, location: Location | None) -> Outcome:
+    def _drill(self, phone: str, text: str, said: str, location: Location | None) -> Outcome:
+        """DRILL + a report: the running drill's. With no drill running it is a real
+        report like any other text (a sighting is never dropped for a word)."""
+        drill = drills.current(self.session, utcnow())
+        if drill is None:
+            if not said:
+                return Outcome(self.subscribers.drill_answer(phone, "sms.drill_none"))
+            return self._report(phone, text, location)
+        if not said:
+            return Outcome(
+                self.subscribers.drill_answer(
+                    phone, "sms.drill_how", code=drill.code, area=drill.area.name
+                )
+            )
+        return self._report(phone, text, location, drill)
+
+    def _report(
+        self, phone: str, text: str, location: Location | None, drill: Drill | None = None
+    ) -> Outcome:
         sighting = Sighting(
             text=text,
             channel=self.channel,
             reporter_hashes=self.reporter_hashes(phone),
             latitude=location.latitude if location else None,
             longitude=location.longitude if location else None,
+            drill_id=drill.id if drill else None,
+            drill_area_id=drill.area_id if drill else None,
         )
         desk = ReportDesk(self.session, self.cipher, self.rules, self.directory)
         intake = desk.receive(sighting)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Enum,
@@ -305,6 +306,11 @@ class Incident(Base):
     merged_into_id: Mapped[int | None] = mapped_column(
         ForeignKey("incidents.id", ondelete="SET NULL"), default=None
     )
+    # A drill's incident: only the drill's participants are paged and alerted about it,
+    # and every text and screen about it says so. None: a real incident.
+    drill_id: Mapped[int | None] = mapped_column(
+        ForeignKey("drills.id", ondelete="SET NULL"), default=None, index=True
+    )
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -419,6 +425,11 @@ class Alert(Base):
     # A draft's optional line of the dispatcher's own, per language (JSON, sealed like the
     # texts), so that revising the draft again starts from what was written.
     lines_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # Copied from its incident (or the alert it follows) when drafted: a drill's alert
+    # goes to the drill's participants only, whatever its areas say.
+    drill_id: Mapped[int | None] = mapped_column(
+        ForeignKey("drills.id", ondelete="SET NULL"), default=None, index=True
+    )
 
     areas: Mapped[list[Area]] = relationship(secondary=alert_areas)
 
@@ -595,6 +606,50 @@ class Practice(Base):
     go_at: Mapped[datetime | None] = mapped_column(default=None)
     verdict_at: Mapped[datetime | None] = mapped_column(default=None)
     verdict: Mapped[Verdict | None] = mapped_column(_enum(Verdict), default=None)
+
+
+class Drill(Base):
+    """A rehearsal on the real system: reports, pages and alerts like any other, marked
+    DRILL/SIMULACRO everywhere, reaching only its participants."""
+
+    __tablename__ = "drills"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    scenario: Mapped[str] = mapped_column(String(500))  # written by the coordinator
+    started_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The report card, frozen when the drill ends: timings and who answered, never what
+    # anyone wrote, so it outlives the reports it was made from.
+    card: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+
+    area: Mapped[Area] = relationship()
+
+
+class DrillParticipant(Base):
+    """One person in a drill: a responder the coordinator chose, or a subscriber who
+    texted JOIN DRILL while it ran. Exactly one of the two."""
+
+    __tablename__ = "drill_participants"
+    __table_args__ = (
+        UniqueConstraint("drill_id", "subscriber_id"),
+        UniqueConstraint("drill_id", "responder_id"),
+        CheckConstraint("(subscriber_id IS NULL) <> (responder_id IS NULL)", name="one_person"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    drill_id: Mapped[int] = mapped_column(ForeignKey("drills.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), default=None
+    )
+    responder_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responders.id", ondelete="CASCADE"), default=None
+    )
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AlertApproval(Base):

@@ -110,6 +110,10 @@ class Sighting:
     details: dict[str, Any] = field(default_factory=dict)
     eyewitness: bool = False
     place_hint: str = ""  # a "where" field, searched before the whole text
+    # A drill's report (DRILL ...): it joins only that drill's incidents, and lands in
+    # the drill's area when the text names no place. None: a real report.
+    drill_id: int | None = None
+    drill_area_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class Intake:
     new_incident: bool
     placed_now: bool = False  # a follow-up just placed a formerly unplaced incident
     flagged_flood: bool = False  # this report made its incident a possible flood
+    drill: bool = False  # a drill's report
 
 
 Point = tuple[float, float]  # (latitude, longitude), rounded to about 100 m
@@ -175,7 +180,10 @@ class ReportDesk:
     def receive(self, sighting: Sighting) -> Intake:
         """Store the sighting: as more detail for the sender's open report, or as a new one."""
         now = utcnow()
-        open_report = self._open_report(sighting.reporter_hashes, now)
+        # A drill report is always placed, so never waits for "where is it?" details.
+        open_report = (
+            None if sighting.drill_id else self._open_report(sighting.reporter_hashes, now)
+        )
         if open_report is not None:
             earlier = self._text_of(open_report)
             # A detail that would not fit becomes a report of its own, never cut off.
@@ -190,15 +198,15 @@ class ReportDesk:
             eyewitness=sighting.eyewitness,
             received_at=now,
         )
-        report.area_id = self._place(sighting)
-        incident, created = self._incident_for(report.area_id, point, now)
+        report.area_id = self._place(sighting) or sighting.drill_area_id
+        incident, created = self._incident_for(report.area_id, point, now, sighting.drill_id)
         if self._new_reporter(incident, sighting.reporter_hashes):
             incident.reporter_count = (incident.reporter_count or 0) + 1
         report.incident_id = incident.id
         report.text_sealed = seal_text(self.cipher, incident.id, sighting.text)
         report.location_sealed = seal_point(self.cipher, incident.id, point)
         self._add_with_code(report)
-        flagged = self._flag_flood(incident, now)
+        flagged = incident.drill_id is None and self._flag_flood(incident, now)
         audit.record(
             self.session,
             actor=audit.PUBLIC,
@@ -217,6 +225,7 @@ class ReportDesk:
             False,
             created,
             flagged_flood=flagged,
+            drill=incident.drill_id is not None,
         )
 
     def _open_report(self, hashes: Sequence[str], now: datetime) -> Report | None:
@@ -227,6 +236,7 @@ class ReportDesk:
             .join(Incident, Report.incident_id == Incident.id)
             .where(
                 Report.reporter_hash.in_(hashes),
+                Incident.drill_id.is_(None),  # a real text never becomes drill detail
                 Report.updated_at >= now - self.rules.follow_up_window,
                 # After a decision or an all-clear, a new text is a new sighting.
                 takes_reports(now, self.rules),
@@ -289,18 +299,23 @@ class ReportDesk:
         return area.id if area is not None else None
 
     def _incident_for(
-        self, area_id: int | None, point: Point | None, now: datetime
+        self, area_id: int | None, point: Point | None, now: datetime, drill_id: int | None
     ) -> tuple[Incident, bool]:
+        """The open incident nearby of the same kind (the same drill, or real), or a new one."""
         follows = None
         if area_id is not None:
             self._lock_area(area_id)
-            for incident in self._open_incidents(area_id, now):
+            for incident in self._open_incidents(area_id, now, drill_id):
                 there = open_point(self.cipher, incident.location_sealed)
                 if _close_enough(there, point, self.rules.merge_distance_m):
                     return incident, False
-            follows = self._last_decided(area_id, now)
+            follows = self._last_decided(area_id, now, drill_id)
         incident = Incident(
-            area_id=area_id, opened_at=now, state_changed_at=now, follows_id=follows
+            area_id=area_id,
+            opened_at=now,
+            state_changed_at=now,
+            follows_id=follows,
+            drill_id=drill_id,
         )
         self._add_with_code(incident)  # its id names its shred key
         if follows is not None:
@@ -322,7 +337,9 @@ class ReportDesk:
             select(Area.id).where(Area.id == area_id).with_for_update(key_share=True)
         )
 
-    def _open_incidents(self, area_id: int, now: datetime) -> Sequence[Incident]:
+    def _open_incidents(
+        self, area_id: int, now: datetime, drill_id: int | None
+    ) -> Sequence[Incident]:
         recent = select(Report.incident_id).where(
             Report.received_at >= now - self.rules.merge_window
         )
@@ -330,13 +347,14 @@ class ReportDesk:
             select(Incident)
             .where(
                 Incident.area_id == area_id,
+                _same_drill(drill_id),
                 takes_reports(now, self.rules),
                 Incident.id.in_(recent),
             )
             .order_by(Incident.opened_at.desc())
         ).all()
 
-    def _last_decided(self, area_id: int, now: datetime) -> int | None:
+    def _last_decided(self, area_id: int, now: datetime, drill_id: int | None) -> int | None:
         """The area's incident decided most recently (within ``SECOND_WAVE_LINK``): the one
         a new incident there follows. Called with the area locked, after the incidents
         that still take reports were passed over."""
@@ -344,6 +362,7 @@ class ReportDesk:
             select(Incident.id)
             .where(
                 Incident.area_id == area_id,
+                _same_drill(drill_id),
                 Incident.state.not_in(BEING_VERIFIED),
                 Incident.state_changed_at >= now - SECOND_WAVE_LINK,
             )
@@ -358,9 +377,12 @@ class ReportDesk:
         # A report with no reporter hash (the web form, or Redis was down) is one reporter.
         reporter = func.coalesce(Report.reporter_hash, cast(Report.id, String))
         reporters = self.session.scalar(
-            select(func.count(func.distinct(reporter))).where(
+            select(func.count(func.distinct(reporter)))
+            .join(Incident, Incident.id == Report.incident_id)
+            .where(
                 Report.area_id == incident.area_id,
                 Report.received_at >= now - self.rules.flood_window,
+                Incident.drill_id.is_(None),  # a drill's reports are no flood
             )
         )
         if (reporters or 0) < self.rules.flood_reporters:
@@ -395,6 +417,11 @@ class ReportDesk:
                     raise
                 continue
             return
+
+
+def _same_drill(drill_id: int | None) -> ColumnElement[bool]:
+    """Incidents a report may join or follow: a drill's own, or real ones — never across."""
+    return Incident.drill_id.is_(None) if drill_id is None else Incident.drill_id == drill_id
 
 
 def _point(sighting: Sighting) -> Point | None:

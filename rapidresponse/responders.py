@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from rapidresponse import practice
+from rapidresponse import drills, practice
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.messages import text
-from rapidresponse.models import Language, Practice, Responder, Verdict, utcnow
+from rapidresponse.models import Dispatch, Language, Practice, Responder, Verdict, utcnow
 from rapidresponse.shredding import ShreddingCipher
 from rapidresponse.subscribers import Reply
 from rapidresponse.verification import (
@@ -79,7 +79,20 @@ class ResponderDesk:
         if len(dispatches) > 1:
             codes = [d.incident.code for d in dispatches]
             return _say(language, "sms.which_dispatch", codes=", ".join(codes), example=codes[0])
-        dispatch, code = dispatches[0], dispatches[0].incident.code
+        dispatch = dispatches[0]
+        answer = self._answer_dispatch(dispatch, command, language)
+        if dispatch.incident.drill_id is None:
+            return answer
+        # A drill's page is answered like a real one, and every answer says DRILL.
+        return replace(
+            answer, reply=replace(answer.reply, text=drills.mark(answer.reply.text, language))
+        )
+
+    def _answer_dispatch(
+        self, dispatch: Dispatch, command: Command, language: Language
+    ) -> ResponderAnswer:
+        """GO or a verdict on one dispatch."""
+        code = dispatch.incident.code
         if command.keyword is Keyword.GO:
             if not acknowledge(self.session, dispatch.id):
                 return _say(language, "sms.dispatch_closed", code=code)

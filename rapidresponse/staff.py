@@ -57,6 +57,7 @@ class Permission(str, enum.Enum):
     OWN_DISPATCHES = "own_dispatches"
     READ_GUIDES = "read_guides"  # the printable responder card
     SEND_ANNOUNCEMENTS = "send_announcements"  # trainings, meetings: coordinators only
+    RUN_DRILLS = "run_drills"  # start, feed and end a drill: coordinators only
 
 
 ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {

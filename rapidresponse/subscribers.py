@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from rapidresponse import announcements, reconfirm
+from rapidresponse import announcements, drills, reconfirm
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory, Place, Resolution
@@ -211,13 +211,25 @@ class SubscriberDesk:
         if verdict is not LimitVerdict.ALLOWED:
             return limited_reply(verdict, ctx.language, "sms.rate_limited")
         message_id = (
-            "sms.report_more"
+            "sms.drill_report_received"
+            if intake.drill
+            else "sms.report_more"
             if intake.follow_up
             else "sms.report_received"
             if intake.placed
             else "sms.report_where"
         )
         return ctx.say(message_id, code=intake.report_code)
+
+    def drill_answer(self, phone: str, message_id: str, **params: str) -> Reply | None:
+        """What a bare DRILL hears: whether a drill runs, and how to take part."""
+        ctx = self._context(phone, Command(Keyword.DRILL))
+        if self._silenced(ctx):
+            return None
+        verdict = self.limits.inbound(ctx.key)
+        if verdict is not LimitVerdict.ALLOWED:
+            return limited_reply(verdict, ctx.language, "sms.rate_limited")
+        return ctx.say(message_id, ReplyKind.NORMAL, **params)
 
     def _silenced(self, ctx: _Context) -> bool:
         """Whether this number said STOP to SMS and the message came by SMS."""
@@ -535,6 +547,16 @@ def _news(ctx: _Context) -> Reply:
     return ctx.say("sms.news_off")
 
 
+def _join_drill(ctx: _Context) -> Reply:
+    """JOIN DRILL: take part in the running drill — its alerts, marked, come to this
+    number (a subscriber row is made if needed; it joins no area, so no real alert)."""
+    drill = drills.current(ctx.desk.session, utcnow())
+    if drill is None:
+        return ctx.say("sms.drill_none")
+    drills.join(ctx.desk.session, drill, ctx.subscriber_now().id)
+    return ctx.say("sms.drill_joined", code=drill.code, area=drill.area.name)
+
+
 def _answer(ctx: _Context, said: str) -> Reply | None:
     """Count the answer to the announcement that asked this person; None when none did."""
     if ctx.subscriber is None:
@@ -557,4 +579,5 @@ HANDLERS: dict[Keyword, Callable[[_Context], Reply | None]] = {
     Keyword.AREAS: _areas,
     Keyword.LANG: _lang,
     Keyword.NEWS: _news,
+    Keyword.JOIN_DRILL: _join_drill,
 }

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from rapidresponse import audit
+from rapidresponse import audit, drills
 from rapidresponse.areas import adjacent_area_ids
 from rapidresponse.crypto import FieldCipher, Purpose
 from rapidresponse.display import visible_text
@@ -94,6 +94,8 @@ def responders_to_page(session: Session, incident: Incident, wanted: int) -> lis
     already = select(Dispatch.responder_id).where(
         (Dispatch.incident_id == incident.id) | (Dispatch.state == DispatchState.GOING)
     )
+    if incident.drill_id is not None:
+        return _drill_responders(session, incident.drill_id, already, wanted)
     chosen: list[Responder] = []
     for area_ids in ([incident.area_id], adjacent_area_ids(session, incident.area_id)):
         candidates = session.scalars(
@@ -113,6 +115,25 @@ def responders_to_page(session: Session, incident: Incident, wanted: int) -> lis
         if len(chosen) >= wanted:
             break
     return chosen
+
+
+def _drill_responders(
+    session: Session, drill_id: int, already: Select[int], wanted: int
+) -> list[Responder]:
+    """A drill pages its own responders only, on shift or not (they came to practise),
+    and never one who is out on an incident (a real one above all)."""
+    return list(
+        session.scalars(
+            select(Responder)
+            .where(
+                Responder.id.in_(drills.responder_ids(drill_id)),
+                Responder.active,
+                Responder.id.not_in(already),
+            )
+            .order_by(Responder.last_seen_at.desc().nulls_last(), Responder.id)
+            .limit(wanted)
+        )
+    )
 
 
 def open_dispatches(

@@ -82,6 +82,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         auth,
         board,
         board_live,
+        drills,
         errors,
         health,
         home,
@@ -96,6 +97,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(board.bp)
     app.register_blueprint(people.bp)
     app.register_blueprint(announcements.bp)
+    app.register_blueprint(drills.bp)
     app.register_blueprint(people.my)
     app.register_blueprint(areas.bp)
     app.register_blueprint(wording.bp)

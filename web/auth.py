@@ -79,6 +79,7 @@ STAFF_BLUEPRINTS = (
     "areas",
     "wording",
     "announcements",
+    "drills",
 )
 BACKGROUND_HEADER = "X-Board-Refresh"  # see is_background_refresh
 # Where to go after signing in: a path on this site, in printable ASCII without a

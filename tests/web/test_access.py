@@ -17,10 +17,13 @@ from werkzeug.test import TestResponse
 
 from dispatch.alerts import approve_alert, draft_for_incident
 from dispatch.services import Services
+from rapidresponse import drills
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.models import (
     Area,
     AuditEvent,
+    Drill,
+    DrillParticipant,
     Incident,
     IncidentState,
     Language,
@@ -32,6 +35,7 @@ from rapidresponse.models import (
     StaffUser,
     Subscription,
     SubscriptionStatus,
+    utcnow,
 )
 from rapidresponse.people import add_responder
 from rapidresponse.regions import demo_region_path, load_region_file
@@ -123,6 +127,11 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/people/responders/<int:responder_id>/call"): BOARD,
     ("GET", "/announcements"): COORDINATOR,
     ("POST", "/announcements"): COORDINATOR,
+    ("GET", "/drills"): COORDINATOR,
+    ("POST", "/drills"): COORDINATOR,
+    ("GET", "/drills/<int:drill_id>"): COORDINATOR,
+    ("POST", "/drills/<int:drill_id>/reports"): COORDINATOR,
+    ("POST", "/drills/<int:drill_id>/end"): COORDINATOR,
 }
 # Routes of libraries, not ours to guard.
 NOT_OURS = ("/static/", "/socket.io")
@@ -179,6 +188,16 @@ def build_world(services: Services) -> World:
     alert_id = draft_for_incident(services, incident_id)
     assert alert_id is not None
     approve_alert(services, alert_id)
+    with services.database.session() as session:  # a drill Rosa and a subscriber are in
+        drill = drills.start(
+            session,
+            area_id=cully_id,
+            scenario="Agents at the corner store",
+            responder_ids=[responder_id],
+            started_by_id=None,
+            now=utcnow(),
+        )
+        session.add(DrillParticipant(drill_id=drill.id, subscriber_id=subscriber_id))
     return World(incident_id, alert_id, responder_id)
 
 
@@ -187,6 +206,7 @@ def fill(rule: str, world: World, services: Services) -> str:
         session_id = session.scalar(select(StaffSession.id).limit(1)) or 1
         user_id = session.scalar(select(StaffUser.id).limit(1)) or 1
         area_id = session.scalar(select(Area.id).limit(1)) or 1
+        drill_id = session.scalar(select(func.min(Drill.id))) or 1
     return (
         rule.replace("<int:incident_id>", str(world.incident_id))
         .replace("<int:alert_id>", str(world.alert_id))
@@ -195,6 +215,7 @@ def fill(rule: str, world: World, services: Services) -> str:
         .replace("<int:user_id>", str(user_id))
         .replace("<int:area_id>", str(area_id))
         .replace("<int:invite_id>", "1")
+        .replace("<int:drill_id>", str(drill_id))
         .replace("<token>", "no-such-invitation")
         .replace("<language>", "es")
         .replace("<message_id>", "alert.keyword")

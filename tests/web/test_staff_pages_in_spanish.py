@@ -24,16 +24,19 @@ from sqlalchemy import select
 
 from dispatch.alerts import draft_for_incident
 from dispatch.services import Services
-from rapidresponse import announcements, broadcast
+from rapidresponse import announcements, broadcast, drills
 from rapidresponse.crypto import Purpose
 from rapidresponse.incident_notes import add_comment
 from rapidresponse.models import (
     AuditEvent,
     Dispatch,
     DispatchState,
+    Drill,
+    DrillParticipant,
     Incident,
     IncidentState,
     StaffRole,
+    Subscriber,
     Verdict,
     utcnow,
 )
@@ -154,6 +157,29 @@ def full_world(services: Services) -> World:
             if state is IncidentState.DISPATCHED:
                 session.add(Dispatch(incident_id=incident.id, responder_id=world.responder_id))
         add_comment(session, services.cipher, confirmed.id, commenter.id, "llamamos a la escuela")
+        # Drills with their incident and a participant of each kind: one running, one
+        # ended (its card frozen).
+        subscriber_id = session.scalar(select(Subscriber.id).limit(1))
+        for code in ("S2P3", "S3P4"):
+            drill = drills.start(
+                session,
+                area_id=confirmed.area_id or 0,
+                scenario="Agentes en la puerta de la escuela",
+                responder_ids=[world.responder_id],
+                started_by_id=commenter.id,
+                now=utcnow(),
+            )
+            session.add(DrillParticipant(drill_id=drill.id, subscriber_id=subscriber_id))
+            session.add(
+                Incident(
+                    code=code,
+                    state=IncidentState.DISPATCHED,
+                    area_id=confirmed.area_id,
+                    drill_id=drill.id,
+                )
+            )
+            session.flush()
+        drills.end(session, drill, services.cipher, utcnow(), "staff:1")
         training = announcements.draft(
             session,
             bodies={"en": "Training Saturday", "es": "Taller el sabado"},
@@ -185,6 +211,7 @@ def coordinator(app: Flask, services: Services, world: World) -> FlaskClient:
 def staff_pages(services: Services, world: World) -> list[str]:
     with services.database.session() as session:
         incidents = session.scalars(select(Incident.id)).all()
+        drill_ids = session.scalars(select(Drill.id)).all()
     pages = [
         fill(rule, world, services)
         for method, rule in ROUTES
@@ -195,7 +222,14 @@ def staff_pages(services: Services, world: World) -> list[str]:
         for method, rule in ROUTES
         if method == "GET" and "coordinator" in ROUTES[(method, rule)] and "<int:" in rule
     ]
-    return sorted({*pages, *with_ids, *(f"/board/incidents/{i}" for i in incidents)})
+    return sorted(
+        {
+            *pages,
+            *with_ids,
+            *(f"/board/incidents/{i}" for i in incidents),
+            *(f"/drills/{d}" for d in drill_ids),
+        }
+    )
 
 
 def test_every_staff_page_in_spanish_has_no_english_label_of_ours(
