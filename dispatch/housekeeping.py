@@ -25,7 +25,7 @@ from dispatch.queues import QueueName, enqueue
 from dispatch.reconfirm import reconfirm_job
 from dispatch.redaction import forget_provider_ids_job, redact_due_job
 from dispatch.services import current
-from rapidresponse import audit
+from rapidresponse import audit, drills
 from rapidresponse.config import Settings
 from rapidresponse.models import utcnow
 from rapidresponse.reports import expired_incidents, forget_reporter_links, purge_report_texts
@@ -58,6 +58,13 @@ def forget_reporter_links_job() -> int:
     services = current()
     with services.database.session() as session:
         return forget_reporter_links(session, utcnow(), services.reporter_keys.lifetime)
+
+
+def end_stale_drills_job() -> int:
+    """End the drills left running past their lifetime (their report cards frozen)."""
+    services = current()
+    with services.database.session() as session:
+        return drills.end_stale(session, services.cipher, utcnow())
 
 
 def seal_audit_job() -> int:
@@ -100,6 +107,7 @@ def periodic_tasks(settings: Settings) -> tuple[Periodic, ...]:
         Periodic("redact-at-provider", timedelta(minutes=1), redact_due_job),
         # Off unless RECONFIRM_AFTER_DAYS is set; hourly, so that the quiet hours hold.
         Periodic("reconfirm-subscribers", timedelta(hours=1), reconfirm_job),
+        Periodic("end-stale-drills", timedelta(hours=1), end_stale_drills_job),
     )
 
 

@@ -190,6 +190,17 @@ def end(session: Session, drill: Drill, cipher: FieldCipher, now: datetime, by: 
     audit.record(session, actor=by, action="drill.ended", subject=f"drill:{drill.id}")
 
 
+def end_stale(session: Session, cipher: FieldCipher, now: datetime) -> int:
+    """End the drills nobody ended, at the end of their lifetime, freezing their cards
+    before the reports they are made from are purged. Returns how many."""
+    stale = session.scalars(
+        select(Drill).where(running(), Drill.started_at <= now - LIFETIME).with_for_update()
+    ).all()
+    for drill in stale:
+        end(session, drill, cipher, drill.started_at + LIFETIME, "system")
+    return len(stale)
+
+
 # --- the report card -----------------------------------------------------------------
 
 STEPS = ("dispatch", "go", "verdict", "approval", "last_delivery")

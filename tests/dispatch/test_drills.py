@@ -399,3 +399,25 @@ def test_a_drill_alerts_audience_is_never_anyone_outside_the_drill(
         real_audience = {row[0] for row in session.execute(broadcast.audience(real))}
     assert drill_audience == in_drill
     assert real_audience == in_cully
+
+
+def test_a_drill_nobody_ended_is_ended_with_its_card_frozen_before_reports_are_purged(
+    crew: Services, sms_app: Flask
+) -> None:
+    from dispatch.housekeeping import end_stale_drills_job
+
+    drill = start_drill(crew, "Ana")
+    Phone(sms_app.test_client(), PAT).text(f"DRILL {SIGHTING}")
+    assert end_stale_drills_job() == 0  # still within its lifetime
+    started = utcnow() - drills.LIFETIME - timedelta(minutes=5)
+    with crew.database.session() as session:
+        session.execute(update(Drill).where(Drill.id == drill.id).values(started_at=started))
+        session.execute(update(Report).values(received_at=started + timedelta(minutes=1)))
+    assert end_stale_drills_job() == 1
+    assert end_stale_drills_job() == 0
+    with crew.database.session() as session:
+        ended = session.get_one(Drill, drill.id)
+        assert ended.ended_at == started + drills.LIFETIME
+        assert ended.card is not None and ended.card["reports"] == 1
+        session.execute(delete(Report))  # purged: the card stays as it was
+        assert drills.card_of(session, crew.cipher, ended)["reports"] == 1

@@ -95,9 +95,10 @@ def test_each_period_is_enqueued_by_exactly_one_worker(
         "forget-provider-ids",
         "redact-at-provider",
         "reconfirm-subscribers",
+        "end-stale-drills",
     ]
     assert (first, second, third) == (every, [], every)
-    assert queue(QueueName.BULK, redis_client).count == 14  # 7 tasks, twice
+    assert queue(QueueName.BULK, redis_client).count == 16  # 8 tasks, twice
     # The reaper and the status callbacks run between broadcast batches, not after the
     # whole broadcast.
     assert queue(QueueName.ALERTS, redis_client).count == 4
