@@ -46,7 +46,7 @@ from dispatch.board_actions import NotPossible, close_from_board, page_more, pla
 from dispatch.incidents import incident_touched
 from dispatch.live import live_version
 from dispatch.services import Services
-from rapidresponse import board, broadcast
+from rapidresponse import board, broadcast, drills
 from rapidresponse.approvals import ApprovalRefused
 from rapidresponse.composer import TAKES_A_NOTE, Correcting, NoteRefused, last_clock_time, previews
 from rapidresponse.corrections import CorrectionRefused
@@ -88,7 +88,16 @@ NOTE_FIELD_CHARS = 1000  # what is kept of a typed note (the composer allows far
 @bp.get("")
 @requires(Permission.VIEW_BOARD)
 def index() -> ResponseReturnValue:
-    return render_template("board/index.html", **_board_context())
+    return render_template("board/index.html", running_drill=_running_drill(), **_board_context())
+
+
+def _running_drill() -> dict[str, Any] | None:
+    """The drill under way, named above the board so no one takes its cards for real."""
+    with services().database.reading() as session:
+        drill = drills.current(session, utcnow())
+        if drill is None:
+            return None
+        return {"id": drill.id, "code": drill.code, "area": drill.area.name}
 
 
 # Re-reads of the live fragments: shared where they can be, gated always; the counts of

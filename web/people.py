@@ -487,6 +487,7 @@ def dispatches() -> ResponseReturnValue:
             rows = [
                 {
                     "code": d.incident.code,
+                    "drill": d.incident.drill_id is not None,
                     "area": d.incident.area.name if d.incident.area else None,
                     "state": d.state,
                     "verdict": d.verdict,

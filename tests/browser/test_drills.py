@@ -52,6 +52,7 @@ def test_a_coordinator_runs_a_drill_from_start_to_report_card(
     assert (live.text(PAT, "JOIN DRILL") or "").startswith("DRILL: you are in drill")
     assert (live.text(PAT, f"DRILL {SIGHTING}") or "").startswith("DRILL: practice report")
     page.goto("/board")
+    expect(page.locator("#running-drill")).to_contain_text("está en curso en Cully")
     card = page.locator("li.incident-card.drill")
     expect(card.locator(".drill-mark")).to_have_text("SIMULACRO")
     no_sideways_scroll(page)
