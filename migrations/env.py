@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from rapidresponse.config import Settings
 from rapidresponse.db import make_engine
@@ -31,6 +32,9 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(_database_url())
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            _foreign_keys(connection, on=False)
         # Batch mode lets later migrations alter columns on SQLite (it recreates tables).
         context.configure(
             connection=connection,
@@ -40,7 +44,29 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                _check_foreign_keys(connection)
+        if sqlite:
+            _foreign_keys(connection, on=True)
     engine.dispose()
+
+
+def _foreign_keys(connection: Connection, *, on: bool) -> None:
+    """SQLite recreates a table to alter it (copy, drop the old one, rename): with
+    foreign keys enforced, dropping the old table would cascade into every table that
+    refers to it (deliveries, subscriptions...) or fail. So they are off while migrating
+    — set on the raw connection, outside any transaction, where SQLite honours it."""
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """What enforcement would have caught, checked before the migration commits."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({str(row[0]) for row in broken})
+        raise RuntimeError(f"migration left rows with broken references in {tables}")
 
 
 if context.is_offline_mode():

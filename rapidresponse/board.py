@@ -393,11 +393,14 @@ class MergeChoice:
 
 
 def merge_candidates(session: Session, incident_id: int) -> list[MergeChoice]:
-    """Open incidents that could be merged into this one, newest first."""
+    """Open incidents that could be merged into this one, newest first: real ones for a
+    real incident, the same drill's for a drill's."""
+    drill_id = session.scalar(select(Incident.drill_id).where(Incident.id == incident_id))
+    same_kind = Incident.drill_id.is_(None) if drill_id is None else Incident.drill_id == drill_id
     rows = session.execute(
         select(Incident.id, Incident.code, Area.name, Incident.state)
         .outerjoin(Area, Area.id == Incident.area_id)
-        .where(Incident.state != IncidentState.CLOSED, Incident.id != incident_id)
+        .where(Incident.state != IncidentState.CLOSED, Incident.id != incident_id, same_kind)
         .order_by(Incident.opened_at.desc())
         .limit(MERGE_CHOICES)
     )

@@ -135,6 +135,9 @@ def merge(
     kept, absorbed = locked[kept_id], locked[absorbed_id]
     if IncidentState.CLOSED in (kept.state, absorbed.state):
         raise CorrectionRefused(N_("Only open incidents can be merged."))
+    if kept.drill_id != absorbed.drill_id:
+        # A drill's verdicts must never decide a real incident, nor a drill swallow one.
+        raise CorrectionRefused(N_("A drill's incident and a real one cannot be merged."))
     if _alerted(session, absorbed.id):
         raise CorrectionRefused(
             N_("Its alert went out: merge the other incident into this one instead.")
@@ -260,6 +263,7 @@ def split(
         opened_at=now,
         state_changed_at=now,
         reporter_count=1,
+        drill_id=incident.drill_id,  # a drill's report stays in the drill
     )
     session.add(alone)
     session.flush()

@@ -28,19 +28,21 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rapidresponse import audit
+from rapidresponse import audit, broadcast, verification
 from rapidresponse.codes import new_code
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.display import visible_text
 from rapidresponse.models import (
     Alert,
     AlertKind,
+    AlertStatus,
     Area,
     Delivery,
     Dispatch,
     Drill,
     DrillParticipant,
     Incident,
+    IncidentState,
     Language,
     Report,
     Responder,
@@ -51,6 +53,9 @@ from rapidresponse.refusals import N_, Refused
 # A drill nobody ended stops taking reports after this: a DRILL text a day later is
 # someone's real report, and must be treated as one.
 LIFETIME = timedelta(hours=12)
+# A DRILL text this soon after its drill ended is a participant typing late: it is kept
+# with that drill (closed at once, nobody paged) rather than alarming anyone for real.
+GRACE = timedelta(hours=2)
 MAX_SCENARIO_CHARS = 500
 # The word every drill text starts with, in the recipient's language.
 MARKS = {Language.EN: "DRILL", Language.ES: "SIMULACRO"}
@@ -85,6 +90,27 @@ def current(session: Session, now: datetime) -> Drill | None:
         .order_by(Drill.started_at.desc(), Drill.id.desc())
         .limit(1)
     )
+
+
+def just_ended(session: Session, now: datetime) -> Drill | None:
+    """The drill that ended (or ran out its lifetime) most recently, within GRACE."""
+    drill = session.scalar(
+        select(Drill)
+        .where(Drill.started_at > now - LIFETIME - GRACE)
+        .order_by(Drill.started_at.desc(), Drill.id.desc())
+        .limit(1)
+    )
+    if drill is None or is_running(drill, now):
+        return None
+    over = drill.ended_at or drill.started_at + LIFETIME
+    return drill if over > now - GRACE else None
+
+
+def keep_late(session: Session, incident_id: int) -> None:
+    """A late drill report's incident: closed as it is made, so nothing pages anyone."""
+    incident = session.get_one(Incident, incident_id)
+    if incident.state is not IncidentState.CLOSED:
+        verification.close_incident(session, incident, "system")
 
 
 def start(
@@ -182,12 +208,25 @@ def participant_counts(session: Session, drill_id: int) -> tuple[int, int]:
 
 
 def end(session: Session, drill: Drill, cipher: FieldCipher, now: datetime, by: str) -> None:
-    """End the drill: no more DRILL reports for it; its report card is frozen."""
+    """End the drill: its report card is frozen, its incidents closed and its drafts
+    cancelled (nothing of a finished drill pages anyone or goes out afterwards)."""
     if drill.ended_at is not None:
         raise DrillRefused(N_("This drill has already ended."))
     drill.ended_at = now
     drill.card = report_card(session, cipher, drill)
     audit.record(session, actor=by, action="drill.ended", subject=f"drill:{drill.id}")
+    still_open = session.scalars(
+        select(Incident).where(
+            Incident.drill_id == drill.id, Incident.state != IncidentState.CLOSED
+        )
+    ).all()
+    for incident in still_open:
+        verification.close_incident(session, incident, by)
+    drafts = session.scalars(
+        select(Alert.id).where(Alert.drill_id == drill.id, Alert.status == AlertStatus.DRAFT)
+    ).all()
+    for alert_id in drafts:
+        broadcast.cancel(session, alert_id)
 
 
 def end_stale(session: Session, cipher: FieldCipher, now: datetime) -> int:

@@ -183,8 +183,12 @@ class Hotline:
     def _drill(self, phone: str, text: str, said: str, location: Location | None) -> Outcome:
         """DRILL + a report: the running drill's. With no drill running it is a real
         report like any other text (a sighting is never dropped for a word)."""
-        drill = drills.current(self.session, utcnow())
+        now = utcnow()
+        drill = drills.current(self.session, now)
         if drill is None:
+            ended = drills.just_ended(self.session, now) if said else None
+            if ended is not None:
+                return self._late_drill_report(phone, text, location, ended)
             if not said:
                 return Outcome(self.subscribers.drill_answer(phone, "sms.drill_none"))
             return self._report(phone, text, location)
@@ -195,6 +199,21 @@ class Hotline:
                 )
             )
         return self._report(phone, text, location, drill)
+
+    def _late_drill_report(
+        self, phone: str, text: str, location: Location | None, drill: Drill
+    ) -> Outcome:
+        """Kept with the drill that just ended, closed at once; the sender is told how to
+        report something real."""
+        outcome = self._report(phone, text, location, drill)
+        assert outcome.intake is not None
+        drills.keep_late(self.session, outcome.intake.incident_id)
+        if outcome.reply is None:
+            return outcome  # silenced or over the limit: still nothing to say
+        reply = self.subscribers.drill_answer(
+            phone, "sms.drill_ended", counted=True, code=drill.code
+        )
+        return Outcome(reply, outcome.intake)
 
     def _report(
         self, phone: str, text: str, location: Location | None, drill: Drill | None = None

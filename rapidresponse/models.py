@@ -309,7 +309,10 @@ class Incident(Base):
     # A drill's incident: only the drill's participants are paged and alerted about it,
     # and every text and screen about it says so. None: a real incident.
     drill_id: Mapped[int | None] = mapped_column(
-        ForeignKey("drills.id", ondelete="SET NULL"), default=None, index=True
+        # No ON DELETE SET NULL: a drill's row lost must never make its alerts real ones.
+        ForeignKey("drills.id"),
+        default=None,
+        index=True,
     )
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -428,7 +431,10 @@ class Alert(Base):
     # Copied from its incident (or the alert it follows) when drafted: a drill's alert
     # goes to the drill's participants only, whatever its areas say.
     drill_id: Mapped[int | None] = mapped_column(
-        ForeignKey("drills.id", ondelete="SET NULL"), default=None, index=True
+        # No ON DELETE SET NULL: a drill's row lost must never make its alerts real ones.
+        ForeignKey("drills.id"),
+        default=None,
+        index=True,
     )
 
     areas: Mapped[list[Area]] = relationship(secondary=alert_areas)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from rapidresponse import broadcast
 from rapidresponse.models import (
+    Alert,
     Delivery,
     Subscriber,
     SubscriberStatus,
@@ -41,7 +42,12 @@ def to_ask(session: Session, now: datetime, after: timedelta) -> list[int]:
     """Active subscribers with a confirmed area whom nothing reached for ``after``, who
     joined (or last said yes to this) before that, and who are not waiting to answer."""
     since = now - after
-    reached = select(Delivery.subscriber_id).where(Delivery.sent_at > since, broadcast.got_it())
+    # A drill's alert says nothing about whether they still want real ones.
+    reached = (
+        select(Delivery.subscriber_id)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .where(Delivery.sent_at > since, broadcast.got_it(), Alert.drill_id.is_(None))
+    )
     subscribed = select(Subscription.subscriber_id).where(
         Subscription.status == SubscriptionStatus.CONFIRMED
     )

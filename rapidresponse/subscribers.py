@@ -221,12 +221,15 @@ class SubscriberDesk:
         )
         return ctx.say(message_id, code=intake.report_code)
 
-    def drill_answer(self, phone: str, message_id: str, **params: str) -> Reply | None:
-        """What a bare DRILL hears: whether a drill runs, and how to take part."""
+    def drill_answer(
+        self, phone: str, message_id: str, *, counted: bool = False, **params: str
+    ) -> Reply | None:
+        """What a bare DRILL hears (whether a drill runs, how to take part), or a late
+        drill report (``counted``: its limit was counted when it was stored)."""
         ctx = self._context(phone, Command(Keyword.DRILL))
         if self._silenced(ctx):
             return None
-        verdict = self.limits.inbound(ctx.key)
+        verdict = LimitVerdict.ALLOWED if counted else self.limits.inbound(ctx.key)
         if verdict is not LimitVerdict.ALLOWED:
             return limited_reply(verdict, ctx.language, "sms.rate_limited")
         return ctx.say(message_id, ReplyKind.NORMAL, **params)

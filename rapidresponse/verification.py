@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import CompoundSelect, func, select, update
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit, drills
@@ -91,9 +91,13 @@ def responders_to_page(session: Session, incident: Incident, wanted: int) -> lis
     if incident.area_id is None or wanted <= 0:
         return []
     # Not anyone paged for this one before, nor anyone out on another incident right now.
-    already = select(Dispatch.responder_id).where(
-        (Dispatch.incident_id == incident.id) | (Dispatch.state == DispatchState.GOING)
-    )
+    out_on = select(Dispatch.responder_id).where(Dispatch.state == DispatchState.GOING)
+    if incident.drill_id is None:
+        # Someone out on a drill is free for the real thing (and is paged for it).
+        out_on = out_on.join(Incident, Incident.id == Dispatch.incident_id).where(
+            Incident.drill_id.is_(None)
+        )
+    already = select(Dispatch.responder_id).where(Dispatch.incident_id == incident.id).union(out_on)
     if incident.drill_id is not None:
         return _drill_responders(session, incident.drill_id, already, wanted)
     chosen: list[Responder] = []
@@ -118,7 +122,7 @@ def responders_to_page(session: Session, incident: Incident, wanted: int) -> lis
 
 
 def _drill_responders(
-    session: Session, drill_id: int, already: Select[int], wanted: int
+    session: Session, drill_id: int, already: CompoundSelect[int], wanted: int
 ) -> list[Responder]:
     """A drill pages its own responders only, on shift or not (they came to practise),
     and never one who is out on an incident (a real one above all)."""

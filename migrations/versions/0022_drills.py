@@ -86,7 +86,6 @@ def upgrade() -> None:
                 "drills",
                 ["drill_id"],
                 ["id"],
-                ondelete="SET NULL",
             )
 
 

@@ -24,10 +24,13 @@ from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse import broadcast, drills
 from rapidresponse.areas import find_area
+from rapidresponse.board import merge_candidates
 from rapidresponse.commands import Keyword, parse
+from rapidresponse.corrections import CorrectionRefused, merge, split
 from rapidresponse.models import (
     Alert,
     AlertKind,
+    AlertStatus,
     Area,
     Dispatch,
     DispatchState,
@@ -210,7 +213,7 @@ def test_an_ended_or_old_drill_takes_no_reports(crew: Services, sms_app: Flask) 
         session.execute(
             update(Drill)
             .where(Drill.id == drill.id)
-            .values(started_at=utcnow() - drills.LIFETIME - timedelta(minutes=1))
+            .values(started_at=utcnow() - drills.LIFETIME - drills.GRACE - timedelta(minutes=1))
         )
     assert (Phone(sms_app.test_client(), PAT).text("JOIN DRILL") or "").startswith(
         "DRILL: no drill is running now."
@@ -218,6 +221,82 @@ def test_an_ended_or_old_drill_takes_no_reports(crew: Services, sms_app: Flask) 
     Phone(sms_app.test_client(), PAT).text(f"DRILL {SIGHTING}")
     [incident] = incidents(crew)
     assert incident.drill_id is None
+
+
+def test_a_drill_report_just_after_the_end_is_kept_with_the_drill_and_pages_nobody(
+    crew: Services, sms_app: Flask
+) -> None:
+    """A participant typing late must not set off a real incident."""
+    drill = start_drill(crew, "Ana")
+    with crew.database.session() as session:
+        drills.end(session, session.get_one(Drill, drill.id), crew.cipher, utcnow(), "system")
+    answer = Phone(sms_app.test_client(), PAT).text(f"DRILL {SIGHTING}") or ""
+    assert answer.startswith(f"DRILL: drill {drill.code} has ended.")
+    assert "without the word DRILL" in answer
+    [incident] = incidents(crew)
+    assert incident.drill_id == drill.id and incident.state is IncidentState.CLOSED
+    assert dispatch_incident(incident.id) == "closed"
+    # Words without the drill's are real, as always.
+    Phone(sms_app.test_client(), QUINN).text(SIGHTING)
+    assert incidents(crew)[-1].drill_id is None
+
+
+def test_ending_a_drill_closes_its_incidents_and_cancels_its_drafts(
+    crew: Services, sms_app: Flask
+) -> None:
+    drill = start_drill(crew, "Ana")
+    Phone(sms_app.test_client(), QUINN).text(f"DRILL {SIGHTING}")
+    [incident] = incidents(crew)
+    alert_id = confirmed_drill_alert(crew, incident.id)
+    with crew.database.session() as session:
+        drills.end(session, session.get_one(Drill, drill.id), crew.cipher, utcnow(), "staff:1")
+    with crew.database.session() as session:
+        assert session.get_one(Incident, incident.id).state is IncidentState.CLOSED
+        assert session.get_one(Alert, alert_id).status is AlertStatus.CANCELLED
+
+
+def test_corrections_never_cross_between_a_drill_and_the_real(
+    crew: Services, sms_app: Flask
+) -> None:
+    drill = start_drill(crew, "Ana")
+    Phone(sms_app.test_client(), PAT).text(SIGHTING)
+    Phone(sms_app.test_client(), QUINN).text(f"DRILL {SIGHTING}")
+    Phone(sms_app.test_client(), PUBLIC).text(f"DRILL agents at the school, {SIGHTING}")
+    real, practised = incidents(crew)
+    with crew.database.session() as session:
+        assert [c.id for c in merge_candidates(session, real.id)] == []
+        assert [c.id for c in merge_candidates(session, practised.id)] == []
+        for kept, absorbed in ((real.id, practised.id), (practised.id, real.id)):
+            with pytest.raises(CorrectionRefused, match="cannot be merged"):
+                merge(session, crew.cipher, kept, absorbed, 1, 1)
+        second = session.scalars(
+            select(Report.code).where(Report.incident_id == practised.id).order_by(Report.id)
+        ).all()[1]
+    with crew.database.session() as session:
+        split(session, crew.cipher, practised.id, second, 1)
+    alone = incidents(crew)[-1]
+    assert alone.drill_id == drill.id  # a drill's report stays in the drill
+
+
+def test_a_responder_out_on_a_drill_is_paged_for_the_real_thing(
+    crew: Services, sms_app: Flask
+) -> None:
+    start_drill(crew, "Ana", "Ben", "Carl")
+    Phone(sms_app.test_client(), QUINN).text(f"DRILL {SIGHTING}")
+    [practised] = incidents(crew)
+    with crew.database.session() as session:
+        for name in ("Ana", "Ben", "Carl"):
+            session.add(
+                Dispatch(
+                    incident_id=practised.id,
+                    responder_id=responder_id(crew, name),
+                    state=DispatchState.GOING,
+                )
+            )
+    Phone(sms_app.test_client(), PAT).text(SIGHTING)
+    real = incidents(crew)[-1]
+    assert real.drill_id is None
+    assert dispatch_incident(real.id).startswith("paged")
 
 
 # --- pages ------------------------------------------------------------------------------
