@@ -93,6 +93,7 @@ class IncidentPoint:
     area_id: int | None
     latitude: float | None
     longitude: float | None
+    drill: bool = False  # a drill's: its own marker, and no real count of its area
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class MapMarker:
     state: str
     x: float
     y: float
+    drill: bool = False
 
 
 @dataclass(frozen=True)
@@ -343,10 +345,10 @@ def _map_area(area: AreaShape, svg: Any, counts: Mapping[int, int]) -> MapArea:
 
 
 def _incident_counts(incidents: Sequence[IncidentPoint]) -> dict[int, int]:
-    """How many incidents each area has, drawn or not."""
+    """How many real incidents each area has, drawn or not (a drill is no incident there)."""
     counts: dict[int, int] = {}
     for incident in incidents:
-        if incident.area_id is not None:
+        if incident.area_id is not None and not incident.drill:
             counts[incident.area_id] = counts.get(incident.area_id, 0) + 1
     return counts
 
@@ -446,6 +448,7 @@ def _marker(incident: IncidentPoint, x: float, y: float, index: int, frame: _Fra
         state=_state_name(incident.state),
         x=round(min(max(x + dx, 0.0), frame.width), 1),
         y=round(min(max(y + dy, 0.0), frame.height), 1),
+        drill=incident.drill,
     )
 
 

@@ -134,7 +134,7 @@ def _board_context() -> dict[str, Any]:
         alerts = board.board_alerts(session, found.cipher, now, settled_progress.of)
         revision = current_revision(session) or "none"
     points = [
-        IncidentPoint(i.id, i.code, i.state.value, i.area_id, i.latitude, i.longitude)
+        IncidentPoint(i.id, i.code, i.state.value, i.area_id, i.latitude, i.longitude, i.drill)
         for i in incidents
         if i.state is not IncidentState.CLOSED
     ]

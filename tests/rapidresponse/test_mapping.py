@@ -425,3 +425,13 @@ def test_every_demo_area_is_drawn_with_finite_numbers() -> None:
         numbers += [tile.x, tile.y, tile.size]
     assert all(math.isfinite(value) for value in numbers)
     assert 0 < len(board.tiles) <= MAX_TILES
+
+
+def test_a_drill_has_its_own_marker_and_is_no_incident_of_its_area() -> None:
+    real = incident(1, area_id=1, lat=45.525, lon=-122.695)
+    drill = replace(incident(2, area_id=2, lat=45.525, lon=-122.675), drill=True)
+    board = build_map(GRID, [real, drill])
+    markers = {marker.incident_id: marker for marker in board.markers}
+    assert (markers[1].drill, markers[2].drill) == (False, True)
+    assert area_named(board, "Northwest").incident_count == 1
+    assert area_named(board, "Northeast").incident_count == 0  # nothing real there

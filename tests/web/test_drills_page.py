@@ -108,6 +108,7 @@ def test_a_typed_in_report_goes_through_the_intake_and_pages_the_drills_responde
     board = coordinator.get("/board").get_data(as_text=True)
     assert 'id="running-drill"' in board and f'href="/drills/{drill_id}"' in board
     assert 'class="incident-card state-reported drill"' in board
+    assert 'class="map-marker state-reported drill"' in board  # on the map too
     incident_page = coordinator.get(f"/board/incidents/{incident_id}").get_data(as_text=True)
     assert "drill-mark" in incident_page and "every text says DRILL" in incident_page
 
