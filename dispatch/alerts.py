@@ -154,6 +154,7 @@ def _alert_texts(
         notes=lines,
         signatures=_signatures(services),
         wordings=wordings(session),
+        drill=incident.drill_id is not None,
     )
 
 
@@ -280,6 +281,7 @@ def draft_follow_up(
             wordings=wordings(session),
             correcting=correcting,
             place=place,
+            drill=parent.drill_id is not None,
         )
         alert = broadcast.draft(
             session,

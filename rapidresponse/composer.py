@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from rapidresponse import drills
 from rapidresponse.messages import join_names, text
 from rapidresponse.models import AlertKind, Language
 from rapidresponse.refusals import N_, Refused
@@ -296,6 +297,7 @@ def compose(
     wording: Mapping[str, str] | None = None,
     correcting: Correcting = Correcting.FALSE_ALARM,
     place: str | None = None,
+    drill: bool = False,
 ) -> str:
     """The text of a ``kind`` message in ``language``, folded to GSM-7.
 
@@ -321,6 +323,9 @@ def compose(
     areas as then fit are listed again. The keyword and the signature are never cut: if
     even one area and they do not fit, the text is returned longer than one segment, and
     its preview says so.
+
+    A ``drill`` message starts with the drill word ("DRILL: ", "SIMULACRO: "), counted
+    in the segment like the rest.
     """
     if kind is AlertKind.ANNOUNCEMENT:
         raise ValueError("announcements are written by hand, not composed from templates")
@@ -359,6 +364,8 @@ def compose(
         for shown in range(len(names), 0, -1):
             body = say(message_id, areas=_area_list(names, shown), **params)
             message = gsm_fold(" ".join(part for part in (body, line, *tail) if part))
+            if drill:
+                message = drills.mark(message, language)
             if segment(message).segments == 1:
                 return message
     return message
@@ -376,6 +383,7 @@ def compose_all(
     wordings: Mapping[str, Mapping[str, str]] | None = None,
     correcting: Correcting = Correcting.FALSE_ALARM,
     place: str | None = None,
+    drill: bool = False,
 ) -> dict[str, str]:
     """``compose`` for every language: language value ("en", "es") → text.
 
@@ -396,6 +404,7 @@ def compose_all(
             wording=(wordings or {}).get(language.value),
             correcting=correcting,
             place=place,
+            drill=drill,
         )
         for language in Language
     }

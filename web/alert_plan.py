@@ -59,6 +59,8 @@ def send_plan(found: Services, session: Session, row: Alert, texts: dict[str, st
     draft = row.status is AlertStatus.DRAFT
     home = _home_area(session, row)
     areas = sorted((parent or row).areas, key=lambda a: (home is None or a.id != home.id, a.name))
+    if row.drill_id is not None:
+        home = None  # a drill's audience is its participants: no area's people, no choice
     choices = _choices(session, row, home) if draft and home is not None else None
     people = broadcast.subscribers_by_area(session, [home.id]) if draft and home else {}
     return SendPlan(

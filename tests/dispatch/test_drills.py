@@ -500,3 +500,21 @@ def test_a_drill_nobody_ended_is_ended_with_its_card_frozen_before_reports_are_p
         assert ended.card is not None and ended.card["reports"] == 1
         session.execute(delete(Report))  # purged: the card stays as it was
         assert drills.card_of(session, crew.cipher, ended)["reports"] == 1
+
+
+def test_the_drill_word_is_counted_in_the_alerts_one_segment(crew: Services) -> None:
+    """Composed for a drill, the mark is part of the budget: a long area list is
+    shortened so that the marked text still fits one segment when the real one does."""
+    from zoneinfo import ZoneInfo
+
+    from rapidresponse.composer import compose_all
+    from rapidresponse.sms import segment
+
+    names = ["Powellhurst-Gilbert", "Hazelwood", "Mill Park", "Centennial", "Pleasant Valley"]
+    kwargs = {"areas": names, "at": utcnow(), "tz": ZoneInfo("America/Los_Angeles")}
+    real = compose_all(AlertKind.ALERT, **kwargs)  # type: ignore[arg-type]
+    drill = compose_all(AlertKind.ALERT, drill=True, **kwargs)  # type: ignore[arg-type]
+    for language, text in drill.items():
+        assert text.startswith(("DRILL: ", "SIMULACRO: "))
+        if segment(real[language]).segments == 1:
+            assert segment(text).segments == 1, text
