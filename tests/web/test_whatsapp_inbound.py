@@ -9,7 +9,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from dispatch.services import Services
-from rapidresponse.models import Report, ReportChannel, Subscriber, SubscriberStatus
+from rapidresponse.models import Base, Report, ReportChannel, Subscriber, SubscriberStatus
+from tests.dispatch.test_verification_e2e import everything_in
 from tests.web.sms_helpers import ALICE, Phone, new_sid, send, twiml_message
 from tests.web.test_reports_sms import SIGHTING, lents_point, reports, text_of
 
@@ -54,6 +55,26 @@ def test_a_whatsapp_pin_with_no_words_is_a_located_report(
         assert placed.area is not None and placed.area.slug == "lents"
     answer = twiml_message(response.get_data(as_text=True))
     assert answer is not None and answer.startswith(f"Report {report.code} received.")
+    # The name WhatsApp shows and the WhatsApp id are stored nowhere readable: not in any
+    # row of any table, nor anywhere in either Redis.
+    stored = everything_in_the_database(twilio_services) + b"".join(
+        everything_in(client) for client in (twilio_services.redis, twilio_services.volatile)
+    )
+    assert report.code.encode() in stored  # the scan reads what is there
+    for secret in ("Alicia Example", "Alicia", ALICE.removeprefix("+"), ALICE[-7:]):
+        assert secret.encode() not in stored, secret
+
+
+def everything_in_the_database(services: Services) -> bytes:
+    """Every value of every row of every table, as a copy of the database shows it."""
+    blob = bytearray()
+    with services.database.session() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(select(table)):
+                for value in row:
+                    blob += value if isinstance(value, bytes) else str(value).encode()
+                    blob += b"\n"
+    return bytes(blob)
 
 
 @pytest.mark.parametrize(
