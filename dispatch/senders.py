@@ -423,9 +423,11 @@ def store_phone_message(
     *,
     sid: str,
     inbound: bool,
+    channel: str = "sms",
 ) -> int:
-    """One message of a simulated phone's conversation, sealed under the day's shred key
-    (erased with it, like report text); returns its row id."""
+    """One message of a simulated phone's conversation (on ``channel``: "sms" or
+    "whatsapp"), sealed under the day's shred key (erased with it, like report text);
+    returns its row id."""
     key = outbox_key(utcnow().date().isoformat())
     with database.session() as session:
         row = OutboxMessage(
@@ -435,6 +437,7 @@ def store_phone_message(
             body_sealed=cipher.seal(key, body, Purpose.OUTBOX_BODY),
             segments=segment(body).segments,
             inbound=inbound,
+            channel=channel,
         )
         session.add(row)
         session.flush()

@@ -8,7 +8,7 @@ real status callback (``broadcast.apply_status_callback``), so the board's 'sent
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -64,13 +64,14 @@ class PhoneMessage:
     at: datetime
 
 
-def conversation(services: Services, phone: str) -> list[PhoneMessage]:
-    """The last messages between ``phone`` and the hotline, oldest first (as a phone shows)."""
+def conversation(services: Services, phone: str, channel: str = "sms") -> list[PhoneMessage]:
+    """The last messages between ``phone`` and the hotline on ``channel``, oldest first
+    (as a phone shows them: SMS and WhatsApp are two conversations)."""
     digest = services.index.digest(phone, Purpose.PHONE_INDEX)
     with services.database.session() as session:
         rows = session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.to_index == digest)
+            .where(OutboxMessage.to_index == digest, OutboxMessage.channel == channel)
             .order_by(OutboxMessage.id.desc())
             .limit(CONVERSATION_LENGTH)
         ).all()
@@ -82,3 +83,15 @@ def conversation(services: Services, phone: str) -> list[PhoneMessage]:
             )
             for row in reversed(rows)
         ]
+
+
+# WhatsApp lets a business answer freely for 24 hours after the person's last message;
+# after that only with templates Meta approved.
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+def whatsapp_window_ends(messages: list[PhoneMessage]) -> datetime | None:
+    """When free answers stop being possible in this WhatsApp conversation (None: the
+    person never wrote)."""
+    last = max((m.at for m in messages if m.inbound), default=None)
+    return last + WHATSAPP_WINDOW if last is not None else None

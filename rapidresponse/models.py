@@ -701,6 +701,8 @@ class OutboxMessage(Base):
     body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     segments: Mapped[int] = mapped_column(Integer, default=1)
     inbound: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # "sms" or "whatsapp": a simulated phone has one conversation per channel.
+    channel: Mapped[str] = mapped_column(String(10), default="sms", server_default="sms")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -204,7 +204,13 @@ class SubscriberDesk:
         """
         ctx = self._context(phone, Command(Keyword.REPORT))
         if ctx.subscriber is None:
-            ctx.language = self.remembered_language(phone) or guess_language(report_text)
+            remembered = self.remembered_language(phone)
+            ctx.language = remembered or guess_language(report_text)
+            if remembered is None and not intake.follow_up and ctx.language is not Language.EN:
+                # Kept for the reporter window, like a chosen language: the follow-up
+                # ("3 vans", a pin with no words) is answered in the language of the
+                # report, not guessed again from a few words (which default to English).
+                self.remember_language(phone, ctx.language)
         elif self._silenced(ctx):
             return None
         verdict = self.limits.inbound(limit_key) if limit_key else LimitVerdict.ALLOWED

@@ -180,7 +180,12 @@ def _schedule_redaction(found: Services, sid: str, after: timedelta) -> None:
 
 
 def answer(
-    found: Services, phone: str, body: str, sid: str | None, location: Location | None = None
+    found: Services,
+    phone: str,
+    body: str,
+    sid: str | None,
+    location: Location | None = None,
+    channel: ReportChannel = ReportChannel.SMS,
 ) -> Reply | None:
     """Handle one inbound text and return what to answer (None: answer nothing).
 
@@ -193,7 +198,7 @@ def answer(
     if sid is not None and not found.seen_messages.first_time(sid):
         log.info("ignored a replayed inbound message")
         return None
-    return handle(found, phone, body, location)
+    return handle(found, phone, body, location, channel=channel)
 
 
 class AreasChanged(Exception):

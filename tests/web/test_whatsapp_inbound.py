@@ -142,3 +142,19 @@ def test_a_quick_reply_button_says_its_payload_whatever_its_label(
     answer = twiml_message(response.get_data(as_text=True))
     assert answer is not None and answer.startswith(f"Practice {code}: GO after")
     assert reports(twilio_services) == []  # "Voy" was not taken for a sighting
+
+
+def test_a_pin_after_a_spanish_report_is_answered_in_spanish(
+    sms_app: Flask, twilio_services: Services
+) -> None:
+    """The pin has no words to guess a language from: the report's language holds."""
+    client = sms_app.test_client()
+    first = Phone(client, WHATSAPP_ALICE).text("Migra en la esquina, dos camionetas")
+    assert first is not None and "recibido" in first
+    latitude, longitude = lents_point()
+    params = {"From": WHATSAPP_ALICE, "MessageSid": new_sid(), "Body": ""}
+    response = send(client, {**params, "Latitude": latitude, "Longitude": longitude})
+    answer = twiml_message(response.get_data(as_text=True))
+    [report] = reports(twilio_services)
+    assert answer is not None and report.code in answer
+    assert answer.startswith("Gracias"), answer
