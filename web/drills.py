@@ -128,6 +128,8 @@ def add_report(drill_id: int) -> ResponseReturnValue:
         flash(_("Write what the participant reports."))
         return redirect(url_for("drills.show", drill_id=drill_id), code=303)
     try:
+        # Before the write transaction, as the hotline does: a rebuild parses every outline.
+        directory = found.area_directory()
         with found.database.session() as session:
             drill = session.get(Drill, drill_id)
             if drill is None:
@@ -141,9 +143,7 @@ def add_report(drill_id: int) -> ResponseReturnValue:
                 drill_id=drill.id,
                 drill_area_id=drill.area_id,
             )
-            desk = ReportDesk(
-                session, found.cipher, intake_rules(found.settings), found.area_directory()
-            )
+            desk = ReportDesk(session, found.cipher, intake_rules(found.settings), directory)
             intake = desk.receive(sighting)
     except SQLAlchemyError as error:
         log.error("drill report: not stored (%s)", error.__class__.__name__)
