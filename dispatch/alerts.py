@@ -25,6 +25,7 @@ from dispatch.broadcast import (
     job_timeout,
     publish_progress,
     queued_batches,
+    whatsapp_batch,
 )
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services, current
@@ -364,6 +365,7 @@ def write_ledger(
             now=utcnow(),
             validity=timedelta(minutes=settings.alert_validity_minutes),
             batch=broadcast.batch_size(settings.send_rate),
+            whatsapp_batch=whatsapp_batch(settings),
             approved_by_id=staff_id,
         )
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
-from dispatch.broadcast import enqueue_batches, job_timeout, publish_progress
+from dispatch.broadcast import enqueue_batches, job_timeout, publish_progress, whatsapp_batch
 from dispatch.queues import QueueName
 from dispatch.services import Services
 from rapidresponse import announcements, broadcast
@@ -70,6 +70,7 @@ def send_announcement(
             now=now,
             validity=send_after - now + announcements.VALIDITY,
             batch=broadcast.batch_size(settings.send_rate),
+            whatsapp_batch=whatsapp_batch(settings),
             approved_by_id=staff_id,
             per_week=settings.announcements_per_week,
         )

@@ -24,7 +24,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from redis import Redis
@@ -46,14 +46,17 @@ from dispatch.queues import (
 from dispatch.senders import AsyncSender, SendError, make_async_sender
 from dispatch.services import Services, current
 from dispatch.status_queue import StatusCallback
-from rapidresponse import broadcast
+from rapidresponse import broadcast, config, whatsapp
+from rapidresponse.config import Settings
 from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
     Alert,
+    Channel,
     Delivery,
     DeliveryStatus,
     Subscriber,
     SubscriberStatus,
+    WhatsAppTemplate,
     utcnow,
 )
 from rapidresponse.sms import segment
@@ -61,6 +64,7 @@ from rapidresponse.sms import segment
 log = logging.getLogger(__name__)
 
 TRIES = 4  # per message within one job, for 429 / 5xx / timeouts
+WHATSAPP_RATE_HOLD = 5.0  # seconds the WhatsApp lane pauses after a 63018 (rate exceeded)
 BACKOFF_SECONDS = (0.5, 1.0, 2.0)
 MAX_RETRY_AFTER = 30.0  # a longer wait is better spent back in the queue
 PROGRESS_EVERY = 1.0  # seconds between live progress events of one alert, across workers
@@ -93,6 +97,27 @@ class Recipient:
     to: str = field(repr=False)
     body: str = field(repr=False)
     segments: int
+    channel: Channel = Channel.SMS
+    # WhatsApp's approved template for this kind and language; None: free text.
+    content: whatsapp.Content | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One channel's way out: its sender and its own pace."""
+
+    sender: AsyncSender
+    pacer: Pacer | None
+
+    def slots(self, recipients: Sequence[Recipient]) -> list[float]:
+        """One send slot each (WhatsApp counts messages, SMS counts segments)."""
+        if self.pacer is None or not recipients:
+            return [0.0] * len(recipients)
+        return self.pacer.reserve([_units(r) for r in recipients])
+
+
+def _units(recipient: Recipient) -> int:
+    return 1 if recipient.channel is Channel.WHATSAPP else recipient.segments
 
 
 @dataclass
@@ -111,6 +136,7 @@ class Tally:
     expired: int = 0  # never sent: the alert's validity ran out first
     released: int = 0
     skipped: int = 0
+    fell_back: int = 0  # refused by WhatsApp, pending again by SMS
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -119,6 +145,7 @@ class Tally:
             "expired": self.expired,
             "released": self.released,
             "skipped": self.skipped,
+            "fell_back": self.fell_back,
         }
 
 
@@ -197,12 +224,23 @@ def send_batch(alert_id: int, batch: int) -> dict[str, int]:
                 session, _DELIVERIES.c.lease_token == lease.token, utcnow()
             )
         finish_alert_if_done(services, alert_id)
+    if tally.fell_back:
+        resend(services, alert_id, batch)
     tally.released += released
     if tally.released:
         raise BatchIncomplete(
             f"alert {alert_id} batch {batch}: {tally.released} deliveries left for a retry"
         )
     return tally.as_dict()
+
+
+def resend(services: Services, alert_id: int, batch: int) -> None:
+    """Send a batch again now (WhatsApp refusals became SMS); if Redis is away, the
+    reaper finds its pending rows."""
+    try:
+        enqueue_batches(services.redis, alert_id, [batch], job_timeout(services))
+    except (RedisError, OSError) as error:
+        log.warning("alert %s: SMS fallback not enqueued (%s)", alert_id, type(error).__name__)
 
 
 def claim_batch(services: Services, lease: BatchLease) -> int:
@@ -238,20 +276,46 @@ async def _send_claimed(services: Services, lease: BatchLease) -> Tally:
         alert = session.get_one(Alert, lease.alert_id)
         expires_at = alert.expires_at
         bodies = broadcast.texts_of(services.cipher, alert)
-        recipients = _recipients(services, session, lease, bodies) if bodies else []
+        templates = whatsapp.approved_templates(session, alert.kind)
+        recipients = _recipients(services, session, lease, bodies, templates) if bodies else []
     now = utcnow()
     # Past its validity, or its text already erased with its incident: dropped, not sent.
     if not bodies or (expires_at is not None and now >= expires_at):
         tally.expired += _finish_all(services, lease, DeliveryStatus.EXPIRED)
         return tally
-    sender = make_async_sender(
-        services.settings, services.database, services.cipher, services.index, services.redis
-    )
+    # Every lane there is, whatever the batch holds now: a STOP on one channel since the
+    # ledger was written moves a row to the other one (see _mark_sending).
+    lanes = {channel: _lane(services, channel) for channel in _channels(services.settings)}
     try:
-        await _SlidingWindow(services, lease, sender, expires_at, tally).run(recipients)
+        await _SlidingWindow(services, lease, lanes, expires_at, tally).run(recipients)
     finally:
-        await sender.close()
+        for lane in lanes.values():
+            await lane.sender.close()
     return tally
+
+
+def _channels(settings: Settings) -> list[Channel]:
+    return list(Channel) if config.whatsapp_alerts(settings) else [Channel.SMS]
+
+
+def whatsapp_batch(settings: Settings) -> int | None:
+    """The WhatsApp lane's batch size for ``broadcast.approve`` (None: no WhatsApp)."""
+    if not config.whatsapp_alerts(settings):
+        return None
+    return broadcast.batch_size(settings.whatsapp_send_rate)
+
+
+def _lane(services: Services, channel: Channel) -> Lane:
+    sender = make_async_sender(
+        services.settings,
+        services.database,
+        services.cipher,
+        services.index,
+        services.redis,
+        channel,
+    )
+    pacer = services.whatsapp_pacer if channel is Channel.WHATSAPP else services.pacer
+    return Lane(sender, pacer)
 
 
 class _SlidingWindow:
@@ -268,13 +332,13 @@ class _SlidingWindow:
         self,
         services: Services,
         lease: BatchLease,
-        sender: AsyncSender,
+        lanes: dict[Channel, Lane],
         expires_at: datetime | None,
         tally: Tally,
     ) -> None:
         self.services = services
         self.lease = lease
-        self.sender = sender
+        self.lanes = lanes
         self.expires_at = expires_at
         self.tally = tally
         self.window = services.settings.send_concurrency
@@ -301,24 +365,31 @@ class _SlidingWindow:
 
     async def _send_all(self, recipients: Sequence[Recipient]) -> None:
         loop = asyncio.get_running_loop()
-        pacer = self.services.pacer
         for chunk in _chunks(recipients, _chunk_size(self.services)):
             # Written before the next chunk is marked: marked rows without an outcome
             # are then at most the window in flight plus this chunk (what a kill leaves).
             self._record_finished()
             sendable = _mark_sending(self.services, self.lease, chunk)
             self.tally.skipped += len(chunk) - len(sendable)
-            waits = pacer.reserve([r.segments for r in sendable]) if pacer else []
+            waits = self._slots(sendable)
             reserved_at = loop.time()
             validity = None if self.expires_at is None else _seconds_left(self.expires_at)
-            for n, recipient in enumerate(sendable):
+            for recipient, wait in zip(sendable, waits, strict=True):
                 await self.room.acquire()
-                due = reserved_at + (waits[n] if waits else 0.0)
-                task = asyncio.create_task(_send_one(self.sender, pacer, recipient, due, validity))
+                lane = self.lanes[recipient.channel]
+                task = asyncio.create_task(_send_one(lane, recipient, reserved_at + wait, validity))
                 self.in_flight.add(task)
                 task.add_done_callback(self._done)
         if self.in_flight:
             await asyncio.wait(self.in_flight)
+
+    def _slots(self, sendable: Sequence[Recipient]) -> list[float]:
+        """Each recipient's wait, from its own channel's pacer."""
+        waits: dict[str, float] = {}
+        for channel, lane in self.lanes.items():
+            mine = [r for r in sendable if r.channel is channel]
+            waits.update(zip((r.delivery_id for r in mine), lane.slots(mine), strict=True))
+        return [waits[r.delivery_id] for r in sendable]
 
     def _done(self, task: asyncio.Task[Result]) -> None:
         self.in_flight.discard(task)
@@ -335,12 +406,22 @@ class _SlidingWindow:
 
 
 def _recipients(
-    services: Services, session: Session, lease: BatchLease, bodies: dict[str, str]
+    services: Services,
+    session: Session,
+    lease: BatchLease,
+    bodies: dict[str, str],
+    templates: dict[str, WhatsAppTemplate],
 ) -> list[Recipient]:
     """The claimed rows with their numbers and texts (opt-outs are checked per chunk)."""
     segments = {language: segment(text).segments for language, text in bodies.items()}
     rows = session.execute(
-        select(Delivery.id, Delivery.subscriber_id, Delivery.language, Subscriber.phone_sealed)
+        select(
+            Delivery.id,
+            Delivery.subscriber_id,
+            Delivery.language,
+            Subscriber.phone_sealed,
+            Delivery.channel,
+        )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(
             Delivery.alert_id == lease.alert_id,
@@ -350,7 +431,7 @@ def _recipients(
         .order_by(Delivery.id)
     ).all()
     recipients = []
-    for delivery_id, subscriber_id, language, sealed in rows:
+    for delivery_id, subscriber_id, language, sealed, channel in rows:
         # A language without its own text gets English rather than nothing.
         lang = language.value if language.value in bodies else "en"
         recipients.append(
@@ -360,9 +441,18 @@ def _recipients(
                 to=services.cipher.decrypt(sealed, Purpose.SUBSCRIBER_PHONE),
                 body=bodies[lang],
                 segments=segments[lang],
+                channel=channel,
+                content=_content(templates, language.value, bodies[lang]),
             )
         )
     return recipients
+
+
+def _content(
+    templates: dict[str, WhatsAppTemplate], language: str, body: str
+) -> whatsapp.Content | None:
+    template = templates.get(language)
+    return None if template is None else whatsapp.content(template, body)
 
 
 def _chunks(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipient]]:
@@ -389,7 +479,9 @@ def _mark_sending(
     """Renew the lease, close rows whose subscriber left, mark the rest as in flight.
 
     The opt-out check is made here, for the whole chunk, immediately before the
-    requests leave: a STOP that arrived since the ledger was written is honoured.
+    requests leave: a STOP that arrived since the ledger was written is honoured, on
+    the channel it came on. Someone who stopped one channel but is still active on the
+    other gets the alert there instead (the row's channel changes; still one row).
     """
     now = utcnow()
     with services.database.session() as session:
@@ -400,28 +492,27 @@ def _mark_sending(
             .values(lease_expires_at=now + _lease_length(services))
             .execution_options(synchronize_session=False)
         )
-        gone = dict(
-            session.execute(
-                select(Subscriber.id, Subscriber.status).where(
+        standing = {
+            subscriber_id: {Channel.SMS: sms, Channel.WHATSAPP: on_whatsapp}
+            for subscriber_id, sms, on_whatsapp in session.execute(
+                select(Subscriber.id, Subscriber.status, Subscriber.whatsapp_status).where(
                     Subscriber.id.in_({r.subscriber_id for r in chunk}),
-                    Subscriber.status != SubscriberStatus.ACTIVE,
                 )
-            ).all()
-        )
-        for subscriber_status, delivery_status in (
-            (SubscriberStatus.OPTED_OUT, DeliveryStatus.OPTED_OUT),
-            (SubscriberStatus.UNDELIVERABLE, DeliveryStatus.UNDELIVERABLE),
-        ):
-            closed = [
-                r.delivery_id for r in chunk if gone.get(r.subscriber_id) == subscriber_status
-            ]
-            if closed:
-                _finish_ids(session, lease, closed, delivery_status, now)
+            )
+        }
+        going, closed = _route(chunk, standing, services.settings)
+        for delivery_status, ids in closed.items():
+            _finish_ids(session, lease, ids, delivery_status, now)
+        switched = _switched(chunk, going)
+        for channel in Channel:
+            moved = [r.delivery_id for r in switched if r.channel is channel]
+            if moved:
+                _set_channel(session, lease, moved, channel)
         marked = set(
             session.scalars(
                 update(Delivery)
                 .where(
-                    Delivery.id.in_([r.delivery_id for r in chunk if r.subscriber_id not in gone]),
+                    Delivery.id.in_([r.delivery_id for r in going]),
                     Delivery.lease_token == lease.token,
                     Delivery.status == DeliveryStatus.CLAIMED,
                 )
@@ -430,7 +521,55 @@ def _mark_sending(
                 .execution_options(synchronize_session=False)
             )
         )
-    return [r for r in chunk if r.delivery_id in marked]
+    return [r for r in going if r.delivery_id in marked]
+
+
+# A subscriber's standing on a channel -> what becomes of a delivery that cannot go there
+# (nor by the other channel).
+_CLOSED_AS = {
+    SubscriberStatus.OPTED_OUT: DeliveryStatus.OPTED_OUT,
+    SubscriberStatus.UNDELIVERABLE: DeliveryStatus.UNDELIVERABLE,
+    SubscriberStatus.PAUSED: DeliveryStatus.OPTED_OUT,
+    SubscriberStatus.NO_CONSENT: DeliveryStatus.OPTED_OUT,
+}
+
+
+def _route(
+    chunk: Sequence[Recipient],
+    standing: dict[int, dict[Channel, SubscriberStatus]],
+    settings: Settings,
+) -> tuple[list[Recipient], dict[DeliveryStatus, list[str]]]:
+    """Who goes, on which channel; and who is closed, as what."""
+    going: list[Recipient] = []
+    closed: dict[DeliveryStatus, list[str]] = {}
+    for recipient in chunk:
+        channels = standing.get(recipient.subscriber_id)
+        if channels is None:
+            continue  # erased since: its row went with it
+        mine = channels[recipient.channel]
+        if mine is SubscriberStatus.ACTIVE:
+            going.append(recipient)
+            continue
+        other = whatsapp.other(recipient.channel)
+        if channels[other] is SubscriberStatus.ACTIVE and other in _channels(settings):
+            going.append(replace(recipient, channel=other))
+            continue
+        closed.setdefault(_CLOSED_AS[mine], []).append(recipient.delivery_id)
+    return going, closed
+
+
+def _switched(chunk: Sequence[Recipient], going: Sequence[Recipient]) -> list[Recipient]:
+    before = {r.delivery_id: r.channel for r in chunk}
+    return [r for r in going if before[r.delivery_id] is not r.channel]
+
+
+def _set_channel(session: Session, lease: BatchLease, ids: list[str], channel: Channel) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids), Delivery.lease_token == lease.token)
+        .values(channel=channel)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _finish_ids(
@@ -462,29 +601,30 @@ def _finish_all(services: Services, lease: BatchLease, status: DeliveryStatus) -
 # --- sending ---------------------------------------------------------------------------------
 
 
-async def _send_one(
-    sender: AsyncSender,
-    pacer: Pacer | None,
-    recipient: Recipient,
-    due: float,
-    validity: int | None,
-) -> Result:
+async def _send_one(lane: Lane, recipient: Recipient, due: float, validity: int | None) -> Result:
     """One message, retried on 429 / 5xx / timeouts; ``due`` is its pacer slot (loop time)."""
     loop = asyncio.get_running_loop()
     result = Result(recipient)
+    pacer = lane.pacer
+    on_whatsapp = recipient.channel is Channel.WHATSAPP
     for attempt in range(TRIES):
         await _wait_for_slot(pacer, recipient, due)
         try:
-            result.sid = await sender.send(
+            result.sid = await lane.sender.send(
                 recipient.to,
                 recipient.body,
                 callback_id=recipient.delivery_id,
                 validity_period=validity,
+                content=recipient.content if on_whatsapp else None,
             )
             return result
         except SendError as error:
+            if on_whatsapp and error.code in whatsapp.FALLBACK_CODES:
+                error.permanent = True  # for WhatsApp; SMS may still take it
+            if on_whatsapp and error.code == whatsapp.RATE_LIMITED and pacer is not None:
+                pacer.hold(WHATSAPP_RATE_HOLD)  # every worker's WhatsApp lane waits
             if error.permanent:
-                result.failed_as = broadcast.status_for_error(error.code)
+                result.failed_as = broadcast.status_for_error(error.code, recipient.channel)
                 result.error_code = error.code
                 return result
             result.unknown_outcome |= error.unknown_outcome
@@ -493,7 +633,7 @@ async def _send_one(
                 break
             wait = _backoff(attempt, error.retry_after)
             if pacer is not None:  # a retry is a send like any other: it takes a slot
-                wait = max(wait, pacer.reserve([recipient.segments])[0])
+                wait = max(wait, pacer.reserve([_units(recipient)])[0])
             due = loop.time() + wait
     return result  # neither sent nor refused: released for a later job
 
@@ -511,7 +651,7 @@ async def _wait_for_slot(pacer: Pacer | None, recipient: Recipient, due: float) 
             await asyncio.sleep(wait)
         if pacer is None or loop.time() - due <= pacer.interval / 4:
             return
-        due = loop.time() + pacer.reserve([recipient.segments])[0]
+        due = loop.time() + pacer.reserve([_units(recipient)])[0]
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -530,6 +670,7 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
     refused = [r for r in results if r.failed_as is not None]
     unsent = [r for r in results if r.sid is None and r.failed_as is None]
     owned = (_DELIVERIES.c.id == bindparam("b_id")) & (_DELIVERIES.c.lease_token == lease.token)
+    fell_back = 0
     with services.database.session() as session:
         if sent:
             session.execute(
@@ -553,6 +694,8 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
                 ],
             )
         if refused:
+            # First: what SMS can still carry is pending again, and no longer ours.
+            fell_back = _fall_back(session, refused, now)
             session.execute(
                 update(_DELIVERIES)
                 .where(owned)
@@ -572,16 +715,23 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
                 ],
             )
             for status in (DeliveryStatus.OPTED_OUT, DeliveryStatus.UNDELIVERABLE):
-                broadcast.mark_subscribers(
-                    session,
-                    [r.recipient.subscriber_id for r in refused if r.failed_as is status],
-                    status,
-                    now,
-                )
+                for channel in Channel:
+                    broadcast.mark_subscribers(
+                        session,
+                        [
+                            r.recipient.subscriber_id
+                            for r in refused
+                            if r.failed_as is status and r.recipient.channel is channel
+                        ],
+                        status,
+                        now,
+                        channel,
+                    )
         if unsent:
             _release_unsent(session, lease, unsent, now)
     tally.sent += len(sent)
-    tally.failed += len(refused)
+    tally.failed += len(refused) - fell_back
+    tally.fell_back += fell_back
     tally.released += len(unsent)
     for r in unsent:
         log.warning(
@@ -591,6 +741,20 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
             TRIES,
             r.error_code,
         )
+
+
+def _fall_back(session: Session, refused: list[Result], now: datetime) -> int:
+    """WhatsApp refusals another channel may overcome: pending again by SMS for those
+    who consented to it (the rest keep their failure and its code)."""
+    fell_back = 0
+    for code in whatsapp.FALLBACK_CODES:
+        ids = [
+            r.recipient.delivery_id
+            for r in refused
+            if r.recipient.channel is Channel.WHATSAPP and r.error_code == code
+        ]
+        fell_back += broadcast.fall_back_to_sms(session, ids, code, now)
+    return fell_back
 
 
 def _release_unsent(
@@ -726,3 +890,19 @@ def apply_status_callbacks(services: Services, callbacks: Sequence[StatusCallbac
     changed = {o.alert_id for o in outcomes if o.changed and o.alert_id is not None}
     for alert_id in sorted(changed):
         progress_hint(services, alert_id)
+    if any(o.slow_down for o in outcomes) and services.whatsapp_pacer is not None:
+        _hold_whatsapp(services.whatsapp_pacer)
+    resends = {
+        (o.alert_id, o.resend_batch)
+        for o in outcomes
+        if o.changed and o.alert_id is not None and o.resend_batch is not None
+    }
+    for alert_id, batch in sorted(resends):
+        resend(services, alert_id, batch)
+
+
+def _hold_whatsapp(pacer: Pacer) -> None:
+    try:
+        pacer.hold(WHATSAPP_RATE_HOLD)
+    except (RedisError, OSError) as error:
+        log.warning("WhatsApp lane not slowed (%s)", type(error).__name__)

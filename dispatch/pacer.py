@@ -44,6 +44,20 @@ return waits
 """
 
 
+# KEYS[1]: the sender's pacer; ARGV[1]: microseconds from now before the next slot.
+_HOLD = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local hold = tonumber(ARGV[1])
+if tat < now + hold then
+  local ttl = math.floor(hold / 1000) + 60000
+  redis.call('SET', KEYS[1], string.format('%d', now + hold), 'PX', ttl)
+end
+return 1
+"""
+
+
 class Pacer:
     """Hands out send times at ``rate`` segments per second for one sender."""
 
@@ -55,6 +69,11 @@ class Pacer:
         self.interval_us = int(1_000_000 * HEADROOM / rate)
         self.interval = self.interval_us / 1_000_000  # seconds between segments
         self._script = redis.register_script(_RESERVE)
+        self._hold = redis.register_script(_HOLD)
+
+    def hold(self, seconds: float) -> None:
+        """Hand out no slot for ``seconds`` (the provider said we went too fast)."""
+        self._hold(keys=[self.key], args=[int(seconds * 1_000_000)])
 
     def reserve(self, segments: Sequence[int]) -> list[float]:
         """Reserve one slot per message; return each one's wait in seconds from now."""
@@ -72,3 +91,11 @@ def make_pacer(redis: Redis, settings: Settings) -> Pacer | None:
     sender = settings.twilio_from if settings.sms_backend == "twilio" else "simulator"
     digest = hashlib.sha256((sender or "").encode()).hexdigest()[:16]
     return Pacer(redis, settings.send_rate, digest)
+
+
+def make_whatsapp_pacer(redis: Redis, settings: Settings) -> Pacer:
+    """The WhatsApp sender's own pace (WHATSAPP_SEND_RATE), apart from the SMS number's:
+    one channel's limit never slows the other."""
+    sender = settings.whatsapp_from if settings.sms_backend == "twilio" else "simulator"
+    digest = hashlib.sha256(f"whatsapp:{sender}".encode()).hexdigest()[:16]
+    return Pacer(redis, settings.whatsapp_send_rate, digest)

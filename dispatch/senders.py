@@ -36,10 +36,11 @@ from rapidresponse.broadcast import BAD_NUMBER_CODES, OPTED_OUT_CODES
 from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, Purpose
 from rapidresponse.db import Database
-from rapidresponse.models import OutboxMessage, utcnow
+from rapidresponse.models import Channel, OutboxMessage, utcnow
 from rapidresponse.shredding import ShreddingCipher, outbox_key
 from rapidresponse.sms import segment
 from rapidresponse.subscribers import ReplyKind, permit_text
+from rapidresponse.whatsapp import ADDRESS_PREFIX, Content
 
 # Twilio error codes that will not get better by retrying. 21610: the recipient texted
 # STOP to our number; 21211: invalid 'To'; 21614: not a mobile number; 30005: unknown
@@ -128,11 +129,13 @@ class _TwilioAccount:
         public_url: str,
         api_url: str,
         http: Any,
+        to_prefix: str = "",
     ) -> None:
         if not sender:
             raise ValueError("sender: a phone number or a Messaging Service sid is needed")
         self.public_url = public_url.rstrip("/")
         self.sender = sender
+        self.to_prefix = to_prefix  # "whatsapp:" for the WhatsApp sender
         self.client = Client(account_sid, auth_token, http_client=http)
         self.client.api.base_url = api_url.rstrip("/")
 
@@ -198,9 +201,16 @@ class AsyncSender(Protocol):
     """Sends many messages at once from one event loop (the broadcast path)."""
 
     async def send(
-        self, to: str, body: str, *, callback_id: str | None, validity_period: int | None
+        self,
+        to: str,
+        body: str,
+        *,
+        callback_id: str | None,
+        validity_period: int | None,
+        content: Content | None = None,
     ) -> str:
-        """Like ``Sender.send``; raises ``SendError``."""
+        """Like ``Sender.send``; raises ``SendError``. With ``content`` (WhatsApp outside
+        its 24 h window) the approved template carries ``body`` instead of free text."""
         ...
 
     async def close(self) -> None: ...
@@ -224,17 +234,36 @@ class AsyncTwilioSender(_TwilioAccount):
         api_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
         concurrency: int = 50,
+        to_prefix: str = "",
     ) -> None:
         self.http = _AsyncHeaderKeepingHttpClient(timeout=timeout, concurrency=concurrency)
         super().__init__(
-            account_sid, auth_token, sender, public_url=public_url, api_url=api_url, http=self.http
+            account_sid,
+            auth_token,
+            sender,
+            public_url=public_url,
+            api_url=api_url,
+            http=self.http,
+            to_prefix=to_prefix,
         )
 
     async def send(
-        self, to: str, body: str, *, callback_id: str | None, validity_period: int | None
+        self,
+        to: str,
+        body: str,
+        *,
+        callback_id: str | None,
+        validity_period: int | None,
+        content: Content | None = None,
     ) -> str:
         options = _message_options(
-            self.sender, self.public_url, to, body, callback_id, validity_period
+            self.sender,
+            self.public_url,
+            self.to_prefix + to,
+            body,
+            callback_id,
+            validity_period,
+            content,
         )
         try:
             message = await self.client.messages.create_async(**options)
@@ -260,8 +289,13 @@ def _message_options(
     body: str,
     callback_id: str | None,
     validity_period: int | None,
+    content: Content | None = None,
 ) -> dict[str, object]:
-    options: dict[str, object] = {"to": to, "body": body}
+    options: dict[str, object] = {"to": to}
+    if content is None:
+        options["body"] = body
+    else:
+        options["content_sid"], options["content_variables"] = content.sid, content.variables
     # An alphanumeric sender id may start with "MG" too; only a real sid is a service.
     if MESSAGING_SERVICE_SID.fullmatch(sender):
         options["messaging_service_sid"] = sender
@@ -384,11 +418,13 @@ class SimulatorSender:
         cipher: ShreddingCipher,
         index: BlindIndex,
         redis: Redis | None = None,
+        channel: Channel = Channel.SMS,
     ) -> None:
         self.database = database
         self.cipher = cipher
         self.index = index
         self.redis = redis
+        self.channel = channel  # the simulated phone's conversation it lands in
 
     def send(
         self,
@@ -400,7 +436,14 @@ class SimulatorSender:
     ) -> str:
         sid = simulated_sid()
         outbox_id = store_phone_message(
-            self.database, self.cipher, self.index, to, body, sid=sid, inbound=False
+            self.database,
+            self.cipher,
+            self.index,
+            to,
+            body,
+            sid=sid,
+            inbound=False,
+            channel=self.channel.value,
         )
         if callback_id is not None and self.redis is not None:  # after the commit
             for delay, stage in SIMULATED_REPORTS:
@@ -578,8 +621,15 @@ class AsyncSimulatorSender:
         self.inner = inner
 
     async def send(
-        self, to: str, body: str, *, callback_id: str | None, validity_period: int | None
+        self,
+        to: str,
+        body: str,
+        *,
+        callback_id: str | None,
+        validity_period: int | None,
+        content: Content | None = None,
     ) -> str:
+        # A template says the same text in its approved frame; the phone shows the text.
         return self.inner.send(to, body, callback_id=callback_id, validity_period=validity_period)
 
     async def close(self) -> None:
@@ -592,20 +642,26 @@ def make_async_sender(
     cipher: ShreddingCipher,
     index: BlindIndex,
     redis: Redis | None = None,
+    channel: Channel = Channel.SMS,
 ) -> AsyncSender:
-    """The broadcast path's sender for SMS_BACKEND; call inside the event loop.
+    """The broadcast path's sender for SMS_BACKEND on ``channel``; call inside the event
+    loop. WhatsApp goes from WHATSAPP_FROM (config checks it is set before a ledger ever
+    names WhatsApp with Twilio).
 
     The opt-out check for broadcasts is made by the batch job itself, for a whole
     chunk at a time, just before it sends (see ``dispatch.broadcast``).
     """
     if settings.sms_backend == "twilio":
-        assert settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+        on_whatsapp = channel is Channel.WHATSAPP
+        sender = settings.whatsapp_from if on_whatsapp else settings.twilio_from
+        assert settings.twilio_account_sid and settings.twilio_auth_token and sender
         return AsyncTwilioSender(
             settings.twilio_account_sid,
             settings.twilio_auth_token,
-            settings.twilio_from,
+            sender,
             public_url=settings.public_url,
             api_url=settings.twilio_api_url,
             concurrency=settings.send_concurrency,
+            to_prefix=ADDRESS_PREFIX if on_whatsapp else "",
         )
-    return AsyncSimulatorSender(SimulatorSender(database, cipher, index, redis))
+    return AsyncSimulatorSender(SimulatorSender(database, cipher, index, redis, channel))

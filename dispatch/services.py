@@ -16,7 +16,7 @@ from redis import Redis
 
 from dispatch.limits import RedisAbuseLimits
 from dispatch.live import LivePublisher
-from dispatch.pacer import Pacer, make_pacer
+from dispatch.pacer import Pacer, make_pacer, make_whatsapp_pacer
 from dispatch.redis_conn import EmbeddedRedis, connect
 from dispatch.reporter_keys import ReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
@@ -47,6 +47,7 @@ class Services:
     languages: RememberedLanguages
     spool: Spool  # inbound texts the database could not take yet, sealed, on this host
     pacer: Pacer | None = None  # None: SEND_RATE=unlimited
+    whatsapp_pacer: Pacer | None = None  # WHATSAPP_SEND_RATE, the WhatsApp sender's own
     areas: AreaCatalog = field(default_factory=AreaCatalog, repr=False)
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
     volatile_store: VolatileStore | None = field(default=None, repr=False)
@@ -93,6 +94,7 @@ class Services:
             languages=RememberedLanguages(volatile, link_seconds),
             spool=Spool(settings.spool_path, cipher),
             pacer=pacer,
+            whatsapp_pacer=make_whatsapp_pacer(redis, settings),
             embedded_redis=embedded,
             volatile_store=store,
         )

@@ -31,16 +31,18 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session
 
-from rapidresponse import audit, drills, redaction
+from rapidresponse import audit, drills, redaction, whatsapp
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
 from rapidresponse.models import (
     Alert,
     AlertKind,
     AlertStatus,
+    Channel,
     Delivery,
     DeliveryStatus,
     Incident,
@@ -212,10 +214,14 @@ def approve(
     now: datetime,
     validity: timedelta,
     batch: int,
+    whatsapp_batch: int | None = None,
     approved_by_id: int | None = None,
     per_week: int = 2,
 ) -> Approval:
     """Mark a draft approved and write its ledger, in the caller's transaction.
+
+    ``batch`` and ``whatsapp_batch`` are each channel's batch size; without
+    ``whatsapp_batch`` WhatsApp carries nothing (no sender) and only SMS consent counts.
 
     Commit, then enqueue the batches: a crash in between leaves pending rows that the
     reaper finds, never jobs that point at nothing.
@@ -237,12 +243,14 @@ def approve(
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise AlertNotApprovable(f"alert {alert_id} is not a draft")
     alert = session.get_one(Alert, alert_id, populate_existing=True)
-    near, far = _write_ledger(session, alert, now, batch, per_week)
+    sizes = {Channel.SMS: batch}
+    if whatsapp_batch is not None:
+        sizes[Channel.WHATSAPP] = whatsapp_batch
+    near, far, near_batches, batches = _write_ledger(session, alert, now, sizes, per_week)
     if alert.drill_id is not None:
         _check_drill_ledger(session, alert)
     recipients = near + far
-    near_batches, far_batches = -(-near // batch), -(-far // batch)
-    held = near_batches if near_batches and far_batches else None
+    held = near_batches if near and far else None
     alert.recipient_count, alert.held_from_batch = recipients, held
     if recipients == 0:
         alert.status, alert.completed_at = AlertStatus.COMPLETE, now
@@ -253,7 +261,7 @@ def approve(
         subject=f"alert:{alert_id}",
         details={"kind": alert.kind.value, "recipients": recipients},
     )
-    return Approval(alert_id, recipients, near_batches + far_batches, held)
+    return Approval(alert_id, recipients, batches, held)
 
 
 class DrillLedgerBreach(RuntimeError):
@@ -313,7 +321,7 @@ def subscribers_by_area(session: Session, area_ids: Sequence[int]) -> dict[int, 
         .where(
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
-            _sendable(),
+            reachable(),
         )
         .group_by(Subscription.area_id)
     ).all()
@@ -360,7 +368,7 @@ def audience(
         return (
             select(Subscriber.id, Subscriber.language)
             .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-            .where(Delivery.alert_id == alert.parent_id, got_it(), _sendable())
+            .where(Delivery.alert_id == alert.parent_id, got_it(), reachable())
             .distinct()
         )
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
@@ -370,7 +378,7 @@ def audience(
         .where(
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
-            _sendable(),
+            reachable(),
         )
         .distinct()
     )
@@ -380,7 +388,7 @@ def _drill_audience(drill_id: int) -> Select[int, Language]:
     """A drill alert (and each of its follow-ups) goes to the drill's participants who
     can be texted — never to a public subscriber, whatever areas it names."""
     return select(Subscriber.id, Subscriber.language).where(
-        Subscriber.id.in_(drills.subscriber_ids(drill_id)), _sendable()
+        Subscriber.id.in_(drills.subscriber_ids(drill_id)), reachable()
     )
 
 
@@ -407,7 +415,7 @@ def _announcement_audience(alert: Alert, per_week: int, now: datetime) -> Select
     )
     return select(Subscriber.id, Subscriber.language).where(
         Subscriber.news_consent_at.is_not(None),
-        _sendable(),
+        reachable(),
         or_(~area_ids.exists(), Subscriber.id.in_(in_areas)),
         Subscriber.id.not_in(had_enough),
     )
@@ -428,7 +436,7 @@ def _ranked_audience(session: Session, alert: Alert, per_week: int) -> Select[in
         .where(
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
-            _sendable(),
+            reachable(),
         )
         .group_by(Subscriber.id, Subscriber.language)
     )
@@ -469,33 +477,73 @@ def audience_size(session: Session, alert: Alert) -> int:
     return int(session.scalar(select(func.count()).select_from(audience(alert).subquery())) or 0)
 
 
-def _sendable() -> ColumnElement[bool]:
-    return Subscriber.status == SubscriberStatus.ACTIVE
+def reachable() -> ColumnElement[bool]:
+    """A subscriber some channel may carry an alert to (SMS, WhatsApp or both)."""
+    return or_(
+        Subscriber.status == SubscriberStatus.ACTIVE,
+        Subscriber.whatsapp_status == SubscriberStatus.ACTIVE,
+    )
 
 
 def _write_ledger(
-    session: Session, alert: Alert, now: datetime, batch: int, per_week: int
-) -> tuple[int, int]:
-    """Write the ledger; returns (own-area recipients, adjacent-area recipients).
+    session: Session, alert: Alert, now: datetime, sizes: dict[Channel, int], per_week: int
+) -> tuple[int, int, int, int]:
+    """Write the ledger; returns (own-area recipients, adjacent-area recipients, own-area
+    batches, all batches).
 
-    Batches never mix the two: the own area's come first, numbered from 0, and the
-    adjacent areas' are numbered after them, so they can be held back as a whole.
+    Batches never mix the two ranks, nor the two channels (each has its own pace): the
+    own area's come first, SMS then WhatsApp, numbered from 0, and the adjacent areas'
+    are numbered after them, so they can be held back as a whole.
     """
-    people = _ranked_audience(session, alert, per_week).subquery()
-    near = int(
-        session.scalar(select(func.count()).select_from(people).where(people.c.rank == 0)) or 0
+    ranked = _ranked_audience(session, alert, per_week).subquery()
+    on_whatsapp = Channel.WHATSAPP in sizes
+    channel = (
+        _ledger_channel(session, alert, ranked.c.language)
+        if on_whatsapp
+        else literal(Channel.SMS, DELIVERIES.c.channel.type)
     )
-    near_batches = -(-near // batch)
+    people = (
+        select(ranked.c.id, ranked.c.language, ranked.c.rank, channel.label("channel"))
+        .join(Subscriber, Subscriber.id == ranked.c.id)
+        .where(true() if on_whatsapp else Subscriber.status == SubscriberStatus.ACTIVE)
+        .subquery()
+    )
+    counts = {
+        (int(rank), Channel(channel)): int(n)
+        for rank, channel, n in session.execute(
+            select(people.c.rank, people.c.channel, func.count()).group_by(
+                people.c.rank, people.c.channel
+            )
+        )
+    }
+    offsets: dict[tuple[int, Channel], int] = {}
+    first = 0
+    for rank in (0, 1):
+        for lane, size in sizes.items():
+            offsets[rank, lane] = first
+            first += -(-counts.get((rank, lane), 0) // size)
+    near_batches = offsets[1, Channel.SMS]
     table = DELIVERIES
-    within_rank = func.row_number().over(partition_by=people.c.rank, order_by=people.c.id) - 1
+    within = (
+        func.row_number().over(partition_by=(people.c.rank, people.c.channel), order_by=people.c.id)
+        - 1
+    )
     batch_number = case(
-        (people.c.rank == 0, within_rank // batch), else_=near_batches + within_rank // batch
+        *[
+            (
+                and_(people.c.rank == rank, people.c.channel == lane),
+                offset + within // sizes[lane],
+            )
+            for (rank, lane), offset in offsets.items()
+        ],
+        else_=literal(0),
     )
     rows = select(
         _new_id(session),
         literal(alert.id),
         people.c.id,
         people.c.language,
+        people.c.channel,
         batch_number.label("batch"),
         literal(DeliveryStatus.PENDING, table.c.status.type),
         literal(0),
@@ -510,6 +558,7 @@ def _write_ledger(
                 "alert_id",
                 "subscriber_id",
                 "language",
+                "channel",
                 "batch",
                 "status",
                 "attempts",
@@ -520,9 +569,30 @@ def _write_ledger(
             rows,
         )
     )
-    # Counted, not taken from rowcount: psycopg reports -1 for INSERT ... SELECT here.
-    written = int(session.scalar(select(func.count()).where(table.c.alert_id == alert.id)) or 0)
-    return near, written - near
+    near = sum(n for (rank, _), n in counts.items() if rank == 0)
+    far = sum(n for (rank, _), n in counts.items() if rank == 1)
+    return near, far, near_batches, first
+
+
+def _ledger_channel(
+    session: Session, alert: Alert, language: ColumnElement[Language]
+) -> ColumnElement[Channel]:
+    """How each recipient is reached: WhatsApp when they are active there and either an
+    approved template exists for this kind of alert in their language, or SMS is not
+    theirs (free text, which WhatsApp delivers only inside its 24 h window; outside it
+    the refusal is recorded with its reason). Everyone else: SMS."""
+    templated = whatsapp.approved_languages(session, alert.kind)
+    channel_type = DELIVERIES.c.channel.type
+    return case(
+        (
+            and_(
+                Subscriber.whatsapp_status == SubscriberStatus.ACTIVE,
+                or_(Subscriber.status != SubscriberStatus.ACTIVE, language.in_(templated)),
+            ),
+            literal(Channel.WHATSAPP, channel_type),
+        ),
+        else_=literal(Channel.SMS, channel_type),
+    )
 
 
 def _new_id(session: Session) -> ColumnElement[str]:
@@ -575,7 +645,11 @@ def complete_if_done(session: Session, alert_id: int, now: datetime) -> bool:
 # --- what the provider said ------------------------------------------------------------------
 
 
-def status_for_error(code: int | None) -> DeliveryStatus:
+def status_for_error(code: int | None, channel: Channel = Channel.SMS) -> DeliveryStatus:
+    if channel is Channel.WHATSAPP:
+        # A carrier code says nothing of WhatsApp; WhatsApp's own say who it cannot reach.
+        unreachable = code in whatsapp.UNREACHABLE_CODES
+        return DeliveryStatus.UNDELIVERABLE if unreachable else DeliveryStatus.FAILED
     if code in OPTED_OUT_CODES:
         return DeliveryStatus.OPTED_OUT
     if code in BAD_NUMBER_CODES:
@@ -584,15 +658,31 @@ def status_for_error(code: int | None) -> DeliveryStatus:
 
 
 def mark_subscribers(
-    session: Session, subscriber_ids: Iterable[int], status: DeliveryStatus, now: datetime
+    session: Session,
+    subscriber_ids: Iterable[int],
+    status: DeliveryStatus,
+    now: datetime,
+    channel: Channel = Channel.SMS,
 ) -> None:
-    """Carry a permanent error over to the subscriber, so nothing is sent there again.
+    """Carry a permanent error over to the subscriber's standing on that channel, so
+    nothing is sent there again (the other channel is untouched).
 
     21610 means the carrier already told them they are unsubscribed: we mark them
     opted out and send no confirmation of our own.
     """
     ids = list(set(subscriber_ids))
     if not ids or status not in (DeliveryStatus.OPTED_OUT, DeliveryStatus.UNDELIVERABLE):
+        return
+    if channel is Channel.WHATSAPP:
+        if status is DeliveryStatus.UNDELIVERABLE:
+            session.execute(
+                update(Subscriber)
+                .where(
+                    Subscriber.id.in_(ids), Subscriber.whatsapp_status == SubscriberStatus.ACTIVE
+                )
+                .values(whatsapp_status=SubscriberStatus.UNDELIVERABLE, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
         return
     if status is DeliveryStatus.OPTED_OUT:
         values = {
@@ -652,6 +742,45 @@ NOT_DELIVERED = frozenset(
 class CallbackOutcome:
     changed: bool
     alert_id: int | None = None
+    # A WhatsApp refusal turned into a pending SMS (or a WhatsApp retry after its rate
+    # limit): this batch has something to send again.
+    resend_batch: int | None = None
+    slow_down: bool = False  # WhatsApp said we went too fast (63018)
+
+
+def fall_back_to_sms(
+    session: Session, delivery_ids: Sequence[str], error_code: int, now: datetime
+) -> int:
+    """WhatsApp refused these deliveries with ``error_code`` (outside its window, or not
+    on WhatsApp): those whose person consented to SMS too are pending again, by SMS —
+    still one row each, so nobody gets the alert twice. Returns how many.
+
+    The failed WhatsApp message's id is kept aside, so its late callbacks cannot be
+    mistaken for the SMS's.
+    """
+    if not delivery_ids:
+        return 0
+    on_sms = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE)
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.channel == Channel.WHATSAPP,
+            Delivery.status.in_((*UNFINISHED, DeliveryStatus.SENT)),
+            Delivery.subscriber_id.in_(on_sms),
+        )
+        .values(
+            channel=Channel.SMS,
+            status=DeliveryStatus.PENDING,
+            superseded_sid=Delivery.provider_sid,
+            provider_sid=None,
+            error_code=str(error_code),
+            **LEASE_CLEARED,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def record_callback(
@@ -673,11 +802,16 @@ def record_callback(
     delivery = session.get(Delivery, delivery_id)
     if delivery is None or (delivery.provider_sid not in (None, message_sid)):
         return CallbackOutcome(False)  # not ours, or for a different send of that row
-    if delivery.provider_forgotten_at is not None:
-        return CallbackOutcome(False)  # its callbacks were done; its provider id is gone
-    target, earlier = _callback_target(status, error_code)
+    if delivery.provider_forgotten_at is not None or delivery.superseded_sid == message_sid:
+        return CallbackOutcome(False)  # its callbacks were done, or a WhatsApp try's
+    target, earlier = _callback_target(status, error_code, delivery.channel)
     if target is None:
         return CallbackOutcome(False, delivery.alert_id)
+    if delivery.channel is Channel.WHATSAPP and target not in (
+        DeliveryStatus.SENT,
+        DeliveryStatus.DELIVERED,
+    ):
+        return _whatsapp_refused(session, delivery, message_sid, target, error_code, now)
     changed = session.execute(
         update(Delivery)
         .where(
@@ -703,8 +837,74 @@ def record_callback(
     return CallbackOutcome(True, delivery.alert_id)
 
 
+def _whatsapp_refused(
+    session: Session,
+    delivery: Delivery,
+    message_sid: str,
+    target: DeliveryStatus,
+    error_code: int | None,
+    now: datetime,
+) -> CallbackOutcome:
+    """WhatsApp did not deliver a message it had accepted: the person is marked
+    unreachable there when the code says so, and the alert goes by SMS if they consented
+    to SMS too; otherwise the delivery fails, with the code as its reason."""
+    if delivery.status not in (DeliveryStatus.CLAIMED, DeliveryStatus.SENT):
+        return CallbackOutcome(False, delivery.alert_id)  # pending again, or already final
+    if error_code == whatsapp.RATE_LIMITED:
+        retried = _pending_again(session, delivery, message_sid, Channel.WHATSAPP, now)
+        return CallbackOutcome(retried, delivery.alert_id, delivery.batch, slow_down=True)
+    if target is DeliveryStatus.UNDELIVERABLE:
+        mark_subscribers(session, [delivery.subscriber_id], target, now, Channel.WHATSAPP)
+    if error_code in whatsapp.FALLBACK_CODES:
+        delivery.provider_sid = message_sid  # what fall_back_to_sms sets aside
+        session.flush()
+        if fall_back_to_sms(session, [delivery.id], error_code, now):
+            return CallbackOutcome(True, delivery.alert_id, resend_batch=delivery.batch)
+    changed = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery.id,
+            Delivery.status.in_((DeliveryStatus.CLAIMED, DeliveryStatus.SENT)),
+            or_(Delivery.provider_sid.is_(None), Delivery.provider_sid == message_sid),
+        )
+        .values(
+            status=target,
+            provider_sid=message_sid,
+            **LEASE_CLEARED,
+            error_code=None if error_code is None else str(error_code),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return CallbackOutcome(bool(changed.rowcount), delivery.alert_id)  # type: ignore[attr-defined]
+
+
+def _pending_again(
+    session: Session, delivery: Delivery, message_sid: str, channel: Channel, now: datetime
+) -> bool:
+    """Send a refused message again later, on ``channel``; the refused one's id is set
+    aside so its late callbacks are not taken for the new send's."""
+    changed = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == delivery.id,
+            Delivery.status.in_((DeliveryStatus.CLAIMED, DeliveryStatus.SENT)),
+        )
+        .values(
+            channel=channel,
+            status=DeliveryStatus.PENDING,
+            superseded_sid=message_sid,
+            provider_sid=None,
+            **LEASE_CLEARED,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
 def _callback_target(
-    status: CallbackStatus, error_code: int | None
+    status: CallbackStatus, error_code: int | None, channel: Channel = Channel.SMS
 ) -> tuple[DeliveryStatus | None, tuple[DeliveryStatus, ...]]:
     before_sent = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED, DeliveryStatus.EXPIRED)
     if status in ACCEPTED_BY_PROVIDER:
@@ -712,7 +912,7 @@ def _callback_target(
     if status in REACHED_PHONE:
         return DeliveryStatus.DELIVERED, (*before_sent, DeliveryStatus.SENT, DeliveryStatus.FAILED)
     if status in NOT_DELIVERED:
-        return status_for_error(error_code), (*before_sent, DeliveryStatus.SENT)
+        return status_for_error(error_code, channel), (*before_sent, DeliveryStatus.SENT)
     return None, ()
 
 
@@ -736,16 +936,17 @@ def forget_provider_ids(
     deliveries = session.scalars(
         select(Delivery)
         .where(
-            Delivery.provider_sid.is_not(None),
+            or_(Delivery.provider_sid.is_not(None), Delivery.superseded_sid.is_not(None)),
             Delivery.status.not_in((DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)),
             Delivery.updated_at < now - after,
         )
         .limit(limit)
     ).all()
     for delivery in deliveries:
-        if redact is not None and delivery.provider_sid is not None:
-            redaction.schedule(session, redact, delivery.provider_sid, now, now)
-        delivery.provider_sid = None
+        for sid in (delivery.provider_sid, delivery.superseded_sid):
+            if redact is not None and sid is not None:
+                redaction.schedule(session, redact, sid, now, now)
+        delivery.provider_sid = delivery.superseded_sid = None
         delivery.provider_forgotten_at = to_the_minute(now)
         delivery.created_at = to_the_minute(delivery.created_at)
         delivery.updated_at = to_the_minute(delivery.updated_at)

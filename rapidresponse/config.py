@@ -85,6 +85,13 @@ class Settings:
     second_wave_minutes: int = 30
     alert_validity_minutes: int = 30  # the carrier drops an alert not delivered by then
     send_concurrency: int = 50  # requests in flight per worker: the unknowable-outcome window
+    # WhatsApp: the sender (WHATSAPP_FROM, a number or a Messaging Service sid; without it
+    # and with Twilio, WhatsApp carries no alerts), its pace (WHATSAPP_SEND_RATE, messages
+    # a second: about 10 per sender) and the portfolio's tier of unique people per 24 h
+    # (WHATSAPP_DAILY_LIMIT; None: unlimited).
+    whatsapp_from: str | None = None
+    whatsapp_send_rate: float = 10.0
+    whatsapp_daily_limit: int | None = 250
     delivery_lease_seconds: int = 120  # a claimed delivery is taken back after this
     reaper_seconds: int = 30  # how often expired leases and vanished jobs are looked for
     timezone: str = "America/Los_Angeles"  # local time shown in alerts (TIMEZONE)
@@ -226,6 +233,9 @@ def _load(env: _Env) -> Settings:
         second_wave_minutes=env.integer("SECOND_WAVE_MINUTES", default=30, minimum=0),
         alert_validity_minutes=_alert_validity(env),
         send_concurrency=env.integer("SEND_CONCURRENCY", default=50, minimum=1),
+        whatsapp_from=_whatsapp_from(env),
+        whatsapp_send_rate=_whatsapp_send_rate(env),
+        whatsapp_daily_limit=_whatsapp_daily_limit(env),
         delivery_lease_seconds=env.integer("DELIVERY_LEASE_SECONDS", default=120, minimum=5),
         reaper_seconds=env.integer("REAPER_SECONDS", default=30, minimum=1),
         timezone=_timezone(env),
@@ -254,6 +264,11 @@ def _load(env: _Env) -> Settings:
     _check_twilio_complete(settings)
     _check_reporter_window(settings)
     return settings
+
+
+def whatsapp_alerts(settings: Settings) -> bool:
+    """Whether WhatsApp can carry alerts: a sender is configured (the simulator has one)."""
+    return settings.sms_backend != "twilio" or settings.whatsapp_from is not None
 
 
 def _sms_backend(env: _Env) -> str:
@@ -451,6 +466,42 @@ def _twilio_from(env: _Env) -> str | None:
     raise ConfigError(
         "TWILIO_FROM must be an E.164 number (+15035550100) or a Messaging Service sid (MG…)"
     )
+
+
+def _whatsapp_from(env: _Env) -> str | None:
+    value = env.get("WHATSAPP_FROM")
+    if value is None:
+        return None
+    bare = value.removeprefix("whatsapp:")
+    if _E164.match(bare):
+        return "whatsapp:" + bare
+    if _MESSAGING_SERVICE_SID.match(value):
+        return value
+    raise ConfigError(
+        "WHATSAPP_FROM must be the WhatsApp sender's E.164 number (+15035550100) or a "
+        "Messaging Service sid (MG…)"
+    )
+
+
+def _whatsapp_send_rate(env: _Env) -> float:
+    raw = env.get("WHATSAPP_SEND_RATE")
+    if raw is None:
+        return 10.0  # Meta's default throughput per WhatsApp sender
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0 < rate <= 1000:
+        raise ConfigError(f"WHATSAPP_SEND_RATE must be messages per second (0-1000), got {raw!r}")
+    return rate
+
+
+def _whatsapp_daily_limit(env: _Env) -> int | None:
+    raw = env.get("WHATSAPP_DAILY_LIMIT")
+    if raw is not None and raw.lower() in ("unlimited", "none"):
+        return None
+    # Meta's first tier for a business portfolio: 250 unique people per rolling 24 h.
+    return env.integer("WHATSAPP_DAILY_LIMIT", default=250, minimum=1)
 
 
 DEFAULT_SEND_RATE = 3.0

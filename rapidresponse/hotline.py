@@ -33,9 +33,9 @@ from rapidresponse.verification import Transition
 
 MAX_BODY_CHARS = 1600  # Twilio's own limit for one inbound message
 
-# What only an SMS conversation may change: alerts go by SMS (WhatsApp alerts need their
-# own consent and templates), so over WhatsApp these are answered with how to do it by
-# SMS, and a WhatsApp STOP never silences someone's SMS alerts.
+# What only an SMS conversation may change where WhatsApp carries no alerts (Twilio with
+# no WHATSAPP_FROM): over WhatsApp these are then answered with how to do it by SMS.
+# Where it does, each channel has its own consent and its own STOP.
 SMS_ONLY_WORDS = frozenset(
     {
         Keyword.STOP,
@@ -121,8 +121,10 @@ class Hotline:
         languages: LanguageMemory | None = None,
         directory: AreaDirectory | None = None,
         rights_url: str = "",
+        whatsapp_alerts: bool = True,
     ) -> None:
         self.session = session
+        self.whatsapp_alerts = whatsapp_alerts
         self.cipher = cipher
         self.index = index
         self.quorum = quorum
@@ -149,7 +151,8 @@ class Hotline:
         command = parse(body)
         if command.keyword is Keyword.REPORT and is_trivial(body):
             return Outcome(None)  # "ok", "thanks", "👍": not a sighting, and no answer owed
-        if channel is ReportChannel.WHATSAPP and command.keyword in SMS_ONLY_WORDS:
+        by_sms_only = channel is ReportChannel.WHATSAPP and not self.whatsapp_alerts
+        if by_sms_only and command.keyword in SMS_ONLY_WORDS:
             return Outcome(self.subscribers.by_sms_only(phone, command))
         if command.keyword in SUBSCRIBER_WORDS:
             return Outcome(self.subscribers.handle(phone, command))

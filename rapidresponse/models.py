@@ -82,10 +82,12 @@ class Base(DeclarativeBase):
     }
 
 
-def _enum(cls: type[enum.Enum]) -> Enum:
-    # Stored as plain strings with a CHECK, readable in psql and portable to SQLite.
+def _enum(cls: type[enum.Enum], name: str | None = None) -> Enum:
+    # Stored as plain strings with a CHECK, readable in psql and portable to SQLite. A
+    # second column of one enum in a table needs its own ``name`` (its CHECK's name).
     return Enum(
         cls,
+        name=name,
         native_enum=False,
         length=20,
         values_callable=lambda e: [m.value for m in e],
@@ -100,10 +102,28 @@ class Language(str, enum.Enum):
 
 
 class SubscriberStatus(str, enum.Enum):
+    """Where a person stands on one channel (SMS, or WhatsApp: each has its own)."""
+
     ACTIVE = "active"
-    OPTED_OUT = "opted_out"  # a carrier STOP keyword: nothing is sent until START
-    UNDELIVERABLE = "undeliverable"  # the carrier said the number cannot take SMS
+    OPTED_OUT = "opted_out"  # a STOP keyword: nothing is sent on that channel until START
+    UNDELIVERABLE = "undeliverable"  # the provider said the number cannot take it
     PAUSED = "paused"  # did not answer "still want alerts?" (RECONFIRM_AFTER_DAYS); YES resumes
+    NO_CONSENT = "no_consent"  # never asked for anything on this channel: nothing goes there
+
+
+class Channel(str, enum.Enum):
+    """How we can text someone: each channel has its own consent and its own STOP."""
+
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+
+
+class TemplateStatus(str, enum.Enum):
+    """Meta's review of a WhatsApp template; only an approved one is used."""
+
+    APPROVED = "approved"
+    PENDING = "pending"
+    REJECTED = "rejected"
 
 
 class SubscriptionStatus(str, enum.Enum):
@@ -206,9 +226,19 @@ class Subscriber(Base):
     phone_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     phone_index: Mapped[str] = mapped_column(String(64), unique=True)
     language: Mapped[Language] = mapped_column(_enum(Language), default=Language.EN)
+    # SMS: how alerts reach this person by text message (NO_CONSENT: they only ever
+    # wrote on WhatsApp).
     status: Mapped[SubscriberStatus] = mapped_column(
         _enum(SubscriberStatus), default=SubscriberStatus.ACTIVE
     )
+    # WhatsApp, the same number's other channel, with a consent and a STOP of its own.
+    # WhatsApp has no carrier opt-out: honouring its STOP is ours alone.
+    whatsapp_status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus, name="whatsappstatus"),
+        default=SubscriberStatus.NO_CONSENT,
+        server_default=SubscriberStatus.NO_CONSENT.value,
+    )
+    whatsapp_opted_out_at: Mapped[datetime | None] = mapped_column(default=None)
     opted_out_at: Mapped[datetime | None] = mapped_column(default=None)
     # When the one STOP confirmation was let through; the guard allows no second one.
     opt_out_confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -239,6 +269,11 @@ class Subscription(Base):
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"))
     status: Mapped[SubscriptionStatus] = mapped_column(
         _enum(SubscriptionStatus), default=SubscriptionStatus.PENDING
+    )
+    # The channel the JOIN came on (the consent it records); alerts go by the channels
+    # the person is active on, whichever they joined by.
+    channel: Mapped[Channel] = mapped_column(
+        _enum(Channel), default=Channel.SMS, server_default=Channel.SMS.value
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -466,6 +501,15 @@ class Delivery(Base):
     status: Mapped[DeliveryStatus] = mapped_column(
         _enum(DeliveryStatus), default=DeliveryStatus.PENDING
     )
+    # How it goes: chosen when the ledger is written (WhatsApp for those active there when
+    # an approved template exists, or when SMS is not theirs), and switched to SMS when
+    # WhatsApp refuses it and they consented to SMS too. One row per person either way.
+    channel: Mapped[Channel] = mapped_column(
+        _enum(Channel), default=Channel.SMS, server_default=Channel.SMS.value
+    )
+    # The WhatsApp message that failed before an SMS fallback: its late callbacks are
+    # not the SMS's and are ignored. Forgotten with the provider id.
+    superseded_sid: Mapped[str | None] = mapped_column(String(64), default=None)
     # Which batch job sends it: rows are grouped when the ledger is written.
     batch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -484,6 +528,28 @@ class Delivery(Base):
     rsvp: Mapped[str | None] = mapped_column(String(3), default=None)  # "yes"/"no"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WhatsAppTemplate(Base):
+    """A pre-approved WhatsApp message (Twilio Content API) for one kind of alert in one
+    language: outside the 24 hours after a person's last message, WhatsApp takes only
+    these. ``variables`` names what fills {{1}}, {{2}}…, in order (see ``whatsapp``)."""
+
+    __tablename__ = "whatsapp_templates"
+    __table_args__ = (UniqueConstraint("kind", "language"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[AlertKind] = mapped_column(_enum(AlertKind))
+    language: Mapped[Language] = mapped_column(_enum(Language))
+    content_sid: Mapped[str] = mapped_column(String(34))
+    variables: Mapped[list[str]] = mapped_column(default=list)
+    status: Mapped[TemplateStatus] = mapped_column(
+        _enum(TemplateStatus), default=TemplateStatus.PENDING
+    )
+    updated_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="SET NULL"), default=None
+    )
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

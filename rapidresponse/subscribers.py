@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from rapidresponse import announcements, drills, reconfirm
+from rapidresponse import announcements, drills, reconfirm, whatsapp
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
 from rapidresponse.directory import AreaDirectory, Place, Resolution
@@ -30,6 +30,7 @@ from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import join_names, text
 from rapidresponse.models import (
     Area,
+    Channel,
     Language,
     ReportChannel,
     Subscriber,
@@ -185,7 +186,7 @@ class SubscriberDesk:
     def too_long(self, phone: str) -> Reply | None:
         """The answer to a message too long to read: counted, polite, changing nothing."""
         ctx = self._context(phone, Command(Keyword.REPORT))
-        if ctx.subscriber is not None and ctx.subscriber.status is SubscriberStatus.OPTED_OUT:
+        if self._silenced(ctx):
             return None
         verdict = self.limits.inbound(ctx.key)
         if verdict is not LimitVerdict.ALLOWED:
@@ -241,11 +242,10 @@ class SubscriberDesk:
         return ctx.say(message_id, ReplyKind.NORMAL, **params)
 
     def _silenced(self, ctx: _Context) -> bool:
-        """Whether this number said STOP to SMS and the message came by SMS."""
+        """Whether this number said STOP on the channel the message came by."""
         return (
-            self.channel is ReportChannel.SMS
-            and ctx.subscriber is not None
-            and ctx.subscriber.status is SubscriberStatus.OPTED_OUT
+            ctx.subscriber is not None
+            and whatsapp.status_on(ctx.subscriber, ctx.channel) is SubscriberStatus.OPTED_OUT
         )
 
     def _context(self, phone: str, command: Command) -> _Context:
@@ -296,17 +296,23 @@ class SubscriberDesk:
         return row is not None and row.status is SubscriberStatus.OPTED_OUT
 
     def insert_subscriber(
-        self, phone: str, key: str, language: Language, status: SubscriberStatus
+        self,
+        phone: str,
+        key: str,
+        language: Language,
+        status: SubscriberStatus,
+        channel: Channel = Channel.SMS,
     ) -> Subscriber | None:
-        """Insert a subscriber; None if another request inserted that number first."""
+        """Insert a subscriber with ``status`` on ``channel`` (and no consent on the
+        other); None if another request inserted that number first."""
         subscriber = Subscriber(
             phone_index=key,
             language=language,
-            status=status,
+            status=SubscriberStatus.NO_CONSENT,
+            whatsapp_status=SubscriberStatus.NO_CONSENT,
             phone_sealed=self.cipher.encrypt(phone, Purpose.SUBSCRIBER_PHONE),
         )
-        if status is SubscriberStatus.OPTED_OUT:
-            subscriber.opted_out_at = utcnow()
+        whatsapp.set_status_on(subscriber, channel, status, utcnow())
         try:
             with self.session.begin_nested():
                 self.session.add(subscriber)
@@ -344,6 +350,11 @@ class _Context:
     language: Language
     command: Command
 
+    @property
+    def channel(self) -> Channel:
+        """The channel this message came by, which its consent and STOP are about."""
+        return Channel.WHATSAPP if self.desk.channel is ReportChannel.WHATSAPP else Channel.SMS
+
     def say(self, message_id: str, kind: ReplyKind = ReplyKind.NORMAL, **params: str) -> Reply:
         return Reply(text(self.language, message_id, **params), kind)
 
@@ -356,50 +367,76 @@ class _Context:
             self.desk.remember_language(self.phone, language)
 
     def subscriber_now(self) -> Subscriber:
-        """This number's subscriber row, created (active) on first need."""
+        """This number's subscriber row, created on first need, and active on the
+        channel this message came by: it can receive there, it just wrote from it."""
         if self.subscriber is None:
             self.subscriber = self.desk.insert_subscriber(
-                self.phone, self.key, self.language, SubscriberStatus.ACTIVE
+                self.phone, self.key, self.language, SubscriberStatus.ACTIVE, self.channel
             ) or self.desk.find(self.key)
             assert self.subscriber is not None
+        whatsapp.set_status_on(self.subscriber, self.channel, SubscriberStatus.ACTIVE, utcnow())
         return self.subscriber
 
 
 def _stop(ctx: _Context) -> Reply | None:
+    """STOP ends the channel it came by, and only that one: the answer says how to end
+    the other, when the person is still active there."""
     desk = ctx.desk
+    channel = ctx.channel
     if (
         ctx.subscriber is None
-        and desk.insert_subscriber(ctx.phone, ctx.key, ctx.language, SubscriberStatus.OPTED_OUT)
+        and desk.insert_subscriber(
+            ctx.phone, ctx.key, ctx.language, SubscriberStatus.OPTED_OUT, channel
+        )
         is not None
     ):
-        return ctx.say("sms.stopped", ReplyKind.OPT_OUT_CONFIRMATION)
+        return _stopped(ctx, still_on_other=False)
     now = utcnow()
-    changed = desk.session.execute(
-        update(Subscriber)
-        .where(Subscriber.phone_index == ctx.key, Subscriber.status != SubscriberStatus.OPTED_OUT)
-        .values(
-            status=SubscriberStatus.OPTED_OUT,
-            opted_out_at=now,
-            opt_out_confirmed_at=None,
-            updated_at=now,
+    if channel is Channel.WHATSAPP:
+        stop = (
+            update(Subscriber)
+            .where(Subscriber.whatsapp_status != SubscriberStatus.OPTED_OUT)
+            .values(whatsapp_status=SubscriberStatus.OPTED_OUT, whatsapp_opted_out_at=now)
         )
+    else:
+        stop = (
+            update(Subscriber)
+            .where(Subscriber.status != SubscriberStatus.OPTED_OUT)
+            .values(status=SubscriberStatus.OPTED_OUT, opted_out_at=now, opt_out_confirmed_at=None)
+        )
+    changed = desk.session.execute(
+        stop.where(Subscriber.phone_index == ctx.key)
+        .values(updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
-        desk.forget(ctx.key)
-        return None  # already opted out (or a simultaneous STOP won): one confirmation only
     desk.forget(ctx.key)  # changed behind the ORM's back: its loaded row is stale
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        return None  # already opted out (or a simultaneous STOP won): one confirmation only
     subscriber = desk.find(ctx.key)
     assert subscriber is not None
-    # Opting out of everything: the areas are forgotten too (collect less).
-    desk.session.execute(delete(Subscription).where(Subscription.subscriber_id == subscriber.id))
-    return ctx.say("sms.stopped", ReplyKind.OPT_OUT_CONFIRMATION)
+    still_on_other = (
+        whatsapp.status_on(subscriber, whatsapp.other(channel)) is SubscriberStatus.ACTIVE
+    )
+    if not still_on_other:
+        # Opting out of everything: the areas are forgotten too (collect less).
+        desk.session.execute(
+            delete(Subscription).where(Subscription.subscriber_id == subscriber.id)
+        )
+    return _stopped(ctx, still_on_other)
+
+
+def _stopped(ctx: _Context, still_on_other: bool) -> Reply:
+    if ctx.channel is Channel.WHATSAPP:
+        # No carrier stands between us and WhatsApp: this answer is ours to send.
+        return ctx.say("sms.stopped_whatsapp" if still_on_other else "sms.stopped_whatsapp_only")
+    message_id = "sms.stopped_sms_whatsapp_on" if still_on_other else "sms.stopped"
+    return ctx.say(message_id, ReplyKind.OPT_OUT_CONFIRMATION)
 
 
 def _start(ctx: _Context) -> Reply:
-    if ctx.subscriber is not None:  # a number we never stored stays unstored
-        ctx.subscriber.status = SubscriberStatus.ACTIVE
-        ctx.subscriber.opted_out_at = ctx.subscriber.opt_out_confirmed_at = None
+    """START resumes the channel it came by (a number we never stored stays unstored)."""
+    if ctx.subscriber is not None:
+        whatsapp.set_status_on(ctx.subscriber, ctx.channel, SubscriberStatus.ACTIVE, utcnow())
     return ctx.say("sms.started")
 
 
@@ -474,10 +511,11 @@ def _subscribe(
     if verdict is not LimitVerdict.ALLOWED:
         return limited_reply(verdict, ctx.language, "sms.confirm_limited")
     subscriber = ctx.subscriber_now()
-    subscriber.status = SubscriberStatus.ACTIVE  # it can receive: it just texted us
     for place in waiting:
         if place.id not in mine:
-            ctx.desk.session.add(Subscription(subscriber_id=subscriber.id, area_id=place.id))
+            ctx.desk.session.add(
+                Subscription(subscriber_id=subscriber.id, area_id=place.id, channel=ctx.channel)
+            )
     return ctx.say(pending_message, area=join_names([p.name for p in waiting]))
 
 
@@ -547,9 +585,7 @@ def _lang(ctx: _Context) -> Reply:
 def _news(ctx: _Context) -> Reply:
     """JOIN NEWS / NEWS STOP: announcements' own consent, apart from alerts'."""
     if ctx.command.argument == "on":
-        subscriber = ctx.subscriber_now()
-        subscriber.status = SubscriberStatus.ACTIVE  # it can receive: it just texted us
-        announcements.set_consent(subscriber, True)
+        announcements.set_consent(ctx.subscriber_now(), True)
         return ctx.say("sms.news_on")
     if ctx.subscriber is not None:
         announcements.set_consent(ctx.subscriber, False)

@@ -129,6 +129,7 @@ class RecordedRequest:
         form: the urlencoded body, as ``urllib.parse.parse_qs(keep_blank_values=True)``.
         headers: the request headers (case-insensitive).
         query: the query string, parsed the same way.
+        received_at: when it arrived (``time.monotonic()``).
     """
 
     method: str
@@ -138,6 +139,7 @@ class RecordedRequest:
     form: dict[str, list[str]]
     headers: Headers
     query: dict[str, list[str]] = field(default_factory=dict)
+    received_at: float = field(default_factory=time.monotonic)
 
     def value(self, name: str) -> str | None:
         """The first value of the form parameter ``name``, or None."""

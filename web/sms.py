@@ -34,6 +34,7 @@ from dispatch.status_queue import StatusCallback
 from rapidresponse import redaction
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.commands import Keyword, parse
+from rapidresponse.config import whatsapp_alerts
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.hotline import Hotline, Location, Outcome
 from rapidresponse.languages import guess as guess_language
@@ -259,6 +260,7 @@ def _handle_once(found: Services, text: _Text, directory: AreaDirectory) -> Repl
             found.languages,
             directory,
             rights_url=f"{found.settings.public_url}/rights",
+            whatsapp_alerts=whatsapp_alerts(found.settings),
         )
         outcome = hotline.handle(text.phone, text.body, text.location, text.channel)
         reply = outcome.reply

@@ -32,6 +32,7 @@ from jsonschema.exceptions import ValidationError
 from twilio.request_validator import RequestValidator
 
 from dispatch.senders import AsyncTwilioSender, TwilioSender
+from rapidresponse.whatsapp import ADDRESS_PREFIX, Content
 from tests.dispatch.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -292,6 +293,52 @@ def test_the_fake_answers_on_the_wire_with_a_valid_message(
     assert answer["account_sid"] == ACCOUNT_SID
     assert answer["body"] == BODY
     assert answer["uri"] == (f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{answer['sid']}.json")
+
+
+# -- WhatsApp: free text inside the 24 h window, an approved template outside it ----------
+
+WHATSAPP_FROM = "whatsapp:" + FROM_NUMBER
+TEMPLATE = Content("HX" + "0a1b2c3d" * 4, json.dumps({"1": BODY}, ensure_ascii=False))
+
+
+@pytest.mark.parametrize(
+    ("sender", "content"),
+    [
+        (WHATSAPP_FROM, None),
+        (WHATSAPP_FROM, TEMPLATE),
+        (MESSAGING_SERVICE_SID, TEMPLATE),
+    ],
+    ids=["free-text", "template", "service+template"],
+)
+def test_every_whatsapp_request_is_a_valid_create_message(
+    fake_twilio: FakeTwilio, spec: Spec, sender: str, content: Content | None
+) -> None:
+    async def send() -> None:
+        client = AsyncTwilioSender(
+            ACCOUNT_SID,
+            AUTH_TOKEN,
+            sender,
+            public_url=PUBLIC_URL,
+            api_url=fake_twilio.url,
+            to_prefix=ADDRESS_PREFIX,
+        )
+        try:
+            await client.send(
+                RECIPIENT, BODY, callback_id="d-1", validity_period=600, content=content
+            )
+        finally:
+            await client.close()
+
+    asyncio.run(send())
+    (request,) = fake_twilio.requests
+    assert contract_errors(request, spec) == []
+    assert request.value("To") == f"whatsapp:{RECIPIENT}"
+    if content is None:
+        assert request.value("Body") == BODY and request.value("ContentSid") is None
+    else:
+        assert request.value("Body") is None  # the template carries the text
+        assert request.value("ContentSid") == content.sid
+        assert json.loads(request.value("ContentVariables") or "") == {"1": BODY}
 
 
 def test_the_spec_path_template_matches_where_we_post(spec: Spec) -> None:

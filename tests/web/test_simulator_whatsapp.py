@@ -80,8 +80,8 @@ def test_a_quick_reply_button_sends_its_payload(client: FlaskClient, services: S
     page = whatsapp(client, ButtonPayload="YES")
     said = bubbles(page)
     assert said[-2][1] == "YES"
-    # Alerts come by SMS for now: a YES over WhatsApp joins nothing, and says how.
-    assert "SMS" in said[-1][1]
+    # The simulator has a WhatsApp sender: the button's YES confirms the WhatsApp JOIN.
+    assert said[-1][1].startswith("Confirmed: you will get alerts for Cully.")
     assert reports(services) == []  # a button is never a report
 
 

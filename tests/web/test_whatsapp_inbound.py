@@ -1,6 +1,8 @@
 """WhatsApp through the same webhook ("From: whatsapp:+1503..."): reports and pins are
-sightings like any text, answered on WhatsApp; what only SMS can change (JOIN, STOP...)
-is answered with how to do it by SMS, and a WhatsApp STOP never silences SMS alerts."""
+sightings like any text, answered on WhatsApp. Here no WHATSAPP_FROM is set, so WhatsApp
+carries no alerts: what only SMS can then change (JOIN, STOP...) is answered with how to
+do it by SMS, and a WhatsApp STOP never silences SMS alerts. With a WhatsApp sender, see
+test_whatsapp_consent."""
 
 from __future__ import annotations
 

@@ -1,0 +1,306 @@
+"""Alerts by WhatsApp: the channel chosen per person when the ledger is written, the
+template or free text sent, and every WhatsApp refusal handled — by the batch job
+in-process, against the local fake Twilio and the real database.
+
+One delivery row per person whatever happens: a WhatsApp refusal that SMS can overcome
+changes the row's channel, never adds a row."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from dispatch import broadcast as jobs
+from dispatch import status_queue
+from dispatch.pacer import make_whatsapp_pacer
+from dispatch.services import Services
+from rapidresponse import broadcast, whatsapp
+from rapidresponse.models import (
+    AlertKind,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Language,
+    Subscriber,
+    SubscriberStatus,
+    TemplateStatus,
+    utcnow,
+)
+from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
+from tests.dispatch.test_broadcast_core import TEXTS, make_area, subscribe
+from tests.twilio_fake import FakeTwilio
+
+pytestmark = pytest.mark.sends_through_api
+
+WHATSAPP_FROM = "whatsapp:+15035550199"
+TEMPLATE_SID = "HX" + "1" * 32
+SMS_ONLY, WA_ONLY, BOTH = "+15035554001", "+15035554002", "+15035554003"
+
+
+@pytest.fixture
+def wa(services: Services, fake: FakeTwilio) -> Services:
+    services.settings = replace(
+        services.settings,
+        sms_backend="twilio",
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_from=FROM_NUMBER,
+        twilio_api_url=fake.url,
+        whatsapp_from=WHATSAPP_FROM,
+    )
+    return services
+
+
+def person(
+    services: Services,
+    phone: str,
+    area_id: int,
+    *,
+    sms: SubscriberStatus,
+    on_whatsapp: SubscriberStatus,
+    language: Language = Language.EN,
+) -> int:
+    subscriber_id = subscribe(services, phone, area_id, language=language, status=sms)
+    with services.database.session() as session:
+        session.get_one(Subscriber, subscriber_id).whatsapp_status = on_whatsapp
+    return subscriber_id
+
+
+def three(services: Services, area_id: int, language: Language = Language.EN) -> None:
+    """One SMS-only, one WhatsApp-only and one on both channels."""
+    active, none = SubscriberStatus.ACTIVE, SubscriberStatus.NO_CONSENT
+    person(services, SMS_ONLY, area_id, sms=active, on_whatsapp=none, language=language)
+    person(services, WA_ONLY, area_id, sms=none, on_whatsapp=active, language=language)
+    person(services, BOTH, area_id, sms=active, on_whatsapp=active, language=language)
+
+
+def approve_template(services: Services, language: Language = Language.EN) -> None:
+    with services.database.session() as session:
+        whatsapp.save_template(
+            session,
+            kind=AlertKind.ALERT,
+            language=language,
+            content_sid=TEMPLATE_SID,
+            variables=["text"],
+            status=TemplateStatus.APPROVED,
+            staff_id=None,
+        )
+
+
+def approve(services: Services, area_id: int, batch: int = 500) -> broadcast.Approval:
+    with services.database.session() as session:
+        alert = broadcast.draft(session, kind=AlertKind.ALERT, texts=TEXTS, area_ids=[area_id])
+        return broadcast.approve(
+            session,
+            alert.id,
+            now=utcnow(),
+            validity=timedelta(minutes=30),
+            batch=batch,
+            whatsapp_batch=batch,
+        )
+
+
+def rows(services: Services, alert_id: int) -> dict[str, Delivery]:
+    """Each delivery of the alert, by the number it is for."""
+    numbers = {services.index.digest(phone, "phone"): phone for phone in (SMS_ONLY, WA_ONLY, BOTH)}
+    with services.database.session() as session:
+        found = session.execute(
+            select(Delivery, Subscriber.phone_index)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.alert_id == alert_id)
+        ).all()
+        for delivery, _ in found:
+            session.expunge(delivery)
+    return {numbers[key]: delivery for delivery, key in found}
+
+
+def send_all(approval: broadcast.Approval) -> None:
+    for batch in range(approval.batches):
+        jobs.send_batch(approval.alert_id, batch)
+
+
+def requests_to(fake: FakeTwilio, to: str) -> list[dict[str, str | None]]:
+    return [
+        {name: r.value(name) for name in ("To", "From", "Body", "ContentSid", "ContentVariables")}
+        for r in fake.requests
+        if r.value("To") == to
+    ]
+
+
+def test_the_ledger_picks_each_persons_channel_and_keeps_channels_in_their_own_batches(
+    wa: Services,
+) -> None:
+    area = make_area(wa, "cully")
+    three(wa, area)
+    approve_template(wa)
+    approval = approve(wa, area)
+    found = rows(wa, approval.alert_id)
+    assert {phone: d.channel for phone, d in found.items()} == {
+        SMS_ONLY: Channel.SMS,
+        WA_ONLY: Channel.WHATSAPP,
+        BOTH: Channel.WHATSAPP,  # WhatsApp first: they chose it and a template exists
+    }
+    batches = {
+        channel: {d.batch for d in found.values() if d.channel is channel} for channel in Channel
+    }
+    assert not batches[Channel.SMS] & batches[Channel.WHATSAPP]
+    assert approval.batches == 2
+
+
+def test_without_an_approved_template_sms_takes_those_who_consented_to_it(
+    wa: Services,
+) -> None:
+    area = make_area(wa, "cully")
+    three(wa, area, Language.ES)
+    approve_template(wa, Language.EN)  # English only: the Spanish readers have none
+    found = rows(wa, approve(wa, area).alert_id)
+    assert found[BOTH].channel is Channel.SMS
+    assert found[WA_ONLY].channel is Channel.WHATSAPP  # free text: their only channel
+    assert found[SMS_ONLY].channel is Channel.SMS
+
+
+def test_a_template_goes_as_content_sid_and_variables_to_the_whatsapp_address(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    three(wa, area)
+    approve_template(wa)
+    approval = approve(wa, area)
+    send_all(approval)
+    [to_whatsapp_only] = requests_to(fake, f"whatsapp:{WA_ONLY}")
+    assert to_whatsapp_only["From"] == WHATSAPP_FROM
+    assert to_whatsapp_only["ContentSid"] == TEMPLATE_SID
+    assert to_whatsapp_only["Body"] is None
+    assert json.loads(to_whatsapp_only["ContentVariables"] or "") == {"1": TEXTS["en"]}
+    [to_sms] = requests_to(fake, SMS_ONLY)
+    assert to_sms["From"] == FROM_NUMBER and to_sms["Body"] == TEXTS["en"]
+    assert to_sms["ContentSid"] is None
+    # Each person once, on one channel: nobody by both.
+    assert requests_to(fake, BOTH) == [] and len(requests_to(fake, f"whatsapp:{BOTH}")) == 1
+    assert all(d.status is DeliveryStatus.SENT for d in rows(wa, approval.alert_id).values())
+
+
+def test_outside_the_window_with_no_template_a_whatsapp_only_person_fails_with_the_reason(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    three(wa, area)
+    approval = approve(wa, area)  # no template at all: free text on WhatsApp
+    send_all(approval)
+    [free_text] = [m for m in fake.messages if m.to == f"whatsapp:{WA_ONLY}"]
+    assert free_text.body == TEXTS["en"]
+    delivery = rows(wa, approval.alert_id)[WA_ONLY]
+    record(wa, delivery.id, free_text.sid, "failed", 63016)
+    failed = rows(wa, approval.alert_id)[WA_ONLY]
+    assert (failed.status, failed.error_code) == (DeliveryStatus.FAILED, "63016")
+    assert failed.channel is Channel.WHATSAPP
+
+
+def record(services: Services, delivery_id: str, sid: str, status: str, code: int) -> None:
+    callback = status_queue.StatusCallback(delivery_id, sid, broadcast.CallbackStatus(status), code)
+    jobs.apply_status_callbacks(services, [callback])
+
+
+@pytest.mark.parametrize("code", [63016, 63024])
+def test_a_whatsapp_refusal_goes_again_by_sms_for_someone_who_consented_to_both(
+    wa: Services, fake: FakeTwilio, code: int
+) -> None:
+    area = make_area(wa, "cully")
+    three(wa, area)
+    approve_template(wa)
+    approval = approve(wa, area)
+    send_all(approval)
+    [by_whatsapp] = [m for m in fake.messages if m.to == f"whatsapp:{BOTH}"]
+    both = rows(wa, approval.alert_id)[BOTH]
+    record(wa, both.id, by_whatsapp.sid, "undelivered", code)
+    again = rows(wa, approval.alert_id)[BOTH]
+    assert (again.channel, again.status) == (Channel.SMS, DeliveryStatus.PENDING)
+    assert again.superseded_sid == by_whatsapp.sid
+    send_all(approval)  # what the resend job does
+    [by_sms] = [m for m in fake.messages if m.to == BOTH]
+    assert by_sms.body == TEXTS["en"]
+    final = rows(wa, approval.alert_id)[BOTH]
+    assert (final.status, final.provider_sid) == (DeliveryStatus.SENT, by_sms.sid)
+    # The WhatsApp message's late callbacks are not the SMS's.
+    record(wa, both.id, by_whatsapp.sid, "failed", code)
+    assert rows(wa, approval.alert_id)[BOTH].status is DeliveryStatus.SENT
+    with wa.database.session() as session:
+        subscriber = session.scalars(
+            select(Subscriber).where(Subscriber.id == both.subscriber_id)
+        ).one()
+        unreachable = code in whatsapp.UNREACHABLE_CODES
+        expected = SubscriberStatus.UNDELIVERABLE if unreachable else SubscriberStatus.ACTIVE
+        assert subscriber.whatsapp_status is expected
+        assert subscriber.status is SubscriberStatus.ACTIVE
+
+
+def test_a_refusal_at_the_request_falls_back_at_once(wa: Services, fake: FakeTwilio) -> None:
+    area = make_area(wa, "cully")
+    person(wa, BOTH, area, sms=SubscriberStatus.ACTIVE, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    approval = approve(wa, area)
+    fake.fail_next(status=400, code=63024)
+    result = jobs.send_batch(approval.alert_id, 0)
+    assert result["fell_back"] == 1
+    send_all(approval)
+    assert [r["To"] for r in fake_requests(fake)] == [f"whatsapp:{BOTH}", BOTH]
+    assert rows(wa, approval.alert_id)[BOTH].status is DeliveryStatus.SENT
+
+
+def fake_requests(fake: FakeTwilio) -> list[dict[str, str | None]]:
+    return [{"To": r.value("To")} for r in fake.requests if r.method == "POST"]
+
+
+def test_a_rate_limit_slows_the_whatsapp_lane_and_the_message_still_goes(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    wa.whatsapp_pacer = make_whatsapp_pacer(wa.redis, wa.settings)
+    area = make_area(wa, "cully")
+    person(wa, WA_ONLY, area, sms=SubscriberStatus.NO_CONSENT, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    approval = approve(wa, area)
+    fake.fail_next(status=429, code=63018)
+    result = jobs.send_batch(approval.alert_id, 0)
+    assert result["sent"] == 1
+    posts = [r for r in fake.requests if r.method == "POST"]
+    assert len(posts) == 2
+    assert posts[1].received_at - posts[0].received_at >= jobs.WHATSAPP_RATE_HOLD * 0.9
+
+
+def test_a_whatsapp_stop_after_approval_moves_the_alert_to_sms(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    both = person(wa, BOTH, area, sms=SubscriberStatus.ACTIVE, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    approval = approve(wa, area)
+    with wa.database.session() as session:
+        whatsapp.set_status_on(
+            session.get_one(Subscriber, both),
+            Channel.WHATSAPP,
+            SubscriberStatus.OPTED_OUT,
+            utcnow(),
+        )
+    send_all(approval)
+    assert [r["To"] for r in fake_requests(fake)] == [BOTH]
+    final = rows(wa, approval.alert_id)[BOTH]
+    assert (final.channel, final.status) == (Channel.SMS, DeliveryStatus.SENT)
+
+
+def test_a_whatsapp_stop_with_no_sms_consent_closes_the_delivery(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    only = person(
+        wa, WA_ONLY, area, sms=SubscriberStatus.NO_CONSENT, on_whatsapp=SubscriberStatus.ACTIVE
+    )
+    approval = approve(wa, area)
+    with wa.database.session() as session:
+        session.get_one(Subscriber, only).whatsapp_status = SubscriberStatus.OPTED_OUT
+    send_all(approval)
+    assert fake_requests(fake) == []
+    assert rows(wa, approval.alert_id)[WA_ONLY].status is DeliveryStatus.OPTED_OUT
