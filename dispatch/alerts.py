@@ -366,6 +366,7 @@ def write_ledger(
             validity=timedelta(minutes=settings.alert_validity_minutes),
             batch=broadcast.batch_size(settings.send_rate),
             whatsapp_batch=whatsapp_batch(settings),
+            whatsapp_daily_limit=settings.whatsapp_daily_limit,
             approved_by_id=staff_id,
         )
 

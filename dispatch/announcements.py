@@ -71,6 +71,7 @@ def send_announcement(
             validity=send_after - now + announcements.VALIDITY,
             batch=broadcast.batch_size(settings.send_rate),
             whatsapp_batch=whatsapp_batch(settings),
+            whatsapp_daily_limit=settings.whatsapp_daily_limit,
             approved_by_id=staff_id,
             per_week=settings.announcements_per_week,
         )

@@ -215,6 +215,7 @@ def approve(
     validity: timedelta,
     batch: int,
     whatsapp_batch: int | None = None,
+    whatsapp_daily_limit: int | None = None,
     approved_by_id: int | None = None,
     per_week: int = 2,
 ) -> Approval:
@@ -222,6 +223,7 @@ def approve(
 
     ``batch`` and ``whatsapp_batch`` are each channel's batch size; without
     ``whatsapp_batch`` WhatsApp carries nothing (no sender) and only SMS consent counts.
+    ``whatsapp_daily_limit`` is the portfolio's tier (see ``whatsapp.keep_within_daily_limit``).
 
     Commit, then enqueue the batches: a crash in between leaves pending rows that the
     reaper finds, never jobs that point at nothing.
@@ -247,6 +249,8 @@ def approve(
     if whatsapp_batch is not None:
         sizes[Channel.WHATSAPP] = whatsapp_batch
     near, far, near_batches, batches = _write_ledger(session, alert, now, sizes, per_week)
+    if whatsapp_batch is not None and whatsapp_daily_limit is not None:
+        whatsapp.keep_within_daily_limit(session, alert.id, now, whatsapp_daily_limit)
     if alert.drill_id is not None:
         _check_drill_ledger(session, alert)
     recipients = near + far
@@ -460,6 +464,23 @@ def audience_by_language(session: Session, alert: Alert) -> dict[str, int]:
         select(people.c.language, func.count()).group_by(people.c.language)
     ).all()
     return {Language(language).value: int(count) for language, count in rows}
+
+
+def audience_by_channel(
+    session: Session, alert: Alert, whatsapp_on: bool
+) -> whatsapp.ChannelCounts:
+    """How the alert would reach its audience now: by SMS, by WhatsApp template, by SMS
+    for lack of one, or by WhatsApp free text (the alert page's preview)."""
+    people = audience(alert).subquery()
+    rows = session.execute(
+        select(Subscriber.status, Subscriber.whatsapp_status, Subscriber.language, func.count())
+        .join(people, people.c.id == Subscriber.id)
+        .group_by(Subscriber.status, Subscriber.whatsapp_status, Subscriber.language)
+    ).all()
+    templated = whatsapp.approved_languages(session, alert.kind)
+    return whatsapp.channel_counts(
+        ((sms, wa, language, int(n)) for sms, wa, language, n in rows), templated, whatsapp_on
+    )
 
 
 def readers_by_language(session: Session, alert_id: int) -> dict[str, int]:

@@ -506,7 +506,7 @@ def _subscribe(
     ]
     waiting = [p for p in places if p not in confirmed]
     if not waiting:
-        return ctx.say("sms.join_already", area=join_names([p.name for p in confirmed]))
+        return _join_here(ctx, join_names([p.name for p in confirmed]))
     verdict = ctx.desk.limits.confirmation(ctx.key)
     if verdict is not LimitVerdict.ALLOWED:
         return limited_reply(verdict, ctx.language, "sms.confirm_limited")
@@ -517,6 +517,16 @@ def _subscribe(
                 Subscription(subscriber_id=subscriber.id, area_id=place.id, channel=ctx.channel)
             )
     return ctx.say(pending_message, area=join_names([p.name for p in waiting]))
+
+
+def _join_here(ctx: _Context, areas: str) -> Reply:
+    """A JOIN for areas already confirmed: on a channel the person was not active on, it
+    is their consent to that channel (written from it, so it reaches them)."""
+    assert ctx.subscriber is not None
+    if whatsapp.status_on(ctx.subscriber, ctx.channel) is SubscriberStatus.ACTIVE:
+        return ctx.say("sms.join_already", area=areas)
+    ctx.subscriber_now()
+    return ctx.say(f"sms.join_here_{ctx.channel.value}", area=areas)
 
 
 def _yes(ctx: _Context) -> Reply:

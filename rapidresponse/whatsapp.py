@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from rapidresponse.models import (
     AlertKind,
     Channel,
+    Delivery,
+    DeliveryStatus,
     Language,
     Subscriber,
     SubscriberStatus,
@@ -154,3 +157,151 @@ def save_template(
     row.updated_by_id = staff_id
     session.flush()
     return row
+
+
+# --- the portfolio's daily tier -----------------------------------------------------------
+
+LIMIT_REASON = "wa-daily-limit"  # the error code a delivery over the tier is failed with
+
+
+def keep_within_daily_limit(session: Session, alert_id: int, now: datetime, limit: int) -> int:
+    """Hold an alert's WhatsApp rows to the portfolio's tier: ``limit`` unique people per
+    rolling 24 h (WHATSAPP_DAILY_LIMIT). Someone already messaged within the 24 h costs
+    nothing more. Past the tier, people who consented to SMS get it by SMS; the rest are
+    failed with LIMIT_REASON, before anything is sent, rather than sent into refusals
+    that lower the number's quality rating. The own area's rows (lower batches) are kept
+    first. Returns how many rows were moved or failed.
+    """
+    mine = (
+        select(Delivery.id, Delivery.subscriber_id)
+        .where(Delivery.alert_id == alert_id, Delivery.channel == Channel.WHATSAPP)
+        .order_by(Delivery.batch, Delivery.id)
+    )
+    rows = session.execute(mine).all()
+    if not rows:
+        return 0
+    recent = set(
+        session.scalars(
+            select(Delivery.subscriber_id)
+            .where(
+                Delivery.alert_id != alert_id,
+                Delivery.channel == Channel.WHATSAPP,
+                or_(
+                    Delivery.sent_at > now - DAILY_WINDOW,
+                    Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)),
+                ),
+            )
+            .distinct()
+        )
+    )
+    room = max(0, limit - len(recent))
+    over: list[str] = []
+    for delivery_id, subscriber_id in rows:
+        if subscriber_id in recent:
+            continue
+        if room > 0:
+            room -= 1
+        else:
+            over.append(delivery_id)
+    if not over:
+        return 0
+    on_sms = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE)
+    over_by_id = Delivery.id.in_(over)
+    session.execute(
+        update(Delivery)
+        .where(over_by_id, Delivery.subscriber_id.in_(on_sms))
+        .values(channel=Channel.SMS)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Delivery)
+        .where(over_by_id, Delivery.channel == Channel.WHATSAPP)
+        .values(status=DeliveryStatus.FAILED, error_code=LIMIT_REASON, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return len(over)
+
+
+DAILY_WINDOW = timedelta(hours=24)
+
+
+# --- what a dispatcher sees before sending -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelCounts:
+    """How an alert's audience would be reached, for the alert page."""
+
+    sms: int = 0  # SMS is their channel
+    by_template: int = 0  # WhatsApp, with the approved template of their language
+    sms_for_lack_of_template: int = 0  # on WhatsApp too, but no template: SMS instead
+    free_text: int = 0  # WhatsApp only, no template: reaches them only inside 24 h
+
+    @property
+    def whatsapp(self) -> int:
+        return self.by_template + self.free_text
+
+
+def channel_counts(
+    standing: Iterable[tuple[SubscriberStatus, SubscriberStatus, Language, int]],
+    templated: set[Language],
+    whatsapp_on: bool,
+) -> ChannelCounts:
+    """Counts per channel from (SMS status, WhatsApp status, language, people) groups,
+    by the same rule the ledger follows (``broadcast._ledger_channel``)."""
+    sms = by_template = for_lack = free_text = 0
+    for sms_status, wa_status, language, people in standing:
+        on_sms = sms_status is SubscriberStatus.ACTIVE
+        on_whatsapp = whatsapp_on and wa_status is SubscriberStatus.ACTIVE
+        if on_whatsapp and language in templated:
+            by_template += people
+        elif on_whatsapp and not on_sms:
+            free_text += people
+        elif on_sms:
+            sms += people
+            for_lack += people if on_whatsapp else 0
+    return ChannelCounts(sms, by_template, for_lack, free_text)
+
+
+# --- what to submit to Meta ---------------------------------------------------------------
+
+# The body of each utility template, per kind and language: a fixed frame around {{1}}
+# (the alert's own text), never a variable at the start or the end, as Meta requires.
+SUGGESTED_BODIES: dict[tuple[AlertKind, Language], str] = {
+    (AlertKind.ALERT, Language.EN): "Rapid response alert for your area: {{1}} "
+    "Reply STOP to end WhatsApp alerts.",
+    (AlertKind.ALERT, Language.ES): "Alerta de respuesta rapida para su zona: {{1}} "
+    "Responda BAJA para dejar las alertas por WhatsApp.",
+    (AlertKind.UPDATE, Language.EN): "Update to a rapid response alert you got: {{1}} "
+    "Reply STOP to end WhatsApp alerts.",
+    (AlertKind.UPDATE, Language.ES): "Novedad sobre una alerta que recibio: {{1}} "
+    "Responda BAJA para dejar las alertas por WhatsApp.",
+    (AlertKind.ALL_CLEAR, Language.EN): "All clear for a rapid response alert you got: {{1}} "
+    "Reply STOP to end WhatsApp alerts.",
+    (AlertKind.ALL_CLEAR, Language.ES): "Fin de una alerta que recibio: {{1}} "
+    "Responda BAJA para dejar las alertas por WhatsApp.",
+    (AlertKind.CORRECTION, Language.EN): "Correction to a rapid response alert you got: {{1}} "
+    "Reply STOP to end WhatsApp alerts.",
+    (AlertKind.CORRECTION, Language.ES): "Correccion de una alerta que recibio: {{1}} "
+    "Responda BAJA para dejar las alertas por WhatsApp.",
+    (AlertKind.ANNOUNCEMENT, Language.EN): "News you asked for from your rapid response "
+    "network: {{1}} Reply NEWS STOP to end these.",
+    (AlertKind.ANNOUNCEMENT, Language.ES): "Noticias que pidio de su red de respuesta "
+    "rapida: {{1}} Responda BAJA NOTICIAS para dejarlas.",
+}
+
+
+def templates_by_key(session: Session) -> dict[tuple[AlertKind, Language], WhatsAppTemplate]:
+    """Every template entered, by (kind, language)."""
+    return {(row.kind, row.language): row for row in session.scalars(select(WhatsAppTemplate))}
+
+
+def readers(session: Session) -> dict[Language, tuple[int, int]]:
+    """People active on WhatsApp, per language: (all of them, those also on SMS)."""
+    on_sms = func.sum(case((Subscriber.status == SubscriberStatus.ACTIVE, 1), else_=0))
+    rows = session.execute(
+        select(Subscriber.language, func.count(), on_sms)
+        .where(Subscriber.whatsapp_status == SubscriberStatus.ACTIVE)
+        .group_by(Subscriber.language)
+    ).all()
+    return {language: (int(total), int(sms or 0)) for language, total, sms in rows}

@@ -90,6 +90,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         report,
         simulator,
         sms,
+        whatsapp_templates,
         wording,
     )
 
@@ -101,6 +102,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(people.my)
     app.register_blueprint(areas.bp)
     app.register_blueprint(wording.bp)
+    app.register_blueprint(whatsapp_templates.bp)
     del board_live  # imported for its socket handlers
     app.register_blueprint(home.bp)
     app.register_blueprint(health.bp)

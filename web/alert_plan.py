@@ -17,8 +17,10 @@ from rapidresponse import broadcast
 from rapidresponse.areas import adjacent_area_ids
 from rapidresponse.capacity import Capacity, capacity
 from rapidresponse.composer import compose_all, signatures
+from rapidresponse.config import Settings, whatsapp_alerts
 from rapidresponse.models import Alert, AlertKind, AlertStatus, Area, Incident, utcnow
 from rapidresponse.sms import segment
+from rapidresponse.whatsapp import ChannelCounts
 from rapidresponse.wording import wordings
 
 
@@ -41,6 +43,8 @@ class SendPlan:
     home_area: str | None = None  # an incident's alert: the area sent first
     home_people: int = 0
     choices: tuple[AreaChoice, ...] | None = None  # None: who it goes to is not changeable
+    # A draft's reach by channel, when WhatsApp carries alerts and someone is on it.
+    channels: ChannelCounts | None = None
 
     @property
     def needs_consent(self) -> bool:
@@ -77,7 +81,15 @@ def send_plan(found: Services, session: Session, row: Alert, texts: dict[str, st
         home_area=home.name if home else None,
         home_people=people.get(home.id, 0) if home else 0,
         choices=choices,
+        channels=_channels(session, row, settings) if draft else None,
     )
+
+
+def _channels(session: Session, row: Alert, settings: Settings) -> ChannelCounts | None:
+    if not whatsapp_alerts(settings):
+        return None
+    counts = broadcast.audience_by_channel(session, row, whatsapp_on=True)
+    return counts if counts.whatsapp or counts.sms_for_lack_of_template else None
 
 
 def _home_area(session: Session, row: Alert) -> Area | None:

@@ -78,6 +78,7 @@ STAFF_BLUEPRINTS = (
     "simulator",
     "areas",
     "wording",
+    "whatsapp_templates",
     "announcements",
     "drills",
 )

@@ -123,6 +123,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/invites"): COORDINATOR,
     ("GET", "/wording"): COORDINATOR,
     ("POST", "/wording/<language>/<message_id>"): COORDINATOR,
+    ("GET", "/whatsapp/templates"): COORDINATOR,
+    ("POST", "/whatsapp/templates/<kind>/<language>"): COORDINATOR,
     ("POST", "/staff/invites/<int:invite_id>/withdraw"): COORDINATOR,
     ("POST", "/people/responders/<int:responder_id>/call"): BOARD,
     ("GET", "/announcements"): COORDINATOR,
@@ -218,6 +220,7 @@ def fill(rule: str, world: World, services: Services) -> str:
         .replace("<int:drill_id>", str(drill_id))
         .replace("<token>", "no-such-invitation")
         .replace("<language>", "es")
+        .replace("<kind>", "alert")
         .replace("<message_id>", "alert.keyword")
         .replace("<any(disable, enable, 'reset-second-factor'):action>", "enable")
     )

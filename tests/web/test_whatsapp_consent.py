@@ -130,3 +130,20 @@ def test_stop_on_whatsapp_from_a_stranger_is_kept_as_a_whatsapp_stop(
     assert subscriber.whatsapp_status is SubscriberStatus.OPTED_OUT
     assert subscriber.status is SubscriberStatus.NO_CONSENT
     assert by_whatsapp.text("HELP") is None
+
+
+def test_joining_an_area_already_confirmed_from_the_other_channel_adds_that_channel(
+    wa_services: Services, by_whatsapp: Phone, by_sms: Phone
+) -> None:
+    by_sms.text("JOIN Cully")
+    by_sms.text("YES")
+    answer = by_whatsapp.text("JOIN Cully")
+    assert answer == (
+        "Done: alerts for Cully can come here on WhatsApp now. Send STOP here to end "
+        "WhatsApp alerts."
+    )
+    subscriber, [subscription] = person(wa_services)
+    assert subscriber.whatsapp_status is SubscriberStatus.ACTIVE
+    assert subscriber.status is SubscriberStatus.ACTIVE
+    assert subscription.channel is Channel.SMS  # the consent it was made with, kept
+    assert (by_whatsapp.text("JOIN Cully") or "").startswith("You already get alerts")
