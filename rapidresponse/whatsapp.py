@@ -170,12 +170,12 @@ def keep_within_daily_limit(session: Session, alert_id: int, now: datetime, limi
     nothing more. Past the tier, people who consented to SMS get it by SMS; the rest are
     failed with LIMIT_REASON, before anything is sent, rather than sent into refusals
     that lower the number's quality rating. The own area's rows (lower batches) are kept
-    first. Returns how many rows were moved or failed.
+    first, then the longest subscribed. Returns how many rows were moved or failed.
     """
     mine = (
         select(Delivery.id, Delivery.subscriber_id)
         .where(Delivery.alert_id == alert_id, Delivery.channel == Channel.WHATSAPP)
-        .order_by(Delivery.batch, Delivery.id)
+        .order_by(Delivery.batch, Delivery.subscriber_id)
     )
     rows = session.execute(mine).all()
     if not rows:

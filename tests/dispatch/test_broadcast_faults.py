@@ -4,6 +4,10 @@
 accepted send, except sends whose outcome was unknowable (a worker killed with
 requests in flight), which are counted in ``unknown_outcomes`` and bounded by the
 in-flight window.
+
+The audience is mixed: a third on WhatsApp only, a third on WhatsApp and SMS, a third on
+SMS only, with approved WhatsApp templates. "Once" holds across channels: a person
+whose WhatsApp refuses the alert and gets it by SMS has still one accepted send.
 """
 
 from __future__ import annotations
@@ -23,12 +27,24 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from dispatch import alerts
 from dispatch.redis_conn import EmbeddedRedis
 from dispatch.services import Services
-from rapidresponse.models import Alert, AlertStatus, Delivery, DeliveryStatus
+from rapidresponse import whatsapp
+from rapidresponse.models import (
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Language,
+    Subscriber,
+    SubscriberStatus,
+    TemplateStatus,
+)
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.dispatch.test_alerts import confirmed_incident
 from tests.dispatch.test_broadcast_core import make_area
@@ -121,6 +137,9 @@ def worker_env(cli_env: dict[str, str], fake: FakeTwilio, **extra: str) -> dict[
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_FROM": FROM_NUMBER,
         "TWILIO_API_URL": fake.url,
+        "WHATSAPP_FROM": WHATSAPP_FROM,
+        "WHATSAPP_SEND_RATE": "1000",
+        "WHATSAPP_DAILY_LIMIT": "unlimited",
         "SEND_CONCURRENCY": str(WINDOW),
         "DELIVERY_LEASE_SECONDS": "5",
         "REAPER_SECONDS": "2",
@@ -131,11 +150,48 @@ def worker_env(cli_env: dict[str, str], fake: FakeTwilio, **extra: str) -> dict[
 
 def start_broadcast(services: Services, recipients: int) -> int:
     area = make_area(services, "cully")
-    add_many_subscribers(services, area, recipients)
+    mix_channels(services, add_many_subscribers(services, area, recipients))
+    services.settings = replace(services.settings, whatsapp_daily_limit=None)
     alert_id = alerts.alert_for_incident(confirmed_incident(services, area))
     assert alert_id is not None
     alerts.approve_alert(services, alert_id)
+    with services.database.session() as session:
+        on_whatsapp = session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.alert_id == alert_id, Delivery.channel == Channel.WHATSAPP)
+        )
+    assert on_whatsapp == len(range(0, recipients, 3)) + len(range(1, recipients, 3))
     return alert_id
+
+
+WHATSAPP_FROM = "+15035550199"
+
+
+def mix_channels(services: Services, subscriber_ids: list[int]) -> None:
+    """A third on WhatsApp only, a third on both channels, a third SMS only; templates
+    approved for alerts in both languages."""
+    with services.database.session() as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id.in_(subscriber_ids[0::3]))
+            .values(whatsapp_status=SubscriberStatus.ACTIVE, status=SubscriberStatus.NO_CONSENT)
+        )
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id.in_(subscriber_ids[1::3]))
+            .values(whatsapp_status=SubscriberStatus.ACTIVE)
+        )
+        for n, language in enumerate(Language):
+            whatsapp.save_template(
+                session,
+                kind=AlertKind.ALERT,
+                language=language,
+                content_sid=f"HX{n:032d}",
+                variables=["text"],
+                status=TemplateStatus.APPROVED,
+                staff_id=None,
+            )
 
 
 def wait_until_complete(
@@ -175,6 +231,23 @@ def accepted_per_delivery(fake: FakeTwilio) -> Counter[str]:
     return counts
 
 
+def assert_each_went_by_its_channel(services: Services, fake: FakeTwilio, alert_id: int) -> None:
+    """The last accepted send of each delivery went by the channel its row says."""
+    with services.database.session() as session:
+        channels = dict(
+            session.execute(
+                select(Delivery.id, Delivery.channel).where(Delivery.alert_id == alert_id)
+            ).all()
+        )
+    last: dict[str, str] = {}
+    for message in fake.messages:
+        assert message.status_callback is not None
+        last[parse_qs(urlsplit(message.status_callback).query)["delivery"][0]] = message.to
+    for delivery_id, to in last.items():
+        assert to.startswith("whatsapp:") == (channels[delivery_id] is Channel.WHATSAPP)
+    assert {c for c in channels.values()} == {Channel.SMS, Channel.WHATSAPP}
+
+
 def ledger(services: Services, alert_id: int) -> tuple[dict[str, DeliveryStatus], int]:
     with services.database.session() as session:
         rows = session.execute(
@@ -211,6 +284,9 @@ def test_429s_and_500s_delay_but_never_lose_or_double_a_send(
             return Answer.error(429, retry_after=0.2)
         if roll < 1 / 3 + 1 / 10:
             return Answer.error(500)
+        on_whatsapp = (request.value("To") or "").startswith("whatsapp:")
+        if on_whatsapp and roll < 1 / 3 + 1 / 10 + 1 / 200:
+            return Answer.error(429, 63018)  # WhatsApp's own rate limit: the lane waits
         return None
 
     fake.policy = flaky
@@ -224,6 +300,7 @@ def test_429s_and_500s_delay_but_never_lose_or_double_a_send(
 
     duplicates, unknown = assert_each_recipient_once(services, fake, alert_id, 400)
     assert (duplicates, unknown) == (0, 0)  # every refusal was a clear answer
+    assert_each_went_by_its_channel(services, fake, alert_id)
     refused = [r for r in fake.requests if r.path.endswith("Messages.json")]
     assert len(refused) > 500  # the provider really did refuse a good share
 
@@ -252,6 +329,7 @@ def test_workers_killed_mid_broadcast_lose_nobody(
 
     duplicates, unknown = assert_each_recipient_once(services, fake, alert_id, recipients)
     assert unknown <= kills * IN_FLIGHT_BOUND
+    assert_each_went_by_its_channel(services, fake, alert_id)
     print(f"{kills} kills: {duplicates} duplicates, {unknown} unknowable outcomes counted")
 
 

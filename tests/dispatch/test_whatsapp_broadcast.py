@@ -304,3 +304,60 @@ def test_a_whatsapp_stop_with_no_sms_consent_closes_the_delivery(
     send_all(approval)
     assert fake_requests(fake) == []
     assert rows(wa, approval.alert_id)[WA_ONLY].status is DeliveryStatus.OPTED_OUT
+
+
+def test_past_the_daily_tier_sms_takes_those_who_consented_and_the_rest_fail_with_why(
+    wa: Services,
+) -> None:
+    area = make_area(wa, "cully")
+    three(wa, area)  # two on WhatsApp: the WhatsApp-only one, and the one on both
+    approve_template(wa)
+    with wa.database.session() as session:
+        alert = broadcast.draft(session, kind=AlertKind.ALERT, texts=TEXTS, area_ids=[area])
+        broadcast.approve(
+            session,
+            alert.id,
+            now=utcnow(),
+            validity=timedelta(minutes=30),
+            batch=500,
+            whatsapp_batch=500,
+            whatsapp_daily_limit=1,
+        )
+    found = rows(wa, alert.id)
+    # The lower subscriber id comes first within the tier: the WhatsApp-only one.
+    assert (found[WA_ONLY].channel, found[WA_ONLY].status) == (
+        Channel.WHATSAPP,
+        DeliveryStatus.PENDING,
+    )
+    assert (found[BOTH].channel, found[BOTH].status) == (Channel.SMS, DeliveryStatus.PENDING)
+
+    # The next alert the same day: the one already messaged costs nothing more; anyone
+    # new on WhatsApp only is past the tier and is failed before anything is sent.
+    late = person(
+        wa,
+        "+15035554004",
+        area,
+        sms=SubscriberStatus.NO_CONSENT,
+        on_whatsapp=SubscriberStatus.ACTIVE,
+    )
+    with wa.database.session() as session:
+        second = broadcast.draft(session, kind=AlertKind.ALERT, texts=TEXTS, area_ids=[area])
+        broadcast.approve(
+            session,
+            second.id,
+            now=utcnow(),
+            validity=timedelta(minutes=30),
+            batch=500,
+            whatsapp_batch=500,
+            whatsapp_daily_limit=1,
+        )
+        rows_now = {
+            d.subscriber_id: (d.channel, d.status, d.error_code)
+            for d in session.scalars(select(Delivery).where(Delivery.alert_id == second.id))
+        }
+    assert rows_now[late] == (Channel.WHATSAPP, DeliveryStatus.FAILED, whatsapp.LIMIT_REASON)
+    assert rows_now[found[WA_ONLY].subscriber_id] == (
+        Channel.WHATSAPP,
+        DeliveryStatus.PENDING,
+        None,
+    )
