@@ -49,6 +49,13 @@ FALLBACK_CODES = UNREACHABLE_CODES | {OUTSIDE_WINDOW}
 # What a template's numbered variables can be filled with.
 VARIABLES = {"text": "the alert's message, as approved (with the drill mark for a drill)"}
 CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+# A business-scoped user id: how WhatsApp names someone who hides their number behind a
+# username (a country code, a dot, up to 128 letters and digits).
+USER_ID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9]{1,128}")
+
+
+def is_user_id(address: str) -> bool:
+    return USER_ID.fullmatch(address) is not None
 
 
 def address(phone: str) -> str:

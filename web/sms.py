@@ -31,7 +31,7 @@ from dispatch.senders import SendError, redaction_delay
 from dispatch.services import Services
 from dispatch.spool import SpooledText
 from dispatch.status_queue import StatusCallback
-from rapidresponse import redaction
+from rapidresponse import redaction, whatsapp
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.commands import Keyword, parse
 from rapidresponse.config import whatsapp_alerts
@@ -99,7 +99,7 @@ def inbound() -> Response:
     # the number, on another channel (answered there; its STOP is not an SMS STOP).
     channel = ReportChannel.WHATSAPP if sender.startswith(WHATSAPP) else ReportChannel.SMS
     try:
-        phone = normalize(sender.removeprefix(WHATSAPP), found.settings.phone_region)
+        phone = sender_identity(request.form, channel, found.settings.phone_region)
     except InvalidPhoneNumber:
         abort(400, "From is not a phone number we can answer")
     if not found.seen_messages.first_time(sid):
@@ -151,6 +151,23 @@ def kept_reply(body: str) -> str | None:
 
 def _coordinates(location: Location | None) -> tuple[float | None, float | None]:
     return (location.latitude, location.longitude) if location else (None, None)
+
+
+def sender_identity(form: Mapping[str, str], channel: ReportChannel, region: str) -> str:
+    """Who wrote: their E.164 number, or on WhatsApp, for someone who hides it behind a
+    username, their business-scoped user id (``US.1349…``), kept like a number (sealed,
+    blind-indexed) and answered on WhatsApp only.
+
+    Raises:
+        InvalidPhoneNumber: neither.
+    """
+    address = form.get("From", "").removeprefix(WHATSAPP)
+    if channel is ReportChannel.WHATSAPP and whatsapp.is_user_id(address):
+        # WaId carries the number when WhatsApp shares it: the same person as by SMS.
+        with contextlib.suppress(InvalidPhoneNumber):
+            return normalize("+" + form.get("WaId", "").removeprefix("+"), region)
+        return address
+    return normalize(address, region)
 
 
 def inbound_text(form: Mapping[str, str], location: Location | None) -> str | None:

@@ -361,3 +361,16 @@ def test_past_the_daily_tier_sms_takes_those_who_consented_and_the_rest_fail_wit
         DeliveryStatus.PENDING,
         None,
     )
+
+
+def test_someone_known_only_by_their_whatsapp_user_id_gets_it_there(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    user_id = "US.13491208655302741918"
+    person(wa, user_id, area, sms=SubscriberStatus.NO_CONSENT, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    send_all(approve(wa, area))
+    [request] = [r for r in fake.requests if r.method == "POST"]
+    assert request.value("To") == f"whatsapp:{user_id}"
+    assert request.value("ContentSid") == TEMPLATE_SID

@@ -147,3 +147,52 @@ def test_joining_an_area_already_confirmed_from_the_other_channel_adds_that_chan
     assert subscriber.status is SubscriberStatus.ACTIVE
     assert subscription.channel is Channel.SMS  # the consent it was made with, kept
     assert (by_whatsapp.text("JOIN Cully") or "").startswith("You already get alerts")
+
+
+BSUID = "US.13491208655302741918"
+
+
+def test_someone_hiding_their_number_behind_a_username_can_join_and_report(
+    wa_services: Services, sms_app: Flask
+) -> None:
+    hidden = Phone(sms_app.test_client(), f"whatsapp:{BSUID}")
+    assert "YES" in (hidden.text("JOIN Cully") or "")
+    assert hidden.text("YES") is not None
+    subscriber, [joined] = person(wa_services)
+    assert joined.channel is Channel.WHATSAPP
+    assert subscriber.whatsapp_status is SubscriberStatus.ACTIVE
+    assert subscriber.status is SubscriberStatus.NO_CONSENT  # SMS cannot reach an id
+    assert subscriber.phone_index == wa_services.index.digest(BSUID, "phone")
+    assert wa_services.cipher.decrypt(subscriber.phone_sealed, "subscriber.phone") == BSUID
+    assert BSUID.encode() not in subscriber.phone_sealed  # sealed like a number
+    answer = hidden.text(SIGHTING)
+    assert answer is not None and answer.startswith("Report ")
+
+
+def test_a_username_with_its_number_shared_is_the_same_person_as_by_sms(
+    wa_services: Services, sms_app: Flask, by_sms: Phone
+) -> None:
+    from tests.web.sms_helpers import new_sid, send
+
+    by_sms.text("JOIN Cully")
+    by_sms.text("YES")
+    params = {
+        "From": f"whatsapp:{BSUID}",
+        "WaId": ALICE.removeprefix("+"),
+        "Body": "JOIN Cully",
+        "MessageSid": new_sid(),
+    }
+    assert send(sms_app.test_client(), params).status_code == 200
+    subscriber, _ = person(wa_services)  # one person, now on both channels
+    assert subscriber.whatsapp_status is SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize("sender", ["whatsapp:not-an-id", "whatsapp:us.123", "whatsapp:"])
+def test_a_whatsapp_sender_that_is_neither_a_number_nor_an_id_is_refused(
+    wa_services: Services, sms_app: Flask, sender: str
+) -> None:
+    from tests.web.sms_helpers import new_sid, send
+
+    answer = send(sms_app.test_client(), {"From": sender, "Body": "hi", "MessageSid": new_sid()})
+    assert answer.status_code == 400  # Twilio logs it; nothing to answer, nothing stored
+    assert reports(wa_services) == []
