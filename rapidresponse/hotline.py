@@ -156,7 +156,8 @@ class Hotline:
             return Outcome(self.subscribers.by_sms_only(phone, command))
         if command.keyword in SUBSCRIBER_WORDS:
             return Outcome(self.subscribers.handle(phone, command))
-        if command.keyword is Keyword.ANSWER and channel is ReportChannel.SMS:
+        if command.keyword is Keyword.ANSWER and not by_sms_only:
+            # 1 / 2 to an announcement that asked, by whichever channel it went.
             answered = self.subscribers.answer(phone, command)
             if answered is not None:
                 return Outcome(answered)  # counted; never a report

@@ -330,3 +330,38 @@ def test_the_audience_never_holds_anyone_without_their_yes(
         audience = {row[0] for row in session.execute(broadcast.audience(alert, now=NOON))}
         session.delete(alert)
     assert audience == expected
+
+
+def test_on_whatsapp_news_is_its_own_yes_and_answers_count_there_too(
+    twilio_services: Services, sms_app: Flask, fake: FakeTwilio, staff: int
+) -> None:
+    from rapidresponse import whatsapp
+    from rapidresponse.models import AlertKind, Channel, Language, TemplateStatus
+
+    twilio_services.settings = replace(
+        twilio_services.settings, whatsapp_from="whatsapp:+15035550199"
+    )
+    with twilio_services.database.session() as session:
+        whatsapp.save_template(
+            session,
+            kind=AlertKind.ANNOUNCEMENT,
+            language=Language.EN,
+            content_sid="HX" + "7" * 32,
+            variables=["text"],
+            status=TemplateStatus.APPROVED,
+            staff_id=None,
+        )
+    dana = joined(sms_app, f"whatsapp:{DANA}", None, news=True)
+    alert_id = send(twilio_services, staff, rsvp=True)
+    run_bulk(twilio_services)
+    [sent] = [r for r in fake.requests if r.method == "POST"]
+    assert sent.value("To") == f"whatsapp:{DANA}" and sent.value("ContentSid")
+    assert "yes" in (dana.text("1") or "")
+    with twilio_services.database.session() as session:
+        assert announcements.rsvp_counts(session, [alert_id]) == {alert_id: {"yes": 1, "no": 0}}
+        assert session.scalars(select(Report)).all() == []
+        person = session.scalars(select(Subscriber)).one()
+        assert person.news_consent_at is not None
+        assert person.status is SubscriberStatus.NO_CONSENT  # no SMS asked for
+        [delivery] = session.scalars(select(Delivery)).all()
+        assert delivery.channel is Channel.WHATSAPP
