@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from rapidresponse import audit
 from rapidresponse.models import (
     AlertKind,
     Channel,
@@ -163,6 +164,13 @@ def save_template(
     row.content_sid, row.variables, row.status = content_sid, list(variables), status
     row.updated_by_id = staff_id
     session.flush()
+    audit.record(
+        session,
+        actor="system" if staff_id is None else f"staff:{staff_id}",
+        action="whatsapp.template_saved",
+        subject=f"whatsapp_template:{row.id}",
+        details={"kind": kind.value, "language": language.value, "status": status.value},
+    )
     return row
 
 

@@ -15,6 +15,7 @@ from dispatch.services import Services
 from rapidresponse import broadcast, whatsapp
 from rapidresponse.models import (
     AlertKind,
+    AuditEvent,
     Language,
     StaffRole,
     Subscriber,
@@ -75,7 +76,10 @@ def test_a_coordinator_enters_an_approved_template_and_the_page_shows_it(
     save(coordinator, f"{PAGE}/alert/es", {"content_sid": SID, "status": "rejected"})
     with services.database.session() as session:
         assert whatsapp.approved_languages(session, AlertKind.ALERT) == set()
-    assert stored(services) == 1
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.action == "whatsapp.template_saved")
+        ).all()
+    assert stored(services) == 1 and len(actions) == 2  # each change audited
 
 
 @pytest.mark.parametrize(
