@@ -89,3 +89,41 @@ def test_an_empty_message_sends_nothing_and_a_bad_channel_is_sms(client: FlaskCl
     assert bubbles(whatsapp(client, Body="   ")) == []
     page = client.get("/simulator/phone?channel=telegram").get_data(as_text=True)
     assert 'aria-current="page" class="current" id="channel-sms"' in page
+
+
+def test_an_alert_to_a_whatsapp_subscriber_lands_in_the_whatsapp_conversation(
+    client: FlaskClient, services: Services
+) -> None:
+    from datetime import timedelta
+
+    from dispatch.broadcast import send_batch, whatsapp_batch
+    from rapidresponse import broadcast
+    from rapidresponse.areas import find_area
+    from rapidresponse.models import AlertKind, utcnow
+
+    whatsapp(client, Body="JOIN Cully")
+    whatsapp(client, Body="YES")
+    with services.database.session() as session:
+        cully = find_area(session, "cully")
+        assert cully is not None
+        alert = broadcast.draft(
+            session, kind=AlertKind.ALERT, texts={"en": "ALERT Cully test."}, area_ids=[cully.id]
+        )
+        approval = broadcast.approve(
+            session,
+            alert.id,
+            now=utcnow(),
+            validity=timedelta(minutes=30),
+            batch=100,
+            whatsapp_batch=whatsapp_batch(services.settings),
+        )
+    for batch in approval.enqueue_now:
+        send_batch(approval.alert_id, batch)
+    page = whatsapp(client, Body="")  # looking, not writing
+    assert bubbles(page)[-1][1] == "ALERT Cully test."
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    sms = client.post(
+        "/simulator/phone", data={"From": ALICE, "Body": "", "csrf_token": token.group(1)}
+    ).get_data(as_text=True)
+    assert bubbles(sms) == []  # by WhatsApp only: nobody twice
