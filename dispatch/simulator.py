@@ -2,7 +2,8 @@
 
 Used only with SMS_BACKEND=simulator. A delivery report goes through the same code as a
 real status callback (``broadcast.apply_status_callback``), so the board's 'sent' and
-'delivered' counts move in the demo exactly as they would with Twilio.
+'delivered' counts move in the demo exactly as they would with Twilio — including
+WhatsApp's refusal of free text outside its 24-hour window (63016), for trainings.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from dispatch.broadcast import apply_status_callback
 from dispatch.services import Services, current
+from rapidresponse import whatsapp
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.crypto import DecryptionError, Purpose
-from rapidresponse.models import OutboxMessage
+from rapidresponse.models import Alert, Delivery, OutboxMessage
 
 # A number ending in this digit plays an unreachable phone: its alerts end 'undelivered'
 # (Twilio's 30003, "unreachable destination handset"), to show failures in the demo.
@@ -38,13 +41,44 @@ def report_delivery(outbox_id: int, delivery_id: str, stage: str) -> None:
         row = session.get(OutboxMessage, outbox_id)
         if row is None:
             return  # the outbox was emptied since
-        sid = row.sid
+        sid, sent_at, channel = row.sid, row.created_at, row.channel
         try:
             phone = services.cipher.decrypt(row.to_sealed, Purpose.OUTBOX_TO)
         except DecryptionError:
             return  # its day's key was destroyed: nothing left to report on
-    status, error = _outcome(phone, stage)
+        refused = (
+            channel == "whatsapp"
+            and stage == "final"
+            and not _templated(session, delivery_id)
+            and _window_closed(session, row.to_index, sent_at)
+        )
+    status, error = (
+        (CallbackStatus.FAILED, whatsapp.OUTSIDE_WINDOW) if refused else _outcome(phone, stage)
+    )
     apply_status_callback(services, delivery_id, message_sid=sid, status=status, error_code=error)
+
+
+def _templated(session: Session, delivery_id: str) -> bool:
+    """Whether the delivery went with its kind and language's approved template."""
+    found = session.execute(
+        select(Alert.kind, Delivery.language)
+        .join(Alert, Alert.id == Delivery.alert_id)
+        .where(Delivery.id == delivery_id)
+    ).first()
+    return found is not None and found.language in whatsapp.approved_languages(session, found.kind)
+
+
+def _window_closed(session: Session, to_index: str, sent_at: datetime) -> bool:
+    """WhatsApp's rule: free text only within 24 h of the person's last message."""
+    last = session.scalar(
+        select(func.max(OutboxMessage.created_at)).where(
+            OutboxMessage.to_index == to_index,
+            OutboxMessage.channel == "whatsapp",
+            OutboxMessage.inbound.is_(True),
+            OutboxMessage.created_at <= sent_at,
+        )
+    )
+    return last is None or sent_at - last > WHATSAPP_WINDOW
 
 
 def _outcome(phone: str, stage: str) -> tuple[CallbackStatus, int | None]:

@@ -127,3 +127,56 @@ def test_an_alert_to_a_whatsapp_subscriber_lands_in_the_whatsapp_conversation(
         "/simulator/phone", data={"From": ALICE, "Body": "", "csrf_token": token.group(1)}
     ).get_data(as_text=True)
     assert bubbles(sms) == []  # by WhatsApp only: nobody twice
+
+
+def test_outside_the_window_the_simulator_refuses_free_text_as_whatsapp_does(
+    client: FlaskClient, services: Services
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from dispatch.broadcast import send_batch, whatsapp_batch
+    from dispatch.simulator import report_delivery
+    from rapidresponse import broadcast
+    from rapidresponse.areas import find_area
+    from rapidresponse.models import AlertKind, Delivery, DeliveryStatus, OutboxMessage, utcnow
+
+    whatsapp(client, Body="JOIN Cully")
+    whatsapp(client, Body="YES")
+
+    def alert_and_report() -> Delivery:
+        with services.database.session() as session:
+            cully = find_area(session, "cully")
+            assert cully is not None
+            alert = broadcast.draft(
+                session, kind=AlertKind.ALERT, texts={"en": "ALERT Cully."}, area_ids=[cully.id]
+            )
+            approval = broadcast.approve(
+                session,
+                alert.id,
+                now=utcnow(),
+                validity=timedelta(minutes=30),
+                batch=100,
+                whatsapp_batch=whatsapp_batch(services.settings),
+            )
+        send_batch(approval.alert_id, 0)
+        with services.database.session() as session:
+            delivery = session.scalars(
+                select(Delivery).where(Delivery.alert_id == approval.alert_id)
+            ).one()
+            outbox_id = session.scalar(
+                select(OutboxMessage.id).where(OutboxMessage.sid == delivery.provider_sid)
+            )
+        assert outbox_id is not None
+        report_delivery(outbox_id, delivery.id, "final")
+        with services.database.session() as session:
+            found = session.get_one(Delivery, delivery.id)
+            session.expunge(found)
+            return found
+
+    assert alert_and_report().status is DeliveryStatus.DELIVERED  # they just wrote
+    with services.database.session() as session:  # a day and more later
+        session.execute(update(OutboxMessage).values(created_at=utcnow() - timedelta(hours=25)))
+    refused = alert_and_report()
+    assert (refused.status, refused.error_code) == (DeliveryStatus.FAILED, "63016")
