@@ -50,6 +50,7 @@ MESSAGE_PATH = re.compile(
 )
 ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)(?:/|\.json|$)")
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
+CONTENT_AND_APPROVALS = "/v1/ContentAndApprovals"
 
 # Twilio's own wording, which (like the real API) quotes the numbers for some codes.
 # Placeholders name request parameters; a missing one becomes "".
@@ -239,6 +240,9 @@ class FakeTwilio:
         self._errors: list[BaseException] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # The Content API's templates with their WhatsApp approvals, as the Console would
+        # hold them (``content_template`` builds one); GET /v1/ContentAndApprovals lists them.
+        self.contents: list[dict[str, Any]] = []
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -448,6 +452,8 @@ class FakeTwilio:
             return self._scripted.popleft() if self._scripted else None
 
     def _answer(self, request: RecordedRequest) -> Answer:
+        if request.path == CONTENT_AND_APPROVALS:
+            return self._list_contents(request)
         if MESSAGE_PATH.match(request.path):
             return self._answer_instance(request)
         match = MESSAGES_PATH.match(request.path)
@@ -480,6 +486,29 @@ class FakeTwilio:
                 return Answer.error(404, 20404)
             self._deleted.append(match.group("message"))
         return Answer(204, b"")
+
+    def _list_contents(self, request: RecordedRequest) -> Answer:
+        """The Content API's list, one page (content.twilio.com has no account in its path:
+        Basic auth alone says whose templates they are)."""
+        if request.method != "GET":
+            return Answer.error(405)
+        if request.auth != (self.account_sid, self.auth_token):
+            return Answer.error(401)
+        answer = self._next_scripted()
+        if answer is not None:
+            return answer
+        url = f"https://content.twilio.com{CONTENT_AND_APPROVALS}?PageSize=50&Page=0"
+        meta = {
+            "page": 0,
+            "page_size": 50,
+            "first_page_url": url,
+            "previous_page_url": None,
+            "url": url,
+            "next_page_url": None,
+            "key": "contents",
+        }
+        with self._lock:
+            return Answer(200, {"contents": list(self.contents), "meta": meta})
 
     @property
     def deleted(self) -> list[str]:
@@ -549,6 +578,38 @@ class FakeTwilio:
         with self._lock:
             self._messages.append(message)
         return Answer(201, resource)
+
+
+def content_template(
+    account_sid: str,
+    name: str,
+    language: str,
+    body: str,
+    *,
+    status: str = "approved",
+    category: str = "UTILITY",
+) -> dict[str, Any]:
+    """A Content API resource with its WhatsApp approval, in the API's JSON shape."""
+    sid = "HX" + secrets.token_hex(16)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "sid": sid,
+        "account_sid": account_sid,
+        "friendly_name": name,
+        "language": language,
+        "variables": {"1": "text"},
+        "types": {"twilio/text": {"body": body}},
+        "approval_requests": {
+            "name": name,
+            "category": category,
+            "content_type": "twilio/text",
+            "status": status,
+            "rejection_reason": "" if status != "rejected" else "INVALID_FORMAT",
+            "allow_category_change": False,
+        },
+        "date_created": now,
+        "date_updated": now,
+    }
 
 
 def count_segments(text: str) -> int:

@@ -10,7 +10,9 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
+from dispatch.content_sync import SyncFailed, sync_templates
 from rapidresponse import whatsapp
 from rapidresponse.config import whatsapp_alerts
 from rapidresponse.models import AlertKind, Language, TemplateStatus, WhatsAppTemplate
@@ -39,6 +41,37 @@ class Slot:
 @requires(Permission.MANAGE_AREAS)
 def index() -> ResponseReturnValue:
     return render_template("whatsapp/templates.html", **_context())
+
+
+@bp.post("/whatsapp/templates/sync")
+@requires(Permission.MANAGE_AREAS)
+def sync() -> ResponseReturnValue:
+    """Read the templates and Meta's reviews from Twilio's Content API."""
+    found = services()
+    if found.settings.sms_backend != "twilio":
+        said = _("No Twilio account is set here: enter the templates by hand.")
+        return render_template("whatsapp/templates.html", **{**_context(), "error": said}), 400
+    try:
+        synced = sync_templates(found.settings, found.database, signed_in().user_id)
+    except SyncFailed:
+        said = _("Twilio could not be asked for the templates just now. Nothing was changed.")
+        return render_template("whatsapp/templates.html", **{**_context(), "error": said}), 502
+    flash(
+        ngettext(
+            "%(num)d template of ours found at Twilio.",
+            "%(num)d templates of ours found at Twilio.",
+            synced.found,
+        )
+    )
+    if synced.not_utility:
+        flash(
+            ngettext(
+                "%(num)d approved template is not in the Utility category: it is not used.",
+                "%(num)d approved templates are not in the Utility category: they are not used.",
+                synced.not_utility,
+            )
+        )
+    return redirect(url_for("whatsapp_templates.index"), code=303)
 
 
 @bp.post("/whatsapp/templates/<kind>/<language>")
@@ -97,5 +130,6 @@ def _context() -> dict[str, Any]:
         "readers": readers,
         "statuses": list(TemplateStatus),
         "whatsapp_on": whatsapp_alerts(found.settings),
+        "can_sync": found.settings.sms_backend == "twilio",
         "error": None,
     }

@@ -124,6 +124,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/wording"): COORDINATOR,
     ("POST", "/wording/<language>/<message_id>"): COORDINATOR,
     ("GET", "/whatsapp/templates"): COORDINATOR,
+    ("POST", "/whatsapp/templates/sync"): COORDINATOR,
     ("POST", "/whatsapp/templates/<kind>/<language>"): COORDINATOR,
     ("POST", "/staff/invites/<int:invite_id>/withdraw"): COORDINATOR,
     ("POST", "/people/responders/<int:responder_id>/call"): BOARD,

@@ -23,7 +23,9 @@ from rapidresponse.models import (
     TemplateStatus,
     WhatsAppTemplate,
 )
+from tests.dispatch.conftest import ACCOUNT_SID
 from tests.dispatch.test_broadcast_core import TEXTS, make_area, subscribe
+from tests.twilio_fake import FakeTwilio, content_template
 from tests.web.staff_helpers import add_account, post_form, sign_in
 
 SID = "HX" + "ab12" * 8
@@ -139,3 +141,64 @@ def test_the_alert_page_says_who_goes_by_which_channel(
     assert "By SMS: 1 person." in page
     assert "By WhatsApp, with its approved template: 2 people." in page
     assert "On WhatsApp only" not in page
+
+
+@pytest.fixture
+def twilio_coordinator(sms_app: Flask, twilio_services: Services) -> FlaskClient:
+    client = sms_app.test_client()
+    sign_in(client, twilio_services, add_account(twilio_services, StaffRole.COORDINATOR))
+    return client
+
+
+@pytest.mark.sends_through_api
+def test_templates_and_their_reviews_are_read_from_twilio(
+    twilio_coordinator: FlaskClient, twilio_services: Services, fake: FakeTwilio
+) -> None:
+    ours = {
+        "alert-es": content_template(
+            ACCOUNT_SID, "rapidresponse_alert_es", "es", "Alerta {{1}} fin"
+        ),
+        "update-en": content_template(
+            ACCOUNT_SID, "rapidresponse_update_en", "en", "Update {{1}} end", category="MARKETING"
+        ),
+        "all_clear-en": content_template(
+            ACCOUNT_SID, "rapidresponse_all_clear_en", "en", "Clear {{1}} end", status="pending"
+        ),
+    }
+    fake.contents = [
+        *ours.values(),
+        content_template(ACCOUNT_SID, "spring_sale", "en", "x {{1}} y"),
+    ]
+    answer = save(twilio_coordinator, f"{PAGE}/sync", {})
+    assert answer.status_code == 303
+    page = twilio_coordinator.get(PAGE).get_data(as_text=True)
+    assert "3 templates of ours found at Twilio." in page
+    assert "1 approved template is not in the Utility category: it is not used." in page
+    with twilio_services.database.session() as session:
+        saved = {
+            f"{t.kind.value}-{t.language.value}": (t.content_sid, t.status)
+            for t in session.scalars(select(WhatsAppTemplate))
+        }
+    assert saved == {
+        "alert-es": (ours["alert-es"]["sid"], TemplateStatus.APPROVED),
+        "update-en": (ours["update-en"]["sid"], TemplateStatus.REJECTED),
+        "all_clear-en": (ours["all_clear-en"]["sid"], TemplateStatus.PENDING),
+    }
+
+
+@pytest.mark.sends_through_api
+def test_when_twilio_cannot_be_asked_nothing_changes_and_it_says_so(
+    twilio_coordinator: FlaskClient, twilio_services: Services, fake: FakeTwilio
+) -> None:
+    fake.fail_next(status=401, code=20003)
+    answer = save(twilio_coordinator, f"{PAGE}/sync", {})
+    assert answer.status_code == 502
+    assert "Twilio could not be asked" in answer.get_data(as_text=True)
+    assert stored(twilio_services) == 0
+
+
+def test_without_twilio_there_is_nothing_to_sync(coordinator: FlaskClient) -> None:
+    assert "Sync from Twilio" not in coordinator.get(PAGE).get_data(as_text=True)
+    answer = save(coordinator, f"{PAGE}/sync", {})
+    assert answer.status_code == 400
+    assert "No Twilio account is set here" in answer.get_data(as_text=True)
