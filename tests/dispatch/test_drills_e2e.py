@@ -48,6 +48,10 @@ SIGHTING = "ICE van and 4 agents at the school gate, NE 42nd and Killingsworth"
 
 @pytest.fixture
 def environ(environ: dict[str, str], fake: FakeTwilio) -> dict[str, str]:
+    return production(environ, fake)
+
+
+def production(environ: dict[str, str], fake: FakeTwilio) -> dict[str, str]:
     """Production, as a collective runs it, with Twilio's API at the local fake."""
     return {
         **environ,

@@ -91,7 +91,9 @@ def approve_template(services: Services, language: Language = Language.EN) -> No
         )
 
 
-def approve(services: Services, area_id: int, batch: int = 500) -> broadcast.Approval:
+def approve(
+    services: Services, area_id: int, batch: int = 500, daily_limit: int | None = None
+) -> broadcast.Approval:
     with services.database.session() as session:
         alert = broadcast.draft(session, kind=AlertKind.ALERT, texts=TEXTS, area_ids=[area_id])
         return broadcast.approve(
@@ -101,6 +103,7 @@ def approve(services: Services, area_id: int, batch: int = 500) -> broadcast.App
             validity=timedelta(minutes=30),
             batch=batch,
             whatsapp_batch=batch,
+            whatsapp_daily_limit=daily_limit,
         )
 
 
@@ -312,18 +315,7 @@ def test_past_the_daily_tier_sms_takes_those_who_consented_and_the_rest_fail_wit
     area = make_area(wa, "cully")
     three(wa, area)  # two on WhatsApp: the WhatsApp-only one, and the one on both
     approve_template(wa)
-    with wa.database.session() as session:
-        alert = broadcast.draft(session, kind=AlertKind.ALERT, texts=TEXTS, area_ids=[area])
-        broadcast.approve(
-            session,
-            alert.id,
-            now=utcnow(),
-            validity=timedelta(minutes=30),
-            batch=500,
-            whatsapp_batch=500,
-            whatsapp_daily_limit=1,
-        )
-    found = rows(wa, alert.id)
+    found = rows(wa, approve(wa, area, daily_limit=1).alert_id)
     # The lower subscriber id comes first within the tier: the WhatsApp-only one.
     assert (found[WA_ONLY].channel, found[WA_ONLY].status) == (
         Channel.WHATSAPP,
@@ -340,20 +332,11 @@ def test_past_the_daily_tier_sms_takes_those_who_consented_and_the_rest_fail_wit
         sms=SubscriberStatus.NO_CONSENT,
         on_whatsapp=SubscriberStatus.ACTIVE,
     )
+    second = approve(wa, area, daily_limit=1).alert_id
     with wa.database.session() as session:
-        second = broadcast.draft(session, kind=AlertKind.ALERT, texts=TEXTS, area_ids=[area])
-        broadcast.approve(
-            session,
-            second.id,
-            now=utcnow(),
-            validity=timedelta(minutes=30),
-            batch=500,
-            whatsapp_batch=500,
-            whatsapp_daily_limit=1,
-        )
         rows_now = {
             d.subscriber_id: (d.channel, d.status, d.error_code)
-            for d in session.scalars(select(Delivery).where(Delivery.alert_id == second.id))
+            for d in session.scalars(select(Delivery).where(Delivery.alert_id == second))
         }
     assert rows_now[late] == (Channel.WHATSAPP, DeliveryStatus.FAILED, whatsapp.LIMIT_REASON)
     assert rows_now[found[WA_ONLY].subscriber_id] == (

@@ -34,7 +34,7 @@ from rapidresponse.models import (
     Subscriber,
     SubscriberStatus,
 )
-from tests.dispatch.test_drills_e2e import staff_client, work
+from tests.dispatch.test_drills_e2e import production, staff_client, work
 from tests.factories import add_on_shift_responder
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import PUBLIC_URL, Phone, new_sid, send, sign
@@ -57,18 +57,7 @@ REPORTER = "+15035550190"
 
 @pytest.fixture
 def environ(environ: dict[str, str], fake: FakeTwilio) -> dict[str, str]:
-    from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
-
-    return {
-        **environ,
-        "RR_ENV": "production",
-        "SMS_BACKEND": "twilio",
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_FROM": FROM_NUMBER,
-        "TWILIO_API_URL": fake.url,
-        "WHATSAPP_FROM": WHATSAPP_SENDER,
-    }
+    return {**production(environ, fake), "WHATSAPP_FROM": WHATSAPP_SENDER}
 
 
 def status_callback(app: Flask, delivery_id: str, sid: str, status: str, code: int) -> int:

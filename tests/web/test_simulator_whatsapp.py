@@ -5,14 +5,26 @@ messages (words, location pins, quick-reply buttons), a conversation of its own,
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from dispatch.broadcast import send_batch, whatsapp_batch
 from dispatch.services import Services
-from rapidresponse.areas import import_areas
-from rapidresponse.models import Report, ReportChannel
+from dispatch.simulator import report_delivery
+from rapidresponse import broadcast
+from rapidresponse.areas import find_area, import_areas
+from rapidresponse.models import (
+    AlertKind,
+    Delivery,
+    DeliveryStatus,
+    OutboxMessage,
+    Report,
+    ReportChannel,
+    utcnow,
+)
 from rapidresponse.regions import demo_region_path, load_region_file
 from tests.factories import ALICE
 from tests.web.test_simulator import bubbles
@@ -94,31 +106,10 @@ def test_an_empty_message_sends_nothing_and_a_bad_channel_is_sms(client: FlaskCl
 def test_an_alert_to_a_whatsapp_subscriber_lands_in_the_whatsapp_conversation(
     client: FlaskClient, services: Services
 ) -> None:
-    from datetime import timedelta
-
-    from dispatch.broadcast import send_batch, whatsapp_batch
-    from rapidresponse import broadcast
-    from rapidresponse.areas import find_area
-    from rapidresponse.models import AlertKind, utcnow
 
     whatsapp(client, Body="JOIN Cully")
     whatsapp(client, Body="YES")
-    with services.database.session() as session:
-        cully = find_area(session, "cully")
-        assert cully is not None
-        alert = broadcast.draft(
-            session, kind=AlertKind.ALERT, texts={"en": "ALERT Cully test."}, area_ids=[cully.id]
-        )
-        approval = broadcast.approve(
-            session,
-            alert.id,
-            now=utcnow(),
-            validity=timedelta(minutes=30),
-            batch=100,
-            whatsapp_batch=whatsapp_batch(services.settings),
-        )
-    for batch in approval.enqueue_now:
-        send_batch(approval.alert_id, batch)
+    send_cully_alert(services, "ALERT Cully test.")
     page = whatsapp(client, Body="")  # looking, not writing
     assert bubbles(page)[-1][1] == "ALERT Cully test."
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
@@ -132,39 +123,13 @@ def test_an_alert_to_a_whatsapp_subscriber_lands_in_the_whatsapp_conversation(
 def test_outside_the_window_the_simulator_refuses_free_text_as_whatsapp_does(
     client: FlaskClient, services: Services
 ) -> None:
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from dispatch.broadcast import send_batch, whatsapp_batch
-    from dispatch.simulator import report_delivery
-    from rapidresponse import broadcast
-    from rapidresponse.areas import find_area
-    from rapidresponse.models import AlertKind, Delivery, DeliveryStatus, OutboxMessage, utcnow
-
     whatsapp(client, Body="JOIN Cully")
     whatsapp(client, Body="YES")
 
     def alert_and_report() -> Delivery:
+        alert_id = send_cully_alert(services, "ALERT Cully.")
         with services.database.session() as session:
-            cully = find_area(session, "cully")
-            assert cully is not None
-            alert = broadcast.draft(
-                session, kind=AlertKind.ALERT, texts={"en": "ALERT Cully."}, area_ids=[cully.id]
-            )
-            approval = broadcast.approve(
-                session,
-                alert.id,
-                now=utcnow(),
-                validity=timedelta(minutes=30),
-                batch=100,
-                whatsapp_batch=whatsapp_batch(services.settings),
-            )
-        send_batch(approval.alert_id, 0)
-        with services.database.session() as session:
-            delivery = session.scalars(
-                select(Delivery).where(Delivery.alert_id == approval.alert_id)
-            ).one()
+            delivery = session.scalars(select(Delivery).where(Delivery.alert_id == alert_id)).one()
             outbox_id = session.scalar(
                 select(OutboxMessage.id).where(OutboxMessage.sid == delivery.provider_sid)
             )
@@ -180,3 +145,24 @@ def test_outside_the_window_the_simulator_refuses_free_text_as_whatsapp_does(
         session.execute(update(OutboxMessage).values(created_at=utcnow() - timedelta(hours=25)))
     refused = alert_and_report()
     assert (refused.status, refused.error_code) == (DeliveryStatus.FAILED, "63016")
+
+
+def send_cully_alert(services: Services, text: str) -> int:
+    """Approve an alert to Cully and send it, as the batch jobs do; its id."""
+    with services.database.session() as session:
+        cully = find_area(session, "cully")
+        assert cully is not None
+        alert = broadcast.draft(
+            session, kind=AlertKind.ALERT, texts={"en": text}, area_ids=[cully.id]
+        )
+        approval = broadcast.approve(
+            session,
+            alert.id,
+            now=utcnow(),
+            validity=timedelta(minutes=30),
+            batch=100,
+            whatsapp_batch=whatsapp_batch(services.settings),
+        )
+    for batch in approval.enqueue_now:
+        send_batch(approval.alert_id, batch)
+    return approval.alert_id
