@@ -214,6 +214,9 @@ def send_batch(alert_id: int, batch: int) -> dict[str, int]:
     services = current()
     lease = BatchLease(alert_id, batch, uuid.uuid4().hex)
     if not claim_batch(services, lease):
+        # Nothing to send (sent already, or failed before sending: the daily WhatsApp
+        # tier): what waits on this batch need not wait for the reaper.
+        finish_alert_if_done(services, alert_id)
         return Tally().as_dict()
     try:
         tally = asyncio.run(_send_claimed(services, lease))
@@ -235,10 +238,13 @@ def send_batch(alert_id: int, batch: int) -> dict[str, int]:
 
 
 def resend(services: Services, alert_id: int, batch: int) -> None:
-    """Send a batch again now (WhatsApp refusals became SMS); if Redis is away, the
-    reaper finds its pending rows."""
+    """Send a batch again now (WhatsApp refusals became SMS), on its alert's lane; if
+    Redis is away, the reaper finds its pending rows."""
+    with services.database.session() as session:
+        bulk = broadcast.announcement_ids(session, [alert_id])
+    lane = QueueName.BULK if bulk else QueueName.ALERTS
     try:
-        enqueue_batches(services.redis, alert_id, [batch], job_timeout(services))
+        enqueue_batches(services.redis, alert_id, [batch], job_timeout(services), lane)
     except (RedisError, OSError) as error:
         log.warning("alert %s: SMS fallback not enqueued (%s)", alert_id, type(error).__name__)
 
@@ -442,7 +448,8 @@ def _recipients(
                 body=bodies[lang],
                 segments=segments[lang],
                 channel=channel,
-                content=_content(templates, language.value, bodies[lang]),
+                # The template of the text's language: it frames that text.
+                content=_content(templates, lang, bodies[lang]),
             )
         )
     return recipients
@@ -462,11 +469,15 @@ def _chunks(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipien
 
 def _chunk_size(services: Services) -> int:
     window = services.settings.send_concurrency
-    rate = services.settings.send_rate
-    if rate is None:
+    rates = [services.settings.send_rate]
+    if config.whatsapp_alerts(services.settings):
+        rates.append(services.settings.whatsapp_send_rate)
+    slowest = min((rate for rate in rates if rate is not None), default=None)
+    if slowest is None:
         return window
-    # A chunk's slots are reserved at once: keep its wait well inside the lease.
-    return max(1, min(window, int(rate * PACED_CHUNK_SECONDS)))
+    # A chunk's slots are reserved at once: keep its wait well inside the lease, on the
+    # slower lane too (a chunk may hold both).
+    return max(1, min(window, int(slowest * PACED_CHUNK_SECONDS)))
 
 
 def _seconds_left(expires_at: datetime) -> int:
@@ -546,15 +557,18 @@ def _route(
         channels = standing.get(recipient.subscriber_id)
         if channels is None:
             continue  # erased since: its row went with it
+        lanes = _channels(settings)
         mine = channels[recipient.channel]
-        if mine is SubscriberStatus.ACTIVE:
+        if mine is SubscriberStatus.ACTIVE and recipient.channel in lanes:
             going.append(recipient)
             continue
         other = whatsapp.other(recipient.channel)
-        if channels[other] is SubscriberStatus.ACTIVE and other in _channels(settings):
+        if channels[other] is SubscriberStatus.ACTIVE and other in lanes:
             going.append(replace(recipient, channel=other))
             continue
-        closed.setdefault(_CLOSED_AS[mine], []).append(recipient.delivery_id)
+        # No lane left for it (WHATSAPP_FROM removed since the ledger): failed, not stuck.
+        gone = DeliveryStatus.FAILED if mine is SubscriberStatus.ACTIVE else _CLOSED_AS[mine]
+        closed.setdefault(gone, []).append(recipient.delivery_id)
     return going, closed
 
 
@@ -619,7 +633,7 @@ async def _send_one(lane: Lane, recipient: Recipient, due: float, validity: int 
             )
             return result
         except SendError as error:
-            if on_whatsapp and error.code in whatsapp.FALLBACK_CODES:
+            if on_whatsapp and whatsapp.refused_for_good(error.code):
                 error.permanent = True  # for WhatsApp; SMS may still take it
             if on_whatsapp and error.code == whatsapp.RATE_LIMITED and pacer is not None:
                 pacer.hold(WHATSAPP_RATE_HOLD)  # every worker's WhatsApp lane waits
@@ -744,17 +758,13 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
 
 
 def _fall_back(session: Session, refused: list[Result], now: datetime) -> int:
-    """WhatsApp refusals another channel may overcome: pending again by SMS for those
-    who consented to it (the rest keep their failure and its code)."""
-    fell_back = 0
-    for code in whatsapp.FALLBACK_CODES:
-        ids = [
-            r.recipient.delivery_id
-            for r in refused
-            if r.recipient.channel is Channel.WHATSAPP and r.error_code == code
-        ]
-        fell_back += broadcast.fall_back_to_sms(session, ids, code, now)
-    return fell_back
+    """WhatsApp's refusals: pending again by SMS for those who consented to it (the rest
+    keep their failure and its code)."""
+    by_code: dict[int | None, list[str]] = {}
+    for r in refused:
+        if r.recipient.channel is Channel.WHATSAPP:
+            by_code.setdefault(r.error_code, []).append(r.recipient.delivery_id)
+    return sum(broadcast.fall_back_to_sms(session, ids, code, now) for code, ids in by_code.items())
 
 
 def _release_unsent(
@@ -884,6 +894,7 @@ def apply_status_callbacks(services: Services, callbacks: Sequence[StatusCallbac
                 status=callback.status,
                 error_code=callback.error_code,
                 now=now,
+                channel=callback.channel,
             )
             for callback in callbacks
         ]

@@ -69,6 +69,9 @@ def sync_templates(settings: Settings, database: Database, staff_id: int | None)
     except (TwilioException, OSError) as error:
         raise SyncFailed(type(error).__name__) from None
     found = not_utility = 0
+    # Several templates may carry one name (an old rejected one, a new approved one): the
+    # approved, then the newest, is applied last, so it is the one kept.
+    contents = sorted(contents, key=_precedence)
     with database.session() as session:
         for content in contents:
             approval: dict[str, Any] = dict(content.approval_requests or {})
@@ -98,3 +101,9 @@ def _status(approval: dict[str, Any]) -> TemplateStatus:
     if said in NOT_USED:
         return TemplateStatus.REJECTED
     return TemplateStatus.PENDING
+
+
+def _precedence(content: Any) -> tuple[bool, str]:
+    approval = dict(content.approval_requests or {})
+    updated = content.date_updated.isoformat() if content.date_updated else ""
+    return (str(approval.get("status") or "").lower() == "approved", updated)

@@ -55,15 +55,21 @@ class StatusCallback:
     message_sid: str
     status: CallbackStatus
     error_code: int | None
+    # "sms" or "whatsapp", from the callback's own To: a WhatsApp message's callback is
+    # never taken for the SMS the same row went as afterwards. None: not said.
+    channel: str | None = None
 
     def pack(self) -> str:
-        return json.dumps([self.delivery_id, self.message_sid, self.status.value, self.error_code])
+        return json.dumps(
+            [self.delivery_id, self.message_sid, self.status.value, self.error_code, self.channel]
+        )
 
     @classmethod
     def unpack(cls, raw: bytes | str) -> StatusCallback | None:
         try:
-            delivery_id, sid, status, code = json.loads(raw)
-            return cls(str(delivery_id), str(sid), CallbackStatus(status), code)
+            delivery_id, sid, status, code, *rest = json.loads(raw)
+            channel = str(rest[0]) if rest and rest[0] is not None else None
+            return cls(str(delivery_id), str(sid), CallbackStatus(status), code, channel)
         except (ValueError, TypeError):
             return None  # not one of ours: dropped, never retried forever
 

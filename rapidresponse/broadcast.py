@@ -590,9 +590,17 @@ def _write_ledger(
             rows,
         )
     )
-    near = sum(n for (rank, _), n in counts.items() if rank == 0)
-    far = sum(n for (rank, _), n in counts.items() if rank == 1)
-    return near, far, near_batches, first
+    # Counted from what was written, not from the count above: on PostgreSQL a JOIN or
+    # a STOP committed in between is seen by the INSERT ... SELECT and not by the count.
+    written = session.execute(
+        select(table.c.batch, func.count())
+        .where(table.c.alert_id == alert.id)
+        .group_by(table.c.batch)
+    ).all()
+    near = sum(int(n) for batch_number_, n in written if batch_number_ < near_batches)
+    total = sum(int(n) for _, n in written)
+    batches = max((int(b) + 1 for b, _ in written), default=0)
+    return near, total - near, near_batches, max(first, batches)
 
 
 def _ledger_channel(
@@ -770,38 +778,62 @@ class CallbackOutcome:
 
 
 def fall_back_to_sms(
-    session: Session, delivery_ids: Sequence[str], error_code: int, now: datetime
+    session: Session, delivery_ids: Sequence[str], error_code: int | None, now: datetime
 ) -> int:
-    """WhatsApp refused these deliveries with ``error_code`` (outside its window, or not
-    on WhatsApp): those whose person consented to SMS too are pending again, by SMS —
-    still one row each, so nobody gets the alert twice. Returns how many.
-
-    The failed WhatsApp message's id is kept aside, so its late callbacks cannot be
-    mistaken for the SMS's.
+    """WhatsApp refused these deliveries (``error_code``: outside its window, not on
+    WhatsApp, a template it would not take): those whose person consented to SMS too are
+    pending again, by SMS — still one row each, so nobody gets the alert twice. Returns
+    how many.
     """
     if not delivery_ids:
         return 0
     on_sms = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE)
-    result = session.execute(
-        update(Delivery)
+    rows = session.scalars(
+        select(Delivery)
         .where(
             Delivery.id.in_(delivery_ids),
             Delivery.channel == Channel.WHATSAPP,
             Delivery.status.in_((*UNFINISHED, DeliveryStatus.SENT)),
             Delivery.subscriber_id.in_(on_sms),
         )
-        .values(
-            channel=Channel.SMS,
-            status=DeliveryStatus.PENDING,
-            superseded_sid=Delivery.provider_sid,
-            provider_sid=None,
-            error_code=str(error_code),
-            **LEASE_CLEARED,
-            updated_at=now,
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    for row in rows:
+        _send_again(row, Channel.SMS, row.provider_sid, now, error_code)
+    _reopen(session, {row.alert_id for row in rows})
+    return len(rows)
+
+
+def _send_again(
+    row: Delivery,
+    channel: Channel,
+    refused_sid: str | None,
+    now: datetime,
+    error_code: int | None = None,
+) -> None:
+    """Make a refused delivery pending again, on ``channel``. The refused message's id is
+    set aside, so its late callbacks are never taken for the new send's."""
+    if refused_sid is not None:
+        row.superseded_sids = [*(row.superseded_sids or []), refused_sid]
+    if channel is not row.channel:
+        row.attempts = 0  # a new channel's tries are its own
+    row.channel, row.status, row.provider_sid = channel, DeliveryStatus.PENDING, None
+    row.lease_token = row.lease_expires_at = row.sending_at = None
+    row.error_code = None if error_code is None else str(error_code)
+    row.updated_at = now
+
+
+def _reopen(session: Session, alert_ids: set[int]) -> None:
+    """An alert marked complete that has a row pending again is being sent again: the
+    reaper looks after it (expiry, vanished jobs) as after any approved alert."""
+    if alert_ids:
+        session.execute(
+            update(Alert)
+            .where(Alert.id.in_(alert_ids), Alert.status == AlertStatus.COMPLETE)
+            .values(status=AlertStatus.APPROVED, completed_at=None)
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def record_callback(
@@ -812,19 +844,26 @@ def record_callback(
     status: CallbackStatus,
     error_code: int | None,
     now: datetime,
+    channel: str | None = None,
 ) -> CallbackOutcome:
     """Apply one status callback. Replays and out-of-order callbacks change nothing.
 
     Statuses only move forward (pending/claimed → sent → delivered or failed), so the
     same (sid, status) twice, or 'sent' after 'delivered', is a no-op. A callback for a
     delivery still claimed is a send whose HTTP answer was lost: it is marked sent
-    and released, so no worker or reaper sends it again.
+    and released, so no worker or reaper sends it again. A callback for a try that was
+    refused and sent again (``superseded_sids``), or from the other channel (``channel``,
+    from its To), is not the current send's and changes nothing.
     """
     delivery = session.get(Delivery, delivery_id)
     if delivery is None or (delivery.provider_sid not in (None, message_sid)):
         return CallbackOutcome(False)  # not ours, or for a different send of that row
-    if delivery.provider_forgotten_at is not None or delivery.superseded_sid == message_sid:
-        return CallbackOutcome(False)  # its callbacks were done, or a WhatsApp try's
+    if delivery.provider_forgotten_at is not None or message_sid in (
+        delivery.superseded_sids or ()
+    ):
+        return CallbackOutcome(False)  # its callbacks were done, or an earlier try's
+    if channel is not None and channel != delivery.channel.value:
+        return CallbackOutcome(False, delivery.alert_id)  # the other channel's try
     target, earlier = _callback_target(status, error_code, delivery.channel)
     if target is None:
         return CallbackOutcome(False, delivery.alert_id)
@@ -866,62 +905,38 @@ def _whatsapp_refused(
     error_code: int | None,
     now: datetime,
 ) -> CallbackOutcome:
-    """WhatsApp did not deliver a message it had accepted: the person is marked
-    unreachable there when the code says so, and the alert goes by SMS if they consented
-    to SMS too; otherwise the delivery fails, with the code as its reason."""
-    if delivery.status not in (DeliveryStatus.CLAIMED, DeliveryStatus.SENT):
-        return CallbackOutcome(False, delivery.alert_id)  # pending again, or already final
-    if error_code == whatsapp.RATE_LIMITED:
-        retried = _pending_again(session, delivery, message_sid, Channel.WHATSAPP, now)
-        return CallbackOutcome(retried, delivery.alert_id, delivery.batch, slow_down=True)
-    if target is DeliveryStatus.UNDELIVERABLE:
-        mark_subscribers(session, [delivery.subscriber_id], target, now, Channel.WHATSAPP)
-    if error_code in whatsapp.FALLBACK_CODES:
-        delivery.provider_sid = message_sid  # what fall_back_to_sms sets aside
-        session.flush()
-        if fall_back_to_sms(session, [delivery.id], error_code, now):
-            return CallbackOutcome(True, delivery.alert_id, resend_batch=delivery.batch)
-    changed = session.execute(
-        update(Delivery)
+    """WhatsApp did not deliver a message it had accepted. Its rate limit (63018): the
+    message goes again on WhatsApp. Otherwise the person is marked unreachable there when
+    the code says so, and the alert goes by SMS if they consented to SMS too; if not,
+    the delivery fails, with the code as its reason."""
+    row = session.scalars(
+        select(Delivery)
         .where(
             Delivery.id == delivery.id,
             Delivery.status.in_((DeliveryStatus.CLAIMED, DeliveryStatus.SENT)),
             or_(Delivery.provider_sid.is_(None), Delivery.provider_sid == message_sid),
         )
-        .values(
-            status=target,
-            provider_sid=message_sid,
-            **LEASE_CLEARED,
-            error_code=None if error_code is None else str(error_code),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return CallbackOutcome(bool(changed.rowcount), delivery.alert_id)  # type: ignore[attr-defined]
-
-
-def _pending_again(
-    session: Session, delivery: Delivery, message_sid: str, channel: Channel, now: datetime
-) -> bool:
-    """Send a refused message again later, on ``channel``; the refused one's id is set
-    aside so its late callbacks are not taken for the new send's."""
-    changed = session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == delivery.id,
-            Delivery.status.in_((DeliveryStatus.CLAIMED, DeliveryStatus.SENT)),
-        )
-        .values(
-            channel=channel,
-            status=DeliveryStatus.PENDING,
-            superseded_sid=message_sid,
-            provider_sid=None,
-            **LEASE_CLEARED,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return bool(changed.rowcount)  # type: ignore[attr-defined]
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None:
+        return CallbackOutcome(False, delivery.alert_id)  # pending again, or already final
+    if error_code == whatsapp.RATE_LIMITED:
+        _send_again(row, Channel.WHATSAPP, message_sid, now)
+        _reopen(session, {row.alert_id})
+        return CallbackOutcome(True, row.alert_id, row.batch, slow_down=True)
+    if target is DeliveryStatus.UNDELIVERABLE:
+        mark_subscribers(session, [row.subscriber_id], target, now, Channel.WHATSAPP)
+    on_sms = session.scalar(select(Subscriber.status).where(Subscriber.id == row.subscriber_id))
+    if on_sms is SubscriberStatus.ACTIVE:
+        _send_again(row, Channel.SMS, message_sid, now, error_code)
+        _reopen(session, {row.alert_id})
+        return CallbackOutcome(True, row.alert_id, resend_batch=row.batch)
+    row.status, row.provider_sid = target, message_sid
+    row.lease_token = row.lease_expires_at = row.sending_at = None
+    row.error_code = None if error_code is None else str(error_code)
+    row.updated_at = now
+    return CallbackOutcome(True, row.alert_id)
 
 
 def _callback_target(
@@ -957,17 +972,17 @@ def forget_provider_ids(
     deliveries = session.scalars(
         select(Delivery)
         .where(
-            or_(Delivery.provider_sid.is_not(None), Delivery.superseded_sid.is_not(None)),
+            or_(Delivery.provider_sid.is_not(None), Delivery.superseded_sids.is_not(None)),
             Delivery.status.not_in((DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)),
             Delivery.updated_at < now - after,
         )
         .limit(limit)
     ).all()
     for delivery in deliveries:
-        for sid in (delivery.provider_sid, delivery.superseded_sid):
+        for sid in (delivery.provider_sid, *(delivery.superseded_sids or ())):
             if redact is not None and sid is not None:
                 redaction.schedule(session, redact, sid, now, now)
-        delivery.provider_sid = delivery.superseded_sid = None
+        delivery.provider_sid, delivery.superseded_sids = None, None
         delivery.provider_forgotten_at = to_the_minute(now)
         delivery.created_at = to_the_minute(delivery.created_at)
         delivery.updated_at = to_the_minute(delivery.updated_at)

@@ -491,8 +491,9 @@ def _whatsapp_send_rate(env: _Env) -> float:
         rate = float(raw)
     except ValueError:
         rate = -1.0
-    if not 0 < rate <= 1000:
-        raise ConfigError(f"WHATSAPP_SEND_RATE must be messages per second (0-1000), got {raw!r}")
+    if not 1 <= rate <= 1000:
+        # Below one a second, a chunk's slots would outlast a delivery's lease.
+        raise ConfigError(f"WHATSAPP_SEND_RATE must be messages per second (1-1000), got {raw!r}")
     return rate
 
 

@@ -507,9 +507,11 @@ class Delivery(Base):
     channel: Mapped[Channel] = mapped_column(
         _enum(Channel), default=Channel.SMS, server_default=Channel.SMS.value
     )
-    # The WhatsApp message that failed before an SMS fallback: its late callbacks are
-    # not the SMS's and are ignored. Forgotten with the provider id.
-    superseded_sid: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The provider ids of earlier tries that were refused and sent again (a WhatsApp
+    # message before its SMS fallback, or before a retry after WhatsApp's rate limit):
+    # their late callbacks are not the new send's and are ignored. Forgotten (and
+    # redacted) with the provider id. None: no such try.
+    superseded_sids: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
     # Which batch job sends it: rows are grouped when the ledger is written.
     batch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -366,15 +366,18 @@ class _Context:
         else:
             self.desk.remember_language(self.phone, language)
 
-    def subscriber_now(self) -> Subscriber:
-        """This number's subscriber row, created on first need, and active on the
-        channel this message came by: it can receive there, it just wrote from it."""
+    def subscriber_now(self, consent: bool = True) -> Subscriber:
+        """This number's subscriber row, created on first need. With ``consent`` (JOIN,
+        NEWS: asking for messages) it is active on the channel this message came by: it
+        can receive there, it just wrote from it."""
         if self.subscriber is None:
             self.subscriber = self.desk.insert_subscriber(
                 self.phone, self.key, self.language, SubscriberStatus.ACTIVE, self.channel
             ) or self.desk.find(self.key)
             assert self.subscriber is not None
-        whatsapp.set_status_on(self.subscriber, self.channel, SubscriberStatus.ACTIVE, utcnow())
+        if consent:
+            now = utcnow()
+            whatsapp.set_status_on(self.subscriber, self.channel, SubscriberStatus.ACTIVE, now)
         return self.subscriber
 
 
@@ -608,7 +611,9 @@ def _join_drill(ctx: _Context) -> Reply:
     drill = drills.current(ctx.desk.session, utcnow())
     if drill is None:
         return ctx.say("sms.drill_none")
-    drills.join(ctx.desk.session, drill, ctx.subscriber_now().id)
+    # Taking part in a practice is no consent to real alerts on this channel, nor a
+    # "still want alerts?" answered: a row is made if needed, nothing else changes.
+    drills.join(ctx.desk.session, drill, ctx.subscriber_now(consent=False).id)
     return ctx.say("sms.drill_joined", code=drill.code, area=drill.area.name)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit
@@ -44,8 +45,17 @@ RATE_LIMITED = 63018  # the sender's WhatsApp rate was exceeded: slow the lane d
 # Not deliverable to that person on WhatsApp (no account, blocked, ecosystem rules):
 # WhatsApp is marked unusable for them, and SMS takes over if they consented to it.
 UNREACHABLE_CODES = frozenset({63003, 63014, 63024, 63032})
-# A refusal that another channel may still overcome.
-FALLBACK_CODES = UNREACHABLE_CODES | {OUTSIDE_WINDOW}
+
+
+def refused_for_good(code: int | None) -> bool:
+    """Whether WhatsApp's error code means this message will never go on WhatsApp as it
+    is (outside the window, not on WhatsApp, a template it will not take...): another
+    channel may still carry it. Twilio's own 20xxx codes (authentication, 429, 5xx) and
+    WhatsApp's rate limit are for trying again, not for giving up."""
+    return code is not None and code >= FIRST_MESSAGE_CODE and code != RATE_LIMITED
+
+
+FIRST_MESSAGE_CODE = 21000  # below: Twilio's account and HTTP-level codes
 
 # What a template's numbered variables can be filled with.
 VARIABLES = {"text": "the alert's message, as approved (with the drill mark for a drill)"}
@@ -126,6 +136,24 @@ def approved_templates(session: Session, kind: AlertKind) -> dict[str, WhatsAppT
     return {row.language.value: row for row in rows}
 
 
+def _template_row(session: Session, kind: AlertKind, language: Language) -> WhatsAppTemplate:
+    """The row of (kind, language), made if there is none; two coordinators saving the
+    same one at once both end on the one row (the loser of the insert reads it)."""
+    wanted = select(WhatsAppTemplate).where(
+        WhatsAppTemplate.kind == kind, WhatsAppTemplate.language == language
+    )
+    row = session.scalar(wanted)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = WhatsAppTemplate(kind=kind, language=language, content_sid="", variables=[])
+            session.add(row)
+    except IntegrityError:
+        row = session.scalars(wanted).one()
+    return row
+
+
 def content(template: WhatsAppTemplate, text: str) -> Content:
     """The ContentSid and ContentVariables that say ``text`` through ``template``."""
     values = {"text": text}
@@ -153,14 +181,7 @@ def save_template(
         raise TemplateError("content_sid")
     if not variables or any(name not in VARIABLES for name in variables):
         raise TemplateError("variables")
-    row = session.scalar(
-        select(WhatsAppTemplate).where(
-            WhatsAppTemplate.kind == kind, WhatsAppTemplate.language == language
-        )
-    )
-    if row is None:
-        row = WhatsAppTemplate(kind=kind, language=language)
-        session.add(row)
+    row = _template_row(session, kind, language)
     row.content_sid, row.variables, row.status = content_sid, list(variables), status
     row.updated_by_id = staff_id
     session.flush()

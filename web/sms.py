@@ -401,8 +401,13 @@ def status() -> Response:
     if not DELIVERY_ID.match(delivery_id):
         return Response(status=200)
     code = request.form.get("ErrorCode", "").strip()
+    to = request.form.get("To", "")
     callback = StatusCallback(
-        delivery_id, sid, callback_status, int(code) if ERROR_CODE.match(code) else None
+        delivery_id,
+        sid,
+        callback_status,
+        int(code) if ERROR_CODE.match(code) else None,
+        channel=("whatsapp" if to.startswith(WHATSAPP) else "sms") if to else None,
     )
     try:
         status_queue.record(found.redis, callback)  # a worker applies it, in a batch

@@ -62,7 +62,7 @@ def upgrade() -> None:
         batch.add_column(_channel_column())
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(_channel_column())
-        batch.add_column(sa.Column("superseded_sid", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("superseded_sids", sa.JSON(), nullable=True))
     op.create_table(
         "whatsapp_templates",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -119,7 +119,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("whatsapp_templates")
     with op.batch_alter_table("deliveries") as batch:
-        batch.drop_column("superseded_sid")
+        batch.drop_column("superseded_sids")
         batch.drop_constraint(op.f("ck_deliveries_channel"), type_="check")
         batch.drop_column("channel")
     with op.batch_alter_table("subscriptions") as batch:

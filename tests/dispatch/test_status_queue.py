@@ -46,8 +46,15 @@ def sent(twilio_services: Services, ledger: Ledger) -> str:
     return sid
 
 
-def post(app: Flask, delivery_id: str, sid: str, status: str, error: str | None = None) -> int:
-    params = {"MessageSid": sid, "MessageStatus": status}
+def post(
+    app: Flask,
+    delivery_id: str,
+    sid: str,
+    status: str,
+    error: str | None = None,
+    **more: str,
+) -> int:
+    params = {"MessageSid": sid, "MessageStatus": status, **more}
     if error is not None:
         params["ErrorCode"] = error
     url = f"{PUBLIC_URL}/sms/status?delivery={delivery_id}"
@@ -154,10 +161,16 @@ def test_a_backlog_is_applied_in_batches_and_junk_is_dropped(
 def test_the_queue_holds_ids_and_a_status_only(
     sms_app: Flask, twilio_services: Services, ledger: Ledger, sent: str
 ) -> None:
-    assert post(sms_app, ledger.delivery_id, sent, "failed", error="21610") == 200
-    [raw] = twilio_services.redis.lrange(status_queue.QUEUE_KEY, 0, -1)
-    assert raw.decode() == f'["{ledger.delivery_id}", "{sent}", "failed", 21610]'
-    assert ALICE[-7:] not in raw.decode()
+    assert post(sms_app, ledger.delivery_id, sent, "failed", error="21610", To=ALICE) == 200
+    assert post(sms_app, ledger.delivery_id, sent, "sent", To=f"whatsapp:{ALICE}") == 200
+    assert post(sms_app, ledger.delivery_id, sent, "sent") == 200
+    raws = [raw.decode() for raw in twilio_services.redis.lrange(status_queue.QUEUE_KEY, 0, -1)]
+    assert raws == [
+        f'["{ledger.delivery_id}", "{sent}", "failed", 21610, "sms"]',
+        f'["{ledger.delivery_id}", "{sent}", "sent", null, "whatsapp"]',  # the channel only
+        f'["{ledger.delivery_id}", "{sent}", "sent", null, null]',
+    ]
+    assert not any(ALICE[-7:] in raw for raw in raws)
 
 
 def test_with_the_database_away_the_callbacks_wait_for_the_next_drain(

@@ -20,7 +20,9 @@ from dispatch.pacer import make_whatsapp_pacer
 from dispatch.services import Services
 from rapidresponse import broadcast, whatsapp
 from rapidresponse.models import (
+    Alert,
     AlertKind,
+    AlertStatus,
     Channel,
     Delivery,
     DeliveryStatus,
@@ -203,7 +205,7 @@ def test_outside_the_window_with_no_template_a_whatsapp_only_person_fails_with_t
     assert failed.channel is Channel.WHATSAPP
 
 
-def record(services: Services, delivery_id: str, sid: str, status: str, code: int) -> None:
+def record(services: Services, delivery_id: str, sid: str, status: str, code: int | None) -> None:
     callback = status_queue.StatusCallback(delivery_id, sid, broadcast.CallbackStatus(status), code)
     jobs.apply_status_callbacks(services, [callback])
 
@@ -222,7 +224,7 @@ def test_a_whatsapp_refusal_goes_again_by_sms_for_someone_who_consented_to_both(
     record(wa, both.id, by_whatsapp.sid, "undelivered", code)
     again = rows(wa, approval.alert_id)[BOTH]
     assert (again.channel, again.status) == (Channel.SMS, DeliveryStatus.PENDING)
-    assert again.superseded_sid == by_whatsapp.sid
+    assert again.superseded_sids == [by_whatsapp.sid]
     send_all(approval)  # what the resend job does
     [by_sms] = [m for m in fake.messages if m.to == BOTH]
     assert by_sms.body == TEXTS["en"]
@@ -357,3 +359,93 @@ def test_someone_known_only_by_their_whatsapp_user_id_gets_it_there(
     [request] = [r for r in fake.requests if r.method == "POST"]
     assert request.value("To") == f"whatsapp:{user_id}"
     assert request.value("ContentSid") == TEMPLATE_SID
+
+
+def test_a_refusal_after_the_alert_was_complete_reopens_it_for_the_reaper(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    three(wa, area)
+    approve_template(wa)
+    approval = approve(wa, area)
+    send_all(approval)
+    with wa.database.session() as session:
+        assert session.get_one(Alert, approval.alert_id).status is AlertStatus.COMPLETE
+    [by_whatsapp] = [m for m in fake.messages if m.to == f"whatsapp:{BOTH}"]
+    record(wa, rows(wa, approval.alert_id)[BOTH].id, by_whatsapp.sid, "failed", 63016)
+    with wa.database.session() as session:
+        # Approved again: if its resend is lost, the reaper sends it, or expires it.
+        assert session.get_one(Alert, approval.alert_id).status is AlertStatus.APPROVED
+        waiting = broadcast.waiting_batches(session, utcnow() + timedelta(seconds=1))
+    assert (approval.alert_id, rows(wa, approval.alert_id)[BOTH].batch) in waiting
+    send_all(approval)
+    with wa.database.session() as session:
+        assert session.get_one(Alert, approval.alert_id).status is AlertStatus.COMPLETE
+
+
+def test_every_refused_try_is_set_aside_and_the_other_channel_is_never_taken_for_it(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    person(wa, BOTH, area, sms=SubscriberStatus.ACTIVE, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    approval = approve(wa, area)
+    send_all(approval)
+    delivery_id = rows(wa, approval.alert_id)[BOTH].id
+    [first] = [m.sid for m in fake.messages]
+    record(wa, delivery_id, first, "failed", 63018)  # too fast: again, on WhatsApp
+    send_all(approval)
+    second = fake.messages[-1].sid
+    assert fake.messages[-1].to == f"whatsapp:{BOTH}"
+    record(wa, delivery_id, second, "undelivered", 63016)  # then by SMS
+    assert rows(wa, approval.alert_id)[BOTH].superseded_sids == [first, second]
+    # Late news of the first try must not pass for the SMS that has not gone yet.
+    record(wa, delivery_id, first, "sent", None)
+    assert rows(wa, approval.alert_id)[BOTH].status is DeliveryStatus.PENDING
+    send_all(approval)
+    sms = fake.messages[-1]
+    assert sms.to == BOTH
+    # A WhatsApp callback (by its To) is never the SMS's, even for an id we never saw.
+    callback = status_queue.StatusCallback(
+        delivery_id, sms.sid, broadcast.CallbackStatus.FAILED, 63016, channel="whatsapp"
+    )
+    jobs.apply_status_callbacks(wa, [callback])
+    final = rows(wa, approval.alert_id)[BOTH]
+    assert (final.channel, final.status, final.provider_sid) == (
+        Channel.SMS,
+        DeliveryStatus.SENT,
+        sms.sid,
+    )
+
+
+@pytest.mark.parametrize("code", [63027, 63049])  # a template WhatsApp will not take
+def test_any_final_whatsapp_failure_goes_by_sms_for_someone_on_both(
+    wa: Services, fake: FakeTwilio, code: int
+) -> None:
+    area = make_area(wa, "cully")
+    person(wa, BOTH, area, sms=SubscriberStatus.ACTIVE, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    approval = approve(wa, area)
+    send_all(approval)
+    [sent] = fake.messages
+    record(wa, rows(wa, approval.alert_id)[BOTH].id, sent.sid, "failed", code)
+    send_all(approval)
+    assert fake.messages[-1].to == BOTH
+    again = rows(wa, approval.alert_id)[BOTH]
+    assert (again.channel, again.status, again.attempts) == (Channel.SMS, DeliveryStatus.SENT, 1)
+
+
+def test_a_template_refused_at_the_request_goes_by_sms_at_once(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    area = make_area(wa, "cully")
+    person(wa, BOTH, area, sms=SubscriberStatus.ACTIVE, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    approval = approve(wa, area)
+    fake.fail_next(status=400, code=21656)  # "ContentVariables invalid"
+    assert jobs.send_batch(approval.alert_id, 0)["fell_back"] == 1
+    send_all(approval)
+    assert [r["To"] for r in fake_requests(fake)] == [f"whatsapp:{BOTH}", BOTH]
+    with wa.database.session() as session:
+        subscriber = session.scalars(select(Subscriber)).one()
+        assert subscriber.whatsapp_status is SubscriberStatus.ACTIVE  # not their fault

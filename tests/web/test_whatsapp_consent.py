@@ -196,3 +196,19 @@ def test_a_whatsapp_sender_that_is_neither_a_number_nor_an_id_is_refused(
     answer = send(sms_app.test_client(), {"From": sender, "Body": "hi", "MessageSid": new_sid()})
     assert answer.status_code == 400  # Twilio logs it; nothing to answer, nothing stored
     assert reports(wa_services) == []
+
+
+def test_joining_a_drill_on_whatsapp_is_no_consent_to_real_alerts_there(
+    wa_services: Services, by_whatsapp: Phone, by_sms: Phone
+) -> None:
+    from tests.dispatch.test_drills import start_drill
+    from tests.factories import add_on_shift_responder
+
+    add_on_shift_responder(wa_services, "Ana", "+15035550111", "cully")
+    by_sms.text("JOIN Cully")
+    by_sms.text("YES")
+    start_drill(wa_services, "Ana")
+    assert (by_whatsapp.text("JOIN DRILL") or "").startswith("DRILL: you are in drill")
+    subscriber, _ = person(wa_services)
+    assert subscriber.whatsapp_status is SubscriberStatus.NO_CONSENT  # practice only
+    assert subscriber.status is SubscriberStatus.ACTIVE
