@@ -21,6 +21,7 @@ import asyncio
 import logging
 import random
 import secrets
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
@@ -351,6 +352,7 @@ class _SlidingWindow:
         self.room = asyncio.Semaphore(self.window)
         self.in_flight: set[asyncio.Task[Result]] = set()
         self.finished: list[asyncio.Task[Result]] = []
+        self.renewed_at = time.monotonic()  # each chunk's marking renews the lease too
 
     async def run(self, recipients: Sequence[Recipient]) -> None:
         recorder = asyncio.create_task(self._record_every(RECORD_EVERY))
@@ -364,10 +366,18 @@ class _SlidingWindow:
 
     async def _record_every(self, seconds: float) -> None:
         # _record_finished never awaits, so it cannot interleave with the sending loop's.
+        renew_every = self.services.settings.delivery_lease_seconds / 3
         while True:
             await asyncio.sleep(seconds)
             if self.finished:
                 self._record_finished()
+            if time.monotonic() - self.renewed_at > renew_every:
+                # Sends can wait longer than a chunk's marking lets the lease run (a
+                # provider's Retry-After, WhatsApp's rate limit holding the lane): the
+                # lease lasts while this job does, so the reaper never takes back (and
+                # sends twice) what is still in flight here.
+                _renew_lease(self.services, self.lease)
+                self.renewed_at = time.monotonic()
 
     async def _send_all(self, recipients: Sequence[Recipient]) -> None:
         loop = asyncio.get_running_loop()
@@ -376,6 +386,7 @@ class _SlidingWindow:
             # are then at most the window in flight plus this chunk (what a kill leaves).
             self._record_finished()
             sendable = _mark_sending(self.services, self.lease, chunk)
+            self.renewed_at = time.monotonic()
             self.tally.skipped += len(chunk) - len(sendable)
             waits = self._slots(sendable)
             reserved_at = loop.time()
@@ -496,13 +507,7 @@ def _mark_sending(
     """
     now = utcnow()
     with services.database.session() as session:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.alert_id == lease.alert_id, Delivery.batch == lease.batch)
-            .where(Delivery.lease_token == lease.token)
-            .values(lease_expires_at=now + _lease_length(services))
-            .execution_options(synchronize_session=False)
-        )
+        _renew(session, services, lease, now)
         standing = {
             subscriber_id: {Channel.SMS: sms, Channel.WHATSAPP: on_whatsapp}
             for subscriber_id, sms, on_whatsapp in session.execute(
@@ -582,6 +587,21 @@ def _set_channel(session: Session, lease: BatchLease, ids: list[str], channel: C
         update(Delivery)
         .where(Delivery.id.in_(ids), Delivery.lease_token == lease.token)
         .values(channel=channel)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _renew_lease(services: Services, lease: BatchLease) -> None:
+    with services.database.session() as session:
+        _renew(session, services, lease, utcnow())
+
+
+def _renew(session: Session, services: Services, lease: BatchLease, now: datetime) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.alert_id == lease.alert_id, Delivery.batch == lease.batch)
+        .where(Delivery.lease_token == lease.token)
+        .values(lease_expires_at=now + _lease_length(services))
         .execution_options(synchronize_session=False)
     )
 

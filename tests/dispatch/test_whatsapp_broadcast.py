@@ -8,6 +8,8 @@ changes the row's channel, never adds a row."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -449,3 +451,36 @@ def test_a_template_refused_at_the_request_goes_by_sms_at_once(
     with wa.database.session() as session:
         subscriber = session.scalars(select(Subscriber)).one()
         assert subscriber.whatsapp_status is SubscriberStatus.ACTIVE  # not their fault
+
+
+def test_while_the_whatsapp_lane_waits_the_job_keeps_its_lease(
+    wa: Services, fake: FakeTwilio
+) -> None:
+    """WhatsApp's 63018 holds the lane for longer than a short lease: the job renews it
+    while it waits, so a reaper running meanwhile takes nothing back (and nothing goes
+    twice)."""
+    wa.settings = replace(wa.settings, delivery_lease_seconds=2)
+    wa.whatsapp_pacer = make_whatsapp_pacer(wa.redis, wa.settings)
+    area = make_area(wa, "cully")
+    person(wa, WA_ONLY, area, sms=SubscriberStatus.NO_CONSENT, on_whatsapp=SubscriberStatus.ACTIVE)
+    approve_template(wa)
+    approval = approve(wa, area)
+    fake.fail_next(status=429, code=63018)
+    done = threading.Event()
+
+    def reaper() -> None:
+        while not done.is_set():
+            with wa.database.session() as session:
+                broadcast.release_expired_leases(session, utcnow())
+            time.sleep(0.2)
+
+    running = threading.Thread(target=reaper, daemon=True)
+    running.start()
+    try:
+        assert jobs.send_batch(approval.alert_id, 0)["sent"] == 1
+    finally:
+        done.set()
+        running.join(5)
+    final = rows(wa, approval.alert_id)[WA_ONLY]
+    assert (final.status, final.unknown_outcomes) == (DeliveryStatus.SENT, 0)
+    assert len([r for r in fake.requests if r.method == "POST"]) == 2
