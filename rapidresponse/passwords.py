@@ -8,7 +8,9 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+# argon2id with argon2-cffi's defaults: RFC 9106's low-memory profile (3 passes, 64 MiB).
+PRODUCTION_HASHER = PasswordHasher()
+_hasher = PRODUCTION_HASHER  # the test suite swaps in a cheap one (tests/conftest.py)
 
 MIN_PASSWORD_LENGTH = 12
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from redis import Redis
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from dispatch.redis_conn import EmbeddedRedis, connect
 from dispatch.services import Services, install
+from rapidresponse import passwords
 from rapidresponse.areas import import_areas
 from rapidresponse.config import Settings, new_key
 from rapidresponse.db import Database, upgrade
@@ -38,6 +40,21 @@ pytest_plugins = ["tests.skip_guard", "pytester"]
 TEST_DATA_KEY = new_key()
 TEST_INDEX_KEY = new_key()
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashing() -> Iterator[None]:
+    """argon2id at its lowest cost in this process: a production hash takes ~140 ms, and
+    hundreds of test sign-ins spent minutes on it. A hash keeps its own parameters, so
+    every check still runs; processes the tests start (workers, demos) hash at full cost,
+    and test_passwords holds the production parameters."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+        )
+        passwords._decoy_hash.cache_clear()
+        yield
+    passwords._decoy_hash.cache_clear()
 
 
 @pytest.fixture(scope="session")
