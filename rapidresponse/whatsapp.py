@@ -69,11 +69,6 @@ def is_user_id(address: str) -> bool:
     return USER_ID.fullmatch(address) is not None
 
 
-def address(phone: str) -> str:
-    """The provider's address of ``phone`` (E.164) on WhatsApp."""
-    return ADDRESS_PREFIX + phone
-
-
 def status_on(subscriber: Subscriber, channel: Channel) -> SubscriberStatus:
     return subscriber.whatsapp_status if channel is Channel.WHATSAPP else subscriber.status
 
