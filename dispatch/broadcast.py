@@ -431,6 +431,12 @@ def _recipients(
 ) -> list[Recipient]:
     """The claimed rows with their numbers and texts (opt-outs are checked per chunk)."""
     segments = {language: segment(text).segments for language, text in bodies.items()}
+    # The template of the text's language frames that text: one per language, not per row.
+    contents = {
+        language: whatsapp.content(templates[language], text)
+        for language, text in bodies.items()
+        if language in templates
+    }
     rows = session.execute(
         select(
             Delivery.id,
@@ -459,18 +465,10 @@ def _recipients(
                 body=bodies[lang],
                 segments=segments[lang],
                 channel=channel,
-                # The template of the text's language: it frames that text.
-                content=_content(templates, lang, bodies[lang]),
+                content=contents.get(lang),
             )
         )
     return recipients
-
-
-def _content(
-    templates: dict[str, WhatsAppTemplate], language: str, body: str
-) -> whatsapp.Content | None:
-    template = templates.get(language)
-    return None if template is None else whatsapp.content(template, body)
 
 
 def _chunks(items: Sequence[Recipient], size: int) -> Iterator[Sequence[Recipient]]:
@@ -558,11 +556,11 @@ def _route(
     """Who goes, on which channel; and who is closed, as what."""
     going: list[Recipient] = []
     closed: dict[DeliveryStatus, list[str]] = {}
+    lanes = _channels(settings)
     for recipient in chunk:
         channels = standing.get(recipient.subscriber_id)
         if channels is None:
             continue  # erased since: its row went with it
-        lanes = _channels(settings)
         mine = channels[recipient.channel]
         if mine is SubscriberStatus.ACTIVE and recipient.channel in lanes:
             going.append(recipient)
@@ -656,7 +654,7 @@ async def _send_one(lane: Lane, recipient: Recipient, due: float, validity: int 
             if on_whatsapp and whatsapp.refused_for_good(error.code):
                 error.permanent = True  # for WhatsApp; SMS may still take it
             if on_whatsapp and error.code == whatsapp.RATE_LIMITED and pacer is not None:
-                pacer.hold(WHATSAPP_RATE_HOLD)  # every worker's WhatsApp lane waits
+                _hold_whatsapp(pacer)  # every worker's WhatsApp lane waits
             if error.permanent:
                 result.failed_as = broadcast.status_for_error(error.code, recipient.channel)
                 result.error_code = error.code

@@ -112,13 +112,7 @@ class TemplateError(ValueError):
 
 def approved_languages(session: Session, kind: AlertKind) -> set[Language]:
     """The languages with an approved template for this kind of alert."""
-    return set(
-        session.scalars(
-            select(WhatsAppTemplate.language).where(
-                WhatsAppTemplate.kind == kind, WhatsAppTemplate.status == TemplateStatus.APPROVED
-            )
-        )
-    )
+    return {Language(language) for language in approved_templates(session, kind)}
 
 
 def approved_templates(session: Session, kind: AlertKind) -> dict[str, WhatsAppTemplate]:
