@@ -22,7 +22,7 @@ from dispatch.reporter_keys import ReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
 from dispatch.spool import Spool
 from dispatch.volatile import RememberedLanguages, SeenMessages, VolatileStore, open_volatile
-from rapidresponse.config import Settings
+from rapidresponse.config import ConfigError, Settings
 from rapidresponse.crypto import BlindIndex
 from rapidresponse.db import Database
 from rapidresponse.directory import AreaCatalog, AreaDirectory
@@ -54,7 +54,14 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        """Connect to the database and Redis (starting the embedded one if needed)."""
+        """Connect to the database and Redis (starting the embedded one if needed).
+
+        Raises:
+            ConfigError: the settings hold no keys (a sealed deployment's process must
+                get its keyring first: ``dispatch.key_custody``).
+        """
+        if not settings.holds_keys:
+            raise ConfigError("sealed: this process has no keys yet (rapidresponse keys unseal)")
         for folder in (settings.instance_path, settings.shred_keys_path, settings.spool_path):
             tighten(folder)  # made earlier with a looser mode, or by hand
         embedded = None
@@ -74,7 +81,9 @@ class Services:
         )
         link_seconds = int(reporter_keys.lifetime.total_seconds())
         database = Database(settings.database_url)
-        cipher = ShreddingCipher(settings.data_keys, ShredKeys(settings.shred_keys_path))
+        cipher = ShreddingCipher(
+            settings.data_keys, ShredKeys(settings.shred_keys_path, settings.shred_wrap_key)
+        )
         index = BlindIndex(settings.index_key)
         redis = connect(redis_url)
         pacer = make_pacer(redis, settings)

@@ -22,12 +22,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rapidresponse.crypto import DecryptionError, Purpose
+from rapidresponse.keyring import KeyringError, open_sealed, seal_to
 from rapidresponse.private_dirs import private_directory
 from rapidresponse.shredding import ShreddingCipher
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".msg"
+SEALED_FOLDER = "sealed"
 CLAIMED = ".claimed"
 # A claim older than this belongs to a process that died while storing it: take it back.
 STALE_CLAIM_SECONDS = 300
@@ -52,18 +54,9 @@ class Spool:
 
     def keep(self, text: SpooledText) -> str:
         """Write ``text`` durably (file and folder fsynced); its name."""
-        private_directory(self.directory)
-        name = f"{time.time_ns():020d}-{secrets.token_hex(8)}"
+        name = _new_name()
         sealed = self.cipher.seal(_key(name), json.dumps(asdict(text)), Purpose.SPOOLED)
-        aside = self.directory / f".{name}.new"
-        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(descriptor, sealed)
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        aside.rename(self.directory / f"{name}{SUFFIX}")
-        _fsync_folder(self.directory)
+        _write_durably(self.directory, name + SUFFIX, sealed)
         return name
 
     def waiting(self) -> list[str]:
@@ -111,6 +104,88 @@ class Spool:
                     path.rename(path.with_suffix(SUFFIX))
             except FileNotFoundError:
                 continue  # its process finished it just now
+
+
+class SealedIntake:
+    """What arrives while the deployment is sealed (``rapidresponse.keyring``), kept in
+    the spool's ``sealed/`` folder, each file sealed to the keyring's intake *public* key:
+    the sealed web process can write it and nobody can read it until the unseal.
+
+    An entry is a text (``SpooledText``), or the id of a TwiML reply to delete at the
+    provider. After the unseal, ``release`` moves the texts into the spool (sealed there
+    under shred keys as usual, and stored by its drain) and hands back the ids.
+    """
+
+    def __init__(self, spool_directory: Path, public_key: bytes) -> None:
+        self.directory = spool_directory / SEALED_FOLDER
+        self.public_key = public_key
+
+    def keep_text(self, text: SpooledText) -> str:
+        return self._keep({"text": asdict(text)})
+
+    def keep_redaction(self, sid: str) -> str:
+        return self._keep({"redact": sid})
+
+    def _keep(self, entry: dict[str, object]) -> str:
+        name = _new_name()
+        sealed = seal_to(self.public_key, json.dumps(entry).encode(), Purpose.SEALED_INTAKE)
+        _write_durably(self.directory, name + SUFFIX, sealed)
+        return name
+
+    def waiting(self) -> int:
+        return len(list(self.directory.glob(f"*{SUFFIX}"))) if self.directory.is_dir() else 0
+
+    def release(self, private_key: bytes, spool: Spool) -> list[str]:
+        """Move every entry into ``spool`` (oldest first); the provider ids to delete."""
+        to_redact: list[str] = []
+        if not self.directory.is_dir():
+            return to_redact
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            claimed = path.with_suffix(CLAIMED)
+            try:
+                path.rename(claimed)  # another web process may be releasing too
+            except FileNotFoundError:
+                continue
+            try:
+                entry = json.loads(
+                    open_sealed(private_key, claimed.read_bytes(), Purpose.SEALED_INTAKE)
+                )
+                if "text" in entry:
+                    spool.keep(SpooledText(**entry["text"]))
+                elif isinstance(entry.get("redact"), str):
+                    to_redact.append(entry["redact"])
+            except (KeyringError, ValueError, TypeError):
+                log.error("an entry kept while sealed could not be read; removed")
+            _destroy(claimed)
+        _fsync_folder(self.directory)
+        return to_redact
+
+
+def _new_name() -> str:
+    return f"{time.time_ns():020d}-{secrets.token_hex(8)}"
+
+
+def _write_durably(directory: Path, filename: str, data: bytes) -> None:
+    private_directory(directory)
+    aside = directory / f".{filename}.new"
+    descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(descriptor, data)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    aside.rename(directory / filename)
+    _fsync_folder(directory)
+
+
+def _destroy(path: Path) -> None:
+    """Overwrite, then unlink: the sealed bytes are useless without the key anyway, but a
+    file that says "something arrived at 03:12" need not outlive its purpose."""
+    with open(path, "r+b") as handle:
+        handle.write(bytes(path.stat().st_size))
+        handle.flush()
+        os.fsync(handle.fileno())
+    path.unlink()
 
 
 def _key(name: str) -> str:

@@ -16,7 +16,7 @@ import re
 import secrets
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -25,16 +25,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_limit
 
+from rapidresponse.keyring import Keyring, KeyringError, read_wrapped
 from rapidresponse.private_dirs import private_directory
 from rapidresponse.sms import is_gsm7
 
 Environment = Literal["development", "production"]
+# Where the keys come from: generated into instance/ (development), the environment (as
+# before sealed keyrings; on the disk of whoever holds the host), or a sealed keyring
+# unlocked by coordinators and held only in memory (rapidresponse.keyring).
+Custody = Literal["development", "environment", "sealed"]
 SmsBackend = Literal["simulator", "twilio"]
 AlertPolicy = Literal["approve", "auto"]
 
 # Secrets that the development mode generates once and keeps under instance/.
 GENERATED_SECRETS = ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY")
 SECRETS_FILENAME = "secrets.json"
+KEYRING_FILENAME = "keyring.json"
+# A sealed deployment's settings before its keyring arrives: no key at all.
+SEALED_PLACEHOLDERS = {"SECRET_KEY": "", "DATA_KEYS": "", "INDEX_KEY": ""}
 KEY_BYTES = 32
 MIN_SECRET_KEY_LENGTH = 32
 MAX_VALIDITY_MINUTES = 600
@@ -130,10 +138,32 @@ class Settings:
     # no YES comes within RECONFIRM_WAIT_DAYS.
     reconfirm_after_days: int = 0
     reconfirm_wait_days: int = 14
+    custody: Custody = "development"
+    # Who may seal from the board (PANIC_SEAL): a coordinator, or also any two staff.
+    panic_seal: Literal["coordinator", "two-staff"] = "coordinator"
+    # The sealed keyring (KEYRING_FILE): its header is read at start; its keys arrive later.
+    keyring_path: Path = Path("instance/keyring.json")
+    shred_wrap_key: bytes | None = field(default=None, repr=False)
+    intake_public: bytes | None = None  # what arrives while sealed is sealed to this key
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def holds_keys(self) -> bool:
+        """False for a sealed deployment's process until a keyring reaches it."""
+        return bool(self.data_keys)
+
+    def with_keyring(self, keyring: Keyring) -> Settings:
+        """These settings with the keys of an unsealed keyring (kept in memory only)."""
+        return replace(
+            self,
+            secret_key=keyring.secret_key,
+            data_keys=keyring.data_keys,
+            index_key=keyring.index_key,
+            shred_wrap_key=keyring.shred_wrap_key,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -195,7 +225,11 @@ def _read_secret_file(name: str, path: str) -> str:
 def _load(env: _Env) -> Settings:
     mode = env.choice("RR_ENV", ("development", "production"), "development")
     instance_path = Path(env.get("INSTANCE_PATH") or "instance").resolve()
-    secret_values = _secret_values(env, mode, instance_path)
+    keyring_path = Path(env.get("KEYRING_FILE") or instance_path / KEYRING_FILENAME).resolve()
+    custody = _custody(env, mode, keyring_path)
+    secret_values = (
+        _secret_values(env, mode, instance_path) if custody != "sealed" else SEALED_PLACEHOLDERS
+    )
     sms_backend = _sms_backend(env)
     settings = Settings(
         env="production" if mode == "production" else "development",
@@ -204,8 +238,16 @@ def _load(env: _Env) -> Settings:
         redis_url=_redis_url(env, "REDIS_URL"),
         volatile_redis_url=_redis_url(env, "VOLATILE_REDIS_URL"),
         secret_key=_secret_key(secret_values["SECRET_KEY"], mode),
-        data_keys=parse_data_keys(secret_values["DATA_KEYS"]),
-        index_key=parse_key("INDEX_KEY", secret_values["INDEX_KEY"]),
+        data_keys=parse_data_keys(secret_values["DATA_KEYS"]) if custody != "sealed" else (),
+        index_key=parse_key("INDEX_KEY", secret_values["INDEX_KEY"])
+        if custody != "sealed"
+        else b"",
+        custody=custody,
+        panic_seal="two-staff"
+        if env.choice("PANIC_SEAL", ("coordinator", "two-staff"), "coordinator") == "two-staff"
+        else "coordinator",
+        keyring_path=keyring_path,
+        intake_public=_intake_public(keyring_path) if custody == "sealed" else None,
         public_url=_public_url(env, mode),
         sms_backend="twilio" if sms_backend == "twilio" else "simulator",
         twilio_account_sid=_account_sid(env),
@@ -297,12 +339,34 @@ def _check_twilio_complete(settings: Settings) -> None:
             raise ConfigError(f"{name} is required when SMS_BACKEND=twilio")
 
 
+def _custody(env: _Env, mode: str, keyring_path: Path) -> Custody:
+    given = [name for name in GENERATED_SECRETS if env.get(name) is not None]
+    if keyring_path.exists():
+        if given:
+            raise ConfigError(
+                f"{given[0]} is set, and a sealed keyring is at {keyring_path}: the keyring "
+                "holds the keys, so unset SECRET_KEY, DATA_KEYS and INDEX_KEY"
+            )
+        return "sealed"
+    if len(given) == len(GENERATED_SECRETS):
+        return "environment"
+    return "development" if mode == "development" else "environment"
+
+
+def _intake_public(keyring_path: Path) -> bytes:
+    try:
+        return read_wrapped(keyring_path).intake_public
+    except KeyringError as error:
+        raise ConfigError(f"KEYRING_FILE: {error}") from None
+
+
 def _secret_values(env: _Env, mode: str, instance_path: Path) -> dict[str, str]:
     given = {name: env.get(name) for name in GENERATED_SECRETS}
     missing = [name for name, value in given.items() if value is None]
     if missing and mode == "production":
         raise ConfigError(
-            f"{missing[0]} is required when RR_ENV=production (set it or {missing[0]}_FILE)"
+            f"{missing[0]} is required when RR_ENV=production: run 'rapidresponse keys init' "
+            f"for a sealed keyring (or set {missing[0]} or {missing[0]}_FILE)"
         )
     stored = load_or_create_dev_secrets(instance_path) if missing else {}
     return {name: value or stored[name] for name, value in given.items()}
@@ -380,7 +444,7 @@ def parse_data_keys(text: str) -> tuple[bytes, ...]:
 
 
 def _secret_key(value: str, mode: str) -> str:
-    if mode == "production" and len(value) < MIN_SECRET_KEY_LENGTH:
+    if mode == "production" and value and len(value) < MIN_SECRET_KEY_LENGTH:
         raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters")
     return value
 

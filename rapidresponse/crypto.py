@@ -38,6 +38,7 @@ class Purpose:
     ALERT_TEXTS = "alert.texts"  # an incident's alert texts, as JSON (language -> text)
     SPOOLED = "spool.message"  # an inbound text kept on disk while the database was down
     PROVIDER_SID = "provider.sid"  # a message id waiting to be deleted at the provider
+    SEALED_INTAKE = "intake.sealed"  # what arrived while the deployment was sealed
 
 
 KEY_ID_BYTES = 4

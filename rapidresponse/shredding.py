@@ -37,10 +37,15 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from rapidresponse.crypto import KEY_ID_BYTES, DecryptionError, FieldCipher, key_id_of
 from rapidresponse.private_dirs import private_directory
 
 KEY_BYTES = 32
+WRAPPED = b"W1"  # a shred key file that holds its key wrapped (62 bytes, not 32)
+WRAP_NONCE_BYTES = 12
 KEY_NAME = re.compile(r"^[a-z]+-[0-9a-zA-Z-]{1,40}$")
 SUFFIX = ".key"
 
@@ -63,8 +68,12 @@ class ShredKeys:
     an SSD may still keep.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, wrap_key: bytes | None = None) -> None:
         self.directory = directory
+        # With a sealed keyring each file holds its key wrapped under the keyring's shred
+        # wrap key, so the folder alone opens nothing; without one (development, or keys
+        # from the environment) the files hold the keys themselves.
+        self._wrapper = None if wrap_key is None else AESGCM(wrap_key)
         self._by_id: dict[bytes, str] = {}
         self._lock = threading.Lock()
 
@@ -76,14 +85,14 @@ class ShredKeys:
     def key(self, name: str) -> bytes:
         """The key called ``name``, made now if it does not exist yet."""
         path = self._path(name)
-        existing = _read(path)
+        existing = self._read(path)
         if existing is not None:
             return existing
         private_directory(self.directory)
         aside = self.directory / f".{name}.{os.getpid()}.{threading.get_ident()}.new"
         descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(descriptor, os.urandom(KEY_BYTES))
+            os.write(descriptor, self._stored_form(name, os.urandom(KEY_BYTES)))
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
@@ -93,7 +102,7 @@ class ShredKeys:
             pass
         finally:
             aside.unlink(missing_ok=True)
-        made = _read(path)
+        made = self._read(path)
         if made is None:
             raise OSError(f"shred key {name} could not be created")
         return made
@@ -103,7 +112,7 @@ class ShredKeys:
         with self._lock:
             known = self._by_id.get(key_id)
         if known is not None:
-            key = _read(self._path(known))
+            key = self._read(self._path(known))
             if key is not None:
                 return key
         return self._rescan(key_id)
@@ -111,13 +120,13 @@ class ShredKeys:
     def _rescan(self, key_id: bytes) -> bytes | None:
         found: dict[bytes, str] = {}
         for name in self.names():
-            key = _read(self._path(name))
+            key = self._read(self._path(name))
             if key is not None:
                 found[key_id_of(key)] = name
         with self._lock:
             self._by_id = found
         match = found.get(key_id)
-        return None if match is None else _read(self._path(match))
+        return None if match is None else self._read(self._path(match))
 
     def names(self) -> list[str]:
         if not self.directory.is_dir():
@@ -132,7 +141,7 @@ class ShredKeys:
         except FileNotFoundError:
             return False
         try:
-            os.write(descriptor, bytes(KEY_BYTES))
+            os.write(descriptor, bytes(max(KEY_BYTES, os.fstat(descriptor).st_size)))
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
@@ -144,13 +153,57 @@ class ShredKeys:
             os.close(folder)
         return True
 
+    def wrap_existing(self) -> int:
+        """Rewrite every key still stored bare in its wrapped form (a deployment moving to
+        a sealed keyring). Returns how many were rewritten."""
+        if self._wrapper is None:
+            raise ValueError("no wrap key")
+        rewritten = 0
+        for name in self.names():
+            path = self._path(name)
+            stored = _read_file(path)
+            if stored is None or len(stored) != KEY_BYTES:
+                continue
+            aside = self.directory / f".{name}.{os.getpid()}.wrap"
+            aside.write_bytes(self._stored_form(name, stored))
+            os.chmod(aside, 0o600)
+            with open(path, "r+b") as handle:  # the bare key is overwritten, not just unlinked
+                handle.write(bytes(KEY_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(aside, path)
+            rewritten += 1
+        return rewritten
 
-def _read(path: Path) -> bytes | None:
+    def _stored_form(self, name: str, key: bytes) -> bytes:
+        if self._wrapper is None:
+            return key
+        nonce = os.urandom(WRAP_NONCE_BYTES)
+        return WRAPPED + nonce + self._wrapper.encrypt(nonce, key, name.encode("ascii"))
+
+    def _read(self, path: Path) -> bytes | None:
+        stored = _read_file(path)
+        if stored is None or not any(stored):
+            return None  # missing, or zeroed by a destroy in progress
+        if not stored.startswith(WRAPPED):
+            return stored if len(stored) == KEY_BYTES else None
+        if self._wrapper is None:
+            return None  # wrapped under a keyring this process does not hold
+        name = path.name[: -len(SUFFIX)]
+        nonce = stored[len(WRAPPED) : len(WRAPPED) + WRAP_NONCE_BYTES]
+        try:
+            return self._wrapper.decrypt(
+                nonce, stored[len(WRAPPED) + WRAP_NONCE_BYTES :], name.encode("ascii")
+            )
+        except InvalidTag:
+            return None  # another keyring's, or tampered with
+
+
+def _read_file(path: Path) -> bytes | None:
     try:
-        key = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         return None
-    return key if len(key) == KEY_BYTES and any(key) else None
 
 
 class ShreddingCipher(FieldCipher):

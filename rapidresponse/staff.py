@@ -58,6 +58,7 @@ class Permission(str, enum.Enum):
     READ_GUIDES = "read_guides"  # the printable responder card
     SEND_ANNOUNCEMENTS = "send_announcements"  # trainings, meetings: coordinators only
     RUN_DRILLS = "run_drills"  # start, feed and end a drill: coordinators only
+    SEAL_KEYS = "seal_keys"  # the panic seal: coordinators, or two dispatchers (PANIC_SEAL)
 
 
 ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {
@@ -69,6 +70,7 @@ ROLE_PERMISSIONS: dict[StaffRole, frozenset[Permission]] = {
             Permission.SEND_ALERTS,
             Permission.VIEW_PEOPLE,
             Permission.READ_GUIDES,
+            Permission.SEAL_KEYS,
         }
     ),
     StaffRole.RESPONDER: frozenset({Permission.OWN_DISPATCHES, Permission.READ_GUIDES}),

@@ -86,6 +86,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         errors,
         health,
         home,
+        keys,
         people,
         report,
         simulator,
@@ -102,6 +103,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(people.my)
     app.register_blueprint(areas.bp)
     app.register_blueprint(wording.bp)
+    app.register_blueprint(keys.bp)
     app.register_blueprint(whatsapp_templates.bp)
     del board_live  # imported for its socket handlers
     app.register_blueprint(home.bp)

@@ -81,6 +81,7 @@ STAFF_BLUEPRINTS = (
     "whatsapp_templates",
     "announcements",
     "drills",
+    "keys",
 )
 BACKGROUND_HEADER = "X-Board-Refresh"  # see is_background_refresh
 # Where to go after signing in: a path on this site, in printable ASCII without a
@@ -489,6 +490,7 @@ def staff_page_context() -> dict[str, Any]:
         "other_language_name": LANGUAGE_NAMES[other],
         "switch_url": switch_url,
         "simulator_enabled": "simulator" in current_app.blueprints,
+        "keys_sealable": services().settings.custody == "sealed",
     }
 
 

@@ -17,7 +17,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.redis_conn import RedisUnavailable
+from dispatch.redis_conn import RedisUnavailable, connect
 from rapidresponse import audit
 from rapidresponse.areas import find_area, import_areas
 from rapidresponse.config import ConfigError, Settings
@@ -48,8 +48,10 @@ from rapidresponse.regions import (
 from rapidresponse.staff import AccountAction, AccountRefused, change_account
 from rapidresponse.verification import close_incident
 from web.alerts_cli import alert_group
+from web.keys_cli import keys_group
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+KEYS_WAIT_SECONDS = 15.0  # a command in a sealed deployment asks its processes this long
 
 
 def _create_app() -> Flask:
@@ -68,7 +70,25 @@ cli = FlaskGroup(
 )
 
 
-def settings_from_env() -> Settings:
+def settings_from_env(keys_within: float | None = KEYS_WAIT_SECONDS) -> Settings:
+    """The settings, with keys. A sealed deployment's keys are asked of its running
+    processes (``dispatch.key_custody``) for ``keys_within`` seconds (None: until they come)."""
+    settings = settings_without_keys()
+    if settings.custody != "sealed":
+        return settings
+    from dispatch.key_custody import wait_for_keyring
+
+    _ensure_redis_url(settings)
+    settings = Settings.from_env()
+    with_keys, _ = wait_for_keyring(settings, connect(settings.redis_url or ""), "cli", keys_within)
+    if not with_keys.holds_keys:
+        raise click.ClickException(
+            "sealed: no process holds the keys ('rapidresponse keys unseal')"
+        )
+    return with_keys
+
+
+def settings_without_keys() -> Settings:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     return settings
@@ -87,7 +107,7 @@ def database_session(settings: Settings) -> Iterator[Session]:
 @cli.command("init-db", with_appcontext=False)
 def init_db_command() -> None:
     """Create or upgrade the database schema (safe to run again)."""
-    settings = settings_from_env()
+    settings = settings_without_keys()
     upgrade(settings.database_url)
     click.echo("Database schema is up to date.")
 
@@ -114,7 +134,7 @@ def web_command(host: str, port: int, socket_port: int | None, processes: int | 
     from web.server import serve
     from web.sockets_child import SocketServerChild, socket_origin
 
-    settings = settings_from_env()
+    settings = settings_without_keys()
     socket_port = min(port + 1, 65535) if socket_port is None else socket_port
     if socket_port == port:
         raise click.BadParameter("must differ from --port", param_hint="--socket-port")
@@ -138,7 +158,7 @@ def sockets_command(host: str, port: int) -> None:
     """Serve the boards' live sockets, apart from the web processes."""
     from web.server import serve_sockets
 
-    settings = settings_from_env()
+    settings = settings_without_keys()
     _ensure_redis_url(settings)
     serve_sockets(host, port, settings.log_level)
 
@@ -164,13 +184,20 @@ def _ensure_redis_url(settings: Settings) -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ picks one).")
 def worker_command(burst: bool, scheduler: bool, name: str | None) -> None:
     """Run an RQ worker over the alerts, replies and bulk queues, in that order."""
+    from dispatch.key_custody import wait_for_keyring
     from dispatch.services import Services
     from dispatch.worker import run_worker
 
-    settings = settings_from_env()
+    settings = settings_without_keys()
+    keyring = None
+    if settings.custody == "sealed":
+        _ensure_redis_url(settings)
+        settings, keyring = wait_for_keyring(
+            Settings.from_env(), connect(os.environ["REDIS_URL"]), "worker"
+        )
     services = Services.build(settings)
     try:
-        run_worker(services, burst=burst, with_scheduler=scheduler, name=name)
+        run_worker(services, burst=burst, with_scheduler=scheduler, name=name, keyring=keyring)
     finally:
         services.close()
 
@@ -495,7 +522,7 @@ def demo_command(host: str, port: int, socket_port: int | None, show_login: bool
     # Quiet unless asked (LOG_LEVEL=info): the banner must not scroll away under routine
     # log lines. The web server and the worker inherit it.
     os.environ.setdefault("LOG_LEVEL", "warning")
-    settings = settings_from_env()
+    settings = settings_without_keys()
     if show_login:
         text = saved_banner(settings.instance_path)
         click.echo(text if text is not None else "No demo has started here yet: run `make demo`.")
@@ -504,6 +531,7 @@ def demo_command(host: str, port: int, socket_port: int | None, show_login: bool
 
 
 cli.add_command(alert_group)
+cli.add_command(keys_group)
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import SQLAlchemyError
 
+from rapidresponse.config import Settings
+from rapidresponse.keyring import Keyring
 from web.board_live import MAX_SOCKETS
 
 WEB_THREADS = 64  # per web process: webhooks and pages; sockets are not served here
@@ -98,22 +100,34 @@ class WebServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> WsgiApp:
         # Built in the worker process, after the fork: connections are never shared.
+        settings = Settings.from_env()
+        if settings.custody == "sealed":
+            from web.sealed import SealableApp
+
+            role = "sockets" if self.sockets else "web"
+            app: WsgiApp = SealableApp(settings, self._ready_app, role).start()
+        else:
+            app = self._ready_app(settings, None)
+        return only_sockets(app) if self.sockets else without_sockets(app)
+
+    def _ready_app(self, settings: Settings, keyring: Keyring | None) -> WsgiApp:
         from web import create_app
 
-        app = create_app()
-        if self.sockets:
-            return only_sockets(app)
-        _start_background_work(app)
-        return without_sockets(app)
+        app = create_app(settings)
+        if not self.sockets:
+            _start_background_work(app, keyring)
+        return app
 
     def init(self, parser: Any, opts: Any, args: Any) -> None:
         return None
 
 
-def _start_background_work(app: Flask) -> None:
-    from web.sms import start_spool_drain
+def _start_background_work(app: Flask, keyring: Keyring | None) -> None:
+    from web.sms import release_sealed_intake, start_spool_drain
 
     services = app.extensions["rapidresponse"]
+    if keyring is not None:
+        release_sealed_intake(services, keyring)  # texts kept while sealed, into the spool
     start_spool_drain(services)  # texts kept while the database was away
     # The areas are parsed now, not by the first text to arrive (a city file: ~1 s).
     threading.Thread(target=_read_areas, args=(services,), name="areas", daemon=True).start()

@@ -29,14 +29,15 @@ from dispatch.broadcast import apply_status_callbacks
 from dispatch.incidents import after_intake, incident_changed, incident_touched
 from dispatch.senders import SendError, redaction_delay
 from dispatch.services import Services
-from dispatch.spool import SpooledText
+from dispatch.spool import SealedIntake, SpooledText
 from dispatch.status_queue import StatusCallback
 from rapidresponse import redaction, whatsapp
 from rapidresponse.broadcast import CallbackStatus
 from rapidresponse.commands import Keyword, parse
-from rapidresponse.config import whatsapp_alerts
+from rapidresponse.config import Settings, whatsapp_alerts
 from rapidresponse.directory import AreaDirectory
 from rapidresponse.hotline import Hotline, Location, Outcome
+from rapidresponse.keyring import Keyring
 from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import text as message_text
 from rapidresponse.models import ReportChannel, utcnow
@@ -71,12 +72,17 @@ def twiml(message: str | None, action: str | None = None) -> Response:
 
 
 def signature_is_valid(found: Services) -> bool:
-    token = found.settings.twilio_auth_token
+    return request_is_signed(found.settings)
+
+
+def request_is_signed(settings: Settings) -> bool:
+    """Whether this request carries Twilio's signature for our own URL."""
+    token = settings.twilio_auth_token
     signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not signature:
         return False  # no token configured: nothing can be verified, so nothing is accepted
     query = request.query_string.decode("latin-1")
-    url = found.settings.public_url + request.path + (f"?{query}" if query else "")
+    url = settings.public_url + request.path + (f"?{query}" if query else "")
     return bool(_validator(token).validate(url, request.form, signature))
 
 
@@ -90,18 +96,7 @@ def inbound() -> Response:
     found = services()
     if not signature_is_valid(found):
         abort(403)
-    sid, sender = request.form.get("MessageSid"), request.form.get("From")
-    location = twilio_location(request.form)
-    body = inbound_text(request.form, location)
-    if sid is None or sender is None or body is None or not MESSAGE_SID.match(sid):
-        abort(400, "MessageSid, From and Body are required")
-    # WhatsApp comes through the same webhook as "whatsapp:+1503...": the same person as
-    # the number, on another channel (answered there; its STOP is not an SMS STOP).
-    channel = ReportChannel.WHATSAPP if sender.startswith(WHATSAPP) else ReportChannel.SMS
-    try:
-        phone = sender_identity(request.form, channel, found.settings.phone_region)
-    except InvalidPhoneNumber:
-        abort(400, "From is not a phone number we can answer")
+    sid, phone, body, location, channel = read_inbound(found.settings.phone_region)
     if not found.seen_messages.first_time(sid):
         log.info("ignored a replayed inbound message")
         return twiml(None)
@@ -113,10 +108,28 @@ def inbound() -> Response:
         reply = handle_within_budget(found, phone, body, location, sid if redact else None, channel)
     except STORAGE_DOWN as error:
         log.error("inbound text kept in the spool: database unavailable (%s)", type(error).__name__)
-        kept = SpooledText(phone, body, sid, *_coordinates(location), channel=channel.value)
+        kept = SpooledText(phone, body, sid, *coordinates(location), channel=channel.value)
         found.spool.keep(kept)
         return twiml(kept_reply(body), action)  # redaction is scheduled once it is stored
     return twiml(reply.text if reply is not None else None, action)
+
+
+def read_inbound(region: str) -> tuple[str, str, str, Location | None, ReportChannel]:
+    """The inbound text this request carries: its id, who wrote, its words, its place and
+    channel. A request without them is answered 400 here."""
+    sid, sender = request.form.get("MessageSid"), request.form.get("From")
+    location = twilio_location(request.form)
+    body = inbound_text(request.form, location)
+    if sid is None or sender is None or body is None or not MESSAGE_SID.match(sid):
+        abort(400, "MessageSid, From and Body are required")
+    # WhatsApp comes through the same webhook as "whatsapp:+1503...": the same person as
+    # the number, on another channel (answered there; its STOP is not an SMS STOP).
+    channel = ReportChannel.WHATSAPP if sender.startswith(WHATSAPP) else ReportChannel.SMS
+    try:
+        phone = sender_identity(request.form, channel, region)
+    except InvalidPhoneNumber:
+        abort(400, "From is not a phone number we can answer")
+    return sid, phone, body, location, channel
 
 
 def handle_within_budget(
@@ -149,7 +162,7 @@ def kept_reply(body: str) -> str | None:
     return message_text(guess_language(body), "sms.kept_for_later")
 
 
-def _coordinates(location: Location | None) -> tuple[float | None, float | None]:
+def coordinates(location: Location | None) -> tuple[float | None, float | None]:
     return (location.latitude, location.longitude) if location else (None, None)
 
 
@@ -331,6 +344,21 @@ def _send_late_reply(found: Services, phone: str, reply: Reply) -> None:
         log.warning("a spooled text's answer was not sent (%s)", error.code or "no code")
 
 
+def release_sealed_intake(found: Services, keyring: Keyring) -> int:
+    """Move what arrived while sealed into the spool (its drain stores and answers the
+    texts) and schedule the deletion of the replies' ids. How many were released."""
+    intake = SealedIntake(found.settings.spool_path, keyring.intake_public())
+    waiting = intake.waiting()
+    try:
+        for sid in intake.release(keyring.intake_key, found.spool):
+            _schedule_redaction(found, sid, redaction.SETTLE)
+    except (OSError, *STORAGE_DOWN) as error:  # left where they are: the next unseal retries
+        log.error("texts kept while sealed not released yet (%s)", type(error).__name__)
+    if waiting:
+        log.warning("released %d texts and ids kept while sealed", waiting)
+    return waiting
+
+
 def start_spool_drain(found: Services) -> threading.Event:
     """Store spooled texts every SPOOL_DRAIN_SECONDS, in a daemon thread of this process."""
     stop = threading.Event()
@@ -374,6 +402,27 @@ DELIVERY_ID = re.compile(r"^[0-9a-f]{32}$")
 ERROR_CODE = re.compile(r"^[0-9]{1,6}$")
 
 
+def status_callback(sid: str, raw_status: str) -> StatusCallback | None:
+    """The callback this request reports, or None for one we do not track (an unknown
+    delivery, a status we do not use)."""
+    delivery_id = request.args.get("delivery", "")
+    try:
+        callback_status = CallbackStatus(raw_status.strip().lower())
+    except ValueError:
+        return None
+    if not DELIVERY_ID.match(delivery_id):
+        return None
+    code = request.form.get("ErrorCode", "").strip()
+    to = request.form.get("To", "")
+    return StatusCallback(
+        delivery_id,
+        sid,
+        callback_status,
+        int(code) if ERROR_CODE.match(code) else None,
+        channel=("whatsapp" if to.startswith(WHATSAPP) else "sms") if to else None,
+    )
+
+
 @bp.post("/status")
 def status() -> Response:
     """Twilio's status callback for a message we sent, naming its Delivery in the URL.
@@ -393,22 +442,9 @@ def status() -> Response:
         # A TwiML reply's first report: its id, which only this callback tells us.
         _schedule_redaction(found, sid, redaction.SETTLE)
         return Response(status=200)
-    delivery_id = request.args.get("delivery", "")
-    try:
-        callback_status = CallbackStatus(raw_status.strip().lower())
-    except ValueError:
+    callback = status_callback(sid, raw_status)
+    if callback is None:
         return Response(status=200)
-    if not DELIVERY_ID.match(delivery_id):
-        return Response(status=200)
-    code = request.form.get("ErrorCode", "").strip()
-    to = request.form.get("To", "")
-    callback = StatusCallback(
-        delivery_id,
-        sid,
-        callback_status,
-        int(code) if ERROR_CODE.match(code) else None,
-        channel=("whatsapp" if to.startswith(WHATSAPP) else "sms") if to else None,
-    )
     try:
         status_queue.record(found.redis, callback)  # a worker applies it, in a batch
     except (RedisError, OSError) as error:

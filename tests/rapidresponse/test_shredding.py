@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rapidresponse.config import new_key, parse_data_keys
-from rapidresponse.crypto import DecryptionError, Purpose
+from rapidresponse.crypto import DecryptionError, Purpose, key_id_of
 from rapidresponse.shredding import (
     KEY_BYTES,
     ShreddingCipher,
@@ -102,3 +102,30 @@ def test_expired_incidents_and_old_outbox_days_are_shredded(keys: ShredKeys) -> 
     destroyed = shred_expired_keys(keys, [1, 99], date(2026, 11, 30))
     assert sorted(destroyed) == ["incident-1", "outbox-2026-11-01"]
     assert keys.names() == ["incident-2", "outbox-2026-11-30"]
+
+
+def test_with_a_keyring_each_file_holds_its_key_wrapped(tmp_path: Path) -> None:
+    wrap_key = bytes(range(32))
+    folder = tmp_path / "wrapped"
+    wrapped = ShredKeys(folder, wrap_key)
+    key = wrapped.key(incident_key(3))
+    stored = (folder / "incident-3.key").read_bytes()
+    assert len(stored) == 62 and key not in stored
+    assert ShredKeys(folder, wrap_key).key(incident_key(3)) == key  # another process
+    assert ShredKeys(folder).find(key_id_of(key)) is None  # the folder alone opens nothing
+    assert ShredKeys(folder, bytes(32)).find(key_id_of(key)) is None  # nor another keyring
+    assert ShredKeys(folder, wrap_key).find(key_id_of(key)) == key
+    assert wrapped.destroy(incident_key(3))
+    assert ShredKeys(folder, wrap_key).find(key_id_of(key)) is None
+
+
+def test_keys_stored_bare_are_rewrapped_when_a_keyring_is_made(tmp_path: Path) -> None:
+    folder = tmp_path / "moving"
+    bare = ShredKeys(folder).key(incident_key(9))
+    assert (folder / "incident-9.key").read_bytes() == bare
+    moved = ShredKeys(folder, b"\x07" * 32)
+    assert moved.wrap_existing() == 1
+    assert bare not in (folder / "incident-9.key").read_bytes()
+    assert moved.key(incident_key(9)) == bare  # nothing sealed under it is lost
+    assert moved.wrap_existing() == 0
+    assert [p.name for p in folder.iterdir()] == ["incident-9.key"]

@@ -124,6 +124,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/wording"): COORDINATOR,
     ("POST", "/wording/<language>/<message_id>"): COORDINATOR,
     ("GET", "/whatsapp/templates"): COORDINATOR,
+    ("GET", "/keys/seal"): BOARD,
+    ("POST", "/keys/seal"): BOARD,
     ("POST", "/whatsapp/templates/sync"): COORDINATOR,
     ("POST", "/whatsapp/templates/<kind>/<language>"): COORDINATOR,
     ("POST", "/staff/invites/<int:invite_id>/withdraw"): COORDINATOR,

@@ -148,6 +148,10 @@
           window.location.reload();  // signed out or revoked: the server shows the way in
           return null;
         }
+        if (response.headers.get("X-Sealed")) {
+          window.location.reload();  // sealed: the server shows the sealed page, nothing else
+          return null;
+        }
         if (response.status === 503) { backOff(response); return null; }
         if (response.ok && busyPause) {
           busyPause = 0;
@@ -213,6 +217,7 @@
   socket.on("connect", function () { show("connected"); refresh(); });
   socket.on("disconnect", function (reason) {
     show("disconnected");
+    soon();  // a seal, or a restart: the re-read says which
     if (reason === "io server disconnect") { window.location.reload(); }  // the session ended
   });
   socket.on("connect_error", function (error) {
