@@ -38,12 +38,14 @@ from dispatch import key_custody, status_queue
 from dispatch.redis_conn import connect
 from dispatch.senders import redaction_delay
 from dispatch.spool import SealedIntake, SpooledText
+from rapidresponse.commands import Command, Keyword, parse
 from rapidresponse.config import Settings
 from rapidresponse.keyring import Keyring, read_wrapped
+from rapidresponse.languages import guess as guess_language
+from rapidresponse.messages import text as message_text
 from web.sms import (
     MESSAGE_SID,
     coordinates,
-    kept_reply,
     read_inbound,
     request_is_signed,
     status_callback,
@@ -53,7 +55,10 @@ from web.sms import (
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-START_WAIT_SECONDS = 5.0  # a process started while unsealed asks this long before serving
+START_WAIT_SECONDS = 5.0
+KEYLESS = frozenset(
+    {Keyword.HELP, Keyword.RIGHTS}
+)  # a process started while unsealed asks this long before serving
 
 SEALED_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -92,12 +97,15 @@ def create_sealed_app(settings: Settings, redis: Redis) -> Flask:
         if not request_is_signed(settings):
             abort(403)
         sid, phone, body, location, channel = read_inbound(settings.phone_region)
+        command = parse(body)
+        if command.keyword in KEYLESS:  # what anyone may ask, answered now, nothing kept
+            return twiml(_keyless_answer(settings, command, body))
         intake.keep_text(
             SpooledText(phone, body, sid, *coordinates(location), channel=channel.value)
         )
         redact = redaction_delay(settings) is not None
         action = f"{settings.public_url}/sms/status?redact=1" if redact else None
-        return twiml(kept_reply(body), action)
+        return twiml(kept_while_sealed(command, body), action)
 
     @app.post("/sms/status")
     def status() -> Response:
@@ -136,6 +144,27 @@ def create_sealed_app(settings: Settings, redis: Redis) -> Flask:
         )
 
     return app
+
+
+def kept_while_sealed(command: Command, body: str) -> str | None:
+    """A text kept while sealed is answered that it is kept (a STOP gets nothing now: the
+    carrier's own opt-out answers it, and it is applied at the unseal)."""
+    if command.keyword is Keyword.STOP:
+        return None
+    return message_text(command.language or guess_language(body), "sms.kept_while_sealed")
+
+
+def _keyless_answer(settings: Settings, command: Command, body: str) -> str:
+    """HELP and RIGHTS, in the catalog's words (a coordinator's own wording is in the
+    database, read again once unsealed): a raid does not wait for the unseal."""
+    language = command.language or guess_language(body)
+    if command.keyword is Keyword.HELP:
+        return message_text(language, "sms.help")
+    topic = command.argument
+    message_id = f"sms.rights_{topic}" if topic else "sms.rights"
+    return message_text(
+        language, message_id, url=f"{settings.public_url}/rights?lang={language.value}"
+    )
 
 
 def _no_store() -> dict[str, str]:

@@ -1,0 +1,167 @@
+"""Keys from process to process through a real Redis: only to a one-time public key,
+only this deployment's keyring accepted, and a seal takes them from every holder."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from redis import Redis
+
+from dispatch import key_custody
+from rapidresponse.keyring import Keyring, WrappedKeyring, seal_to, split_into_shares
+
+ASK_SECONDS = 5.0
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    return Keyring.generate()
+
+
+@pytest.fixture
+def wrapped(keyring: Keyring) -> WrappedKeyring:
+    return split_into_shares(keyring, 2, 3).wrapped
+
+
+@pytest.fixture
+def holders() -> Iterator[list[key_custody.KeyHolder]]:
+    started: list[key_custody.KeyHolder] = []
+    yield started
+    for holder in started:
+        holder.stop()
+
+
+def hold(
+    redis: Redis, keyring: Keyring, started: list[key_custody.KeyHolder]
+) -> tuple[key_custody.KeyHolder, threading.Event]:
+    sealed = threading.Event()
+    holder = key_custody.KeyHolder(redis, keyring, on_seal=sealed.set).start()
+    started.append(holder)
+    return holder, sealed
+
+
+def everything_in(redis: Redis) -> bytes:
+    """Every key and value Redis holds now, as one blob to search."""
+    blob = b""
+    for key in redis.scan_iter(count=1000):
+        blob += key + b"\x00"
+        kind = redis.type(key)
+        if kind == b"string":
+            blob += redis.get(key) or b""
+        elif kind == b"hash":
+            blob += b"".join(k + v for k, v in redis.hgetall(key).items())
+        elif kind == b"list":
+            blob += b"".join(redis.lrange(key, 0, -1))
+    return blob
+
+
+def key_forms(keyring: Keyring) -> list[bytes]:
+    raw = [*keyring.data_keys, keyring.index_key, keyring.shred_wrap_key, keyring.intake_key]
+    return [keyring.secret_key.encode()] + [
+        form for key in raw for form in (key, base64.b64encode(key), key.hex().encode())
+    ]
+
+
+def test_a_process_that_asks_gets_the_keyring_and_redis_never_holds_a_key(
+    redis_client: Redis,
+    keyring: Keyring,
+    wrapped: WrappedKeyring,
+    holders: list[key_custody.KeyHolder],
+) -> None:
+    key_custody.mark_unsealed(redis_client, keyring)
+    assert key_custody.is_unsealed(redis_client, wrapped)
+    hold(redis_client, keyring, holders)
+    seen: list[bytes] = []
+    with ThreadPoolExecutor(1) as pool:
+        asking = pool.submit(key_custody.ask_for_keys, redis_client, wrapped, "worker", ASK_SECONDS)
+        # Watch Redis while the handoff happens: what passes through it is only sealed.
+        while not asking.done():
+            seen.append(everything_in(redis_client))
+            time.sleep(0.005)
+        assert asking.result() == keyring
+    blob = b"".join(seen) + everything_in(redis_client)
+    assert b"rr:keys:want:" in blob  # the watch did see the handoff's traffic
+    for form in key_forms(keyring):
+        assert form not in blob
+
+
+def test_a_keyring_that_is_not_this_deployments_is_refused(
+    redis_client: Redis, wrapped: WrappedKeyring
+) -> None:
+    """Someone who can write to Redis answers first, with keys of their own: the asker
+    checks the fingerprint in its own keyring file and keeps waiting."""
+    forged = Keyring.generate()
+
+    def answer_with_forgery() -> None:
+        deadline = time.monotonic() + ASK_SECONDS
+        while time.monotonic() < deadline:
+            for key in redis_client.scan_iter(match=key_custody.WANT + "*"):
+                request = key.decode().removeprefix(key_custody.WANT)
+                public = base64.b64decode(redis_client.hget(key, "public") or b"")
+                sealed = seal_to(public, forged.to_bytes(), key_custody.PURPOSE + request)
+                redis_client.rpush(key_custody.GIVE + request, sealed)
+                return
+            time.sleep(0.01)
+
+    attacker = threading.Thread(target=answer_with_forgery)
+    attacker.start()
+    assert key_custody.ask_for_keys(redis_client, wrapped, "web", timeout=1.5) is None
+    attacker.join()
+
+
+def test_nobody_answers_while_sealed(redis_client: Redis, wrapped: WrappedKeyring) -> None:
+    started = time.monotonic()
+    assert key_custody.ask_for_keys(redis_client, wrapped, "web", timeout=0.5) is None
+    assert time.monotonic() - started < 2
+    assert not key_custody.is_unsealed(redis_client, wrapped)
+    assert list(redis_client.scan_iter(match=key_custody.WANT + "*")) == []  # cleaned up
+
+
+def test_a_seal_reaches_every_holder_within_seconds_and_they_stop_answering(
+    redis_client: Redis,
+    keyring: Keyring,
+    wrapped: WrappedKeyring,
+    holders: list[key_custody.KeyHolder],
+) -> None:
+    key_custody.mark_unsealed(redis_client, keyring)
+    watched = [hold(redis_client, keyring, holders) for _ in range(3)]
+    time.sleep(0.2)  # subscribed
+    sealed_at = time.monotonic()
+    key_custody.seal(redis_client)
+    for _, sealed in watched:
+        assert sealed.wait(3), "a holder kept its keys past the seal"
+    assert time.monotonic() - sealed_at < 3
+    assert not key_custody.is_unsealed(redis_client, wrapped)
+    assert key_custody.ask_for_keys(redis_client, wrapped, "worker", timeout=1.0) is None
+
+
+def test_a_holder_from_before_a_seal_and_unseal_stops_too(
+    redis_client: Redis, keyring: Keyring, holders: list[key_custody.KeyHolder]
+) -> None:
+    """A seal it missed (Redis away for a moment, say) still ends it: the epoch moved."""
+    key_custody.mark_unsealed(redis_client, keyring)
+    _, sealed = hold(redis_client, keyring, holders)
+    redis_client.incr(key_custody.EPOCH)  # a seal whose announcement was lost
+    assert sealed.wait(3)
+
+
+def test_processes_that_asked_before_the_unseal_are_answered_by_it(
+    redis_client: Redis, keyring: Keyring, wrapped: WrappedKeyring
+) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        waiting = [
+            pool.submit(key_custody.ask_for_keys, redis_client, wrapped, role, ASK_SECONDS)
+            for role in ("web", "worker")
+        ]
+        deadline = time.monotonic() + ASK_SECONDS
+        while len(list(redis_client.scan_iter(match=key_custody.WANT + "*"))) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        key_custody.mark_unsealed(redis_client, keyring)
+        assert key_custody.answer_waiting(redis_client, keyring) == 2
+        assert [future.result() for future in waiting] == [keyring, keyring]
