@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from rapidresponse.private_dirs import private_directory
+
 FORMAT = "rapidresponse-keyring"
 VERSION = 1
 KEY_BYTES = 32
@@ -284,6 +286,7 @@ def read_wrapped(path: Path) -> WrappedKeyring:
 
 def write_wrapped(path: Path, wrapped: WrappedKeyring) -> None:
     """Write the file (0600) atomically; an existing keyring is never overwritten."""
+    private_directory(path.parent)
     fd, aside = tempfile.mkstemp(dir=path.parent, prefix=".keyring-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
