@@ -59,13 +59,22 @@ def test_compose_runs_the_commands_the_readme_documents(
     assert command in readme_commands()
 
 
-def test_the_app_services_run_in_production_mode_with_file_secrets(compose: dict[str, Any]) -> None:
-    for service in ("web", "worker"):
-        env = compose["services"][service]["environment"]
+def test_the_app_services_run_in_production_mode_with_a_sealed_keyring(
+    compose: dict[str, Any],
+) -> None:
+    for service in ("web", "worker", "migrate"):
+        settings = compose["services"][service]
+        env = settings["environment"]
         assert env["RR_ENV"] == "production"
-        for secret in ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY", "TWILIO_AUTH_TOKEN"):
-            assert env[f"{secret}_FILE"].startswith("/run/secrets/")
-            assert secret not in env  # never inline
+        assert env["KEYRING_FILE"].startswith("/var/lib/rapidresponse/keys/")
+        assert "keyring:/var/lib/rapidresponse/keys" in settings["volumes"]
+        for key in ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY"):  # only in the keyring
+            assert key not in env and f"{key}_FILE" not in env
+        assert env["TWILIO_AUTH_TOKEN_FILE"].startswith("/run/secrets/")
+        assert "TWILIO_AUTH_TOKEN" not in env  # never inline
+    for service in ("web", "worker"):  # a seal ends them; restarted, they wait sealed
+        assert compose["services"][service]["restart"] == "unless-stopped"
+    assert set(compose["secrets"]) == {"twilio_auth_token"}
 
 
 def test_readme_quick_start_is_exactly_make_demo_and_make_test() -> None:
