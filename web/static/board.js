@@ -222,6 +222,7 @@
   });
   socket.on("connect_error", function (error) {
     show(error && error.message === "busy" ? "busy" : "disconnected");
+    soon();  // each retry (spaced by the back-off above) also asks the page: sealed?
   });
   socket.onAny(function (event, data) {
     if (event === "alert_progress" && data) { showProgress(data); }
