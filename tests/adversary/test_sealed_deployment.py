@@ -22,6 +22,7 @@ import base64
 import contextlib
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -97,9 +98,9 @@ class Deployment:
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
-    def health(self) -> str:
+    def health(self, port: int | None = None) -> str:
         try:
-            answer = requests.get(f"http://127.0.0.1:{self.web_port}/healthz", timeout=5)
+            answer = requests.get(f"http://127.0.0.1:{port or self.web_port}/healthz", timeout=5)
         except requests.RequestException:
             return "down"
         return str(answer.json().get("status", "?"))
@@ -195,9 +196,13 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
         import_areas(session, load_region_file(demo_region_path()), "Portland")
     database.dispose()
 
-    deployment.start("web", "web", "--port", str(deployment.web_port), "--socket-port", "0")
+    socket_port = free_port()
+    deployment.start(
+        "web", "web", "--port", str(deployment.web_port), "--socket-port", str(socket_port)
+    )
     first_worker = deployment.start("worker-1", "worker")
     wait_for("the sealed web", lambda: deployment.health() == "sealed")
+    wait_for("the sealed sockets", lambda: deployment.health(socket_port) == "sealed")
     assert deployment.text(REPORTER, SIGHTING) is not None
     assert deployment.text(NEIGHBOUR, "JOIN Lents") is not None
     assert deployment.text(NEIGHBOUR, "YES") is not None
@@ -211,6 +216,7 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
     handed = int(re.search(r"Keys handed to (\d+) waiting", two.stdout).group(1))  # type: ignore[union-attr]
     assert handed >= 2  # the web process and the worker
     wait_for("the web to unseal", lambda: deployment.health() == "ok")
+    wait_for("the sockets to unseal", lambda: deployment.health(socket_port) == "ok")
     wait_for("the worker's keys", lambda: "keys received" in deployment.log("worker-1"))
 
     keyring = unwrap_with_shares(read_wrapped(deployment.instance / "keyring.json"), phrases[1:])
@@ -254,6 +260,11 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
         sent_by_then = len(fake.messages)
         assert sent_by_then < RECIPIENTS + 2, "the broadcast finished before the seal"
         wait_for("the web to seal", lambda: deployment.health() == "sealed", timeout=SEAL_WITHIN)
+        wait_for(
+            "the sockets to seal",
+            lambda: deployment.health(socket_port) == "sealed",
+            timeout=SEAL_WITHIN,
+        )
         time.sleep(2)
         assert len(fake.messages) == sent_by_then  # nothing more leaves
         subscriber_rows = read_subscribers(services)
@@ -270,6 +281,10 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
     found = attack(image, subscriber_rows)
     assert found.numbers == [] and found.opened == 0 and found.shred_keys_opened == 0
     assert found.candidates > 0  # the attack had material to try
+    blobs = sealed_values(image / "rapidresponse.db")
+    assert len(blobs) > RECIPIENTS  # numbers, the report, TOTP secrets, the alert's texts...
+    assert values_opened(blobs, key_candidates(image)) == 0
+    assert values_opened(blobs, list(keyring.data_keys)) >= RECIPIENTS  # with the real key
     seized = Settings.from_env({**deployment.env, "INSTANCE_PATH": str(image)})
     assert seized.custody == "sealed" and not seized.holds_keys
     login = (
@@ -376,6 +391,37 @@ def shred_keys_opened(image: Path, candidates: list[bytes]) -> int:
             with contextlib.suppress(InvalidTag, ValueError):
                 AESGCM(candidate).decrypt(stored[2:14], stored[14:], path.stem.encode())
                 opened += 1
+    return opened
+
+
+def sealed_values(database: Path) -> list[bytes]:
+    """Every value in every table of the copied database that looks sealed."""
+    found: list[bytes] = []
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        for table in tables:
+            for row in connection.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - our copy
+                found += [
+                    value
+                    for value in row
+                    if isinstance(value, bytes) and value[:1] == b"\x01" and len(value) > 33
+                ]
+    return found
+
+
+def values_opened(blobs: list[bytes], candidates: list[bytes]) -> int:
+    purposes = [value for name, value in vars(Purpose).items() if name.isupper()]
+    opened = 0
+    for candidate in candidates:
+        cipher = FieldCipher([candidate])
+        for blob in blobs:
+            for purpose in purposes:
+                with contextlib.suppress(DecryptionError):
+                    cipher.decrypt(blob, purpose)
+                    opened += 1
     return opened
 
 
