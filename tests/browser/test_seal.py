@@ -47,9 +47,7 @@ def sealable(server: BaseWSGIServer, twilio_services: Services) -> Iterator[Seal
     services.settings = replace(
         services.settings, custody="sealed", intake_public=keyring.intake_public()
     )
-    apps: dict[str, WsgiApp] = {
-        "now": create_app(services=services, test_config={"TESTING": True})
-    }
+    apps: dict[str, WsgiApp] = {"now": create_app(services=services, test_config={"TESTING": True})}
     sealed_app = create_sealed_app(services.settings, services.redis)
     sealed = threading.Event()
 
