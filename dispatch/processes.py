@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +40,28 @@ def stop_process(process: subprocess.Popen[bytes], name: str, timeout: float = 1
         log.warning("%s ignored SIGTERM for %.0fs; killing it", name, timeout)
         process.kill()
         process.wait()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, read from /proc (Linux; elsewhere none)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent's pid
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_descendants(pid: int | None = None) -> list[int]:
+    """SIGKILL every process descended from ``pid`` (ours by default), deepest first.
+    The pids killed."""
+    killed: list[int] = []
+    for child in children_of(os.getpid() if pid is None else pid):
+        killed += kill_descendants(child)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+            killed.append(child)
+    return killed

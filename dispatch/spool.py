@@ -23,13 +23,14 @@ from pathlib import Path
 
 from rapidresponse.crypto import DecryptionError, Purpose
 from rapidresponse.keyring import KeyringError, open_sealed, seal_to
-from rapidresponse.private_dirs import private_directory
+from rapidresponse.private_dirs import destroy_file, fsync_folder, private_directory
 from rapidresponse.shredding import ShreddingCipher
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".msg"
 SEALED_FOLDER = "sealed"
+UNREADABLE = ".unreadable"  # sealed to a keyring that is not this one: kept, never opened
 CLAIMED = ".claimed"
 # A claim older than this belongs to a process that died while storing it: take it back.
 STALE_CLAIM_SECONDS = 300
@@ -52,18 +53,24 @@ class Spool:
         self.directory = directory
         self.cipher = cipher
 
-    def keep(self, text: SpooledText) -> str:
-        """Write ``text`` durably (file and folder fsynced); its name."""
-        name = _new_name()
+    def keep(self, text: SpooledText, name: str | None = None) -> str:
+        """Write ``text`` durably (file and folder fsynced); its name. A ``name`` already
+        in the spool is not written twice (a release retried after a crash)."""
+        name = name or _new_name()
+        if self.holds(name):
+            return name
         sealed = self.cipher.seal(_key(name), json.dumps(asdict(text)), Purpose.SPOOLED)
         _write_durably(self.directory, name + SUFFIX, sealed)
         return name
+
+    def holds(self, name: str) -> bool:
+        return (self.directory / f"{name}{SUFFIX}").exists() or self._claimed_path(name).exists()
 
     def waiting(self) -> list[str]:
         """Names of the texts waiting, oldest first (stale claims put back first)."""
         if not self.directory.is_dir():
             return []
-        self._take_back_stale_claims()
+        _take_back_stale_claims(self.directory)
         return sorted(path.name[: -len(SUFFIX)] for path in self.directory.glob(f"*{SUFFIX}"))
 
     def claim(self, name: str) -> SpooledText | None:
@@ -91,19 +98,10 @@ class Spool:
         """The text is stored: destroy its key, then the file."""
         self.cipher.shred_keys.destroy(_key(name))
         self._claimed_path(name).unlink(missing_ok=True)
-        _fsync_folder(self.directory)
+        fsync_folder(self.directory)
 
     def _claimed_path(self, name: str) -> Path:
         return self.directory / f"{name}{CLAIMED}"
-
-    def _take_back_stale_claims(self) -> None:
-        deadline = time.time() - STALE_CLAIM_SECONDS
-        for path in self.directory.glob(f"*{CLAIMED}"):
-            try:
-                if path.stat().st_mtime < deadline:
-                    path.rename(path.with_suffix(SUFFIX))
-            except FileNotFoundError:
-                continue  # its process finished it just now
 
 
 class SealedIntake:
@@ -132,33 +130,61 @@ class SealedIntake:
         _write_durably(self.directory, name + SUFFIX, sealed)
         return name
 
-    def waiting(self) -> int:
-        return len(list(self.directory.glob(f"*{SUFFIX}"))) if self.directory.is_dir() else 0
-
     def release(self, private_key: bytes, spool: Spool) -> list[str]:
-        """Move every entry into ``spool`` (oldest first); the provider ids to delete."""
+        """Move every entry into ``spool`` (oldest first, under the same name, so a release
+        cut short and tried again writes nothing twice); the provider ids to delete.
+
+        Raises:
+            OSError: the spool could not take an entry; it is put back for the next try.
+        """
         to_redact: list[str] = []
         if not self.directory.is_dir():
             return to_redact
+        _take_back_stale_claims(self.directory)
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             claimed = path.with_suffix(CLAIMED)
             try:
                 path.rename(claimed)  # another web process may be releasing too
             except FileNotFoundError:
                 continue
+            os.utime(claimed)  # the claim's age (renaming kept the entry's): not stale yet
             try:
                 entry = json.loads(
                     open_sealed(private_key, claimed.read_bytes(), Purpose.SEALED_INTAKE)
                 )
-                if "text" in entry:
-                    spool.keep(SpooledText(**entry["text"]))
+            except (KeyringError, ValueError):
+                # Sealed to another keyring (a re-made one?): kept aside, never destroyed.
+                log.error("an entry kept while sealed does not open with this keyring; set aside")
+                claimed.rename(claimed.with_suffix(UNREADABLE))
+                continue
+            try:
+                if isinstance(entry.get("text"), dict):
+                    spool.keep(SpooledText(**entry["text"]), name=path.stem)
                 elif isinstance(entry.get("redact"), str):
                     to_redact.append(entry["redact"])
-            except (KeyringError, ValueError, TypeError):
-                log.error("an entry kept while sealed could not be read; removed")
-            _destroy(claimed)
-        _fsync_folder(self.directory)
+            except OSError:
+                claimed.rename(path)
+                raise
+            except TypeError:
+                log.error("an entry kept while sealed was malformed; removed")
+            destroy_file(claimed)
         return to_redact
+
+    def waiting(self) -> int:
+        """Entries not stored yet (waiting, or being released)."""
+        if not self.directory.is_dir():
+            return 0
+        return sum(1 for path in self.directory.iterdir() if path.suffix in (SUFFIX, CLAIMED))
+
+
+def _take_back_stale_claims(directory: Path) -> None:
+    deadline = time.time() - STALE_CLAIM_SECONDS
+    for path in directory.glob(f"*{CLAIMED}"):
+        try:
+            if path.stat().st_mtime < deadline:
+                path.rename(path.with_suffix(SUFFIX))
+        except FileNotFoundError:
+            continue  # its process finished it just now
 
 
 def _new_name() -> str:
@@ -175,26 +201,8 @@ def _write_durably(directory: Path, filename: str, data: bytes) -> None:
     finally:
         os.close(descriptor)
     aside.rename(directory / filename)
-    _fsync_folder(directory)
-
-
-def _destroy(path: Path) -> None:
-    """Overwrite, then unlink: the sealed bytes are useless without the key anyway, but a
-    file that says "something arrived at 03:12" need not outlive its purpose."""
-    with open(path, "r+b") as handle:
-        handle.write(bytes(path.stat().st_size))
-        handle.flush()
-        os.fsync(handle.fileno())
-    path.unlink()
+    fsync_folder(directory)
 
 
 def _key(name: str) -> str:
     return f"spool-{name}"
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -6,13 +6,17 @@ import contextlib
 import logging
 import os
 import signal
+import threading
+from typing import Any
 
-from rq import Worker
+from rq import Queue, Worker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from dispatch.housekeeping import periodic_tasks
 from dispatch.housekeeping import start as start_housekeeping
-from dispatch.key_custody import KeyHolder
+from dispatch.key_custody import KeyHolder, wait_for_intake
+from dispatch.processes import kill_descendants
 from dispatch.queues import all_queues
 from dispatch.services import Services, install
 from rapidresponse.keyring import Keyring
@@ -44,11 +48,12 @@ def run_worker(
     housekeeping = (
         None if burst else start_housekeeping(services.redis, periodic_tasks(services.settings))
     )
-    worker = Worker(
+    worker = SealableWorker(
         all_queues(services.redis), connection=services.redis, name=name, serializer=JSONSerializer
     )
     if keyring is not None:
         KeyHolder(services.redis, keyring, on_seal=lambda: exit_sealed(worker)).start()
+        wait_for_intake(services.redis)  # STOPs texted while sealed first, then any send
     try:
         return bool(
             worker.work(
@@ -62,13 +67,29 @@ def run_worker(
             housekeeping.set()
 
 
-def exit_sealed(worker: Worker) -> None:
-    """Let go of the keys now: they live in this process and in the job's work horse (a
-    fork of it), so both end. A message being sent is like one cut by kill -9: its lease
-    runs out and the reaper decides, once unsealed, whether to send it again."""
+class SealableWorker(Worker):
+    """RQ's worker, whose forks a seal can stop: no work horse starts once sealing began."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fork_lock = threading.Lock()
+
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        with self.fork_lock:
+            super().fork_work_horse(job, queue)
+
+
+def exit_sealed(worker: SealableWorker) -> None:
+    """Let go of the keys now. They live in this process and in its forks (the job's work
+    horse, RQ's scheduler), so all of them end: no new fork from here on, every
+    descendant killed, then this process. A message being sent is like one cut by
+    kill -9: its lease runs out and the reaper decides, once unsealed, whether to send it
+    again."""
+    worker.fork_lock.acquire()  # held until the exit: the main loop forks nothing more
     horse = worker.horse_pid
-    if horse:
+    if horse:  # in a process group of its own, so not always found below
         with contextlib.suppress(ProcessLookupError):
             os.kill(horse, signal.SIGKILL)
+    kill_descendants()
     logging.shutdown()
     os._exit(EXIT_SEALED)

@@ -25,7 +25,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from rapidresponse.private_dirs import private_directory
+from rapidresponse.private_dirs import fsync_folder, private_directory
 
 FORMAT = "rapidresponse-keyring"
 VERSION = 1
@@ -197,6 +197,10 @@ class WrappedKeyring:
         nonce, body = self.sealed[:NONCE_BYTES], self.sealed[NONCE_BYTES:]
         try:
             raw = AESGCM(wrap_key).decrypt(nonce, body, self.header())
+        except ValueError:  # a nonce cut short: the file was truncated or edited
+            raise KeyringError(
+                "the keyring file is damaged (its sealed part is cut short)"
+            ) from None
         except InvalidTag:
             raise KeyringError(_wrong_secret(self.scheme)) from None
         keyring = Keyring.from_bytes(raw)
@@ -210,7 +214,7 @@ class Shared:
     """A keyring just split: the file to store, and the phrases to hand out (never stored)."""
 
     wrapped: WrappedKeyring
-    phrases: list[str]
+    phrases: list[str] = field(repr=False)
 
 
 def split_into_shares(keyring: Keyring, threshold: int, shares: int) -> Shared:
@@ -294,6 +298,7 @@ def write_wrapped(path: Path, wrapped: WrappedKeyring) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.link(aside, path)
+        fsync_folder(path.parent)  # the shares handed out open this file: it must be there
     except FileExistsError:
         raise KeyringError(f"{path} exists: a deployment has one keyring") from None
     finally:

@@ -41,11 +41,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from rapidresponse.crypto import KEY_ID_BYTES, DecryptionError, FieldCipher, key_id_of
-from rapidresponse.private_dirs import private_directory
+from rapidresponse.private_dirs import destroy_file, fsync_folder, private_directory
 
 KEY_BYTES = 32
 WRAPPED = b"W1"  # a shred key file that holds its key wrapped (62 bytes, not 32)
 WRAP_NONCE_BYTES = 12
+WRAPPED_BYTES = len(WRAPPED) + WRAP_NONCE_BYTES + KEY_BYTES + 16  # the GCM tag
 KEY_NAME = re.compile(r"^[a-z]+-[0-9a-zA-Z-]{1,40}$")
 SUFFIX = ".key"
 
@@ -135,23 +136,7 @@ class ShredKeys:
 
     def destroy(self, name: str) -> bool:
         """Destroy the key (overwritten, then unlinked). True if there was one."""
-        path = self._path(name)
-        try:
-            descriptor = os.open(path, os.O_WRONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            os.write(descriptor, bytes(max(KEY_BYTES, os.fstat(descriptor).st_size)))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        path.unlink(missing_ok=True)
-        folder = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-        return True
+        return destroy_file(self._path(name))
 
     def wrap_existing(self) -> int:
         """Rewrite every key still stored bare in its wrapped form (a deployment moving to
@@ -164,14 +149,7 @@ class ShredKeys:
             stored = _read_file(path)
             if stored is None or len(stored) != KEY_BYTES:
                 continue
-            aside = self.directory / f".{name}.{os.getpid()}.wrap"
-            aside.write_bytes(self._stored_form(name, stored))
-            os.chmod(aside, 0o600)
-            with open(path, "r+b") as handle:  # the bare key is overwritten, not just unlinked
-                handle.write(bytes(KEY_BYTES))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(aside, path)
+            _replace_durably(path, self._stored_form(name, stored))
             rewritten += 1
         return rewritten
 
@@ -185,8 +163,10 @@ class ShredKeys:
         stored = _read_file(path)
         if stored is None or not any(stored):
             return None  # missing, or zeroed by a destroy in progress
-        if not stored.startswith(WRAPPED):
-            return stored if len(stored) == KEY_BYTES else None
+        if len(stored) == KEY_BYTES:
+            return stored  # bare (a bare key may begin with the bytes "W1" too)
+        if len(stored) != WRAPPED_BYTES or not stored.startswith(WRAPPED):
+            return None
         if self._wrapper is None:
             return None  # wrapped under a keyring this process does not hold
         name = path.name[: -len(SUFFIX)]
@@ -197,6 +177,24 @@ class ShredKeys:
             )
         except InvalidTag:
             return None  # another keyring's, or tampered with
+
+
+def _replace_durably(path: Path, data: bytes) -> None:
+    """Put ``data`` in place of ``path``'s contents so that a crash at any moment leaves
+    the old or the new contents, then overwrite the old ones (through the old inode)."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(descriptor, data)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    with open(path, "r+b") as old:
+        os.replace(aside, path)
+        fsync_folder(path.parent)
+        old.write(bytes(os.fstat(old.fileno()).st_size))
+        old.flush()
+        os.fsync(old.fileno())
 
 
 def _read_file(path: Path) -> bytes | None:

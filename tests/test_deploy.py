@@ -75,6 +75,8 @@ def test_the_app_services_run_in_production_mode_with_a_sealed_keyring(
     for service in ("web", "worker"):  # a seal ends them; restarted, they wait sealed
         assert compose["services"][service]["restart"] == "unless-stopped"
     assert set(compose["secrets"]) == {"twilio_auth_token"}
+    keys = compose["services"]["keys"]  # prints the shares: never into a container log
+    assert keys["logging"] == {"driver": "none"} and keys["profiles"] == ["keys"]
 
 
 def test_readme_quick_start_is_exactly_make_demo_and_make_test() -> None:

@@ -9,12 +9,14 @@ Unsealing is never done here: it needs the recovery phrases, at a terminal
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch import key_custody
 from rapidresponse import audit
@@ -24,6 +26,7 @@ from web.auth import Staff, requires, signed_in
 from web.context import services
 
 bp = Blueprint("keys", __name__)
+log = logging.getLogger(__name__)
 
 SEAL_ASKED = "rr:keys:seal-asked"  # who asked first, in two-staff mode
 SEAL_ASK_SECONDS = 600
@@ -57,16 +60,19 @@ def seal_now() -> ResponseReturnValue:
                 "or run 'rapidresponse keys seal'."
             )
             return render_template("keys/seal.html", **_context(error=said)), 503
-    with found.database.session() as session:
-        audit.record(session, actor=staff.actor, action="keys.sealed")
     try:
-        key_custody.seal(found.redis)
+        key_custody.seal(found.redis)  # first: nothing (the database down, say) may delay it
         found.redis.delete(SEAL_ASKED)
     except RedisError:
         said = _(
             "The seal did not go through (Redis is unavailable): run 'rapidresponse keys seal'."
         )
         return render_template("keys/seal.html", **_context(error=said)), 503
+    try:
+        with found.database.session() as session:
+            audit.record(session, actor=staff.actor, action="keys.sealed")
+    except SQLAlchemyError as error:
+        log.error("the seal was not audited (%s)", type(error).__name__)
     return redirect(url_for("home.index"), code=303)
 
 

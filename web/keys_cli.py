@@ -10,15 +10,17 @@ import base64
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch import key_custody
 from dispatch.redis_conn import connect
 from dispatch.spool import SealedIntake
 from rapidresponse.config import GENERATED_SECRETS, SECRETS_FILENAME, ConfigError, Settings
+from rapidresponse.db import Database
 from rapidresponse.keyring import (
     MIN_PASSPHRASE_LENGTH,
     Keyring,
@@ -32,6 +34,8 @@ from rapidresponse.keyring import (
     wrap_with_passphrase,
     write_wrapped,
 )
+from rapidresponse.models import Responder, StaffUser, Subscriber
+from rapidresponse.private_dirs import destroy_file
 from rapidresponse.shredding import ShredKeys
 
 HOLD_SECONDS = 60
@@ -54,7 +58,15 @@ def keys_group() -> None:
 @click.option(
     "--passphrase", "use_passphrase", is_flag=True, help="One passphrase instead of shares."
 )
-def keys_init_command(shares: int, threshold: int, use_passphrase: bool) -> None:
+@click.option(
+    "--new-deployment",
+    is_flag=True,
+    help="Make new keys although data is stored (it becomes unreadable).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask whether the shares are written down.")
+def keys_init_command(
+    shares: int, threshold: int, use_passphrase: bool, new_deployment: bool, yes: bool
+) -> None:
     """Seal this deployment's keys into KEYRING_FILE (once).
 
     The keys in use now (SECRET_KEY, DATA_KEYS and INDEX_KEY from the environment, or
@@ -64,29 +76,58 @@ def keys_init_command(shares: int, threshold: int, use_passphrase: bool) -> None
     settings, invented = _settings_for_init()
     if settings.custody == "sealed":
         raise click.ClickException(f"{settings.keyring_path} exists: this deployment is sealed")
+    if invented and not new_deployment and (found := _stored_data(settings)):
+        raise click.ClickException(
+            f"no keys were found (SECRET_KEY, DATA_KEYS, INDEX_KEY or their _FILE), but {found} "
+            "is stored here: set the keys in use, so that the keyring keeps them. New keys "
+            "would make it all unreadable (--new-deployment if that is really wanted)."
+        )
     keyring = Keyring.generate(settings.secret_key, settings.data_keys, settings.index_key)
     try:
         if use_passphrase:
             wrapped = wrap_with_passphrase(keyring, _new_passphrase())
-            phrases: list[str] = []
         else:
             split = split_into_shares(keyring, threshold, shares)
-            wrapped, phrases = split.wrapped, split.phrases
+            wrapped = split.wrapped
+            _print_phrases(split.phrases, threshold)
+            if not yes:
+                click.confirm("Is every share written down?", abort=True)
+        # Nothing is changed before this point: without the shares, nothing is lost.
         write_wrapped(settings.keyring_path, wrapped)
     except KeyringError as error:
         raise click.ClickException(str(error)) from None
     rewrapped = ShredKeys(settings.shred_keys_path, keyring.shred_wrap_key).wrap_existing()
-    _destroy_dev_secrets(settings.instance_path / SECRETS_FILENAME)
-    _print_phrases(phrases, threshold)
+    destroy_file(settings.instance_path / SECRETS_FILENAME)  # its keys are in the keyring
     click.echo(
         f"Sealed keyring written to {settings.keyring_path} ({rewrapped} shred keys rewrapped)."
     )
     if settings.custody == "environment" and not invented:
         click.echo(
             "Now remove SECRET_KEY, DATA_KEYS and INDEX_KEY (and their _FILE secrets) from "
-            "this deployment: the processes refuse to start while both exist."
+            "this deployment: the processes refuse to start while both exist. Destroy the "
+            "old key files too (shred -u), and any copy of them: they still open the data."
         )
     click.echo("Every start is sealed until 'rapidresponse keys unseal'.")
+
+
+def _stored_data(settings: Settings) -> str | None:
+    """What this deployment already holds that new keys would lose, if anything."""
+    if any(settings.shred_keys_path.glob("*.key")):
+        return "a shred key"
+    database = Database(settings.database_url)
+    try:
+        with database.session() as session:
+            tables = set(inspect(session.connection()).get_table_names())
+            for model in (Subscriber, StaffUser, Responder):
+                if model.__tablename__ in tables and session.scalar(
+                    select(func.count()).select_from(model)
+                ):
+                    return f"data ({model.__tablename__})"
+    except SQLAlchemyError:
+        return "a database that could not be read"
+    finally:
+        database.dispose()
+    return None
 
 
 @keys_group.command("unseal", with_appcontext=False)
@@ -189,7 +230,7 @@ def _redis_url(settings: Settings) -> str:
 
 def _unwrap_interactively(wrapped: WrappedKeyring) -> Keyring:
     if wrapped.scheme == "passphrase":
-        return _until_it_opens(lambda: unwrap_with_passphrase(wrapped, _ask("Passphrase")))
+        return _until_it_opens(lambda: unwrap_with_passphrase(wrapped, _ask_passphrase()))
     click.echo(f"{wrapped.threshold} of the {wrapped.shares} shares open the keyring.")
     phrases: list[str] = []
     while len(phrases) < wrapped.threshold:
@@ -218,7 +259,13 @@ def _until_it_opens(attempt: Callable[[], Keyring], tries: int = 3) -> Keyring:
 
 
 def _ask(label: str) -> str:
+    """A share, as typed (case and spacing do not matter to a SLIP-39 phrase)."""
     return " ".join(str(click.prompt(label, hide_input=True)).lower().split())
+
+
+def _ask_passphrase() -> str:
+    """The passphrase exactly as typed: its case matters."""
+    return str(click.prompt("Passphrase", hide_input=True))
 
 
 def _new_passphrase() -> str:
@@ -237,14 +284,3 @@ def _print_phrases(phrases: list[str], threshold: int) -> None:
             "\nGive each share to a different person, on paper. Never store one on this "
             "server or beside another: whoever holds enough of them holds every key.\n"
         )
-
-
-def _destroy_dev_secrets(path: Path) -> None:
-    """Development's plain keys, now in the keyring, must not stay beside it."""
-    if not path.exists():
-        return
-    with open(path, "r+b") as handle:
-        handle.write(bytes(path.stat().st_size))
-        handle.flush()
-        os.fsync(handle.fileno())
-    path.unlink()

@@ -20,6 +20,7 @@ it (gunicorn starts a fresh, sealed one).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify, request
+from flask import Flask, Response, abort, jsonify
 from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
@@ -44,9 +45,11 @@ from rapidresponse.keyring import Keyring, read_wrapped
 from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import text as message_text
 from web.sms import (
-    MESSAGE_SID,
     coordinates,
+    intake_location,
     read_inbound,
+    read_status,
+    reply_to_redact,
     request_is_signed,
     status_callback,
     twiml,
@@ -87,6 +90,13 @@ def create_sealed_app(settings: Settings, redis: Redis) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     intake = SealedIntake(settings.spool_path, settings.intake_public)
+    where = intake_location(settings)
+
+    def kept(entry: str) -> None:
+        # Workers hold their sends at the unseal until this host's intake is stored.
+        with contextlib.suppress(RedisError, OSError):
+            key_custody.note_intake_pending(redis, where)
+        log.info("kept while sealed: %s", entry)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -97,26 +107,28 @@ def create_sealed_app(settings: Settings, redis: Redis) -> Flask:
         if not request_is_signed(settings):
             abort(403)
         sid, phone, body, location, channel = read_inbound(settings.phone_region)
+        redact = redaction_delay(settings) is not None
+        action = f"{settings.public_url}/sms/status?redact=1" if redact else None
         command = parse(body)
-        if command.keyword in KEYLESS:  # what anyone may ask, answered now, nothing kept
-            return twiml(_keyless_answer(settings, command, body))
+        if command.keyword in KEYLESS:  # what anyone may ask, answered now, not kept
+            if redact:
+                intake.keep_redaction(sid)  # still deleted at Twilio, after the unseal
+                kept("an id")
+            return twiml(_keyless_answer(settings, command, body), action)
         intake.keep_text(
             SpooledText(phone, body, sid, *coordinates(location), channel=channel.value)
         )
-        redact = redaction_delay(settings) is not None
-        action = f"{settings.public_url}/sms/status?redact=1" if redact else None
+        kept("a text")
         return twiml(kept_while_sealed(command, body), action)
 
     @app.post("/sms/status")
     def status() -> Response:
         if not request_is_signed(settings):
             abort(403)
-        sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
-        raw_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
-        if raw_status is None or not MESSAGE_SID.match(sid):
-            abort(400, "MessageSid and MessageStatus are required")
-        if request.args.get("redact") == "1":
+        sid, raw_status = read_status()
+        if reply_to_redact(settings):
             intake.keep_redaction(sid)
+            kept("an id")
             return Response(status=200)
         callback = status_callback(sid, raw_status)
         if callback is not None:
@@ -192,13 +204,15 @@ class SealableApp:
         self._role = role
 
     def start(self) -> SealableApp:
-        if key_custody.is_unsealed(self.redis, self.wrapped):
-            keyring = key_custody.ask_for_keys(
-                self.redis, self.wrapped, self._role, timeout=START_WAIT_SECONDS
-            )
-            if keyring is not None:
-                self._open(keyring)
-                return self
+        try:
+            if key_custody.is_unsealed(self.redis, self.wrapped):
+                keyring = key_custody.ask_for_keys(
+                    self.redis, self.wrapped, self._role, timeout=START_WAIT_SECONDS
+                )
+                if keyring is not None and self._open(keyring):
+                    return self
+        except (RedisError, OSError) as error:  # the sealed hotline needs no Redis
+            log.warning("keys not asked for at start (%s)", type(error).__name__)
         threading.Thread(target=self._wait, name="rapidresponse-unseal", daemon=True).start()
         return self
 
@@ -216,14 +230,26 @@ class SealableApp:
                 log.warning("asking for keys: Redis unavailable (%s)", type(error).__name__)
                 time.sleep(1)
                 continue
-            if keyring is not None:
-                self._open(keyring)
+            if keyring is not None and self._open(keyring):
                 return
+            time.sleep(1)
 
-    def _open(self, keyring: Keyring) -> None:
-        self.app = self._build(self.settings.with_keyring(keyring), keyring)
-        key_custody.KeyHolder(self.redis, keyring, on_seal=self._sealed).start()
+    def _open(self, keyring: Keyring) -> bool:
+        """Serve the real app, watched by a key holder. False (still sealed) if either
+        could not be made: a process must never hold keys without a holder."""
+        holder = key_custody.KeyHolder(self.redis, keyring, on_seal=self._sealed)
+        try:
+            holder.start()
+            app = self._build(self.settings.with_keyring(keyring), keyring)
+        except Exception:
+            log.exception("keys received but the app could not be built; still sealed")
+            holder.stop()
+            return False
+        if holder.stopped.is_set():
+            return False  # sealed again while it was being built
+        self.app = app
         log.warning("unsealed: serving everything")
+        return True
 
     def _sealed(self) -> None:
         self.app = self.sealed_app

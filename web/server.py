@@ -123,12 +123,14 @@ class WebServer(BaseApplication):  # type: ignore[misc]
 
 
 def _start_background_work(app: Flask, keyring: Keyring | None) -> None:
-    from web.sms import release_sealed_intake, start_spool_drain
+    from web.sms import start_spool_drain, store_sealed_intake
 
     services = app.extensions["rapidresponse"]
     if keyring is not None:
-        release_sealed_intake(services, keyring)  # texts kept while sealed, into the spool
-    start_spool_drain(services)  # texts kept while the database was away
+        # Before this process answers anything with its keys: what came while sealed is
+        # stored first, in order (a STOP then, before a JOIN now), and the workers wait.
+        store_sealed_intake(services, keyring)
+    start_spool_drain(services, keyring)  # texts kept while the database was away (or sealed)
     # The areas are parsed now, not by the first text to arrive (a city file: ~1 s).
     threading.Thread(target=_read_areas, args=(services,), name="areas", daemon=True).start()
 

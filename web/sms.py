@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import re
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dispatch import status_queue
+from dispatch import key_custody, status_queue
 from dispatch.broadcast import apply_status_callbacks
 from dispatch.incidents import after_intake, incident_changed, incident_touched
 from dispatch.senders import SendError, redaction_delay
@@ -344,28 +345,46 @@ def _send_late_reply(found: Services, phone: str, reply: Reply) -> None:
         log.warning("a spooled text's answer was not sent (%s)", error.code or "no code")
 
 
-def release_sealed_intake(found: Services, keyring: Keyring) -> int:
-    """Move what arrived while sealed into the spool (its drain stores and answers the
-    texts) and schedule the deletion of the replies' ids. How many were released."""
+def store_sealed_intake(found: Services, keyring: Keyring) -> int:
+    """Store what arrived at this host while sealed, oldest first, with its answers
+    (STOPs applied), then tell the workers waiting on it. How many texts were stored."""
     intake = SealedIntake(found.settings.spool_path, keyring.intake_public())
-    waiting = intake.waiting()
+    if not intake.waiting():
+        return 0
+    to_redact: list[str] = []
     try:
-        for sid in intake.release(keyring.intake_key, found.spool):
-            _schedule_redaction(found, sid, redaction.SETTLE)
-    except (OSError, *STORAGE_DOWN) as error:  # left where they are: the next unseal retries
-        log.error("texts kept while sealed not released yet (%s)", type(error).__name__)
-    if waiting:
-        log.warning("released %d texts and ids kept while sealed", waiting)
-    return waiting
+        to_redact = intake.release(keyring.intake_key, found.spool)
+        stored = store_spooled(found)
+        while to_redact:
+            _schedule_redaction(found, to_redact[0], redaction.SETTLE)
+            to_redact.pop(0)
+    except (OSError, *STORAGE_DOWN) as error:  # the drain's next round tries again
+        log.error("texts kept while sealed not stored yet (%s)", type(error).__name__)
+        for sid in to_redact:  # not lost: kept again, sealed, for the next round
+            intake.keep_redaction(sid)
+        return 0
+    if not intake.waiting() and not found.spool.waiting():
+        with contextlib.suppress(RedisError):
+            key_custody.intake_stored(found.redis, intake_location(found.settings))
+    log.warning("stored %d texts kept while sealed", stored)
+    return stored
 
 
-def start_spool_drain(found: Services) -> threading.Event:
-    """Store spooled texts every SPOOL_DRAIN_SECONDS, in a daemon thread of this process."""
+def intake_location(settings: Settings) -> str:
+    """Names this host's sealed intake for the workers waiting on it."""
+    return f"{socket.gethostname()}:{settings.spool_path}"
+
+
+def start_spool_drain(found: Services, keyring: Keyring | None = None) -> threading.Event:
+    """Store spooled texts every SPOOL_DRAIN_SECONDS, in a daemon thread of this process
+    (with a sealed deployment's ``keyring``, what arrived while sealed first)."""
     stop = threading.Event()
 
     def loop() -> None:
         while not stop.wait(SPOOL_DRAIN_SECONDS):
             try:
+                if keyring is not None:
+                    store_sealed_intake(found, keyring)
                 if store_spooled(found):
                     log.warning("stored texts kept in the spool while the database was away")
             except Exception as error:
@@ -402,6 +421,20 @@ DELIVERY_ID = re.compile(r"^[0-9a-f]{32}$")
 ERROR_CODE = re.compile(r"^[0-9]{1,6}$")
 
 
+def read_status() -> tuple[str, str]:
+    """The message id and status this status callback reports (400 without them)."""
+    sid = request.form.get("MessageSid") or request.form.get("SmsSid")
+    raw_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
+    if sid is None or raw_status is None or not MESSAGE_SID.match(sid):
+        abort(400, "MessageSid and MessageStatus are required")
+    return sid, raw_status
+
+
+def reply_to_redact(settings: Settings) -> bool:
+    """Whether this callback reports a TwiML reply whose id we asked for, to delete it."""
+    return request.args.get("redact") == "1" and redaction_delay(settings) is not None
+
+
 def status_callback(sid: str, raw_status: str) -> StatusCallback | None:
     """The callback this request reports, or None for one we do not track (an unknown
     delivery, a status we do not use)."""
@@ -434,11 +467,8 @@ def status() -> Response:
     found = services()
     if not signature_is_valid(found):
         abort(403)
-    sid = request.form.get("MessageSid") or request.form.get("SmsSid")
-    raw_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
-    if sid is None or raw_status is None or not MESSAGE_SID.match(sid):
-        abort(400, "MessageSid and MessageStatus are required")
-    if request.args.get("redact") == "1" and redaction_delay(found.settings) is not None:
+    sid, raw_status = read_status()
+    if reply_to_redact(found.settings):
         # A TwiML reply's first report: its id, which only this callback tells us.
         _schedule_redaction(found, sid, redaction.SETTLE)
         return Response(status=200)

@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import requests
 from sqlalchemy import select
 
 from dispatch import alerts
+from dispatch.processes import children_of
 from dispatch.redis_conn import EmbeddedRedis
 from dispatch.services import Services, install
 from rapidresponse.areas import find_area, import_areas
@@ -42,7 +44,7 @@ from rapidresponse.config import Settings
 from rapidresponse.crypto import BlindIndex, DecryptionError, FieldCipher, Purpose
 from rapidresponse.db import Database
 from rapidresponse.keyring import Keyring, read_wrapped, unwrap_with_shares
-from rapidresponse.models import Report, Subscriber, SubscriberStatus
+from rapidresponse.models import Alert, AlertStatus, Report, Subscriber, SubscriberStatus
 from rapidresponse.regions import demo_region_path, load_region_file
 from tests.demo_process import free_port
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
@@ -60,6 +62,7 @@ SIGHTING = "ICE at the Lents Safeway, three agents in vests"
 RECIPIENTS = 200
 FIRST_NUMBER = 5551000  # the subscribers are +1503555 1000 ... 1199
 SEAL_WITHIN = 5.0
+IN_FLIGHT = 10  # SEND_CONCURRENCY: what a seal can cut in flight
 PHRASE = re.compile(r"^  ([a-z]+(?: [a-z]+){19})$", re.MULTILINE)
 
 
@@ -154,6 +157,9 @@ def deployment(
             "TWILIO_FROM": FROM_NUMBER,
             "TWILIO_API_URL": fake.url,
             "SEND_RATE": "25",
+            "SEND_CONCURRENCY": str(IN_FLIGHT),
+            "DELIVERY_LEASE_SECONDS": "5",
+            "REAPER_SECONDS": "2",
             "LOG_LEVEL": "info",
         }
         running = Deployment(env, instance, logs, free_port(), [])
@@ -185,7 +191,7 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
     fake: FakeTwilio = deployment.fake  # type: ignore[attr-defined]
 
     # 1. The keyring, the schema, the map; every process starts sealed.
-    made = deployment.cli("keys", "init", "--shares", "3", "--threshold", "2")
+    made = deployment.cli("keys", "init", "--shares", "3", "--threshold", "2", stdin="y\n")
     assert made.returncode == 0, made.stderr
     phrases = PHRASE.findall(made.stdout)
     assert len(phrases) == 3
@@ -251,12 +257,17 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
         assert alert_id is not None
         alerts.approve_alert(services, alert_id)
         wait_for("the broadcast to start", lambda: len(fake.messages) >= 20)
+        forks = [
+            child for worker in (first_worker, second_worker) for child in children_of(worker.pid)
+        ]
+        assert forks  # the scheduler, a work horse: copies of the keys in memory too
         sealed = deployment.cli("keys", "seal")
         sealed_at = time.monotonic()
         assert sealed.returncode == 0, sealed.stderr
         for worker in (first_worker, second_worker):
             assert worker.wait(timeout=SEAL_WITHIN) == 75  # EX_TEMPFAIL: restart me, sealed
         assert time.monotonic() - sealed_at < SEAL_WITHIN
+        assert [pid for pid in forks if is_alive(pid)] == []  # no fork outlives the seal
         sent_by_then = len(fake.messages)
         assert sent_by_then < RECIPIENTS + 2, "the broadcast finished before the seal"
         wait_for("the web to seal", lambda: deployment.health() == "sealed", timeout=SEAL_WITHIN)
@@ -268,13 +279,34 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
         time.sleep(2)
         assert len(fake.messages) == sent_by_then  # nothing more leaves
         subscriber_rows = read_subscribers(services)
+
+        # 4. The seizure: a copy of everything under instance/, taken now.
+        image = tmp_path / "seized"
+        shutil.copytree(deployment.instance, image, ignore=shutil.ignore_patterns("*.sock"))
+        attack_the_copy(image, keyring, subscriber_rows, deployment.env)
+
+        # 5. Unsealed again, the broadcast the seal cut goes on: everyone once, nobody
+        # lost (a send cut in flight may be repeated: bounded by the in-flight window).
+        again = deployment.cli(
+            "keys", "unseal", "--hold", "3", stdin=f"{phrases[0]}\n{phrases[1]}\n"
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        deployment.start("worker-3", "worker")  # the supervisor's restart
+        wait_for("the broadcast to complete", lambda: alert_complete(services, alert_id), 90)
+        reached = Counter(message.to for message in fake.messages)
+        numbers = [f"+1503{FIRST_NUMBER + n:07d}" for n in range(RECIPIENTS)]
+        assert [n for n in numbers if reached[n] == 0] == []
+        assert sum(reached[n] - 1 for n in numbers) <= 2 * IN_FLIGHT
     finally:
         install(None)
         services.close()
 
-    # 4. The seizure: a copy of everything under instance/, taken now.
-    image = tmp_path / "seized"
-    shutil.copytree(deployment.instance, image, ignore=shutil.ignore_patterns("*.sock"))
+
+def attack_the_copy(
+    image: Path, keyring: Keyring, subscriber_rows: list[tuple[str, bytes]], env: dict[str, str]
+) -> None:
+    """What a disk holder does with the copy: look for keys, brute-force the numbers, try
+    every sealed value and the shred keys, and start the software."""
     for form in key_forms(keyring):
         for path in files_in(image):
             assert form not in path.read_bytes(), f"a key in {path.relative_to(image)}"
@@ -285,22 +317,17 @@ def test_a_sealed_deployment_unseals_seals_and_a_copy_of_its_disk_yields_nothing
     assert len(blobs) > RECIPIENTS  # numbers, the report, TOTP secrets, the alert's texts...
     assert values_opened(blobs, key_candidates(image)) == 0
     assert values_opened(blobs, list(keyring.data_keys)) >= RECIPIENTS  # with the real key
-    seized = Settings.from_env({**deployment.env, "INSTANCE_PATH": str(image)})
+    seized = Settings.from_env({**env, "INSTANCE_PATH": str(image)})
     assert seized.custody == "sealed" and not seized.holds_keys
-    login = (
-        create_sealed_app(seized, None)
-        .test_client()
-        .post(  # type: ignore[arg-type]
-            "/login", data={"email": "coordinator@example.org", "password": "guess"}
-        )
-    )
+    served = create_sealed_app(seized, None)  # type: ignore[arg-type]  # needs no Redis here
+    login = served.test_client().post("/login", data={"email": "a@example.org", "password": "x"})
     assert login.status_code == 503
 
 
 def test_the_same_attack_finds_the_keys_of_a_development_instance(
     tmp_path: Path, environ: dict[str, str]
 ) -> None:
-    """The control: where the keys are on the disk, the attack above rebuilds the list."""
+    """The control: where the keys are on the disk, the same attack rebuilds the list."""
     instance = tmp_path / "dev-instance"
     env = {
         name: value
@@ -423,6 +450,19 @@ def values_opened(blobs: list[bytes], candidates: list[bytes]) -> int:
                     cipher.decrypt(blob, purpose)
                     opened += 1
     return opened
+
+
+def alert_complete(services: Services, alert_id: int) -> bool:
+    with services.database.session() as session:
+        return session.get_one(Alert, alert_id).status is AlertStatus.COMPLETE
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie holds no memory
 
 
 def read_subscribers(services: Services) -> list[tuple[str, bytes]]:

@@ -100,18 +100,22 @@ def test_a_keyring_that_is_not_this_deployments_is_refused(
     def answer_with_forgery() -> None:
         deadline = time.monotonic() + ASK_SECONDS
         while time.monotonic() < deadline:
-            for key in redis_client.scan_iter(match=key_custody.WANT + "*"):
-                request = key.decode().removeprefix(key_custody.WANT)
+            for request in redis_client.smembers(key_custody.WANTING):
+                key = key_custody.WANT + request.decode()
                 public = base64.b64decode(redis_client.hget(key, "public") or b"")
-                sealed = seal_to(public, forged.to_bytes(), key_custody.PURPOSE + request)
-                redis_client.rpush(key_custody.GIVE + request, sealed)
+                sealed = seal_to(public, forged.to_bytes(), key_custody.PURPOSE + request.decode())
+                redis_client.rpush(key_custody.GIVE + request.decode(), sealed)
                 return
             time.sleep(0.01)
+        raise AssertionError("no request to answer")
 
-    attacker = threading.Thread(target=answer_with_forgery)
+    pushed = threading.Event()
+    attacker = threading.Thread(target=lambda: answer_with_forgery() or pushed.set())
     attacker.start()
+    key_custody.mark_unsealed(redis_client, forged)  # the attacker says so too: no matter
     assert key_custody.ask_for_keys(redis_client, wrapped, "web", timeout=1.5) is None
     attacker.join()
+    assert pushed.is_set()
 
 
 def test_nobody_answers_while_sealed(redis_client: Redis, wrapped: WrappedKeyring) -> None:
@@ -120,6 +124,7 @@ def test_nobody_answers_while_sealed(redis_client: Redis, wrapped: WrappedKeyrin
     assert time.monotonic() - started < 2
     assert not key_custody.is_unsealed(redis_client, wrapped)
     assert list(redis_client.scan_iter(match=key_custody.WANT + "*")) == []  # cleaned up
+    assert redis_client.scard(key_custody.WANTING) == 0
 
 
 def test_a_seal_reaches_every_holder_within_seconds_and_they_stop_answering(
@@ -159,9 +164,38 @@ def test_processes_that_asked_before_the_unseal_are_answered_by_it(
             for role in ("web", "worker")
         ]
         deadline = time.monotonic() + ASK_SECONDS
-        while len(list(redis_client.scan_iter(match=key_custody.WANT + "*"))) < 2:
+        while redis_client.scard(key_custody.WANTING) < 2:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         key_custody.mark_unsealed(redis_client, keyring)
         assert key_custody.answer_waiting(redis_client, keyring) == 2
         assert [future.result() for future in waiting] == [keyring, keyring]
+
+
+def test_an_answer_not_collected_before_a_seal_is_withdrawn(
+    redis_client: Redis, keyring: Keyring, wrapped: WrappedKeyring
+) -> None:
+    key_custody.mark_unsealed(redis_client, keyring)
+    redis_client.rpush(key_custody.GIVE + "late", b"sealed for someone")
+    key_custody.seal(redis_client)
+    assert redis_client.exists(key_custody.GIVE + "late") == 0
+
+
+def test_a_holder_that_cannot_watch_lets_go(
+    redis_client: Redis, keyring: Keyring, holders: list[key_custody.KeyHolder]
+) -> None:
+    """It fails closed: anything unexpected (here, an epoch that is not a number) seals
+    this process rather than leave it holding keys that no seal could reach."""
+    key_custody.mark_unsealed(redis_client, keyring)
+    _, sealed = hold(redis_client, keyring, holders)
+    redis_client.set(key_custody.EPOCH, "not a number")
+    assert sealed.wait(3)
+
+
+def test_workers_wait_for_what_came_in_while_sealed(redis_client: Redis) -> None:
+    key_custody.note_intake_pending(redis_client, "web-1:/var/spool")
+    started = time.monotonic()
+    assert key_custody.wait_for_intake(redis_client, timeout=0.6) is False
+    assert time.monotonic() - started >= 0.5
+    threading.Timer(0.3, key_custody.intake_stored, (redis_client, "web-1:/var/spool")).start()
+    assert key_custody.wait_for_intake(redis_client, timeout=5) is True

@@ -129,3 +129,12 @@ def test_keys_stored_bare_are_rewrapped_when_a_keyring_is_made(tmp_path: Path) -
     assert moved.key(incident_key(9)) == bare  # nothing sealed under it is lost
     assert moved.wrap_existing() == 0
     assert [p.name for p in folder.iterdir()] == ["incident-9.key"]
+
+
+def test_a_bare_key_that_happens_to_begin_like_a_wrapped_one_still_reads(tmp_path: Path) -> None:
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    key = b"W1" + bytes(range(30))
+    (folder / "incident-5.key").write_bytes(key)
+    assert ShredKeys(folder).key(incident_key(5)) == key
+    assert ShredKeys(folder, b"\x07" * 32).key(incident_key(5)) == key

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from dispatch.services import Services
 from rapidresponse.config import ConfigError, Settings, parse_data_keys
 from rapidresponse.keyring import read_wrapped, unwrap_with_passphrase, unwrap_with_shares
 from rapidresponse.shredding import ShredKeys, incident_key
+from tests.factories import add_subscriber
 from web.cli import cli
 
-PASSPHRASE = "our kitchen table meets on tuesdays"
+PASSPHRASE = "Our Kitchen Table meets on Tuesdays"
 KEY_NAMES = ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY")
 
 
@@ -52,6 +54,12 @@ def test_keys_from_the_environment_move_into_a_passphrase_keyring(
     wrong = invoke(sealed, "keys", "unseal", "--hold", "1", stdin="no\nnot it\nstill not\n")
     assert wrong.exit_code == 1 and "wrong passphrase; 2 more tries" in wrong.output
     assert "sealed;" in invoke(sealed, "keys", "status").output
+    lowered = invoke(sealed, "keys", "unseal", "--hold", "1", stdin=f"{PASSPHRASE.lower()}\n" * 3)
+    assert lowered.exit_code == 1  # its case matters
+    opened = invoke(sealed, "keys", "unseal", "--hold", "1", stdin=f"{PASSPHRASE}\n")
+    assert opened.exit_code == 0, opened.output
+    assert "Unsealed." in opened.output
+    assert "unsealed;" in invoke(sealed, "keys", "status").output
 
 
 def test_a_development_instance_loses_its_plain_keys_and_bare_shred_keys(
@@ -64,7 +72,10 @@ def test_a_development_instance_loses_its_plain_keys_and_bare_shred_keys(
     assert secrets.exists()
     bare = ShredKeys(settings.shred_keys_path).key(incident_key(1))
 
-    made = invoke(dev, "keys", "init", "--shares", "1", "--threshold", "1")
+    unsure = invoke(dev, "keys", "init", "--shares", "1", "--threshold", "1", stdin="n\n")
+    assert unsure.exit_code == 1 and "Is every share written down?" in unsure.output
+    assert secrets.exists() and not settings.keyring_path.exists()  # nothing changed
+    made = invoke(dev, "keys", "init", "--shares", "1", "--threshold", "1", stdin="y\n")
     assert made.exit_code == 0, made.output
     assert "1 shred keys rewrapped" in made.output
     assert not secrets.exists()
@@ -90,3 +101,23 @@ def test_bad_choices_are_clear_errors(environ: dict[str, str]) -> None:
 
 def test_data_keys_parse_as_before(environ: dict[str, str]) -> None:
     assert Settings.from_env(environ).data_keys == parse_data_keys(environ["DATA_KEYS"])
+
+
+def test_new_keys_are_refused_where_data_is_stored(
+    environ: dict[str, str], services: Services
+) -> None:
+    """A production deployment that forgot to pass its keys to `keys init` would lose
+    everything to fresh ones: it is refused, unless asked for in so many words."""
+    production = {**without_keys(environ), "RR_ENV": "production", "SMS_BACKEND": "twilio"}
+    production |= {
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "token",
+        "TWILIO_FROM": "+15035550100",
+    }
+    add_subscriber(services, "+15035550142")
+    refused = invoke(production, "keys", "init", "--yes")
+    assert refused.exit_code == 1 and "data (subscribers) is stored here" in refused.output
+    assert not Settings.from_env(environ).keyring_path.exists()
+    forced = invoke(production, "keys", "init", "--yes", "--new-deployment")
+    assert forced.exit_code == 0, forced.output
+    assert "Now remove" not in forced.output  # there were none to remove

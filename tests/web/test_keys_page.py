@@ -110,3 +110,21 @@ def test_the_page_in_spanish(
     assert "Sellar" in page
     for english in ("Seal the keys", "Only a coordinator", "Ask to seal", "cannot unseal"):
         assert english not in page
+
+
+def test_the_seal_goes_through_with_the_database_down(
+    app: Flask, services: Services, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    sealing(services)
+    unsealed(redis_client)
+    coordinator = signed_in(app, services, StaffRole.COORDINATOR)
+    page = coordinator.get("/keys/seal").get_data(as_text=True)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr("rapidresponse.audit.record", down)
+    assert post_form(coordinator, "/keys/seal", {}, page).status_code == 303
+    assert redis_client.get(key_custody.UNSEALED) is None

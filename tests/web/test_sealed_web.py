@@ -10,25 +10,27 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from redis import Redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from dispatch import status_queue
+from dispatch import key_custody, status_queue
 from dispatch.services import Services
 from dispatch.spool import SEALED_FOLDER
 from rapidresponse.areas import import_areas
 from rapidresponse.config import ConfigError, Settings
 from rapidresponse.keyring import Keyring, split_into_shares, write_wrapped
-from rapidresponse.models import Report, Subscriber, SubscriberStatus
+from rapidresponse.models import ProviderRedaction, Report, Subscriber, SubscriberStatus
 from rapidresponse.regions import demo_region_path, load_region_file
 from tests.dispatch.test_drills_e2e import production
+from tests.factories import add_subscriber
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import PUBLIC_URL, new_sid, sign, twiml_message
 from web.sealed import create_sealed_app
-from web.sms import release_sealed_intake, store_spooled
+from web.sms import store_sealed_intake
 
 KEY_NAMES = ("SECRET_KEY", "DATA_KEYS", "INDEX_KEY")
 REPORTER = "+15035550160"
 NEIGHBOUR = "+15035550161"
+LEAVER = "+15035550162"
 SIGHTING = "ICE agents at the Lents park, two unmarked vans"
 
 
@@ -127,7 +129,7 @@ def test_texts_while_sealed_are_answered_and_kept_unreadable(
 
     folder = sealed_settings.spool_path / SEALED_FOLDER
     files = sorted(folder.iterdir())
-    assert len(files) == 4  # RIGHTS is answered, not kept
+    assert len(files) == 5  # 4 texts; RIGHTS is answered, only its id kept (to delete it)
     for path in files:
         stored = path.read_bytes()
         for secret in (SIGHTING, REPORTER, NEIGHBOUR, REPORTER[2:], "Lents"):
@@ -142,7 +144,7 @@ def test_texts_while_sealed_are_answered_and_kept_unreadable(
         "/sms/inbound", data=params, headers={"X-Twilio-Signature": sign(params)}
     )
     assert wrong.status_code == 400
-    assert len(list(folder.iterdir())) == 4
+    assert len(list(folder.iterdir())) == 5
 
 
 def test_status_callbacks_wait_on_the_queue_and_reply_ids_are_sealed(
@@ -166,6 +168,7 @@ def test_status_callbacks_wait_on_the_queue_and_reply_ids_are_sealed(
     )
     assert answer.status_code == 200
     assert len(list((sealed_settings.spool_path / SEALED_FOLDER).iterdir())) == 1
+    assert redis_client.hlen(key_custody.INTAKE_PENDING) == 1  # workers will wait for it
     bad = client.post(
         "/sms/status", data={"MessageStatus": "sent"}, headers={"X-Twilio-Signature": "x"}
     )
@@ -173,29 +176,66 @@ def test_status_callbacks_wait_on_the_queue_and_reply_ids_are_sealed(
 
 
 @pytest.mark.sends_through_api
-def test_after_the_unseal_what_came_in_is_stored_and_answered(
-    sealed_app: Flask, unsealed: Services, keyring: Keyring, fake: FakeTwilio
+def test_after_the_unseal_what_came_in_is_stored_in_order_and_answered(
+    sealed_app: Flask,
+    unsealed: Services,
+    keyring: Keyring,
+    fake: FakeTwilio,
+    redis_client: Redis,
 ) -> None:
+    add_subscriber(unsealed, LEAVER)
     for number, body in (
         (NEIGHBOUR, "JOIN Lents"),
         (NEIGHBOUR, "YES"),
         (REPORTER, SIGHTING),
-        (REPORTER, "STOP"),
+        (LEAVER, "STOP"),
+        (LEAVER, "RIGHTS"),
     ):
         assert text(sealed_app, number, body)[0] == 200
-    assert release_sealed_intake(unsealed, keyring) == 4
-    assert store_spooled(unsealed) == 4
+    assert redis_client.hlen(key_custody.INTAKE_PENDING) == 1
+    assert store_sealed_intake(unsealed, keyring) == 4
     assert not list((unsealed.settings.spool_path / SEALED_FOLDER).iterdir())
+    assert redis_client.hlen(key_custody.INTAKE_PENDING) == 0  # the workers may send now
 
     with unsealed.database.session() as session:
         [report] = session.scalars(select(Report)).all()
         assert report.text_sealed is not None
         assert unsealed.cipher.decrypt(report.text_sealed, "report.text") == SIGHTING
-        numbers = {unsealed.index.digest(n, "phone"): n for n in (NEIGHBOUR, REPORTER)}
+        numbers = {unsealed.index.digest(n, "phone"): n for n in (NEIGHBOUR, REPORTER, LEAVER)}
         people = {
             numbers[row.phone_index]: row.status for row in session.scalars(select(Subscriber))
         }
+        scheduled = session.scalar(select(func.count()).select_from(ProviderRedaction))
     assert people[NEIGHBOUR] is SubscriberStatus.ACTIVE
-    assert people.get(REPORTER) in (None, SubscriberStatus.OPTED_OUT)
+    assert people[LEAVER] is SubscriberStatus.OPTED_OUT  # the STOP kept while sealed
+    assert REPORTER not in people
+    # Deleted at Twilio in turn: the 4 texts, the RIGHTS, and the 3 answers sent late.
+    assert scheduled == 8
     answered = [m.to for m in fake.messages]
-    assert NEIGHBOUR in answered and answered.count(REPORTER) == 1  # the report, not the STOP
+    assert NEIGHBOUR in answered and answered.count(REPORTER) == 1
+    assert LEAVER not in answered  # the carrier confirmed the STOP; we say nothing more
+
+
+@pytest.mark.sends_through_api
+def test_a_release_cut_short_is_finished_by_the_next_round_without_doubles(
+    sealed_app: Flask, unsealed: Services, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number, body in ((REPORTER, "ICE at 82nd and Foster"), (NEIGHBOUR, "two vans, Lents")):
+        assert text(sealed_app, number, body)[0] == 200
+    calls = {"n": 0}
+    keep = unsealed.spool.keep
+
+    def full_disk_once(*args: object, **kwargs: object) -> str:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("No space left on device")
+        return keep(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(unsealed.spool, "keep", full_disk_once)
+    assert store_sealed_intake(unsealed, keyring) == 0  # the second could not be kept
+    folder = unsealed.settings.spool_path / SEALED_FOLDER
+    assert len(list(folder.glob("*.msg"))) == 1  # put back, not lost
+    assert store_sealed_intake(unsealed, keyring) == 2  # the first waited in the spool
+    with unsealed.database.session() as session:
+        assert session.scalar(select(func.count()).select_from(Report)) == 2
+    assert store_sealed_intake(unsealed, keyring) == 0
