@@ -30,6 +30,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from dispatch import alerts
+from dispatch.processes import children_of
 from dispatch.redis_conn import EmbeddedRedis
 from dispatch.services import Services
 from rapidresponse import whatsapp
@@ -109,18 +110,6 @@ class Workers:
 
     def output(self) -> bytes:
         return b"".join(path.read_bytes() for path in sorted(self.log_dir.glob("worker-*.log")))
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:  # the field after the state is the parent's pid
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.fixture
