@@ -4,10 +4,12 @@ only this deployment's keyring accepted, and a seal takes them from every holder
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from redis import Redis
@@ -45,19 +47,41 @@ def hold(
     return holder, sealed
 
 
-def everything_in(redis: Redis) -> bytes:
-    """Every key and value Redis holds now, as one blob to search."""
-    blob = b""
-    for key in redis.scan_iter(count=1000):
-        blob += key + b"\x00"
-        kind = redis.type(key)
-        if kind == b"string":
-            blob += redis.get(key) or b""
-        elif kind == b"hash":
-            blob += b"".join(k + v for k, v in redis.hgetall(key).items())
-        elif kind == b"list":
-            blob += b"".join(redis.lrange(key, 0, -1))
-    return blob
+# How Redis's MONITOR prints a byte it escapes (sdscatrepr), back to the byte itself.
+ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"a": b"\a", b"b": b"\b"}
+ESCAPED = re.compile(rb'\\(x[0-9a-f]{2}|[nrtab"\\])')
+
+
+def unescape(line: bytes) -> bytes:
+    def byte(match: re.Match[bytes]) -> bytes:
+        code = match.group(1)
+        if code.startswith(b"x"):
+            return bytes([int(code[1:], 16)])
+        return ESCAPES.get(code, code)
+
+    return ESCAPED.sub(byte, line)
+
+
+@contextmanager
+def every_command(redis: Redis) -> Iterator[list[bytes]]:
+    """Every command Redis receives meanwhile, from any client, as the bytes sent: a
+    watch that cannot miss a key that lived only a millisecond."""
+    lines: list[bytes] = []
+    done = threading.Event()
+    with redis.monitor() as monitor:
+
+        def listen() -> None:
+            while not done.is_set():
+                lines.append(unescape(monitor.connection.read_response()))
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        try:
+            yield lines
+        finally:
+            done.set()
+            redis.ping()  # wakes the listener, which then sees `done`
+            listener.join(5)
 
 
 def key_forms(keyring: Keyring) -> list[bytes]:
@@ -76,18 +100,17 @@ def test_a_process_that_asks_gets_the_keyring_and_redis_never_holds_a_key(
     key_custody.mark_unsealed(redis_client, keyring)
     assert key_custody.is_unsealed(redis_client, wrapped)
     hold(redis_client, keyring, holders)
-    seen: list[bytes] = []
-    with ThreadPoolExecutor(1) as pool:
-        asking = pool.submit(key_custody.ask_for_keys, redis_client, wrapped, "worker", ASK_SECONDS)
-        # Watch Redis while the handoff happens: what passes through it is only sealed.
-        while not asking.done():
-            seen.append(everything_in(redis_client))
-            time.sleep(0.005)
-        assert asking.result() == keyring
-    blob = b"".join(seen) + everything_in(redis_client)
-    assert b"rr:keys:want:" in blob  # the watch did see the handoff's traffic
+    with every_command(redis_client) as commands:
+        got = key_custody.ask_for_keys(redis_client, wrapped, "worker", ASK_SECONDS)
+    assert got == keyring
+    blob = b"\n".join(commands)
+    assert b"rr:keys:want:" in blob and b"rr:keys:give:" in blob  # the watch saw the handoff
     for form in key_forms(keyring):
         assert form not in blob
+    # The control: a raw key that does pass through Redis is seen by the same watch.
+    with every_command(redis_client) as control:
+        redis_client.publish("rr:test:control", keyring.index_key)
+    assert keyring.index_key in b"\n".join(control)
 
 
 def test_a_keyring_that_is_not_this_deployments_is_refused(
