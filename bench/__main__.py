@@ -7,8 +7,8 @@ standing in for Twilio. Run on a noisy 2-core machine: compare figures within on
 
 Knobs: BENCH_N (throughput recipients, 20,000), BENCH_PACING_SECONDS (60),
 BENCH_NEAREST_N (5,000),
-BENCH_SCALE_N (100,000), BENCH_INBOUND_REQUESTS (1,500 per run), BENCH_DATABASE_URL (a
-PostgreSQL database whose name contains "bench", or "none").
+BENCH_SCALE_N (100,000), BENCH_PROGRESS_N (1,000,000), BENCH_INBOUND_REQUESTS (1,500
+per run), BENCH_DATABASE_URL (a PostgreSQL database whose name contains "bench", or "none").
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import crypto, inbound, latency, nearest, pacing, scale, throughput, webtier
+from bench import crypto, inbound, latency, nearest, pacing, progress, scale, throughput, webtier
 from bench.harness import machine
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "pacing": pacing.run,
     "nearest": nearest.run,
     "scale": scale.run,
+    "progress": progress.run,
     "inbound": inbound.run,
     "webtier": webtier.run,
 }

@@ -8,7 +8,7 @@ one. Responders appear by name and the last four digits of their number.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -422,20 +422,10 @@ def find_incident(session: Session, code: str) -> int | None:
     return found
 
 
-# How an alert's progress is counted: ``broadcast.progress`` by default; the board passes
-# one that keeps the counts of alerts long finished (see web/board.py).
-ProgressOf = Callable[[Session, Alert], broadcast.Progress]
-
-
-def _count_progress(session: Session, alert: Alert) -> broadcast.Progress:
-    return broadcast.progress(session, alert.id)
-
-
 def alert_views(
     session: Session,
     cipher: FieldCipher,
     alert_ids: Sequence[int],
-    progress_of: ProgressOf = _count_progress,
 ) -> list[AlertView]:
     if not alert_ids:
         return []
@@ -466,16 +456,14 @@ def alert_views(
             approved_at=alert.approved_at,
             texts=broadcast.texts_of(cipher, alert),
             approver_ids=tuple(approvers.get(alert.id, [])),
-            progress=progress_of(session, alert),
+            progress=broadcast.progress(session, alert.id),
             drill=alert.drill_id is not None,
         )
         for alert in alerts
     ]
 
 
-def board_alerts(
-    session: Session, cipher: FieldCipher, now: datetime, progress_of: ProgressOf = _count_progress
-) -> list[AlertView]:
+def board_alerts(session: Session, cipher: FieldCipher, now: datetime) -> list[AlertView]:
     """Drafts waiting for a decision and broadcasts of the last hours."""
     ids = session.scalars(
         select(Alert.id).where(
@@ -485,7 +473,7 @@ def board_alerts(
             )
         )
     ).all()
-    return alert_views(session, cipher, ids, progress_of)
+    return alert_views(session, cipher, ids)
 
 
 # --- people -----------------------------------------------------------------------------

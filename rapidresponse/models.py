@@ -533,6 +533,30 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# An alert's progress, kept as it happens: one row per batch of its ledger, a count per
+# delivery status, moved by database triggers in the transaction that changes a delivery
+# (migration 0025), so every path that writes a delivery keeps it right and reading an
+# alert's progress sums a row per batch instead of counting a million deliveries. One
+# row per batch, not per alert: the workers sending different batches never wait for
+# each other on a counter.
+alert_progress = Table(
+    "alert_progress",
+    Base.metadata,
+    Column(
+        "alert_id",
+        ForeignKey("alerts.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("batch", Integer, primary_key=True, autoincrement=False),
+    *(
+        Column(status.value, Integer, nullable=False, server_default="0")
+        for status in DeliveryStatus
+    ),
+    Column("unknown_outcomes", Integer, nullable=False, server_default="0"),
+)
+
+
 class WhatsAppTemplate(Base):
     """A pre-approved WhatsApp message (Twilio Content API) for one kind of alert in one
     language: outside the 24 hours after a person's last message, WhatsApp takes only

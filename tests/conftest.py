@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from redis import Redis
-from sqlalchemy import delete, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.engine import make_url
 
 from dispatch.redis_conn import EmbeddedRedis, connect
@@ -155,8 +155,24 @@ def services(settings: Settings, redis_client: Redis) -> Iterator[Services]:
     install(built)
     yield built
     install(None)
+    _progress_counters_agree(built.database)
     _empty_tables(built.database)
     built.close()
+
+
+def _progress_counters_agree(database: Database) -> None:
+    """After every test that had a database, whatever it did to deliveries (a broadcast
+    with kill -9, callbacks, the reaper, a purge): each alert's progress kept by the
+    database's triggers equals its deliveries counted."""
+    from rapidresponse import broadcast
+    from rapidresponse.models import Alert
+
+    with database.session() as session:
+        for alert_id in session.scalars(select(Alert.id)):
+            kept = broadcast.progress(session, alert_id)
+            assert kept == broadcast.counted_progress(session, alert_id), (
+                f"alert {alert_id}: the kept progress differs from its deliveries"
+            )
 
 
 def _empty_tables(database: Database) -> None:

@@ -69,7 +69,6 @@ from web.auth import requires, signed_in
 from web.context import services
 from web.inputs import row_id
 from web.refusal import refusal
-from web.settled_progress import SettledProgress
 from web.shared_render import RETRY_AFTER_SECONDS, Busy, RenderGate, SharedRender
 
 log = logging.getLogger(__name__)
@@ -100,11 +99,9 @@ def _running_drill() -> dict[str, Any] | None:
         return {"id": drill.id, "code": drill.code, "area": drill.area.name}
 
 
-# Re-reads of the live fragments: shared where they can be, gated always; the counts of
-# alerts long finished kept a minute rather than counted on every render.
+# Re-reads of the live fragments: shared where they can be, gated always.
 render_gate = RenderGate()
 shared_live = SharedRender(render_gate)
-settled_progress = SettledProgress()
 
 
 @bp.errorhandler(Busy)
@@ -131,7 +128,7 @@ def _board_context() -> dict[str, Any]:
     now = utcnow()
     with found.database.reading() as session:  # a board never writes: no write lock
         incidents = board.board_incidents(session, found.cipher, now, timing(found.settings))
-        alerts = board.board_alerts(session, found.cipher, now, settled_progress.of)
+        alerts = board.board_alerts(session, found.cipher, now)
         revision = current_revision(session) or "none"
     points = [
         IncidentPoint(i.id, i.code, i.state.value, i.area_id, i.latitude, i.longitude, i.drill)

@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from sqlalchemy import func, select
 
+from rapidresponse import broadcast
 from rapidresponse.db import Database, alembic_config, upgrade
 from rapidresponse.models import (
     Alert,
@@ -87,5 +88,22 @@ def test_foreign_keys_are_enforced_again_after_migrating(tmp_path: Path) -> None
     try:
         with database.engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        database.engine.dispose()
+
+
+def test_progress_is_counted_for_the_deliveries_already_there(tmp_path: Path) -> None:
+    """A collective upgrading mid-morning: the alerts already sent show their counts."""
+    url = f"sqlite:///{tmp_path / 'rr.sqlite'}"
+    upgrade(url, "0024")
+    database = Database(url)
+    try:
+        fill(database)
+        upgrade(url)
+        with database.session() as session:
+            (alert_id,) = session.scalars(select(Alert.id)).all()
+            kept = broadcast.progress(session, alert_id)
+            assert kept.total == kept.pending == 1
+            assert kept == broadcast.counted_progress(session, alert_id)
     finally:
         database.engine.dispose()
