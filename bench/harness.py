@@ -295,6 +295,22 @@ def delivery_statuses(target: Stack, alert_id: int) -> dict[DeliveryStatus, int]
     return {status: int(count) for status, count in rows}
 
 
+def row_versions(target: Stack) -> int | None:
+    """Row versions written to ``deliveries`` so far (inserts + updates, PostgreSQL's own
+    statistics; deletes not counted), or None on SQLite, which keeps no such count."""
+    if target.dialect != "postgresql":
+        return None
+    time.sleep(1.0)  # backends report their counts at most once a second, and at exit
+    with target.services.database.session() as session:
+        session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        written = session.scalar(
+            text(
+                "SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'"
+            )
+        )
+    return int(written or 0)
+
+
 def delivery_ids(target: Stack, alert_id: int) -> set[str]:
     with target.services.database.session() as session:
         return set(session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id)))

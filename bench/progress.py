@@ -6,7 +6,8 @@ counters as the rows go in), a tenth of the rows marked sent 50 at a time in the
 transactions as a worker does, then the alert's progress read from the counters
 (``broadcast.progress``, target < 5 ms) and counted from the deliveries as it was before
 (``GROUP BY status``). The two must agree. Last, what the triggers cost: the same marks
-and the same ledger with the triggers dropped, in the same run.
+and the same ledger with the triggers dropped, in the same run. On PostgreSQL also the
+disk a delivery takes (its row and its indexes) right after the ledger.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def measure(context: AbstractContextManager[Stack], count: int) -> None:
         alert_id = draft_alert(target, [area])
         approval, ledger_seconds = approve_timed(target, alert_id)
         line(f"approve() {approval.recipients:,} rows, {dialect}", f"{ledger_seconds:.2f} s")
+        if dialect == "postgresql":
+            line("disk per delivery (table + indexes), postgresql", disk_per_row(target, count))
         marks = mark_sent(target, alert_id, count // 10)
         with target.services.database.reading() as session:
             reads = timed(lambda: broadcast.progress(session, alert_id), READS)
@@ -109,6 +112,13 @@ def mark_sent(target: Stack, alert_id: int, rows: int) -> list[float]:
             )
         seconds.append(time.perf_counter() - started)
     return seconds
+
+
+def disk_per_row(target: Stack, count: int) -> str:
+    """Bytes of the deliveries table and its indexes per row, right after the ledger."""
+    with target.services.database.session() as session:
+        size = int(session.scalar(text("SELECT pg_total_relation_size('deliveries')")) or 0)
+    return f"{size / count:,.0f} bytes ({size / 2**20:,.0f} MiB)"
 
 
 def drop_triggers(target: Stack) -> None:

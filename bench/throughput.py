@@ -34,6 +34,7 @@ from bench.harness import (
     make_area,
     note,
     postgres_url,
+    row_versions,
     stack,
 )
 from dispatch.alerts import approve_alert
@@ -42,6 +43,7 @@ from rapidresponse.models import DeliveryStatus
 WORKERS = 2
 CPU_TARGET_MS = 1.0
 RATE_TARGET = 1_000.0
+VERSIONS_TARGET = 3  # issue 19: created, in flight, final
 
 
 def run() -> None:
@@ -65,6 +67,7 @@ def measure(target: Stack, fake: FastTwilio, count: int) -> None:
     alert_id = draft_alert(target, [area])
     startup = idle_worker_cpu(target)
     offset, fake_cpu = fake.stats()
+    versions_before = row_versions(target)
 
     started = time.perf_counter()
     approval = approve_alert(target.services, alert_id)
@@ -102,6 +105,15 @@ def measure(target: Stack, fake: FastTwilio, count: int) -> None:
     line("wall time, worker start to exit", f"{wall:.1f} s ({count / wall:,.0f}/s)")
     line("fake Twilio CPU per request (for comparison)", f"{fake_ms:.3f} ms")
     check(target, alert_id, count, [r.delivery for r in records])
+    versions_after = row_versions(target)
+    if versions_before is not None and versions_after is not None:
+        per_row = (versions_after - versions_before) / count
+        line(
+            "row versions per delivery (ledger to sent)",
+            f"{per_row:.2f}",
+            f"<= {VERSIONS_TARGET}",
+            per_row <= VERSIONS_TARGET,
+        )
 
 
 def idle_worker_cpu(target: Stack) -> float:

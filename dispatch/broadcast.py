@@ -352,7 +352,12 @@ class _SlidingWindow:
         self.room = asyncio.Semaphore(self.window)
         self.in_flight: set[asyncio.Task[Result]] = set()
         self.finished: list[asyncio.Task[Result]] = []
-        self.renewed_at = time.monotonic()  # each chunk's marking renews the lease too
+        self.renewed_at = time.monotonic()  # the claim set the lease
+        # A renewal rewrites every row of the batch still claimed: done when a third of the
+        # lease has gone (with a chunk's marking, or by the recorder below), not per chunk,
+        # so a row is written about four times in its life (ledger, claim, in flight,
+        # outcome) instead of once more per chunk of its batch.
+        self.renew_every = services.settings.delivery_lease_seconds / 3
 
     async def run(self, recipients: Sequence[Recipient]) -> None:
         recorder = asyncio.create_task(self._record_every(RECORD_EVERY))
@@ -366,12 +371,11 @@ class _SlidingWindow:
 
     async def _record_every(self, seconds: float) -> None:
         # _record_finished never awaits, so it cannot interleave with the sending loop's.
-        renew_every = self.services.settings.delivery_lease_seconds / 3
         while True:
             await asyncio.sleep(seconds)
             if self.finished:
                 self._record_finished()
-            if time.monotonic() - self.renewed_at > renew_every:
+            if self._lease_is_due():
                 # Sends can wait longer than a chunk's marking lets the lease run (a
                 # provider's Retry-After, WhatsApp's rate limit holding the lane): the
                 # lease lasts while this job does, so the reaper never takes back (and
@@ -385,8 +389,10 @@ class _SlidingWindow:
             # Written before the next chunk is marked: marked rows without an outcome
             # are then at most the window in flight plus this chunk (what a kill leaves).
             self._record_finished()
-            sendable = _mark_sending(self.services, self.lease, chunk)
-            self.renewed_at = time.monotonic()
+            renew = self._lease_is_due()
+            sendable = _mark_sending(self.services, self.lease, chunk, renew=renew)
+            if renew:
+                self.renewed_at = time.monotonic()
             self.tally.skipped += len(chunk) - len(sendable)
             waits = self._slots(sendable)
             reserved_at = loop.time()
@@ -399,6 +405,9 @@ class _SlidingWindow:
                 task.add_done_callback(self._done)
         if self.in_flight:
             await asyncio.wait(self.in_flight)
+
+    def _lease_is_due(self) -> bool:
+        return time.monotonic() - self.renewed_at > self.renew_every
 
     def _slots(self, sendable: Sequence[Recipient]) -> list[float]:
         """Each recipient's wait, from its own channel's pacer."""
@@ -494,9 +503,10 @@ def _seconds_left(expires_at: datetime) -> int:
 
 
 def _mark_sending(
-    services: Services, lease: BatchLease, chunk: Sequence[Recipient]
+    services: Services, lease: BatchLease, chunk: Sequence[Recipient], *, renew: bool
 ) -> list[Recipient]:
-    """Renew the lease, close rows whose subscriber left, mark the rest as in flight.
+    """Close rows whose subscriber left, mark the rest as in flight (and renew the
+    lease, when ``renew``).
 
     The opt-out check is made here, for the whole chunk, immediately before the
     requests leave: a STOP that arrived since the ledger was written is honoured, on
@@ -505,7 +515,8 @@ def _mark_sending(
     """
     now = utcnow()
     with services.database.session() as session:
-        _renew(session, services, lease, now)
+        if renew:
+            _renew(session, services, lease, now)
         standing = {
             subscriber_id: {Channel.SMS: sms, Channel.WHATSAPP: on_whatsapp}
             for subscriber_id, sms, on_whatsapp in session.execute(
