@@ -32,7 +32,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.pacer import Pacer
@@ -227,6 +227,7 @@ def send_batch(alert_id: int, batch: int) -> dict[str, int]:
             released = broadcast.release(
                 session, _DELIVERIES.c.lease_token == lease.token, utcnow()
             )
+            broadcast.let_go_batches(session, [lease.token])
         finish_alert_if_done(services, alert_id)
     if tally.fell_back:
         resend(services, alert_id, batch)
@@ -251,26 +252,24 @@ def resend(services: Services, alert_id: int, batch: int) -> None:
 
 
 def claim_batch(services: Services, lease: BatchLease) -> int:
-    """Claim the batch's pending rows (the reaper frees expired ones). Returns how many."""
+    """Lease the batch (one row; the reaper takes back a lease that runs out) and count
+    its pending rows, which are claimed chunk by chunk as they leave. 0: nothing to
+    send, or another job is sending it."""
     now = utcnow()
     with services.database.session() as session:
-        result = session.execute(
-            update(Delivery)
-            .where(
+        until = now + _lease_length(services)
+        if not broadcast.take_batch(session, lease.alert_id, lease.batch, lease.token, until, now):
+            return 0
+        pending = session.scalar(
+            select(func.count()).where(
                 Delivery.alert_id == lease.alert_id,
                 Delivery.batch == lease.batch,
                 Delivery.status == DeliveryStatus.PENDING,
             )
-            .values(
-                status=DeliveryStatus.CLAIMED,
-                lease_token=lease.token,
-                lease_expires_at=now + _lease_length(services),
-                attempts=Delivery.attempts + 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        if not pending:
+            broadcast.let_go_batches(session, [lease.token])
+        return int(pending or 0)
 
 
 def _lease_length(services: Services) -> timedelta:
@@ -438,7 +437,8 @@ def _recipients(
     bodies: dict[str, str],
     templates: dict[str, WhatsAppTemplate],
 ) -> list[Recipient]:
-    """The claimed rows with their numbers and texts (opt-outs are checked per chunk)."""
+    """The batch's pending rows with their numbers and texts (opt-outs are checked, and
+    rows claimed, per chunk)."""
     segments = {language: segment(text).segments for language, text in bodies.items()}
     # The template of the text's language frames that text: one per language, not per row.
     contents = {
@@ -458,7 +458,7 @@ def _recipients(
         .where(
             Delivery.alert_id == lease.alert_id,
             Delivery.batch == lease.batch,
-            Delivery.lease_token == lease.token,
+            Delivery.status == DeliveryStatus.PENDING,
         )
         .order_by(Delivery.id)
     ).all()
@@ -505,8 +505,8 @@ def _seconds_left(expires_at: datetime) -> int:
 def _mark_sending(
     services: Services, lease: BatchLease, chunk: Sequence[Recipient], *, renew: bool
 ) -> list[Recipient]:
-    """Close rows whose subscriber left, mark the rest as in flight (and renew the
-    lease, when ``renew``).
+    """Close rows whose subscriber left, claim the rest as in flight in the same write
+    (and renew the batch's lease, when ``renew``).
 
     The opt-out check is made here, for the whole chunk, immediately before the
     requests leave: a STOP that arrived since the ledger was written is honoured, on
@@ -527,21 +527,26 @@ def _mark_sending(
         }
         going, closed = _route(chunk, standing, services.settings)
         for delivery_status, ids in closed.items():
-            _finish_ids(session, lease, ids, delivery_status, now)
+            _finish_ids(session, ids, delivery_status, now)
         switched = _switched(chunk, going)
         for channel in Channel:
             moved = [r.delivery_id for r in switched if r.channel is channel]
             if moved:
-                _set_channel(session, lease, moved, channel)
+                _set_channel(session, moved, channel)
         marked = set(
             session.scalars(
                 update(Delivery)
                 .where(
                     Delivery.id.in_([r.delivery_id for r in going]),
-                    Delivery.lease_token == lease.token,
-                    Delivery.status == DeliveryStatus.CLAIMED,
+                    Delivery.status == DeliveryStatus.PENDING,
                 )
-                .values(sending_at=now)
+                .values(
+                    status=DeliveryStatus.CLAIMED,
+                    lease_token=lease.token,
+                    sending_at=now,
+                    attempts=Delivery.attempts + 1,
+                    updated_at=now,
+                )
                 .returning(Delivery.id)
                 .execution_options(synchronize_session=False)
             )
@@ -591,10 +596,10 @@ def _switched(chunk: Sequence[Recipient], going: Sequence[Recipient]) -> list[Re
     return [r for r in going if before[r.delivery_id] is not r.channel]
 
 
-def _set_channel(session: Session, lease: BatchLease, ids: list[str], channel: Channel) -> None:
+def _set_channel(session: Session, ids: list[str], channel: Channel) -> None:
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.lease_token == lease.token)
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING)
         .values(channel=channel)
         .execution_options(synchronize_session=False)
     )
@@ -606,21 +611,14 @@ def _renew_lease(services: Services, lease: BatchLease) -> None:
 
 
 def _renew(session: Session, services: Services, lease: BatchLease, now: datetime) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.alert_id == lease.alert_id, Delivery.batch == lease.batch)
-        .where(Delivery.lease_token == lease.token)
-        .values(lease_expires_at=now + _lease_length(services))
-        .execution_options(synchronize_session=False)
-    )
+    broadcast.renew_batch(session, lease.token, now + _lease_length(services))
 
 
-def _finish_ids(
-    session: Session, lease: BatchLease, ids: list[str], status: DeliveryStatus, now: datetime
-) -> None:
+def _finish_ids(session: Session, ids: list[str], status: DeliveryStatus, now: datetime) -> None:
+    """Close rows not yet sent (their subscriber left) without sending them."""
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.lease_token == lease.token)
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING)
         .values(
             status=status,
             **broadcast.LEASE_CLEARED,
@@ -634,7 +632,11 @@ def _finish_all(services: Services, lease: BatchLease, status: DeliveryStatus) -
     with services.database.session() as session:
         result = session.execute(
             update(Delivery)
-            .where(Delivery.lease_token == lease.token, Delivery.status == DeliveryStatus.CLAIMED)
+            .where(
+                Delivery.alert_id == lease.alert_id,
+                Delivery.batch == lease.batch,
+                Delivery.status == DeliveryStatus.PENDING,
+            )
             .values(status=status, **broadcast.LEASE_CLEARED, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )

@@ -34,6 +34,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from rapidresponse import audit, drills, redaction, whatsapp
@@ -53,6 +54,7 @@ from rapidresponse.models import (
     SubscriptionStatus,
     alert_areas,
     alert_progress,
+    batch_leases,
     to_the_minute,
     utcnow,
 )
@@ -1037,21 +1039,68 @@ def expire_overdue(session: Session, now: datetime) -> int:
 
 
 def release_expired_leases(session: Session, now: datetime) -> set[tuple[int, int]]:
-    """Take back rows whose worker vanished; return the (alert, batch) pairs to re-send."""
-    expired = and_(
+    """Take back batches whose worker vanished (their lease ran out) with what they had
+    in flight; return the (alert, batch) pairs to re-send."""
+    leases = batch_leases.c
+    lapsed = session.execute(
+        select(leases.alert_id, leases.batch, leases.lease_token).where(
+            leases.lease_token.is_not(None), leases.lease_expires_at < now
+        )
+    ).all()
+    tokens = [str(token) for _, _, token in lapsed]
+    # Rows claimed before migration 0026 carry their own lease.
+    claimed_alone = and_(
         Delivery.status == DeliveryStatus.CLAIMED,
         Delivery.lease_expires_at.is_not(None),
         Delivery.lease_expires_at < now,
     )
-    batches = {
+    batches = {(int(a), int(b)) for a, b, _ in lapsed} | {
         (int(a), int(b))
         for a, b in session.execute(
-            select(Delivery.alert_id, Delivery.batch).where(expired).distinct()
+            select(Delivery.alert_id, Delivery.batch).where(claimed_alone).distinct()
         )
     }
-    if batches:
-        release(session, expired, now)
+    if tokens:
+        release(session, Delivery.lease_token.in_(tokens), now)
+        let_go_batches(session, tokens)
+    release(session, claimed_alone, now)
     return batches
+
+
+def take_batch(
+    session: Session, alert_id: int, batch: int, token: str, until: datetime, now: datetime
+) -> bool:
+    """Lease one batch of an alert to ``token`` until ``until``, unless a live lease
+    holds it (another job is sending it). One row, whatever the batch holds."""
+    leases = batch_leases.c
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    taken = session.execute(
+        dialect.insert(batch_leases)
+        .values(alert_id=alert_id, batch=batch, lease_token=token, lease_expires_at=until)
+        .on_conflict_do_update(
+            index_elements=[leases.alert_id, leases.batch],
+            set_={"lease_token": token, "lease_expires_at": until},
+            where=or_(leases.lease_token.is_(None), leases.lease_expires_at < now),
+        )
+        .returning(leases.lease_token)
+    )
+    return taken.first() is not None
+
+
+def renew_batch(session: Session, token: str, until: datetime) -> None:
+    session.execute(
+        update(batch_leases)
+        .where(batch_leases.c.lease_token == token)
+        .values(lease_expires_at=until)
+    )
+
+
+def let_go_batches(session: Session, tokens: Sequence[str]) -> None:
+    session.execute(
+        update(batch_leases)
+        .where(batch_leases.c.lease_token.in_(tokens))
+        .values(lease_token=None, lease_expires_at=None)
+    )
 
 
 def release(session: Session, which: ColumnElement[bool], now: datetime) -> int:
@@ -1124,6 +1173,17 @@ def waiting_batches(
     """(alert, batch) pairs with rows pending and untouched since ``idle_since``, except
     batches held back behind the incident's own area, and an announcement's before its
     time (quiet hours): this is also how those are sent when their time comes."""
+    now = now or utcnow()
+    leases = batch_leases.c
+    being_sent = (
+        select(leases.batch)
+        .where(
+            leases.alert_id == Delivery.alert_id,
+            leases.batch == Delivery.batch,
+            leases.lease_expires_at >= now,
+        )
+        .exists()
+    )
     rows = session.execute(
         select(Delivery.alert_id, Delivery.batch)
         .join(Alert, Alert.id == Delivery.alert_id)
@@ -1131,8 +1191,9 @@ def waiting_batches(
             Alert.status == AlertStatus.APPROVED,
             Delivery.status == DeliveryStatus.PENDING,
             Delivery.updated_at < idle_since,
+            ~being_sent,  # a job holds it: its rows wait for their chunk
             or_(Alert.held_from_batch.is_(None), Delivery.batch < Alert.held_from_batch),
-            or_(Alert.send_after.is_(None), Alert.send_after <= (now or utcnow())),
+            or_(Alert.send_after.is_(None), Alert.send_after <= now),
         )
         .distinct()
     )

@@ -557,6 +557,25 @@ alert_progress = Table(
 )
 
 
+# Who is sending a batch of an alert, and until when: one row per (alert, batch), so a
+# worker claims and renews a whole batch by writing one row, not every delivery in it.
+# A delivery is claimed with its chunk, as it is marked in flight (one write); the reaper
+# takes back a batch whose lease ran out (its worker died) and what it had in flight.
+batch_leases = Table(
+    "batch_leases",
+    Base.metadata,
+    Column(
+        "alert_id",
+        ForeignKey("alerts.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("batch", Integer, primary_key=True, autoincrement=False),
+    Column("lease_token", String(32), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+)
+
+
 class WhatsAppTemplate(Base):
     """A pre-approved WhatsApp message (Twilio Content API) for one kind of alert in one
     language: outside the 24 hours after a person's last message, WhatsApp takes only

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from click.testing import CliRunner, Result
@@ -219,6 +219,50 @@ def test_the_reaper_takes_back_expired_leases_and_counts_unknown_outcomes(
     assert queued_batches(redis_client) == {(alert_id, 0)}
     assert broadcast_progress(services, alert_id).unknown_outcomes == 1
     assert statuses(services, alert_id) == {DeliveryStatus.PENDING: 2}
+
+
+def lease_batch(services: Services, alert_id: int, token: str, until: datetime) -> None:
+    with services.database.session() as session:
+        assert broadcast.take_batch(session, alert_id, 0, token, until, utcnow())
+
+
+def test_the_reaper_takes_back_a_batch_whose_worker_died(
+    services: Services, redis_client: Redis
+) -> None:
+    """A job leased the batch, had one row in flight and died: once the batch's lease
+    runs out, that row is pending again and counted as a possible double, and the batch
+    is sent again."""
+    alert_id = approved_with(services, 3)
+    past = utcnow() - timedelta(minutes=1)
+    lease_batch(services, alert_id, "d" * 32, until=past)
+    with services.database.session() as session:
+        first = session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id)).first()
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == first)
+            .values(status=DeliveryStatus.CLAIMED, lease_token="d" * 32, sending_at=past)
+        )
+
+    assert alerts.reap_deliveries()["released_batches"] == 1
+
+    assert queued_batches(redis_client) == {(alert_id, 0)}
+    assert broadcast_progress(services, alert_id).unknown_outcomes == 1
+    assert statuses(services, alert_id) == {DeliveryStatus.PENDING: 3}
+    with services.database.session() as session:  # the lease is free for the next job
+        assert broadcast.take_batch(session, alert_id, 0, "e" * 32, utcnow(), utcnow())
+
+
+def test_the_reaper_leaves_a_batch_a_job_is_sending(
+    services: Services, redis_client: Redis
+) -> None:
+    """Its rows wait for their chunk, untouched for minutes at a slow SEND_RATE: not
+    abandoned while the job's lease is alive."""
+    alert_id = approved_with(services, 3)
+    lease_batch(services, alert_id, "f" * 32, until=utcnow() + timedelta(minutes=2))
+    age_rows(services, alert_id, updated_at=utcnow() - timedelta(minutes=5))
+
+    assert alerts.reap_deliveries()["reenqueued_batches"] == 0
+    assert queued_batches(redis_client) == set()
 
 
 def broadcast_progress(services: Services, alert_id: int) -> broadcast.Progress:

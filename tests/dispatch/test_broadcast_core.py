@@ -5,6 +5,9 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
@@ -12,13 +15,14 @@ import pytest
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from dispatch import broadcast as jobs
 from dispatch.pacer import Pacer
 from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse import broadcast
+from rapidresponse.db import Database
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -148,6 +152,64 @@ def test_a_batch_job_sends_every_row_once(services: Services) -> None:
     with services.database.session() as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 12
         assert broadcast.progress(session, approval.alert_id).sent == 12
+
+
+@contextmanager
+def row_writes(database: Database) -> Iterator[Counter[str]]:
+    """How many times each delivery row is updated meanwhile, by any connection (a
+    trigger of the test's own, dropped after)."""
+    counted: Counter[str] = Counter()
+    postgres = database.dialect == "postgresql"
+    with database.session() as session:
+        session.execute(text("CREATE TABLE delivery_writes (id VARCHAR(32))"))
+        if postgres:
+            session.execute(
+                text(
+                    "CREATE FUNCTION count_delivery_write() RETURNS trigger LANGUAGE plpgsql "
+                    "AS $$ BEGIN INSERT INTO delivery_writes VALUES (NEW.id); RETURN NULL; END $$"
+                )
+            )
+            session.execute(
+                text(
+                    "CREATE TRIGGER count_delivery_writes AFTER UPDATE ON deliveries "
+                    "FOR EACH ROW EXECUTE FUNCTION count_delivery_write()"
+                )
+            )
+        else:
+            session.execute(
+                text(
+                    "CREATE TRIGGER count_delivery_writes AFTER UPDATE ON deliveries "
+                    "BEGIN INSERT INTO delivery_writes VALUES (NEW.id); END"
+                )
+            )
+    try:
+        yield counted
+        with database.session() as session:
+            counted.update(session.scalars(text("SELECT id FROM delivery_writes")))
+    finally:
+        with database.session() as session:
+            on = " ON deliveries" if postgres else ""
+            session.execute(text(f"DROP TRIGGER count_delivery_writes{on}"))
+            if postgres:
+                session.execute(text("DROP FUNCTION count_delivery_write()"))
+            session.execute(text("DROP TABLE delivery_writes"))
+
+
+def test_a_delivery_is_written_twice_after_the_ledger(services: Services) -> None:
+    """Claimed with its chunk as it leaves, then its outcome: the batch's lease is one row
+    of its own, so neither the claim nor a renewal rewrites the batch's deliveries
+    (issue 19: three row versions in a delivery's life, its insert included)."""
+    services.settings = replace(services.settings, send_concurrency=4)  # several chunks
+    cully = make_area(services, "cully")
+    for n in range(20):
+        subscribe(services, f"+1503555{4000 + n}", cully)
+    approval = approve(services, cully, batch=20)
+
+    with row_writes(services.database) as writes:
+        assert jobs.send_batch(approval.alert_id, 0)["sent"] == 20
+
+    assert statuses(services, approval.alert_id) == {DeliveryStatus.SENT: 20}
+    assert len(writes) == 20 and set(writes.values()) == {2}
 
 
 def test_a_subscriber_who_stops_after_approval_is_not_texted(services: Services) -> None:

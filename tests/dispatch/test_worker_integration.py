@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,7 @@ from dispatch import status_queue
 from dispatch.broadcast import BatchLease, claim_batch, enqueue_batches
 from dispatch.queues import QueueName, enqueue, queue
 from dispatch.services import Services
+from dispatch.worker import SealableWorker
 from rapidresponse.models import Delivery, DeliveryStatus, Language, Subscriber, SubscriberStatus
 from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.factories import ALERT_TEXTS, ALICE, BETO, add_alert_for, add_subscriber
@@ -193,3 +195,17 @@ def test_a_workers_routine_lines_show_only_when_asked(
     )
     routine = [line for line in (done.stdout + done.stderr).splitlines() if "Job OK" in line]
     assert len(routine) == (1 if level == "info" else 0), done.stderr[-2000:]
+
+
+def test_a_worker_stops_listening_at_once(redis_client: Redis) -> None:
+    """RQ stops a worker's command listener at every exit. With redis-py 8 the listener
+    could wait out a minute-long sleep first, about one exit in two: a worker then
+    outlived compose's 10 s grace and was killed. Ten stops in a row, each well under
+    that minute."""
+    worker = SealableWorker([queue(QueueName.ALERTS, redis_client)], connection=redis_client)
+    started = time.monotonic()
+    for _ in range(10):
+        worker.subscribe()
+        worker.unsubscribe()
+        assert worker.pubsub_thread is not None and not worker.pubsub_thread.is_alive()
+    assert time.monotonic() - started < 30
