@@ -352,10 +352,8 @@ class _SlidingWindow:
         self.in_flight: set[asyncio.Task[Result]] = set()
         self.finished: list[asyncio.Task[Result]] = []
         self.renewed_at = time.monotonic()  # the claim set the lease
-        # A renewal rewrites every row of the batch still claimed: done when a third of the
-        # lease has gone (with a chunk's marking, or by the recorder below), not per chunk,
-        # so a row is written about four times in its life (ledger, claim, in flight,
-        # outcome) instead of once more per chunk of its batch.
+        # The lease (one row) is renewed when a third of it has gone, with a chunk's
+        # marking or by the recorder below, so that it never runs out while this job sends.
         self.renew_every = services.settings.delivery_lease_seconds / 3
 
     async def run(self, recipients: Sequence[Recipient]) -> None:
