@@ -446,6 +446,7 @@ def alert_views(
         )
     ):
         approvers.setdefault(alert_id, []).append(staff_id)
+    progress = broadcast.progress_of_alerts(session, alert_ids)
     return [
         AlertView(
             id=alert.id,
@@ -456,7 +457,7 @@ def alert_views(
             approved_at=alert.approved_at,
             texts=broadcast.texts_of(cipher, alert),
             approver_ids=tuple(approvers.get(alert.id, [])),
-            progress=broadcast.progress(session, alert.id),
+            progress=progress[alert.id],
             drill=alert.drill_id is not None,
         )
         for alert in alerts

@@ -640,24 +640,31 @@ def _new_id(session: Session) -> ColumnElement[str]:
 def progress(session: Session, alert_id: int) -> Progress:
     """An alert's counts, from the counters the database keeps with its deliveries
     (models.alert_progress): a row per batch to sum, whatever the audience."""
+    return progress_of_alerts(session, [alert_id])[alert_id]
+
+
+def progress_of_alerts(session: Session, alert_ids: Sequence[int]) -> dict[int, Progress]:
+    """Several alerts' counts in one query (a board shows every recent alert)."""
     kept = alert_progress.c
-    row = session.execute(
+    rows = session.execute(
         select(
-            *(func.coalesce(func.sum(kept[status.value]), 0) for status in DeliveryStatus),
-            func.coalesce(func.sum(kept.unknown_outcomes), 0),
-        ).where(kept.alert_id == alert_id)
-    ).one()
-    counts = {status: int(count) for status, count in zip(DeliveryStatus, row[:-1], strict=True)}
-    return Progress(
-        alert_id=alert_id,
-        total=sum(counts.values()),
-        pending=sum(counts[s] for s in UNFINISHED),
-        sent=counts[DeliveryStatus.SENT],
-        delivered=counts[DeliveryStatus.DELIVERED],
-        failed=sum(counts[s] for s in FAILED_STATUSES),
-        unknown_outcomes=int(row[-1]),
-        expired=counts[DeliveryStatus.EXPIRED],
-    )
+            kept.alert_id,
+            *(func.sum(kept[status.value]) for status in DeliveryStatus),
+            func.sum(kept.unknown_outcomes),
+        )
+        .where(kept.alert_id.in_(alert_ids))
+        .group_by(kept.alert_id)
+    ).all()
+    found = {
+        int(row[0]): _progress(
+            int(row[0]),
+            {status: int(n) for status, n in zip(DeliveryStatus, row[1:-1], strict=True)},
+            int(row[-1]),
+        )
+        for row in rows
+    }
+    # An alert with no ledger yet (a draft) has no counter rows: all zero.
+    return {alert_id: found.get(alert_id) or _progress(alert_id, {}, 0) for alert_id in alert_ids}
 
 
 def counted_progress(session: Session, alert_id: int) -> Progress:
@@ -669,6 +676,11 @@ def counted_progress(session: Session, alert_id: int) -> Progress:
         .group_by(Delivery.status)
     ).all()
     counts = {status: int(count) for status, count, _ in rows}
+    return _progress(alert_id, counts, sum(int(unknown) for _, _, unknown in rows))
+
+
+def _progress(alert_id: int, counts: dict[DeliveryStatus, int], unknown: int) -> Progress:
+    """The board's figures from the number of deliveries in each status."""
     return Progress(
         alert_id=alert_id,
         total=sum(counts.values()),
@@ -676,7 +688,7 @@ def counted_progress(session: Session, alert_id: int) -> Progress:
         sent=counts.get(DeliveryStatus.SENT, 0),
         delivered=counts.get(DeliveryStatus.DELIVERED, 0),
         failed=sum(counts.get(s, 0) for s in FAILED_STATUSES),
-        unknown_outcomes=sum(int(unknown) for _, _, unknown in rows),
+        unknown_outcomes=unknown,
         expired=counts.get(DeliveryStatus.EXPIRED, 0),
     )
 

@@ -533,6 +533,19 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+def _alert_batch_key() -> tuple[Column[int], Column[int]]:
+    """(alert_id, batch): the key of a table with one row per batch of an alert's ledger."""
+    return (
+        Column(
+            "alert_id",
+            ForeignKey("alerts.id", ondelete="CASCADE"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        Column("batch", Integer, primary_key=True, autoincrement=False),
+    )
+
+
 # An alert's progress, kept as it happens: one row per batch of its ledger, a count per
 # delivery status, moved by database triggers in the transaction that changes a delivery
 # (migration 0025), so every path that writes a delivery keeps it right and reading an
@@ -542,13 +555,7 @@ class Delivery(Base):
 alert_progress = Table(
     "alert_progress",
     Base.metadata,
-    Column(
-        "alert_id",
-        ForeignKey("alerts.id", ondelete="CASCADE"),
-        primary_key=True,
-        autoincrement=False,
-    ),
-    Column("batch", Integer, primary_key=True, autoincrement=False),
+    *_alert_batch_key(),
     *(
         Column(status.value, Integer, nullable=False, server_default="0")
         for status in DeliveryStatus
@@ -564,13 +571,7 @@ alert_progress = Table(
 batch_leases = Table(
     "batch_leases",
     Base.metadata,
-    Column(
-        "alert_id",
-        ForeignKey("alerts.id", ondelete="CASCADE"),
-        primary_key=True,
-        autoincrement=False,
-    ),
-    Column("batch", Integer, primary_key=True, autoincrement=False),
+    *_alert_batch_key(),
     Column("lease_token", String(32), nullable=True),
     Column("lease_expires_at", UTCDateTime(), nullable=True),
 )
