@@ -27,6 +27,7 @@ from dispatch.broadcast import (
     queued_batches,
     whatsapp_batch,
 )
+from dispatch.ledger import enqueue_ledger, first_rows, queued_ledgers, start_streaming
 from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services, current
 from rapidresponse import audit, broadcast
@@ -368,6 +369,7 @@ def write_ledger(
             whatsapp_batch=whatsapp_batch(settings),
             whatsapp_daily_limit=settings.whatsapp_daily_limit,
             approved_by_id=staff_id,
+            first_rows=first_rows(settings),
         )
 
 
@@ -389,6 +391,7 @@ def approve_alert(
             alert_id,
             error.__class__.__name__,
         )
+    start_streaming(services, approval, QueueName.ALERTS)  # behind the first batches
     publish_progress(services, alert_id)
     return approval
 
@@ -403,6 +406,7 @@ def reap_deliveries() -> dict[str, int]:
         released = broadcast.release_expired_leases(session, now)
         given_up = broadcast.give_up_exhausted(session, now)
         waiting = broadcast.waiting_batches(session, idle_since, now)
+        unwritten = broadcast.ledger_orphans(session, idle_since)
         open_alerts = broadcast.open_alert_ids(session)
         bulk = broadcast.announcement_ids(session, open_alerts)  # their lane is the bulk queue
         # Only recent confirmations: an alert about yesterday would spread old news.
@@ -419,6 +423,11 @@ def reap_deliveries() -> dict[str, int]:
         lane = QueueName.BULK if alert_id in bulk else QueueName.ALERTS
         enqueue_batches(services.redis, alert_id, batches, job_timeout(services), lane)
         log.info("alert %s: re-enqueued %d batches", alert_id, len(batches))
+    for alert_id in sorted(set(unwritten) - queued_ledgers(services.redis)):
+        enqueue_ledger(
+            services.redis, alert_id, QueueName.BULK if alert_id in bulk else QueueName.ALERTS
+        )
+        log.info("alert %s: ledger job re-enqueued", alert_id)
     for alert_id in open_alerts:
         finish_alert_if_done(services, alert_id)
     return {

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from redis.exceptions import RedisError
 
 from dispatch.broadcast import enqueue_batches, job_timeout, publish_progress, whatsapp_batch
+from dispatch.ledger import first_rows, start_streaming
 from dispatch.queues import QueueName
 from dispatch.services import Services
 from rapidresponse import announcements, broadcast
@@ -74,9 +75,11 @@ def send_announcement(
             whatsapp_daily_limit=settings.whatsapp_daily_limit,
             approved_by_id=staff_id,
             per_week=settings.announcements_per_week,
+            first_rows=first_rows(settings),
         )
     if send_after <= now:
         _enqueue(services, approval)
+    start_streaming(services, approval, QueueName.BULK)
     publish_progress(services, approval.alert_id)
     return Sent(approval.alert_id, approval.recipients, send_after)
 

@@ -21,10 +21,12 @@ from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
     Select,
     Table,
     and_,
     case,
+    delete,
     func,
     insert,
     literal,
@@ -55,6 +57,7 @@ from rapidresponse.models import (
     alert_areas,
     alert_progress,
     batch_leases,
+    ledger_cursors,
     to_the_minute,
     utcnow,
 )
@@ -68,6 +71,16 @@ BATCH_MIN = 10
 # (and one lease) never has to last longer than a job timeout.
 SECONDS_PER_BATCH = 60
 MAX_ATTEMPTS = 8  # claims of one delivery before it is given up as failed
+# The ledger is written a segment at a time (``write_segment``): approval writes up to
+# FIRST_SEGMENT_ROWS with the alert, a few hundred milliseconds, and enqueues them, so the
+# first message leaves at once whatever the audience; ledger jobs write the rest, at most
+# LEDGER_SEGMENT_ROWS per transaction (short enough that the hotline never waits long on
+# SQLite's one writer), each looking through at most SEGMENT_SPAN subscriber ids (so a
+# segment costs the same however sparse the audience is in the network).
+FIRST_SEGMENT_ROWS = 2_000
+LEDGER_SEGMENT_ROWS = 10_000
+SEGMENT_SPAN = 100_000
+FIRST_SEGMENTS_AT_MOST = 3  # segment queries in the approval's own transaction
 
 FOLLOW_UP_KINDS = frozenset({AlertKind.UPDATE, AlertKind.ALL_CLEAR, AlertKind.CORRECTION})
 UNFINISHED = (DeliveryStatus.PENDING, DeliveryStatus.CLAIMED)
@@ -104,14 +117,27 @@ class AlertNotApprovable(ValueError):
 @dataclass(frozen=True)
 class Approval:
     alert_id: int
-    recipients: int
-    batches: int
+    recipients: int  # written with the approval: all of them once ``ledger_done``
+    batches: int  # batch numbers written so far
     # Batches to enqueue now: the incident's own area's, when adjacent areas wait for it.
     first_batches: int | None = None
+    # False: ledger jobs write the rest (``write_segment``), enqueueing as they go.
+    ledger_done: bool = True
 
     @property
     def enqueue_now(self) -> range:
         return range(self.batches if self.first_batches is None else self.first_batches)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What one ``write_segment`` wrote."""
+
+    rows: int
+    batches: tuple[int, ...]  # the batch numbers it wrote, in order
+    to_send: tuple[int, ...]  # of those, the ones to enqueue now (not held back)
+    next_batch: int
+    done: bool  # the ledger is whole: no cursor is left
 
 
 @dataclass(frozen=True)
@@ -221,15 +247,19 @@ def approve(
     whatsapp_daily_limit: int | None = None,
     approved_by_id: int | None = None,
     per_week: int = 2,
+    first_rows: int = FIRST_SEGMENT_ROWS,
 ) -> Approval:
-    """Mark a draft approved and write its ledger, in the caller's transaction.
+    """Mark a draft approved and write the first segment of its ledger (up to
+    ``first_rows`` recipients, the incident's own area first), in the caller's
+    transaction. Unless that was everyone (``Approval.ledger_done``), ledger jobs write
+    the rest with ``write_segment``.
 
     ``batch`` and ``whatsapp_batch`` are each channel's batch size; without
     ``whatsapp_batch`` WhatsApp carries nothing (no sender) and only SMS consent counts.
     ``whatsapp_daily_limit`` is the portfolio's tier (see ``whatsapp.keep_within_daily_limit``).
 
-    Commit, then enqueue the batches: a crash in between leaves pending rows that the
-    reaper finds, never jobs that point at nothing.
+    Commit, then enqueue the batches: a crash in between leaves pending rows (and a
+    cursor) that the reaper finds, never jobs that point at nothing.
 
     Raises:
         AlertNotApprovable: it is not a draft (two dispatchers approving at once: one wins).
@@ -248,27 +278,179 @@ def approve(
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise AlertNotApprovable(f"alert {alert_id} is not a draft")
     alert = session.get_one(Alert, alert_id, populate_existing=True)
-    sizes = {Channel.SMS: batch}
-    if whatsapp_batch is not None:
-        sizes[Channel.WHATSAPP] = whatsapp_batch
-    near, far, near_batches, batches = _write_ledger(session, alert, now, sizes, per_week)
-    if whatsapp_batch is not None and whatsapp_daily_limit is not None:
-        whatsapp.keep_within_daily_limit(session, alert.id, now, whatsapp_daily_limit)
-    if alert.drill_id is not None:
-        _check_drill_ledger(session, alert)
-    recipients = near + far
-    held = near_batches if near and far else None
-    alert.recipient_count, alert.held_from_batch = recipients, held
-    if recipients == 0:
-        alert.status, alert.completed_at = AlertStatus.COMPLETE, now
+    _start_ledger(session, alert, now)
+    plan = LedgerPlan.of(batch, whatsapp_batch, whatsapp_daily_limit, per_week)
+    written, segment = 0, None
+    for _ in range(FIRST_SEGMENTS_AT_MOST):
+        segment = write_segment(session, alert_id, plan, now=now, rows=first_rows - written)
+        assert segment is not None  # this transaction made the cursor
+        written += segment.rows
+        if segment.done or written >= first_rows:
+            break
+    assert segment is not None
     audit.record(
         session,
         actor=_actor(approved_by_id),
         action="alert.approved",
         subject=f"alert:{alert_id}",
-        details={"kind": alert.kind.value, "recipients": recipients},
+        details={"kind": alert.kind.value, "recipients": written, "streamed": not segment.done},
     )
-    return Approval(alert_id, recipients, batches, held)
+    return Approval(
+        alert_id, written, segment.next_batch, alert.held_from_batch, ledger_done=segment.done
+    )
+
+
+@dataclass(frozen=True)
+class LedgerPlan:
+    """How a ledger is written: each channel's batch size, the WhatsApp tier, the
+    announcements' weekly cap (the same for every segment of one alert)."""
+
+    sizes: dict[Channel, int]
+    whatsapp_daily_limit: int | None
+    per_week: int
+
+    @classmethod
+    def of(
+        cls,
+        batch: int,
+        whatsapp_batch: int | None,
+        whatsapp_daily_limit: int | None,
+        per_week: int,
+    ) -> LedgerPlan:
+        sizes = {Channel.SMS: batch}
+        if whatsapp_batch is not None:
+            sizes[Channel.WHATSAPP] = whatsapp_batch
+        limit = whatsapp_daily_limit if whatsapp_batch is not None else None
+        return cls(sizes, limit, per_week)
+
+
+def _start_ledger(session: Session, alert: Alert, now: datetime) -> None:
+    """The cursor of a new ledger: everyone up to the newest subscriber now, own area
+    first (rank 0), then the adjacent areas (rank 1) if the alert names any."""
+    upto = session.scalar(select(func.max(Subscriber.id)))
+    home = _home_area_id(session, alert)
+    adjacent = (
+        home is not None
+        and alert.kind not in FOLLOW_UP_KINDS
+        and alert.drill_id is None
+        and session.scalar(
+            select(alert_areas.c.area_id)
+            .where(alert_areas.c.alert_id == alert.id, alert_areas.c.area_id != home)
+            .limit(1)
+        )
+        is not None
+    )
+    session.execute(
+        insert(ledger_cursors).values(
+            alert_id=alert.id,
+            rank=0,
+            last_rank=1 if adjacent else 0,
+            after_id=0,
+            upto_id=int(upto or 0),
+            next_batch=0,
+            updated_at=now,
+        )
+    )
+
+
+def write_segment(
+    session: Session, alert_id: int, plan: LedgerPlan, *, now: datetime, rows: int
+) -> Segment | None:
+    """Write the next segment of an alert's ledger: up to ``rows`` recipients, in the
+    caller's transaction; None when the ledger is already whole.
+
+    The cursor is moved first, so its row lock makes concurrent writers of one alert
+    take turns (each then reads where the last one stopped), and with the rows: a
+    rollback (a crash) leaves both as they were. Batches never mix the two ranks, nor
+    the two channels (each has its own pace); the adjacent areas' are numbered after
+    every one of the own area's, so they can be held back as a whole.
+    """
+    cursor = _take_cursor(session, alert_id, now)
+    if cursor is None:
+        return None
+    alert = session.get_one(Alert, alert_id)
+    upper = min(cursor.upto_id, cursor.after_id + SEGMENT_SPAN)
+    people = _segment_people(session, alert, plan, cursor.rank, (cursor.after_id, upper), rows)
+    _insert_rows(session, alert, plan, people, cursor.next_batch, now)
+    written = session.execute(
+        select(Delivery.batch, func.count(), func.max(Delivery.subscriber_id))
+        .where(Delivery.alert_id == alert_id, Delivery.batch >= cursor.next_batch)
+        .group_by(Delivery.batch)
+        .order_by(Delivery.batch)
+    ).all()
+    count = sum(int(n) for _, n, _ in written)
+    batches = tuple(int(b) for b, _, _ in written)
+    if plan.whatsapp_daily_limit is not None and count:
+        whatsapp.keep_within_daily_limit(session, alert_id, now, plan.whatsapp_daily_limit)
+    if alert.drill_id is not None:
+        _check_drill_ledger(session, alert)
+    alert.recipient_count += count
+    next_batch = batches[-1] + 1 if batches else cursor.next_batch
+    # Fewer than asked: nobody else in this span; otherwise go on after the last one.
+    after = max(int(last) for _, _, last in written) if count >= rows else upper
+    done = _move_cursor(session, alert, cursor, after, next_batch, now)
+    held = alert.held_from_batch
+    to_send = tuple(b for b in batches if held is None or b < held)
+    return Segment(count, batches, to_send, next_batch, done)
+
+
+def _take_cursor(session: Session, alert_id: int, now: datetime) -> Row[tuple[int, ...]] | None:
+    cursors = ledger_cursors.c
+    return session.execute(
+        update(ledger_cursors)
+        .where(cursors.alert_id == alert_id)
+        .values(updated_at=now)
+        .returning(
+            cursors.rank, cursors.last_rank, cursors.after_id, cursors.upto_id, cursors.next_batch
+        )
+    ).first()
+
+
+def _move_cursor(
+    session: Session,
+    alert: Alert,
+    cursor: Row[tuple[int, ...]],
+    after: int,
+    next_batch: int,
+    now: datetime,
+) -> bool:
+    """Move the cursor past what was written; True (and no cursor) once it is all."""
+    rank = cursor.rank
+    if after >= cursor.upto_id and rank < cursor.last_rank:
+        # The own area is written: the adjacent areas' batches start here and wait.
+        rank, after = rank + 1, 0
+        if alert.recipient_count:
+            alert.held_from_batch = next_batch
+    if after < cursor.upto_id:
+        session.execute(
+            update(ledger_cursors)
+            .where(ledger_cursors.c.alert_id == alert.id)
+            .values(rank=rank, after_id=after, next_batch=next_batch, updated_at=now)
+        )
+        return False
+    session.execute(delete(ledger_cursors).where(ledger_cursors.c.alert_id == alert.id))
+    if alert.held_from_batch is not None and next_batch <= alert.held_from_batch:
+        alert.held_from_batch = None  # nobody in the adjacent areas: nothing waits
+    if alert.recipient_count == 0:
+        alert.status, alert.completed_at = AlertStatus.COMPLETE, now
+    return True
+
+
+def ledger_orphans(session: Session, idle_since: datetime) -> list[int]:
+    """Alerts whose ledger is unfinished and untouched since ``idle_since``: the job
+    writing it died (or Redis lost it), and the reaper enqueues another."""
+    cursors = ledger_cursors.c
+    return list(
+        session.scalars(
+            select(cursors.alert_id)
+            .where(cursors.updated_at < idle_since)
+            .order_by(cursors.alert_id)
+        )
+    )
+
+
+def ledger_unfinished(alert_id: int | ColumnElement[int]) -> ColumnElement[bool]:
+    return select(ledger_cursors.c.alert_id).where(ledger_cursors.c.alert_id == alert_id).exists()
 
 
 class DrillLedgerBreach(RuntimeError):
@@ -428,12 +610,16 @@ def _announcement_audience(alert: Alert, per_week: int, now: datetime) -> Select
     )
 
 
-def _ranked_audience(session: Session, alert: Alert, per_week: int) -> Select[int, Language, int]:
-    """``audience`` with a rank: 0 for the incident's own area, 1 for the adjacent areas
-    the dispatcher added (someone subscribed to both is in the own area)."""
+def _ranked_audience(
+    session: Session, alert: Alert, per_week: int, ids: tuple[int, int]
+) -> Select[int, Language, int]:
+    """``audience`` with a rank, of the subscribers with ids in (``ids[0]``, ``ids[1]``]:
+    0 for the incident's own area, 1 for the adjacent areas the dispatcher added
+    (someone subscribed to both is in the own area)."""
+    in_range = and_(Subscriber.id > ids[0], Subscriber.id <= ids[1])
     home = _home_area_id(session, alert)
     if alert.kind in FOLLOW_UP_KINDS or home is None or alert.drill_id is not None:
-        people = audience(alert, per_week=per_week).subquery()
+        people = audience(alert, per_week=per_week).where(in_range).subquery()
         return select(people.c.id, people.c.language, literal(0).label("rank"))
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
     rank = func.min(case((Subscription.area_id == home, 0), else_=1))
@@ -441,6 +627,9 @@ def _ranked_audience(session: Session, alert: Alert, per_week: int) -> Select[in
         select(Subscriber.id, Subscriber.language, rank.label("rank"))
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(
+            in_range,
+            Subscription.subscriber_id > ids[0],  # the same range, for the index on it
+            Subscription.subscriber_id <= ids[1],
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
             reachable(),
@@ -509,58 +698,65 @@ def reachable() -> ColumnElement[bool]:
     )
 
 
-def _write_ledger(
-    session: Session, alert: Alert, now: datetime, sizes: dict[Channel, int], per_week: int
-) -> tuple[int, int, int, int]:
-    """Write the ledger; returns (own-area recipients, adjacent-area recipients, own-area
-    batches, all batches).
-
-    Batches never mix the two ranks, nor the two channels (each has its own pace): the
-    own area's come first, SMS then WhatsApp, numbered from 0, and the adjacent areas'
-    are numbered after them, so they can be held back as a whole.
-    """
-    ranked = _ranked_audience(session, alert, per_week).subquery()
-    on_whatsapp = Channel.WHATSAPP in sizes
+def _segment_people(
+    session: Session,
+    alert: Alert,
+    plan: LedgerPlan,
+    rank: int,
+    ids: tuple[int, int],
+    rows: int,
+) -> Select[int, Language, Channel]:
+    """The first ``rows`` recipients of one rank with subscriber ids in ``ids``, in id
+    order, each with the channel that reaches them."""
+    ranked = _ranked_audience(session, alert, plan.per_week, ids).subquery()
+    on_whatsapp = Channel.WHATSAPP in plan.sizes
     channel = (
         _ledger_channel(session, alert, ranked.c.language)
         if on_whatsapp
         else literal(Channel.SMS, DELIVERIES.c.channel.type)
     )
-    people = (
-        select(ranked.c.id, ranked.c.language, ranked.c.rank, channel.label("channel"))
+    return (
+        select(ranked.c.id, ranked.c.language, channel.label("channel"))
         .join(Subscriber, Subscriber.id == ranked.c.id)
-        .where(true() if on_whatsapp else Subscriber.status == SubscriberStatus.ACTIVE)
-        .subquery()
+        .where(
+            ranked.c.rank == rank,
+            true() if on_whatsapp else Subscriber.status == SubscriberStatus.ACTIVE,
+        )
+        .order_by(ranked.c.id)
+        .limit(rows)
     )
+
+
+def _insert_rows(
+    session: Session,
+    alert: Alert,
+    plan: LedgerPlan,
+    chosen: Select[int, Language, Channel],
+    first_batch: int,
+    now: datetime,
+) -> None:
+    """One INSERT ... SELECT of a segment's rows, numbered into batches from
+    ``first_batch``: SMS first, then WhatsApp, each channel's batches its own."""
+    people = chosen.subquery()
     counts = {
-        (int(rank), Channel(channel)): int(n)
-        for rank, channel, n in session.execute(
-            select(people.c.rank, people.c.channel, func.count()).group_by(
-                people.c.rank, people.c.channel
-            )
+        Channel(channel): int(n)
+        for channel, n in session.execute(
+            select(people.c.channel, func.count()).group_by(people.c.channel)
         )
     }
-    offsets: dict[tuple[int, Channel], int] = {}
-    first = 0
-    for rank in (0, 1):
-        for lane, size in sizes.items():
-            offsets[rank, lane] = first
-            first += -(-counts.get((rank, lane), 0) // size)
-    near_batches = offsets[1, Channel.SMS]
+    offsets: dict[Channel, int] = {}
+    first = first_batch
+    for lane, size in plan.sizes.items():
+        offsets[lane] = first
+        first += -(-counts.get(lane, 0) // size)
     table = DELIVERIES
-    within = (
-        func.row_number().over(partition_by=(people.c.rank, people.c.channel), order_by=people.c.id)
-        - 1
-    )
+    within = func.row_number().over(partition_by=people.c.channel, order_by=people.c.id) - 1
     batch_number = case(
         *[
-            (
-                and_(people.c.rank == rank, people.c.channel == lane),
-                offset + within // sizes[lane],
-            )
-            for (rank, lane), offset in offsets.items()
+            (people.c.channel == lane, offset + within // plan.sizes[lane])
+            for lane, offset in offsets.items()
         ],
-        else_=literal(0),
+        else_=literal(first_batch),
     )
     rows = select(
         _new_id(session),
@@ -575,6 +771,8 @@ def _write_ledger(
         literal(now, table.c.created_at.type),
         literal(now, table.c.updated_at.type),
     )
+    # The count above and this INSERT may see a JOIN or a STOP committed in between (on
+    # PostgreSQL): the caller reads back what was written, never the count.
     session.execute(
         insert(table).from_select(
             [
@@ -593,17 +791,6 @@ def _write_ledger(
             rows,
         )
     )
-    # Counted from what was written, not from the count above: on PostgreSQL a JOIN or
-    # a STOP committed in between is seen by the INSERT ... SELECT and not by the count.
-    written = session.execute(
-        select(table.c.batch, func.count())
-        .where(table.c.alert_id == alert.id)
-        .group_by(table.c.batch)
-    ).all()
-    near = sum(int(n) for batch_number_, n in written if batch_number_ < near_batches)
-    total = sum(int(n) for _, n in written)
-    batches = max((int(b) + 1 for b, _ in written), default=0)
-    return near, total - near, near_batches, max(first, batches)
 
 
 def _ledger_channel(
@@ -704,7 +891,11 @@ def complete_if_done(session: Session, alert_id: int, now: datetime) -> bool:
         return False
     done = session.execute(
         update(Alert)
-        .where(Alert.id == alert_id, Alert.status == AlertStatus.APPROVED)
+        .where(
+            Alert.id == alert_id,
+            Alert.status == AlertStatus.APPROVED,
+            ~ledger_unfinished(alert_id),  # nothing pending yet: the rest is being written
+        )
         .values(status=AlertStatus.COMPLETE, completed_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -1150,7 +1341,8 @@ def give_up_exhausted(session: Session, now: datetime) -> int:
 
 def release_held(session: Session, alert_id: int) -> range:
     """The held batches of an alert, once its own area's are all handed over (the
-    provider took them, or they ended otherwise); empty while any is still waiting.
+    provider took them, or they ended otherwise) and its ledger is whole; empty while
+    any is still waiting.
 
     One conditional UPDATE clears the hold, so of several workers finishing the last own-
     area batches at once exactly one gets the range to enqueue.
@@ -1169,7 +1361,12 @@ def release_held(session: Session, alert_id: int) -> range:
     )
     cleared = session.execute(
         update(Alert)
-        .where(Alert.id == alert_id, Alert.held_from_batch == held, ~waiting)
+        .where(
+            Alert.id == alert_id,
+            Alert.held_from_batch == held,
+            ~waiting,
+            ~ledger_unfinished(alert_id),  # the adjacent areas' batches are all written
+        )
         .values(held_from_batch=None)
         .execution_options(synchronize_session=False)
     )

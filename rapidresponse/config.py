@@ -102,6 +102,8 @@ class Settings:
     whatsapp_daily_limit: int | None = 250
     delivery_lease_seconds: int = 120  # a claimed delivery is taken back after this
     reaper_seconds: int = 30  # how often expired leases and vanished jobs are looked for
+    # Recipients a ledger job writes per transaction (see broadcast.write_segment).
+    ledger_segment_rows: int = 10_000
     timezone: str = "America/Los_Angeles"  # local time shown in alerts (TIMEZONE)
     # The signature every alert and follow-up ends with, so a subscriber can tell ours from a
     # forged one (ORG_NAME, and ORG_NAME_ES for the Spanish texts): short, plain GSM-7.
@@ -280,6 +282,7 @@ def _load(env: _Env) -> Settings:
         whatsapp_daily_limit=_whatsapp_daily_limit(env),
         delivery_lease_seconds=env.integer("DELIVERY_LEASE_SECONDS", default=120, minimum=5),
         reaper_seconds=env.integer("REAPER_SECONDS", default=30, minimum=1),
+        ledger_segment_rows=env.integer("LEDGER_SEGMENT_ROWS", default=10_000, minimum=10),
         timezone=_timezone(env),
         org_name=_org_name(env, "ORG_NAME", "Rapid Response"),
         org_name_es=_org_name(env, "ORG_NAME_ES", _org_name(env, "ORG_NAME", "Rapid Response")),

@@ -577,6 +577,32 @@ batch_leases = Table(
 )
 
 
+# An alert's ledger still being written: where the next segment starts. Approval writes
+# the first segment (the incident's own area first) with the alert and enqueues it, so
+# the first message leaves at once whatever the audience; ledger jobs write the rest a
+# segment per transaction, each moving this row in the same transaction as its rows, so
+# a crash resumes from the last committed segment. The row is deleted with the last one.
+# The audience is everyone up to ``upto_id`` (the newest subscriber at approval), walked
+# in subscriber id order, one rank at a time (0: the own area; 1: the adjacent ones).
+ledger_cursors = Table(
+    "ledger_cursors",
+    Base.metadata,
+    Column(
+        "alert_id",
+        Integer,
+        ForeignKey("alerts.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("rank", Integer, nullable=False),
+    Column("last_rank", Integer, nullable=False),
+    Column("after_id", Integer, nullable=False),
+    Column("upto_id", Integer, nullable=False),
+    Column("next_batch", Integer, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
 class WhatsAppTemplate(Base):
     """A pre-approved WhatsApp message (Twilio Content API) for one kind of alert in one
     language: outside the 24 hours after a person's last message, WhatsApp takes only

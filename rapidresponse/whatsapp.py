@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -231,7 +231,9 @@ def keep_within_daily_limit(session: Session, alert_id: int, now: datetime, limi
     if not over:
         return 0
     on_sms = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE)
-    over_by_id = Delivery.id.in_(over)
+    # Pending only: with a streamed ledger this runs again after each segment, when the
+    # earlier segments' rows may be on their way.
+    over_by_id = and_(Delivery.id.in_(over), Delivery.status == DeliveryStatus.PENDING)
     session.execute(
         update(Delivery)
         .where(over_by_id, Delivery.subscriber_id.in_(on_sms))

@@ -33,7 +33,7 @@ from dispatch import alerts
 from dispatch.processes import children_of
 from dispatch.redis_conn import EmbeddedRedis
 from dispatch.services import Services
-from rapidresponse import whatsapp
+from rapidresponse import broadcast, whatsapp
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -143,7 +143,8 @@ def start_broadcast(services: Services, recipients: int) -> int:
     services.settings = replace(services.settings, whatsapp_daily_limit=None)
     alert_id = alerts.alert_for_incident(confirmed_incident(services, area))
     assert alert_id is not None
-    alerts.approve_alert(services, alert_id)
+    if not alerts.approve_alert(services, alert_id).ledger_done:
+        return alert_id  # the rest of the ledger is the workers' to write
     with services.database.session() as session:
         on_whatsapp = session.scalar(
             select(func.count())
@@ -320,6 +321,44 @@ def test_workers_killed_mid_broadcast_lose_nobody(
     assert unknown <= kills * IN_FLIGHT_BOUND
     assert_each_went_by_its_channel(services, fake, alert_id)
     print(f"{kills} kills: {duplicates} duplicates, {unknown} unknowable outcomes counted")
+
+
+def ledger_unwritten(services: Services, alert_id: int) -> bool:
+    with services.database.session() as session:
+        return session.scalar(broadcast.ledger_unfinished(alert_id).select()) is True
+
+
+def test_workers_killed_while_the_ledger_is_streamed_lose_nobody(
+    services: Services, cli_env: dict[str, str], fake: FakeTwilio, tmp_path: Path
+) -> None:
+    """kill -9 during the ledger phase: approval wrote the first segment, ledger jobs
+    write the rest (small segments here, so the kills land among them) while batch jobs
+    send. Every recipient still gets exactly one accepted send."""
+    recipients, segment_rows = 6000, 150
+    services.settings = replace(services.settings, ledger_segment_rows=segment_rows)
+    alert_id = start_broadcast(services, recipients)
+    assert ledger_unwritten(services, alert_id)
+    env = worker_env(cli_env, fake, SEND_RATE="500", LEDGER_SEGMENT_ROWS=str(segment_rows))
+    workers = Workers(env, tmp_path)
+    workers.start(2)
+    kills_while_streaming = 0
+    try:
+        chance = random.Random(11)
+        wait_for_sends(fake, 100, timeout=60)
+        for _ in range(5):
+            time.sleep(chance.uniform(0.3, 1.0))
+            kills_while_streaming += ledger_unwritten(services, alert_id)
+            workers.kill_one()
+            workers.start(1)
+        assert kills_while_streaming >= 3, "the kills came after the ledger was written"
+        wait_until_complete(services, alert_id, timeout=180, workers=workers)
+    finally:
+        workers.stop()
+
+    duplicates, unknown = assert_each_recipient_once(services, fake, alert_id, recipients)
+    assert unknown <= 5 * IN_FLIGHT_BOUND
+    assert not ledger_unwritten(services, alert_id)
+    print(f"{kills_while_streaming} kills while streaming: {duplicates} duplicates")
 
 
 def test_redis_restarted_empty_mid_broadcast_is_completed_by_the_reaper(
