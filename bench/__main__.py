@@ -6,9 +6,9 @@ SQLite and (when reachable, see ``bench.harness``) PostgreSQL, and ``bench.fast_
 standing in for Twilio. Run on a noisy 2-core machine: compare figures within one run.
 
 Knobs: BENCH_N (throughput recipients, 20,000), BENCH_PACING_SECONDS (60),
-BENCH_NEAREST_N (5,000),
-BENCH_SCALE_N (100,000), BENCH_PROGRESS_N (1,000,000), BENCH_INBOUND_REQUESTS (1,500
-per run), BENCH_DATABASE_URL (a PostgreSQL database whose name contains "bench", or "none").
+BENCH_NEAREST_N (5,000), BENCH_SCALE_N (100,000), BENCH_PROGRESS_N (1,000,000),
+BENCH_STATEWIDE_N (1,000,000), BENCH_INBOUND_REQUESTS (1,500 per run),
+BENCH_DATABASE_URL (a PostgreSQL database whose name contains "bench", or "none").
 """
 
 from __future__ import annotations
@@ -19,7 +19,18 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from bench import crypto, inbound, latency, nearest, pacing, progress, scale, throughput, webtier
+from bench import (
+    crypto,
+    inbound,
+    latency,
+    nearest,
+    pacing,
+    progress,
+    scale,
+    statewide,
+    throughput,
+    webtier,
+)
 from bench.harness import machine
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
@@ -30,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "nearest": nearest.run,
     "scale": scale.run,
     "progress": progress.run,
+    "statewide": statewide.run,
     "inbound": inbound.run,
     "webtier": webtier.run,
 }

@@ -23,7 +23,7 @@ from dispatch.queues import QueueName
 from dispatch.services import Services
 from rapidresponse import announcements, broadcast
 from rapidresponse.composer import signatures
-from rapidresponse.models import utcnow
+from rapidresponse.models import Alert, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,20 @@ def send_announcement(
         _enqueue(services, approval)
     start_streaming(services, approval, QueueName.BULK)
     publish_progress(services, approval.alert_id)
-    return Sent(approval.alert_id, approval.recipients, send_after)
+    return Sent(approval.alert_id, _audience(services, approval), send_after)
+
+
+def _audience(services: Services, approval: broadcast.Approval) -> int:
+    """How many it goes to: written with the approval, or (a large audience, whose
+    ledger the workers are still writing) counted now that the first ones are on their
+    way."""
+    if approval.ledger_done:
+        return approval.recipients
+    with services.database.reading() as session:
+        alert = session.get_one(Alert, approval.alert_id)
+        return broadcast.audience_size(
+            session, alert, per_week=services.settings.announcements_per_week
+        )
 
 
 def _enqueue(services: Services, approval: broadcast.Approval) -> None:

@@ -76,10 +76,13 @@ MAX_ATTEMPTS = 8  # claims of one delivery before it is given up as failed
 # first message leaves at once whatever the audience; ledger jobs write the rest, at most
 # LEDGER_SEGMENT_ROWS per transaction (short enough that the hotline never waits long on
 # SQLite's one writer), each looking through at most SEGMENT_SPAN subscriber ids (so a
-# segment costs the same however sparse the audience is in the network).
+# segment costs about the same however sparse the audience is in the network).
 FIRST_SEGMENT_ROWS = 2_000
 LEDGER_SEGMENT_ROWS = 10_000
 SEGMENT_SPAN = 100_000
+# The first span: a dense audience fills a first segment in about this many ids; a
+# segment that finds fewer than half the rows it may write doubles the next one's span.
+FIRST_SPAN = 2 * FIRST_SEGMENT_ROWS
 FIRST_SEGMENTS_AT_MOST = 3  # segment queries in the approval's own transaction
 
 FOLLOW_UP_KINDS = frozenset({AlertKind.UPDATE, AlertKind.ALL_CLEAR, AlertKind.CORRECTION})
@@ -346,6 +349,7 @@ def _start_ledger(session: Session, alert: Alert, now: datetime) -> None:
             rank=0,
             last_rank=1 if adjacent else 0,
             after_id=0,
+            span=FIRST_SPAN,
             upto_id=int(upto or 0),
             next_batch=0,
             updated_at=now,
@@ -369,7 +373,8 @@ def write_segment(
     if cursor is None:
         return None
     alert = session.get_one(Alert, alert_id)
-    upper = min(cursor.upto_id, cursor.after_id + SEGMENT_SPAN)
+    span = min(cursor.span, SEGMENT_SPAN)
+    upper = min(cursor.upto_id, cursor.after_id + span)
     people = _segment_people(session, alert, plan, cursor.rank, (cursor.after_id, upper), rows)
     _insert_rows(session, alert, plan, people, cursor.next_batch, now)
     written = session.execute(
@@ -388,7 +393,9 @@ def write_segment(
     next_batch = batches[-1] + 1 if batches else cursor.next_batch
     # Fewer than asked: nobody else in this span; otherwise go on after the last one.
     after = max(int(last) for _, _, last in written) if count >= rows else upper
-    done = _move_cursor(session, alert, cursor, after, next_batch, now)
+    if count < rows // 2:
+        span = min(2 * span, SEGMENT_SPAN)  # a sparse audience: look further next time
+    done = _move_cursor(session, alert, cursor, (after, span), next_batch, now)
     held = alert.held_from_batch
     to_send = tuple(b for b in batches if held is None or b < held)
     return Segment(count, batches, to_send, next_batch, done)
@@ -401,7 +408,12 @@ def _take_cursor(session: Session, alert_id: int, now: datetime) -> Row[tuple[in
         .where(cursors.alert_id == alert_id)
         .values(updated_at=now)
         .returning(
-            cursors.rank, cursors.last_rank, cursors.after_id, cursors.upto_id, cursors.next_batch
+            cursors.rank,
+            cursors.last_rank,
+            cursors.after_id,
+            cursors.span,
+            cursors.upto_id,
+            cursors.next_batch,
         )
     ).first()
 
@@ -410,12 +422,13 @@ def _move_cursor(
     session: Session,
     alert: Alert,
     cursor: Row[tuple[int, ...]],
-    after: int,
+    walked: tuple[int, int],
     next_batch: int,
     now: datetime,
 ) -> bool:
-    """Move the cursor past what was written; True (and no cursor) once it is all."""
-    rank = cursor.rank
+    """Move the cursor past what was written (``walked``: the last subscriber id looked
+    at, and the span to look through next); True (and no cursor) once it is all."""
+    rank, (after, span) = cursor.rank, walked
     if after >= cursor.upto_id and rank < cursor.last_rank:
         # The own area is written: the adjacent areas' batches start here and wait.
         rank, after = rank + 1, 0
@@ -425,7 +438,7 @@ def _move_cursor(
         session.execute(
             update(ledger_cursors)
             .where(ledger_cursors.c.alert_id == alert.id)
-            .values(rank=rank, after_id=after, next_batch=next_batch, updated_at=now)
+            .values(rank=rank, after_id=after, span=span, next_batch=next_batch, updated_at=now)
         )
         return False
     session.execute(delete(ledger_cursors).where(ledger_cursors.c.alert_id == alert.id))
@@ -686,8 +699,9 @@ def readers_by_language(session: Session, alert_id: int) -> dict[str, int]:
     return {Language(language).value: int(count) for language, count in rows}
 
 
-def audience_size(session: Session, alert: Alert) -> int:
-    return int(session.scalar(select(func.count()).select_from(audience(alert).subquery())) or 0)
+def audience_size(session: Session, alert: Alert, per_week: int = 2) -> int:
+    people = audience(alert, per_week=per_week).subquery()
+    return int(session.scalar(select(func.count()).select_from(people)) or 0)
 
 
 def reachable() -> ColumnElement[bool]:

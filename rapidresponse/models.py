@@ -597,6 +597,7 @@ ledger_cursors = Table(
     Column("rank", Integer, nullable=False),
     Column("last_rank", Integer, nullable=False),
     Column("after_id", Integer, nullable=False),
+    Column("span", Integer, nullable=False),  # subscriber ids the next segment looks through
     Column("upto_id", Integer, nullable=False),
     Column("next_batch", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

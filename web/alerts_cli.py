@@ -92,10 +92,16 @@ def alert_approve_command(alert_id: int) -> None:
             approval = approve_alert(services, alert_id)
         except broadcast.AlertNotApprovable as error:
             raise click.ClickException(str(error)) from None
-    click.echo(
-        f"Alert #{alert_id} approved: {approval.recipients} recipients in "
-        f"{approval.batches} batches."
-    )
+    if approval.ledger_done:
+        click.echo(
+            f"Alert #{alert_id} approved: {approval.recipients} recipients in "
+            f"{approval.batches} batches."
+        )
+    else:
+        click.echo(
+            f"Alert #{alert_id} approved: the first {approval.recipients} recipients are on "
+            "their way; the workers are writing the rest of the ledger (see `alert show`)."
+        )
 
 
 @alert_group.command("cancel", with_appcontext=False)

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("rank", sa.Integer(), nullable=False),
         sa.Column("last_rank", sa.Integer(), nullable=False),
         sa.Column("after_id", sa.Integer(), nullable=False),
+        sa.Column("span", sa.Integer(), nullable=False),
         sa.Column("upto_id", sa.Integer(), nullable=False),
         sa.Column("next_batch", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

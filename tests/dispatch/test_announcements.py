@@ -19,6 +19,7 @@ from sqlalchemy import delete, select, update
 from dispatch.alerts import reap_deliveries
 from dispatch.announcements import send_announcement
 from dispatch.broadcast import send_batch
+from dispatch.ledger import write_ledger_segment
 from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse import announcements, broadcast
@@ -33,7 +34,7 @@ from rapidresponse.models import (
     Subscription,
     SubscriptionStatus,
 )
-from tests.factories import add_subscriber
+from tests.factories import add_many_subscribers, add_subscriber
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import Phone
 from tests.web.staff_helpers import add_account
@@ -365,3 +366,37 @@ def test_on_whatsapp_news_is_its_own_yes_and_answers_count_there_too(
         assert person.status is SubscriberStatus.NO_CONSENT  # no SMS asked for
         [delivery] = session.scalars(select(Delivery)).all()
         assert delivery.channel is Channel.WHATSAPP
+
+
+def test_a_large_announcement_is_streamed_and_counted_whole(
+    twilio_services: Services, fake: FakeTwilio, staff: int
+) -> None:
+    """More people than the approval writes: the workers write the rest of its ledger
+    (on the bulk queue too), and the coordinator is told how many it goes to in all."""
+    twilio_services.settings = replace(twilio_services.settings, ledger_segment_rows=10)
+    people = add_many_subscribers(twilio_services, cully_id(twilio_services), 35)
+    with twilio_services.database.session() as session:
+        session.execute(
+            update(Subscriber).where(Subscriber.id.in_(people)).values(news_consent_at=NOON)
+        )
+
+    sent = send_announcement(
+        twilio_services,
+        bodies=TRAINING,
+        area_ids=(),
+        asks_rsvp=False,
+        staff_id=staff,
+        now=datetime.now(UTC),
+    )
+
+    assert sent.recipients == 35
+    waiting = queue(QueueName.BULK, twilio_services.redis)
+    while waiting.count:
+        for job in waiting.jobs:
+            if job.func_name == "dispatch.ledger.write_ledger_segment":
+                write_ledger_segment(*job.args)
+            else:
+                send_batch(*job.args)
+            job.delete()
+    assert len({m.to for m in fake.messages if "training" in m.body}) == 35
+    assert len(fake.messages) == 35

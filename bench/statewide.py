@@ -1,0 +1,117 @@
+"""A statewide alert: from approval to the first request at Twilio, at 100,000 and at
+1,000,000 recipients.
+
+``BENCH_STATEWIDE_N`` (default 1,000,000) confirmed subscribers in one area, a tenth of
+them also in a second; on SQLite and on PostgreSQL. Two ``rapidresponse worker`` (not
+burst, idle on their queues as in production) wait; an alert to the tenth, then one to
+everyone, is approved with ``approve_alert`` and the time runs from just before the call
+to the arrival of the first request at the fake (both ``time.time()``) -- target < 1 s
+each. The approval writes the first segment only (``broadcast.FIRST_SEGMENT_ROWS``);
+ledger jobs write the rest behind the batches they enqueue. Then the workers are
+stopped, and the rest of the big ledger is written in this process, timed, for the
+rate a ledger job writes at (rows per second, segments of LEDGER_SEGMENT_ROWS).
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.fast_twilio import FastTwilio
+from bench.harness import (
+    Stack,
+    Workers,
+    add_subscribers,
+    draft_alert,
+    env_int,
+    heading,
+    line,
+    make_area,
+    note,
+    postgres_url,
+    stack,
+    subscribe,
+    worker_command,
+)
+from bench.latency import _first_arrival, _wait_idle
+from dispatch.alerts import approve_alert
+from dispatch.ledger import ledger_plan
+from rapidresponse import broadcast
+from rapidresponse.models import utcnow
+
+TARGET = 1.0  # seconds from approval to the first request at the provider
+
+
+def run() -> None:
+    count = env_int("BENCH_STATEWIDE_N", 1_000_000)
+    heading(f"statewide: approval to first request at {count // 10:,} and {count:,} recipients")
+    with FastTwilio() as fake:
+        with stack(fake.url, send_rate="unlimited") as target:
+            measure(target, fake, count)
+        url, why = postgres_url()
+        if url is None:
+            note(f"PostgreSQL: skipped ({why})")
+            return
+        with stack(fake.url, send_rate="unlimited", database_url=url) as target:
+            measure(target, fake, count)
+
+
+def measure(target: Stack, fake: FastTwilio, count: int) -> None:
+    everyone, tenth = make_area(target, "everyone"), make_area(target, "tenth")
+    ids = add_subscribers(target, count, [everyone])
+    subscribe(target, (ids[0], ids[0] + count // 10 - 1), [tenth])
+    big = 0
+    with Workers(target) as workers:
+        for _ in range(2):
+            workers.start(worker_command(burst=False))
+        for area, recipients in ((tenth, count // 10), (everyone, count)):
+            _wait_idle(target, settle=1.0)
+            alert_id = draft_alert(target, [area])
+            seen = fake.count()
+            started = time.time()
+            approval = approve_alert(target.services, alert_id)
+            approved = time.time() - started
+            first = _first_arrival(fake, seen) - started
+            line(
+                f"approval -> first request, {recipients:,} recipients, {target.dialect}",
+                f"{first * 1e3:.0f} ms",
+                f"< {TARGET * 1e3:.0f} ms",
+                first < TARGET,
+            )
+            note(
+                f"approve_alert itself {approved * 1e3:.0f} ms, "
+                f"{approval.recipients:,} rows written with it"
+            )
+            big = alert_id
+            _cancel_rest(target)
+    rows, seconds = write_rest(target, big)
+    line(
+        f"ledger jobs' write rate, {target.dialect}",
+        f"{rows / seconds:,.0f} rows/s",
+        "",
+    )
+    note(f"the other {rows:,} rows of the big ledger in {seconds:.1f} s")
+
+
+def _cancel_rest(target: Stack) -> None:
+    """Empty the queues: the next measurement starts with idle workers."""
+    redis = target.services.redis
+    for name in ("alerts", "bulk"):
+        redis.delete(f"rq:queue:{name}")
+
+
+def write_rest(target: Stack, alert_id: int) -> tuple[int, float]:
+    """The rest of the ledger, a segment per transaction as ledger jobs write it."""
+    plan = ledger_plan(target.services)
+    rows, started = 0, time.perf_counter()
+    while True:
+        with target.services.database.session() as session:
+            segment = broadcast.write_segment(
+                session,
+                alert_id,
+                plan,
+                now=utcnow(),
+                rows=target.services.settings.ledger_segment_rows,
+            )
+        if segment is None:
+            return rows, time.perf_counter() - started
+        rows += segment.rows
