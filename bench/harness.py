@@ -285,8 +285,21 @@ def approve_timed(target: Stack, alert_id: int) -> tuple[broadcast.Approval, flo
     (the whole ledger as one approval, seconds)."""
     started = time.perf_counter()
     approval = write_ledger(target.services, alert_id)
+    rows, next_batch = write_rest_of_ledger(target, alert_id)
+    whole = replace(
+        approval,
+        recipients=approval.recipients + rows,
+        batches=max(approval.batches, next_batch),
+        ledger_done=True,
+    )
+    return whole, time.perf_counter() - started
+
+
+def write_rest_of_ledger(target: Stack, alert_id: int) -> tuple[int, int]:
+    """What ledger jobs would write after the approval, a segment per transaction, in
+    this process: (rows written, the next batch number; 0 if nothing was left)."""
     plan = ledger_plan(target.services)
-    rows, next_batch = approval.recipients, approval.batches
+    rows, next_batch = 0, 0
     while True:
         with target.services.database.session() as session:
             segment = broadcast.write_segment(
@@ -297,10 +310,8 @@ def approve_timed(target: Stack, alert_id: int) -> tuple[broadcast.Approval, flo
                 rows=target.services.settings.ledger_segment_rows,
             )
         if segment is None:
-            break
+            return rows, next_batch
         rows, next_batch = rows + segment.rows, segment.next_batch
-    whole = replace(approval, recipients=rows, batches=next_batch, ledger_done=True)
-    return whole, time.perf_counter() - started
 
 
 def delivery_statuses(target: Stack, alert_id: int) -> dict[DeliveryStatus, int]:

@@ -31,12 +31,10 @@ from bench.harness import (
     stack,
     subscribe,
     worker_command,
+    write_rest_of_ledger,
 )
 from bench.latency import _first_arrival, _wait_idle
 from dispatch.alerts import approve_alert
-from dispatch.ledger import ledger_plan
-from rapidresponse import broadcast
-from rapidresponse.models import utcnow
 
 TARGET = 1.0  # seconds from approval to the first request at the provider
 
@@ -83,7 +81,9 @@ def measure(target: Stack, fake: FastTwilio, count: int) -> None:
             )
             big = alert_id
             _cancel_rest(target)
-    rows, seconds = write_rest(target, big)
+    started = time.perf_counter()
+    rows, _ = write_rest_of_ledger(target, big)
+    seconds = time.perf_counter() - started
     line(
         f"ledger jobs' write rate, {target.dialect}",
         f"{rows / seconds:,.0f} rows/s",
@@ -97,21 +97,3 @@ def _cancel_rest(target: Stack) -> None:
     redis = target.services.redis
     for name in ("alerts", "bulk"):
         redis.delete(f"rq:queue:{name}")
-
-
-def write_rest(target: Stack, alert_id: int) -> tuple[int, float]:
-    """The rest of the ledger, a segment per transaction as ledger jobs write it."""
-    plan = ledger_plan(target.services)
-    rows, started = 0, time.perf_counter()
-    while True:
-        with target.services.database.session() as session:
-            segment = broadcast.write_segment(
-                session,
-                alert_id,
-                plan,
-                now=utcnow(),
-                rows=target.services.settings.ledger_segment_rows,
-            )
-        if segment is None:
-            return rows, time.perf_counter() - started
-        rows += segment.rows

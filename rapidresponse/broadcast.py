@@ -37,7 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from rapidresponse import audit, drills, redaction, whatsapp
 from rapidresponse.crypto import DecryptionError, FieldCipher, Purpose
@@ -551,9 +551,15 @@ def _actor(staff_id: int | None) -> str:
 
 
 def audience(
-    alert: Alert, *, per_week: int = 2, now: datetime | None = None
+    alert: Alert,
+    *,
+    per_week: int = 2,
+    now: datetime | None = None,
+    ids: tuple[int, int] | None = None,
 ) -> Select[int, Language]:
-    """(subscriber id, language) of everyone this alert goes to, each once.
+    """(subscriber id, language) of everyone this alert goes to, each once; with ``ids``,
+    only those with subscriber ids in (``ids[0]``, ``ids[1]``] (a segment of the ledger:
+    the range is put on the table each query walks, so its index serves it).
 
     An alert goes to the active, confirmed subscribers of its areas. A follow-up goes to
     the people who got the alert it follows (the provider accepted it for them, or a send
@@ -562,15 +568,19 @@ def audience(
     whose alert expired or failed before it was sent (an all-clear for an alert they never
     saw would only confuse).
     """
+    low, high = ids if ids is not None else (None, None)
     if alert.drill_id is not None:
-        return _drill_audience(alert.drill_id)  # first: nothing else can widen it
+        # first: nothing else can widen it
+        return _drill_audience(alert.drill_id).where(*_in(Subscriber.id, low, high))
     if alert.kind is AlertKind.ANNOUNCEMENT:
-        return _announcement_audience(alert, per_week, now or alert.approved_at or utcnow())
+        people = _announcement_audience(alert, per_week, now or alert.approved_at or utcnow())
+        return people.where(*_in(Subscriber.id, low, high))
     if alert.kind in FOLLOW_UP_KINDS:
         return (
             select(Subscriber.id, Subscriber.language)
             .join(Delivery, Delivery.subscriber_id == Subscriber.id)
             .where(Delivery.alert_id == alert.parent_id, got_it(), reachable())
+            .where(*_in(Delivery.subscriber_id, low, high))
             .distinct()
         )
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
@@ -581,9 +591,18 @@ def audience(
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
             reachable(),
+            *_in(Subscription.subscriber_id, low, high),
         )
         .distinct()
     )
+
+
+def _in(
+    column: ColumnElement[int] | InstrumentedAttribute[int], low: int | None, high: int | None
+) -> tuple[ColumnElement[bool], ...]:
+    if low is None or high is None:
+        return ()
+    return (column > low, column <= high)
 
 
 def _drill_audience(drill_id: int) -> Select[int, Language]:
@@ -629,10 +648,9 @@ def _ranked_audience(
     """``audience`` with a rank, of the subscribers with ids in (``ids[0]``, ``ids[1]``]:
     0 for the incident's own area, 1 for the adjacent areas the dispatcher added
     (someone subscribed to both is in the own area)."""
-    in_range = and_(Subscriber.id > ids[0], Subscriber.id <= ids[1])
     home = _home_area_id(session, alert)
     if alert.kind in FOLLOW_UP_KINDS or home is None or alert.drill_id is not None:
-        people = audience(alert, per_week=per_week).where(in_range).subquery()
+        people = audience(alert, per_week=per_week, ids=ids).subquery()
         return select(people.c.id, people.c.language, literal(0).label("rank"))
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
     rank = func.min(case((Subscription.area_id == home, 0), else_=1))
@@ -640,9 +658,7 @@ def _ranked_audience(
         select(Subscriber.id, Subscriber.language, rank.label("rank"))
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(
-            in_range,
-            Subscription.subscriber_id > ids[0],  # the same range, for the index on it
-            Subscription.subscriber_id <= ids[1],
+            *_in(Subscription.subscriber_id, *ids),  # on the table walked, for its index
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
             reachable(),
