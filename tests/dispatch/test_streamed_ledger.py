@@ -248,9 +248,7 @@ def test_the_reaper_restarts_a_ledger_whose_job_vanished(
     assert alerts.reap_deliveries()  # too soon: the approval may still be enqueueing
     assert ledger.queued_ledgers(redis_client) == set()
     with services.database.session() as session:
-        session.execute(
-            update(ledger_cursors).values(updated_at=utcnow() - timedelta(minutes=5))
-        )
+        session.execute(update(ledger_cursors).values(updated_at=utcnow() - timedelta(minutes=5)))
 
     alerts.reap_deliveries()
     alerts.reap_deliveries()  # a second round sees the job waiting and adds none
