@@ -14,6 +14,7 @@ rate a ledger job writes at (rows per second, segments of LEDGER_SEGMENT_ROWS).
 
 from __future__ import annotations
 
+import sys
 import time
 
 from bench.fast_twilio import FastTwilio
@@ -21,6 +22,7 @@ from bench.harness import (
     Stack,
     Workers,
     add_subscribers,
+    delivery_statuses,
     draft_alert,
     env_int,
     heading,
@@ -34,9 +36,15 @@ from bench.harness import (
     write_rest_of_ledger,
 )
 from bench.latency import _first_arrival, _wait_idle
+from bench.scale import FLAT_TARGET, send_measured
 from dispatch.alerts import approve_alert
+from dispatch.ledger import enqueue_ledger
+from dispatch.queues import QueueName
+from rapidresponse.models import Alert, DeliveryStatus
 
 TARGET = 1.0  # seconds from approval to the first request at the provider
+SMALL = 10_000  # the small alert of the memory comparison
+MEMORY_SECONDS = 60  # the worker's time on the big alert
 
 
 def run() -> None:
@@ -81,15 +89,13 @@ def measure(target: Stack, fake: FastTwilio, count: int) -> None:
             )
             big = alert_id
             _cancel_rest(target)
+    worker_memory(target, big, ids)
     started = time.perf_counter()
     rows, _ = write_rest_of_ledger(target, big)
     seconds = time.perf_counter() - started
-    line(
-        f"ledger jobs' write rate, {target.dialect}",
-        f"{rows / seconds:,.0f} rows/s",
-        "",
-    )
-    note(f"the other {rows:,} rows of the big ledger in {seconds:.1f} s")
+    if rows:
+        line(f"ledger jobs' write rate, {target.dialect}", f"{rows / seconds:,.0f} rows/s")
+        note(f"the other {rows:,} rows of the big ledger in {seconds:.1f} s")
 
 
 def _cancel_rest(target: Stack) -> None:
@@ -97,3 +103,30 @@ def _cancel_rest(target: Stack) -> None:
     redis = target.services.redis
     for name in ("alerts", "bulk"):
         redis.delete(f"rq:queue:{name}")
+
+
+def worker_memory(target: Stack, big: int, ids: tuple[int, int]) -> None:
+    """Peak RSS of one worker (and its work horses): sending a 10,000-recipient alert
+    whole, then writing and sending the million-recipient one for MEMORY_SECONDS."""
+    small_area = make_area(target, "small")
+    subscribe(target, (ids[0], ids[0] + SMALL - 1), [small_area])
+    small = draft_alert(target, [small_area])
+    approve_alert(target.services, small)
+    small_rss = send_measured(target, small, SMALL)
+    enqueue_ledger(target.services.redis, big, QueueName.ALERTS)
+    with Workers(target) as workers:
+        worker = workers.start([sys.executable, "-m", "bench.maxrss", *worker_command()])
+        time.sleep(MEMORY_SECONDS)
+        workers.stop(worker, timeout=60)
+        big_rss = int(workers.log_tail(1).splitlines()[-1].split()[0])
+    with target.services.database.session() as session:
+        written = session.get_one(Alert, big).recipient_count
+    sent = delivery_statuses(target, big).get(DeliveryStatus.SENT, 0)
+    ratio = big_rss / small_rss
+    line(f"worker peak RSS, {SMALL:,} recipients, {target.dialect}", f"{small_rss / 1024:.1f} MiB")
+    line(
+        f"worker peak RSS, the {ids[1] - ids[0] + 1:,}-recipient alert, {target.dialect}",
+        f"{big_rss / 1024:.1f} MiB",
+    )
+    note(f"in {MEMORY_SECONDS} s it wrote the ledger to {written:,} rows and sent {sent:,}")
+    line("ratio (flat = 1.0x)", f"{ratio:.2f}x", f"<= {FLAT_TARGET:.2f}x", ratio <= FLAT_TARGET)
