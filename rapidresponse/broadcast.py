@@ -584,6 +584,12 @@ def audience(
             .distinct()
         )
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
+    if ids is not None:
+        # A segment walks the subscribers' ids and looks each one's subscriptions up:
+        # the cost of its span, however many the areas hold.
+        return select(Subscriber.id, Subscriber.language).where(
+            *_in(Subscriber.id, low, high), _subscribed_in(area_ids), reachable()
+        )
     return (
         select(Subscriber.id, Subscriber.language)
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
@@ -591,9 +597,21 @@ def audience(
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
             reachable(),
-            *_in(Subscription.subscriber_id, low, high),
         )
         .distinct()
+    )
+
+
+def _subscribed_in(area_ids: Select[tuple[int]] | Sequence[int]) -> ColumnElement[bool]:
+    """The subscriber has a confirmed subscription to one of these areas."""
+    return (
+        select(Subscription.subscriber_id)
+        .where(
+            Subscription.subscriber_id == Subscriber.id,
+            Subscription.area_id.in_(area_ids),
+            Subscription.status == SubscriptionStatus.CONFIRMED,
+        )
+        .exists()
     )
 
 
@@ -653,17 +671,9 @@ def _ranked_audience(
         people = audience(alert, per_week=per_week, ids=ids).subquery()
         return select(people.c.id, people.c.language, literal(0).label("rank"))
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
-    rank = func.min(case((Subscription.area_id == home, 0), else_=1))
-    return (
-        select(Subscriber.id, Subscriber.language, rank.label("rank"))
-        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-        .where(
-            *_in(Subscription.subscriber_id, *ids),  # on the table walked, for its index
-            Subscription.area_id.in_(area_ids),
-            Subscription.status == SubscriptionStatus.CONFIRMED,
-            reachable(),
-        )
-        .group_by(Subscriber.id, Subscriber.language)
+    rank = case((_subscribed_in([home]), 0), else_=1)
+    return select(Subscriber.id, Subscriber.language, rank.label("rank")).where(
+        *_in(Subscriber.id, *ids), _subscribed_in(area_ids), reachable()
     )
 
 
