@@ -588,7 +588,7 @@ def audience(
         # A segment walks the subscribers' ids and looks each one's subscriptions up:
         # the cost of its span, however many the areas hold.
         return select(Subscriber.id, Subscriber.language).where(
-            *_in(Subscriber.id, low, high), _subscribed_in(area_ids), reachable()
+            *_in(Subscriber.id, low, high), _subscribed_in(area_ids, ids), reachable()
         )
     return (
         select(Subscriber.id, Subscriber.language)
@@ -602,12 +602,17 @@ def audience(
     )
 
 
-def _subscribed_in(area_ids: Select[tuple[int]] | Sequence[int]) -> ColumnElement[bool]:
-    """The subscriber has a confirmed subscription to one of these areas."""
+def _subscribed_in(
+    area_ids: Select[tuple[int]] | Sequence[int], ids: tuple[int, int]
+) -> ColumnElement[bool]:
+    """The subscriber has a confirmed subscription to one of these areas. The segment's
+    range is repeated inside: PostgreSQL may run this as a semi-join, and then only the
+    range's subscriptions are read, never every one of the areas'."""
     return (
         select(Subscription.subscriber_id)
         .where(
             Subscription.subscriber_id == Subscriber.id,
+            *_in(Subscription.subscriber_id, *ids),
             Subscription.area_id.in_(area_ids),
             Subscription.status == SubscriptionStatus.CONFIRMED,
         )
@@ -671,9 +676,9 @@ def _ranked_audience(
         people = audience(alert, per_week=per_week, ids=ids).subquery()
         return select(people.c.id, people.c.language, literal(0).label("rank"))
     area_ids = select(alert_areas.c.area_id).where(alert_areas.c.alert_id == alert.id)
-    rank = case((_subscribed_in([home]), 0), else_=1)
+    rank = case((_subscribed_in([home], ids), 0), else_=1)
     return select(Subscriber.id, Subscriber.language, rank.label("rank")).where(
-        *_in(Subscriber.id, *ids), _subscribed_in(area_ids), reachable()
+        *_in(Subscriber.id, *ids), _subscribed_in(area_ids, ids), reachable()
     )
 
 

@@ -261,7 +261,9 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "area_id"),
-        Index("ix_subscriptions_area_status", "area_id", "status"),
+        # With the subscriber last, a ledger segment (a range of subscriber ids in some
+        # areas) reads its range from this index, whatever the planner knows of the table.
+        Index("ix_subscriptions_area_status_subscriber", "area_id", "status", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
