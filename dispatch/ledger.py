@@ -104,12 +104,12 @@ def write_ledger_segment(alert_id: int) -> dict[str, int]:
             now=now,
             rows=services.settings.ledger_segment_rows,
         )
+        if segment is None:  # written whole already (a second job), or the alert is gone
+            return {"rows": 0, "batches": 0}
         alert = session.get_one(Alert, alert_id)
         lane = QueueName.BULK if alert.kind is AlertKind.ANNOUNCEMENT else QueueName.ALERTS
         # An announcement before its time (quiet hours) is enqueued by the reaper then.
         send_now = alert.send_after is None or alert.send_after <= now
-    if segment is None:
-        return {"rows": 0, "batches": 0}
     if send_now:
         enqueue_batches(services.redis, alert_id, segment.to_send, job_timeout(services), lane)
     if segment.done:

@@ -258,3 +258,17 @@ def test_the_reaper_restarts_a_ledger_whose_job_vanished(
         j for j in waiting if j.startswith(f"{ledger.JOB_ID_PREFIX}{alert_id}-")
     ]
     assert len([j for j in waiting if j.startswith(ledger.JOB_ID_PREFIX)]) == 1
+
+
+def test_a_ledger_job_for_an_alert_erased_meanwhile_does_nothing(services: Services) -> None:
+    """An incident's record purged while its alert's ledger was being written: the
+    cursor went with the alert, and the job that comes next finds nothing to do."""
+    cully = make_area(services, "cully")
+    add_many_subscribers(services, cully, 30)
+    alert_id = incident_alert(services, cully)
+    approve(services, alert_id, first_rows=10)
+    with services.database.session() as session:
+        session.delete(session.get_one(Alert, alert_id))
+
+    assert ledger.write_ledger_segment(alert_id) == {"rows": 0, "batches": 0}
+    assert not cursor_left(services, alert_id)
