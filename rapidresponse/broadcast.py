@@ -348,13 +348,19 @@ def _start_ledger(session: Session, alert: Alert, now: datetime) -> None:
             alert_id=alert.id,
             rank=0,
             last_rank=1 if adjacent else 0,
-            after_id=0,
+            after_id=_before_first_subscriber(session),
             span=FIRST_SPAN,
             upto_id=int(upto or 0),
             next_batch=0,
             updated_at=now,
         )
     )
+
+
+def _before_first_subscriber(session: Session) -> int:
+    """Where a walk of the subscriber ids starts: just before the lowest (ids need not
+    start near 1: a network that erased its early subscribers, a shared sequence)."""
+    return int(session.scalar(select(func.min(Subscriber.id))) or 1) - 1
 
 
 def write_segment(
@@ -431,7 +437,7 @@ def _move_cursor(
     rank, (after, span) = cursor.rank, walked
     if after >= cursor.upto_id and rank < cursor.last_rank:
         # The own area is written: the adjacent areas' batches start here and wait.
-        rank, after = rank + 1, 0
+        rank, after = rank + 1, _before_first_subscriber(session)
         if alert.recipient_count:
             alert.held_from_batch = next_batch
     if after < cursor.upto_id:

@@ -22,6 +22,7 @@ from dispatch.broadcast import queued_batches
 from dispatch.queues import QueueName, queue
 from dispatch.services import Services
 from rapidresponse import broadcast
+from rapidresponse.crypto import Purpose
 from rapidresponse.models import (
     Alert,
     AlertKind,
@@ -272,3 +273,34 @@ def test_a_ledger_job_for_an_alert_erased_meanwhile_does_nothing(services: Servi
 
     assert ledger.write_ledger_segment(alert_id) == {"rows": 0, "batches": 0}
     assert not cursor_left(services, alert_id)
+
+
+def test_a_network_whose_ids_start_high_is_written_from_its_first_subscriber(
+    services: Services,
+) -> None:
+    """Ids need not start near 1 (early subscribers erased, a shared sequence): the walk
+    starts at the lowest, so the approval still writes its first segment at once."""
+    cully = make_area(services, "cully")
+    with services.database.session() as session:
+        for n in range(30):
+            number = f"+1503777{n:04d}"
+            session.add(
+                Subscriber(
+                    id=5_000_001 + n,
+                    phone_sealed=services.cipher.encrypt(number, Purpose.SUBSCRIBER_PHONE),
+                    phone_index=services.index.digest(number, "phone"),
+                )
+            )
+        session.flush()
+        session.execute(
+            Subscription.__table__.insert(),
+            [
+                {"subscriber_id": 5_000_001 + n, "area_id": cully, "status": "confirmed"}
+                for n in range(30)
+            ],
+        )
+    alert_id = incident_alert(services, cully)
+
+    approval = approve(services, alert_id, first_rows=100)
+
+    assert (approval.recipients, approval.ledger_done) == (30, True)
