@@ -44,7 +44,7 @@ def run() -> None:
         add_subscribers(target, 1, [area])
         with Workers(target) as workers:
             worker = workers.start(worker_command(burst=False))
-            _wait_idle(target, settle=2.0)
+            wait_idle(target, settle=2.0)
             latencies, approvals = [], []
             for _ in range(REPEATS):
                 alert_id = draft_alert(target, [area])
@@ -52,9 +52,9 @@ def run() -> None:
                 started = time.time()
                 approve_alert(target.services, alert_id)
                 approvals.append(time.time() - started)
-                latencies.append(_first_arrival(fake, seen) - started)
+                latencies.append(first_arrival(fake, seen) - started)
                 _wait_sent(target, alert_id)
-                _wait_idle(target, settle=0.2)
+                wait_idle(target, settle=0.2)
             stopping = time.perf_counter()
             code = workers.stop(worker)
             stopped = time.perf_counter() - stopping
@@ -71,7 +71,7 @@ def run() -> None:
             note(workers.log_tail())
 
 
-def _wait_idle(target: Stack, settle: float) -> None:
+def wait_idle(target: Stack, settle: float) -> None:
     """Until the worker is registered, idle and its queues are empty, for ``settle`` s."""
     deadline = time.monotonic() + TIMEOUT
     quiet_since: float | None = None
@@ -90,7 +90,7 @@ def _wait_idle(target: Stack, settle: float) -> None:
     raise RuntimeError("latency: the worker never went idle")
 
 
-def _first_arrival(fake: FastTwilio, seen: int) -> float:
+def first_arrival(fake: FastTwilio, seen: int) -> float:
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
         records = fake.records(seen)

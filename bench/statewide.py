@@ -35,7 +35,7 @@ from bench.harness import (
     worker_command,
     write_rest_of_ledger,
 )
-from bench.latency import _first_arrival, _wait_idle
+from bench.latency import first_arrival, wait_idle
 from bench.scale import FLAT_TARGET, send_measured
 from dispatch.alerts import approve_alert
 from dispatch.ledger import enqueue_ledger
@@ -70,13 +70,13 @@ def measure(target: Stack, fake: FastTwilio, count: int) -> None:
         for _ in range(2):
             workers.start(worker_command(burst=False))
         for area, recipients in ((tenth, count // 10), (everyone, count)):
-            _wait_idle(target, settle=1.0)
+            wait_idle(target, settle=1.0)
             alert_id = draft_alert(target, [area])
             seen = fake.count()
             started = time.time()
             approval = approve_alert(target.services, alert_id)
             approved = time.time() - started
-            first = _first_arrival(fake, seen) - started
+            first = first_arrival(fake, seen) - started
             line(
                 f"approval -> first request, {recipients:,} recipients, {target.dialect}",
                 f"{first * 1e3:.0f} ms",

@@ -25,6 +25,7 @@ from dispatch.broadcast import (
     job_timeout,
     publish_progress,
     queued_batches,
+    waiting_job_ids,
     whatsapp_batch,
 )
 from dispatch.ledger import enqueue_ledger, first_rows, queued_ledgers, start_streaming
@@ -414,8 +415,9 @@ def reap_deliveries() -> dict[str, int]:
         undrafted = _confirmed_without_alert(session, since=recent)
     for incident_id in undrafted:
         alert_for_incident(incident_id)
+    job_ids = waiting_job_ids(services.redis)  # one read of the queues for both checks
     # A batch whose lease expired lost its worker; a waiting one may just be queued.
-    orphans = released | (waiting - queued_batches(services.redis))
+    orphans = released | (waiting - queued_batches(services.redis, job_ids))
     by_alert: dict[int, list[int]] = defaultdict(list)
     for alert_id, batch in sorted(orphans):
         by_alert[alert_id].append(batch)
@@ -423,7 +425,7 @@ def reap_deliveries() -> dict[str, int]:
         lane = QueueName.BULK if alert_id in bulk else QueueName.ALERTS
         enqueue_batches(services.redis, alert_id, batches, job_timeout(services), lane)
         log.info("alert %s: re-enqueued %d batches", alert_id, len(batches))
-    for alert_id in sorted(set(unwritten) - queued_ledgers(services.redis)):
+    for alert_id in sorted(set(unwritten) - queued_ledgers(services.redis, job_ids)):
         enqueue_ledger(
             services.redis, alert_id, QueueName.BULK if alert_id in bulk else QueueName.ALERTS
         )

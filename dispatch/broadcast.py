@@ -188,14 +188,20 @@ def job_timeout(services: Services) -> int:
     return max(300, services.settings.alert_validity_minutes * 60)
 
 
-def queued_batches(redis: Redis) -> set[tuple[int, int]]:
-    """(alert, batch) of every send job waiting in a queue or scheduled for later."""
+def waiting_job_ids(redis: Redis) -> list[str]:
+    """Ids of every job waiting on the broadcast queues or scheduled for later there."""
     job_ids = []
     for name in (QueueName.ALERTS, QueueName.BULK):
         waiting = queue(name, redis)
         job_ids += [*waiting.get_job_ids(), *ScheduledJobRegistry(queue=waiting).get_job_ids()]  # type: ignore[no-untyped-call]
+    return job_ids
+
+
+def queued_batches(redis: Redis, job_ids: list[str] | None = None) -> set[tuple[int, int]]:
+    """(alert, batch) of every send job waiting in a queue or scheduled for later
+    (among ``job_ids``, when the caller has read them already)."""
     found = set()
-    for job_id in job_ids:
+    for job_id in waiting_job_ids(redis) if job_ids is None else job_ids:
         if job_id.startswith(JOB_ID_PREFIX):
             alert, batch, _ = job_id[len(JOB_ID_PREFIX) :].split("-", 2)
             found.add((int(alert), int(batch)))

@@ -17,16 +17,16 @@ import secrets
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq.registry import ScheduledJobRegistry
 
 from dispatch.broadcast import (
     enqueue_batches,
     finish_alert_if_done,
     job_timeout,
     progress_hint,
+    waiting_job_ids,
     whatsapp_batch,
 )
-from dispatch.queues import QueueName, enqueue, queue
+from dispatch.queues import QueueName, enqueue
 from dispatch.services import Services, current
 from rapidresponse import broadcast
 from rapidresponse.config import Settings
@@ -63,16 +63,14 @@ def start_streaming(services: Services, approval: broadcast.Approval, lane: Queu
         )
 
 
-def queued_ledgers(redis: Redis) -> set[int]:
-    """Alerts with a ledger job waiting in a queue (or scheduled)."""
-    found = set()
-    for name in (QueueName.ALERTS, QueueName.BULK):
-        waiting = queue(name, redis)
-        job_ids = [*waiting.get_job_ids(), *ScheduledJobRegistry(queue=waiting).get_job_ids()]  # type: ignore[no-untyped-call]
-        for job_id in job_ids:
-            if job_id.startswith(JOB_ID_PREFIX):
-                found.add(int(job_id[len(JOB_ID_PREFIX) :].split("-", 1)[0]))
-    return found
+def queued_ledgers(redis: Redis, job_ids: list[str] | None = None) -> set[int]:
+    """Alerts with a ledger job waiting in a queue or scheduled (among ``job_ids``, when
+    the caller has read them already)."""
+    return {
+        int(job_id[len(JOB_ID_PREFIX) :].split("-", 1)[0])
+        for job_id in (waiting_job_ids(redis) if job_ids is None else job_ids)
+        if job_id.startswith(JOB_ID_PREFIX)
+    }
 
 
 def first_rows(settings: Settings) -> int:

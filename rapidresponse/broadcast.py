@@ -468,7 +468,8 @@ def ledger_orphans(session: Session, idle_since: datetime) -> list[int]:
     )
 
 
-def ledger_unfinished(alert_id: int | ColumnElement[int]) -> ColumnElement[bool]:
+def ledger_unfinished(alert_id: int) -> ColumnElement[bool]:
+    """Its ledger is still being written (a cursor is left)."""
     return select(ledger_cursors.c.alert_id).where(ledger_cursors.c.alert_id == alert_id).exists()
 
 
