@@ -115,10 +115,19 @@ def mark_sent(target: Stack, alert_id: int, rows: int) -> list[float]:
 
 
 def disk_per_row(target: Stack, count: int) -> str:
-    """Bytes of the deliveries table and its indexes per row, right after the ledger."""
+    """Bytes of the deliveries table and its indexes per row, right after the ledger,
+    and each one's share."""
     with target.services.database.session() as session:
         size = int(session.scalar(text("SELECT pg_total_relation_size('deliveries')")) or 0)
-    return f"{size / count:,.0f} bytes ({size / 2**20:,.0f} MiB)"
+        parts = session.execute(
+            text(
+                "SELECT 'table', pg_relation_size('deliveries') UNION ALL "
+                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) "
+                "FROM pg_index WHERE indrelid = 'deliveries'::regclass ORDER BY 2 DESC"
+            )
+        ).all()
+    shares = ", ".join(f"{name} {int(bytes_) / count:,.0f}" for name, bytes_ in parts)
+    return f"{size / count:,.0f} bytes ({size / 2**20:,.0f} MiB): {shares}"
 
 
 def drop_triggers(target: Stack) -> None:

@@ -93,7 +93,7 @@ class BatchLease:
 
 @dataclass(frozen=True)
 class Recipient:
-    delivery_id: str
+    delivery_id: int
     subscriber_id: int
     to: str = field(repr=False)
     body: str = field(repr=False)
@@ -231,7 +231,7 @@ def send_batch(alert_id: int, batch: int) -> dict[str, int]:
         # Anything still claimed by us was not sent (or its outcome is unknown): free it.
         with services.database.session() as session:
             released = broadcast.release(
-                session, _DELIVERIES.c.lease_token == lease.token, utcnow()
+                session, broadcast.leased_to(alert_id, batch, lease.token), utcnow()
             )
             broadcast.let_go_batches(session, [lease.token])
         finish_alert_if_done(services, alert_id)
@@ -414,7 +414,7 @@ class _SlidingWindow:
 
     def _slots(self, sendable: Sequence[Recipient]) -> list[float]:
         """Each recipient's wait, from its own channel's pacer."""
-        waits: dict[str, float] = {}
+        waits: dict[int, float] = {}
         for channel, lane in self.lanes.items():
             mine = [r for r in sendable if r.channel is channel]
             waits.update(zip((r.delivery_id for r in mine), lane.slots(mine), strict=True))
@@ -572,10 +572,10 @@ def _route(
     chunk: Sequence[Recipient],
     standing: dict[int, dict[Channel, SubscriberStatus]],
     settings: Settings,
-) -> tuple[list[Recipient], dict[DeliveryStatus, list[str]]]:
+) -> tuple[list[Recipient], dict[DeliveryStatus, list[int]]]:
     """Who goes, on which channel; and who is closed, as what."""
     going: list[Recipient] = []
-    closed: dict[DeliveryStatus, list[str]] = {}
+    closed: dict[DeliveryStatus, list[int]] = {}
     lanes = _channels(settings)
     for recipient in chunk:
         channels = standing.get(recipient.subscriber_id)
@@ -600,7 +600,7 @@ def _switched(chunk: Sequence[Recipient], going: Sequence[Recipient]) -> list[Re
     return [r for r in going if before[r.delivery_id] is not r.channel]
 
 
-def _set_channel(session: Session, ids: list[str], channel: Channel) -> None:
+def _set_channel(session: Session, ids: list[int], channel: Channel) -> None:
     session.execute(
         update(Delivery)
         .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING)
@@ -618,7 +618,7 @@ def _renew(session: Session, services: Services, lease: BatchLease, now: datetim
     broadcast.renew_batch(session, lease.token, now + _lease_length(services))
 
 
-def _finish_ids(session: Session, ids: list[str], status: DeliveryStatus, now: datetime) -> None:
+def _finish_ids(session: Session, ids: list[int], status: DeliveryStatus, now: datetime) -> None:
     """Close rows not yet sent (their subscriber left) without sending them."""
     session.execute(
         update(Delivery)
@@ -662,7 +662,7 @@ async def _send_one(lane: Lane, recipient: Recipient, due: float, validity: int 
             result.sid = await lane.sender.send(
                 recipient.to,
                 recipient.body,
-                callback_id=recipient.delivery_id,
+                callback_id=broadcast.callback_key(recipient.delivery_id),
                 validity_period=validity,
                 content=recipient.content if on_whatsapp else None,
             )
@@ -795,7 +795,7 @@ def _record(services: Services, lease: BatchLease, results: list[Result], tally:
 def _fall_back(session: Session, refused: list[Result], now: datetime) -> int:
     """WhatsApp's refusals: pending again by SMS for those who consented to it (the rest
     keep their failure and its code)."""
-    by_code: dict[int | None, list[str]] = {}
+    by_code: dict[int | None, list[int]] = {}
     for r in refused:
         if r.recipient.channel is Channel.WHATSAPP:
             by_code.setdefault(r.error_code, []).append(r.recipient.delivery_id)

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from dispatch.broadcast import apply_status_callback
 from dispatch.services import Services, current
 from rapidresponse import whatsapp
-from rapidresponse.broadcast import CallbackStatus
+from rapidresponse.broadcast import CallbackStatus, delivery_for_callback
 from rapidresponse.crypto import DecryptionError, Purpose
-from rapidresponse.models import Alert, Delivery, OutboxMessage
+from rapidresponse.models import Alert, OutboxMessage
 
 # A number ending in this digit plays an unreachable phone: its alerts end 'undelivered'
 # (Twilio's 30003, "unreachable destination handset"), to show failures in the demo.
@@ -60,12 +60,11 @@ def report_delivery(outbox_id: int, delivery_id: str, stage: str) -> None:
 
 def _templated(session: Session, delivery_id: str) -> bool:
     """Whether the delivery went with its kind and language's approved template."""
-    found = session.execute(
-        select(Alert.kind, Delivery.language)
-        .join(Alert, Alert.id == Delivery.alert_id)
-        .where(Delivery.id == delivery_id)
-    ).first()
-    return found is not None and found.language in whatsapp.approved_languages(session, found.kind)
+    delivery = delivery_for_callback(session, delivery_id)
+    if delivery is None:
+        return False
+    kind = session.scalar(select(Alert.kind).where(Alert.id == delivery.alert_id))
+    return kind is not None and delivery.language in whatsapp.approved_languages(session, kind)
 
 
 def _window_closed(session: Session, to_index: str, sent_at: datetime) -> bool:

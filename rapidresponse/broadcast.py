@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +31,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     or_,
     select,
     true,
@@ -811,7 +811,6 @@ def _insert_rows(
         else_=literal(first_batch),
     )
     rows = select(
-        _new_id(session),
         literal(alert.id),
         people.c.id,
         people.c.language,
@@ -828,7 +827,6 @@ def _insert_rows(
     session.execute(
         insert(table).from_select(
             [
-                "id",
                 "alert_id",
                 "subscriber_id",
                 "language",
@@ -864,13 +862,6 @@ def _ledger_channel(
         ),
         else_=literal(Channel.SMS, channel_type),
     )
-
-
-def _new_id(session: Session) -> ColumnElement[str]:
-    # 32 random hex digits, like models.new_delivery_id, made by the database itself.
-    if session.get_bind().dialect.name == "postgresql":
-        return literal_column("replace(gen_random_uuid()::text, '-', '')")
-    return func.lower(func.hex(func.randomblob(16)))
 
 
 # --- progress ------------------------------------------------------------------------------
@@ -1061,7 +1052,7 @@ class CallbackOutcome:
 
 
 def fall_back_to_sms(
-    session: Session, delivery_ids: Sequence[str], error_code: int | None, now: datetime
+    session: Session, delivery_ids: Sequence[int], error_code: int | None, now: datetime
 ) -> int:
     """WhatsApp refused these deliveries (``error_code``: outside its window, not on
     WhatsApp, a template it would not take): those whose person consented to SMS too are
@@ -1119,9 +1110,29 @@ def _reopen(session: Session, alert_ids: set[int]) -> None:
         )
 
 
+# What a StatusCallback URL names a delivery by: its integer id, or the 32-hex id of a
+# row written before migration 0029 (kept in ``legacy_id``).
+CALLBACK_KEY = re.compile(r"^(?:[1-9][0-9]{0,17}|[0-9a-f]{32})$")
+
+
+def callback_key(delivery_id: int) -> str:
+    """The key a message's StatusCallback URL carries for its delivery."""
+    return str(delivery_id)
+
+
+def delivery_for_callback(session: Session, key: str) -> Delivery | None:
+    """The delivery a StatusCallback URL's key names, or None (no such row, or a key no
+    delivery of ours could have)."""
+    if not CALLBACK_KEY.match(key):
+        return None
+    if len(key) == 32:
+        return session.scalars(select(Delivery).where(Delivery.legacy_id == key)).first()
+    return session.get(Delivery, int(key))
+
+
 def record_callback(
     session: Session,
-    delivery_id: str,
+    delivery_key: str,
     *,
     message_sid: str,
     status: CallbackStatus,
@@ -1138,7 +1149,7 @@ def record_callback(
     refused and sent again (``superseded_sids``), or from the other channel (``channel``,
     from its To), is not the current send's and changes nothing.
     """
-    delivery = session.get(Delivery, delivery_id)
+    delivery = delivery_for_callback(session, delivery_key)
     if delivery is None or (delivery.provider_sid not in (None, message_sid)):
         return CallbackOutcome(False)  # not ours, or for a different send of that row
     if delivery.provider_forgotten_at is not None or message_sid in (
@@ -1158,7 +1169,7 @@ def record_callback(
     changed = session.execute(
         update(Delivery)
         .where(
-            Delivery.id == delivery_id,
+            Delivery.id == delivery.id,
             Delivery.status.in_(earlier),
             or_(Delivery.provider_sid.is_(None), Delivery.provider_sid == message_sid),
             Delivery.provider_forgotten_at.is_(None),
@@ -1302,24 +1313,41 @@ def release_expired_leases(session: Session, now: datetime) -> set[tuple[int, in
             leases.lease_token.is_not(None), leases.lease_expires_at < now
         )
     ).all()
-    tokens = [str(token) for _, _, token in lapsed]
-    # Rows claimed before migration 0026 carry their own lease.
-    claimed_alone = and_(
-        Delivery.status == DeliveryStatus.CLAIMED,
-        Delivery.lease_expires_at.is_not(None),
-        Delivery.lease_expires_at < now,
-    )
+    claimed_alone = claimed_under_own_lease(now)
     batches = {(int(a), int(b)) for a, b, _ in lapsed} | {
         (int(a), int(b))
         for a, b in session.execute(
             select(Delivery.alert_id, Delivery.batch).where(claimed_alone).distinct()
         )
     }
-    if tokens:
-        release(session, Delivery.lease_token.in_(tokens), now)
-        let_go_batches(session, tokens)
+    if lapsed:
+        release(
+            session,
+            or_(*(leased_to(int(a), int(b), str(token)) for a, b, token in lapsed)),
+            now,
+        )
+        let_go_batches(session, [str(token) for _, _, token in lapsed])
     release(session, claimed_alone, now)
     return batches
+
+
+def leased_to(alert_id: int, batch: int, token: str) -> ColumnElement[bool]:
+    """The rows of a batch claimed under its lease ``token``: found by (alert, batch),
+    an index every delivery is in, not by scanning for the token."""
+    return and_(
+        Delivery.alert_id == alert_id, Delivery.batch == batch, Delivery.lease_token == token
+    )
+
+
+def claimed_under_own_lease(now: datetime) -> ColumnElement[bool]:
+    """Rows claimed before migration 0026, which carry their own lease, now lapsed. The
+    IS NOT NULL term is what lets SQLite use the partial index on it (PostgreSQL infers
+    it from the comparison)."""
+    return and_(
+        Delivery.status == DeliveryStatus.CLAIMED,
+        Delivery.lease_expires_at.is_not(None),
+        Delivery.lease_expires_at < now,
+    )
 
 
 def take_batch(

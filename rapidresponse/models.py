@@ -8,7 +8,6 @@ column holds a phone number in the clear.
 from __future__ import annotations
 
 import enum
-import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -30,6 +29,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -477,26 +477,44 @@ class Alert(Base):
     areas: Mapped[list[Area]] = relationship(secondary=alert_areas)
 
 
-def new_delivery_id() -> str:
-    return uuid.uuid4().hex
+def _only_where_set(name: str, column: str, *, unique: bool = False) -> Index:
+    """An index of the rows whose ``column`` is not NULL, on both databases."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(name, column, unique=unique, sqlite_where=where, postgresql_where=where)
 
 
 class Delivery(Base):
     """One recipient of one alert: the ledger row that makes 'exactly once' checkable.
 
     Its id goes into the StatusCallback URL, so a send whose HTTP answer was lost is
-    still recognised when the provider calls back.
+    still recognised when the provider calls back. An integer the database counts up
+    (migration 0029): a million-recipient alert is a million of these rows, and a random
+    32-hex key cost 33 bytes in the row and 80 in its scattered primary-key index.
+    Never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL), so a late callback
+    for a delivery erased with its alert cannot land on a newer one.
     """
 
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("alert_id", "subscriber_id"),
         Index("ix_deliveries_alert_status", "alert_id", "status"),
-        Index("ix_deliveries_status_lease", "status", "lease_expires_at"),
         Index("ix_deliveries_alert_batch", "alert_id", "batch"),
+        # Partial (migration 0029): entries only for the rows that hold a value, so a
+        # ledger's million pending rows cost these indexes nothing.
+        _only_where_set("ix_deliveries_legacy_id", "legacy_id", unique=True),
+        _only_where_set("uq_deliveries_provider_sid", "provider_sid", unique=True),
+        # Rows claimed before migration 0026 carry their own lease; none since.
+        _only_where_set("ix_deliveries_own_lease", "lease_expires_at"),
+        {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_delivery_id)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    # The 32-hex id of a row written before migration 0029, whose StatusCallback URL
+    # carries it: kept so those callbacks still find their row. None for every newer row
+    # (no bytes in the row, no entry in its partial index).
+    legacy_id: Mapped[str | None] = mapped_column(String(32), default=None)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     language: Mapped[Language] = mapped_column(_enum(Language), default=Language.EN)
@@ -525,7 +543,7 @@ class Delivery(Base):
     # Random per claim: only the worker holding this lease may finish or release the row.
     lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    provider_sid: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
+    provider_sid: Mapped[str | None] = mapped_column(String(64), default=None)
     # When the provider's id was cleared (its callbacks done): later callbacks are ignored.
     provider_forgotten_at: Mapped[datetime | None] = mapped_column(default=None)
     error_code: Mapped[str | None] = mapped_column(String(16), default=None)

@@ -220,7 +220,7 @@ def keep_within_daily_limit(session: Session, alert_id: int, now: datetime, limi
         )
     )
     room = max(0, limit - len(recent))
-    over: list[str] = []
+    over: list[int] = []
     for delivery_id, subscriber_id in rows:
         if subscriber_id in recent:
             continue

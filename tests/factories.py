@@ -30,7 +30,7 @@ BETO = "+19715550177"
 class Ledger:
     alert_id: int
     subscriber_id: int
-    delivery_id: str
+    delivery_id: int
 
 
 def add_subscriber(

@@ -33,7 +33,7 @@ from dispatch.services import Services
 from dispatch.spool import SealedIntake, SpooledText
 from dispatch.status_queue import StatusCallback
 from rapidresponse import redaction, whatsapp
-from rapidresponse.broadcast import CallbackStatus
+from rapidresponse.broadcast import CALLBACK_KEY, CallbackStatus
 from rapidresponse.commands import Keyword, parse
 from rapidresponse.config import Settings, whatsapp_alerts
 from rapidresponse.directory import AreaDirectory
@@ -417,7 +417,6 @@ def twilio_location(form: Mapping[str, str]) -> Location | None:
 
 # --- status callbacks ---------------------------------------------------------------------
 
-DELIVERY_ID = re.compile(r"^[0-9a-f]{32}$")
 ERROR_CODE = re.compile(r"^[0-9]{1,6}$")
 
 
@@ -443,7 +442,7 @@ def status_callback(sid: str, raw_status: str) -> StatusCallback | None:
         callback_status = CallbackStatus(raw_status.strip().lower())
     except ValueError:
         return None
-    if not DELIVERY_ID.match(delivery_id):
+    if not CALLBACK_KEY.match(delivery_id):
         return None
     code = request.form.get("ErrorCode", "").strip()
     to = request.form.get("To", "")

@@ -105,13 +105,18 @@ def test_the_audience_is_each_active_confirmed_subscriber_once(services: Service
     assert approval.recipients == 2 and approval.batches == 1
     with services.database.session() as session:
         rows = session.execute(
-            select(Delivery.subscriber_id, Delivery.language, Delivery.status, Delivery.id).where(
-                Delivery.alert_id == approval.alert_id
-            )
+            select(
+                Delivery.subscriber_id,
+                Delivery.language,
+                Delivery.status,
+                Delivery.id,
+                Delivery.legacy_id,
+            ).where(Delivery.alert_id == approval.alert_id)
         ).all()
     assert sorted(r.language for r in rows) == [Language.EN, Language.ES]
     assert both in {r.subscriber_id for r in rows}
-    assert all(r.status == DeliveryStatus.PENDING and len(r.id) == 32 for r in rows)
+    assert all(r.status == DeliveryStatus.PENDING and r.legacy_id is None for r in rows)
+    assert len({r.id for r in rows}) == len(rows)
 
 
 def test_approving_twice_is_refused(services: Services) -> None:

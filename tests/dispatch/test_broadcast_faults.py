@@ -50,7 +50,7 @@ from tests.dispatch.conftest import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER
 from tests.dispatch.test_alerts import confirmed_incident
 from tests.dispatch.test_broadcast_core import make_area
 from tests.factories import add_many_subscribers
-from tests.twilio_fake import Answer, FakeTwilio, RecordedRequest
+from tests.twilio_fake import Answer, FakeMessage, FakeTwilio, RecordedRequest
 
 pytestmark = pytest.mark.slow
 
@@ -212,13 +212,15 @@ def wait_for_sends(fake: FakeTwilio, count: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def accepted_per_delivery(fake: FakeTwilio) -> Counter[str]:
+def accepted_per_delivery(fake: FakeTwilio) -> Counter[int]:
     """How many sends the provider accepted for each Delivery (from its StatusCallback)."""
-    counts: Counter[str] = Counter()
-    for message in fake.messages:
-        assert message.status_callback is not None
-        counts[parse_qs(urlsplit(message.status_callback).query)["delivery"][0]] += 1
-    return counts
+    return Counter(callback_delivery(message) for message in fake.messages)
+
+
+def callback_delivery(message: FakeMessage) -> int:
+    """The Delivery a message's StatusCallback URL names."""
+    assert message.status_callback is not None
+    return int(parse_qs(urlsplit(message.status_callback).query)["delivery"][0])
 
 
 def assert_each_went_by_its_channel(services: Services, fake: FakeTwilio, alert_id: int) -> None:
@@ -229,16 +231,13 @@ def assert_each_went_by_its_channel(services: Services, fake: FakeTwilio, alert_
                 select(Delivery.id, Delivery.channel).where(Delivery.alert_id == alert_id)
             ).all()
         )
-    last: dict[str, str] = {}
-    for message in fake.messages:
-        assert message.status_callback is not None
-        last[parse_qs(urlsplit(message.status_callback).query)["delivery"][0]] = message.to
+    last = {callback_delivery(message): message.to for message in fake.messages}
     for delivery_id, to in last.items():
         assert to.startswith("whatsapp:") == (channels[delivery_id] is Channel.WHATSAPP)
     assert {c for c in channels.values()} == {Channel.SMS, Channel.WHATSAPP}
 
 
-def ledger(services: Services, alert_id: int) -> tuple[dict[str, DeliveryStatus], int]:
+def ledger(services: Services, alert_id: int) -> tuple[dict[int, DeliveryStatus], int]:
     with services.database.session() as session:
         rows = session.execute(
             select(Delivery.id, Delivery.status).where(Delivery.alert_id == alert_id)

@@ -48,7 +48,7 @@ def sent(twilio_services: Services, ledger: Ledger) -> str:
 
 def post(
     app: Flask,
-    delivery_id: str,
+    delivery_id: int | str,
     sid: str,
     status: str,
     error: str | None = None,
@@ -66,7 +66,7 @@ def post(
     return response.status_code
 
 
-def status_of(services: Services, delivery_id: str) -> DeliveryStatus:
+def status_of(services: Services, delivery_id: int) -> DeliveryStatus:
     with services.database.session() as session:
         return session.get_one(Delivery, delivery_id).status
 
@@ -126,7 +126,7 @@ def test_a_batch_applied_twice_changes_nothing_the_second_time(
 ) -> None:
     """A worker killed after its commit and before trimming the list: the next drain
     applies the same callbacks again, which changes nothing."""
-    callback = StatusCallback(ledger.delivery_id, sent, CallbackStatus.DELIVERED, None)
+    callback = StatusCallback(str(ledger.delivery_id), sent, CallbackStatus.DELIVERED, None)
     dispatch_broadcast.apply_status_callbacks(twilio_services, [callback])
     with twilio_services.database.session() as session:
         first = session.get_one(Delivery, ledger.delivery_id).updated_at
@@ -178,7 +178,7 @@ def test_with_the_database_away_the_callbacks_wait_for_the_next_drain(
 ) -> None:
     from rapidresponse.db import Database
 
-    callback = StatusCallback(ledger.delivery_id, sent, CallbackStatus.DELIVERED, None)
+    callback = StatusCallback(str(ledger.delivery_id), sent, CallbackStatus.DELIVERED, None)
     status_queue.record(twilio_services.redis, callback)
     working = twilio_services.database
     twilio_services.database = Database("postgresql+psycopg://nobody@127.0.0.1:1/none")

@@ -207,8 +207,9 @@ def test_outside_the_window_with_no_template_a_whatsapp_only_person_fails_with_t
     assert failed.channel is Channel.WHATSAPP
 
 
-def record(services: Services, delivery_id: str, sid: str, status: str, code: int | None) -> None:
-    callback = status_queue.StatusCallback(delivery_id, sid, broadcast.CallbackStatus(status), code)
+def record(services: Services, delivery_id: int, sid: str, status: str, code: int | None) -> None:
+    key = broadcast.callback_key(delivery_id)
+    callback = status_queue.StatusCallback(key, sid, broadcast.CallbackStatus(status), code)
     jobs.apply_status_callbacks(services, [callback])
 
 
@@ -409,7 +410,11 @@ def test_every_refused_try_is_set_aside_and_the_other_channel_is_never_taken_for
     assert sms.to == BOTH
     # A WhatsApp callback (by its To) is never the SMS's, even for an id we never saw.
     callback = status_queue.StatusCallback(
-        delivery_id, sms.sid, broadcast.CallbackStatus.FAILED, 63016, channel="whatsapp"
+        broadcast.callback_key(delivery_id),
+        sms.sid,
+        broadcast.CallbackStatus.FAILED,
+        63016,
+        channel="whatsapp",
     )
     jobs.apply_status_callbacks(wa, [callback])
     final = rows(wa, approval.alert_id)[BOTH]

@@ -60,7 +60,7 @@ def environ(environ: dict[str, str], fake: FakeTwilio) -> dict[str, str]:
     return {**production(environ, fake), "WHATSAPP_FROM": WHATSAPP_SENDER}
 
 
-def status_callback(app: Flask, delivery_id: str, sid: str, status: str, code: int) -> int:
+def status_callback(app: Flask, delivery_id: int | str, sid: str, status: str, code: int) -> int:
     params = {"MessageSid": sid, "MessageStatus": status, "ErrorCode": str(code)}
     url = f"{PUBLIC_URL}/sms/status?delivery={delivery_id}"
     client = app.test_client()

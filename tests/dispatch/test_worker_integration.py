@@ -58,7 +58,7 @@ def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def delivery(services: Services, delivery_id: str) -> Delivery:
+def delivery(services: Services, delivery_id: int) -> Delivery:
     with services.database.session() as session:
         return session.get_one(Delivery, delivery_id)
 

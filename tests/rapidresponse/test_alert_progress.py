@@ -7,7 +7,6 @@ reaper, purges) are checked too."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -100,7 +99,6 @@ def apply(session: Session, step: Step, alert_id: int) -> None:
                 insert(rows),
                 [
                     {
-                        "id": uuid.uuid4().hex,
                         "alert_id": alert_id,
                         "subscriber_id": person,
                         "batch": step.batch,
@@ -171,7 +169,6 @@ def test_progress_reads_one_row_per_batch_not_every_delivery(database: Database)
             insert(Delivery.__table__),
             [
                 {
-                    "id": uuid.uuid4().hex,
                     "alert_id": alert_id,
                     "subscriber_id": person,
                     "batch": person % 3,

@@ -214,10 +214,10 @@ def test_a_tracked_send_reports_sent_then_its_outcome(
 ) -> None:
     ledger = add_alert_for(services, add_subscriber(services, number), Language.EN)
     sender = SimulatorSender(services.database, services.cipher, services.index, services.redis)
-    sid = sender.send(number, "ALERT Cully", callback_id=ledger.delivery_id)
+    sid = sender.send(number, "ALERT Cully", callback_id=str(ledger.delivery_id))
     reports = simulated_reports(services)
     assert sorted(stage for *_ids, stage in reports) == ["final", "sent"]
-    assert all(ledger.delivery_id in args and number not in args for args in reports)
+    assert all(str(ledger.delivery_id) in args and number not in args for args in reports)
 
     for args in sorted(reports, key=lambda a: a[-1] != "sent"):  # 'sent' first, as scheduled
         report_delivery(*args)

@@ -134,7 +134,7 @@ def test_outside_the_window_the_simulator_refuses_free_text_as_whatsapp_does(
                 select(OutboxMessage.id).where(OutboxMessage.sid == delivery.provider_sid)
             )
         assert outbox_id is not None
-        report_delivery(outbox_id, delivery.id, "final")
+        report_delivery(outbox_id, str(delivery.id), "final")
         with services.database.session() as session:
             found = session.get_one(Delivery, delivery.id)
             session.expunge(found)

@@ -26,7 +26,7 @@ class Callbacks:
 
     def post(
         self,
-        delivery_id: str,
+        delivery_id: int | str,
         sid: str,
         status: str,
         *,
@@ -55,12 +55,12 @@ def ledger(twilio_services: Services) -> Ledger:
     return add_alert_for(twilio_services, add_subscriber(twilio_services, ALICE), Language.EN)
 
 
-def row(services: Services, delivery_id: str) -> Delivery:
+def row(services: Services, delivery_id: int) -> Delivery:
     with services.database.session() as session:
         return session.get_one(Delivery, delivery_id)
 
 
-def mark(services: Services, delivery_id: str, **values: object) -> None:
+def mark(services: Services, delivery_id: int, **values: object) -> None:
     with services.database.session() as session:
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
@@ -111,7 +111,14 @@ def test_a_callback_for_another_send_of_the_row_is_ignored(
     assert row(twilio_services, ledger.delivery_id).status == DeliveryStatus.SENT
 
 
-@pytest.mark.parametrize("delivery_id", ["0" * 32, "not-an-id", "", "1" * 5000, "%00", "A" * 32])
+@pytest.mark.parametrize(
+    "delivery_id",
+    [
+        *("0" * 32, "not-an-id", "", "1" * 5000, "%00", "A" * 32),
+        # Integer keys: none we made, none past the database's integers, none signed.
+        *("0", "-1", "+1", "01", "1.5", " 1", "9" * 19, "987654321987654321"),
+    ],
+)
 def test_unknown_or_malformed_deliveries_answer_200(
     twilio_services: Services, callbacks: Callbacks, delivery_id: str
 ) -> None:
