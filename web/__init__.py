@@ -14,6 +14,7 @@ from rapidresponse.config import Settings
 from web import local_time
 from web.extensions import csrf, socketio
 from web.security import add_security_headers
+from web.status_webhook import StatusWebhook
 
 
 class RowId(IntegerConverter):
@@ -72,6 +73,8 @@ def create_app(
         logger=False,
         engineio_logger=False,
     )
+    # Outermost: a status callback passes nothing else (see web.status_webhook).
+    app.wsgi_app = StatusWebhook(app.wsgi_app, services)  # type: ignore[method-assign]
     return app
 
 

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Flask, Response, abort, jsonify
+from flask import Flask, Response, abort, jsonify, request
 from redis import Redis
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
@@ -48,10 +48,8 @@ from web.sms import (
     coordinates,
     intake_location,
     read_inbound,
-    read_status,
-    reply_to_redact,
+    read_status_report,
     request_is_signed,
-    status_callback,
     twiml,
 )
 
@@ -125,15 +123,16 @@ def create_sealed_app(settings: Settings, redis: Redis) -> Flask:
     def status() -> Response:
         if not request_is_signed(settings):
             abort(403)
-        sid, raw_status = read_status()
-        if reply_to_redact(settings):
-            intake.keep_redaction(sid)
+        report = read_status_report(settings, request.form, request.args)
+        if report is None:
+            abort(400, "MessageSid and MessageStatus are required")
+        if report.redact:
+            intake.keep_redaction(report.sid)
             kept("an id")
             return Response(status=200)
-        callback = status_callback(sid, raw_status)
-        if callback is not None:
+        if report.callback is not None:
             try:
-                status_queue.record(redis, callback)  # applied once workers hold keys
+                status_queue.record(redis, report.callback)  # applied once workers hold keys
             except (RedisError, OSError) as error:
                 log.warning("status callback not kept while sealed (%s)", type(error).__name__)
                 return Response("busy", status=503, headers={"Retry-After": "5"})

@@ -6,6 +6,7 @@ import functools
 
 from flask import Response
 
+from rapidresponse.config import Settings
 from rapidresponse.mapping import tile_origin
 from web.context import services
 
@@ -42,17 +43,24 @@ def content_security_policy(tile_url: str | None, socket_url: str = "") -> str:
 
 
 def add_security_headers(response: Response) -> Response:
-    headers = response.headers
-    settings = services().settings
-    headers.setdefault(
-        "Content-Security-Policy",
-        content_security_policy(settings.map_tile_url, settings.socket_url),
-    )
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(self)")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if settings.is_production:
-        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    for name, value in security_headers(services().settings):
+        response.headers.setdefault(name, value)
     return response
+
+
+def security_headers(settings: Settings) -> list[tuple[str, str]]:
+    """The headers every response carries (a view may have set its own first)."""
+    headers = [
+        (
+            "Content-Security-Policy",
+            content_security_policy(settings.map_tile_url, settings.socket_url),
+        ),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=(self)"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    if settings.is_production:
+        headers.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+    return headers

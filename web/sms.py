@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
+from werkzeug.datastructures import MultiDict
 
 from dispatch import key_custody, status_queue
 from dispatch.broadcast import apply_status_callbacks
@@ -78,13 +79,17 @@ def signature_is_valid(found: Services) -> bool:
 
 def request_is_signed(settings: Settings) -> bool:
     """Whether this request carries Twilio's signature for our own URL."""
-    token = settings.twilio_auth_token
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not token or not signature:
-        return False  # no token configured: nothing can be verified, so nothing is accepted
     query = request.query_string.decode("latin-1")
     url = settings.public_url + request.path + (f"?{query}" if query else "")
-    return bool(_validator(token).validate(url, request.form, signature))
+    return is_signed(settings, url, request.form, request.headers.get("X-Twilio-Signature", ""))
+
+
+def is_signed(settings: Settings, url: str, form: MultiDict[str, str], signature: str) -> bool:
+    """Whether ``signature`` is Twilio's for a request to ``url`` with ``form``."""
+    token = settings.twilio_auth_token
+    if not token or not signature:
+        return False  # no token configured: nothing can be verified, so nothing is accepted
+    return bool(_validator(token).validate(url, form, signature))
 
 
 @functools.cache
@@ -420,32 +425,75 @@ def twilio_location(form: Mapping[str, str]) -> Location | None:
 ERROR_CODE = re.compile(r"^[0-9]{1,6}$")
 
 
-def read_status() -> tuple[str, str]:
-    """The message id and status this status callback reports (400 without them)."""
-    sid = request.form.get("MessageSid") or request.form.get("SmsSid")
-    raw_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
+def answer_status_callback(
+    found: Services,
+    url: str,
+    form: MultiDict[str, str],
+    args: MultiDict[str, str],
+    signature: str,
+) -> int:
+    """Twilio's status callback for a message we sent, naming its Delivery in the URL
+    (``args``): the HTTP status to answer. Served by ``web.status_webhook``, before Flask.
+
+    Signed like the inbound webhook. Anything we cannot place (an unknown delivery, a
+    status we do not track) is answered 200 so that Twilio does not retry it; replays and
+    out-of-order callbacks change nothing (see ``broadcast.record_callback``).
+    """
+    if not is_signed(found.settings, url, form, signature):
+        return 403
+    report = read_status_report(found.settings, form, args)
+    if report is None:
+        return 400
+    if report.redact:
+        # A TwiML reply's first report: its id, which only this callback tells us.
+        _schedule_redaction(found, report.sid, redaction.SETTLE)
+        return 200
+    if report.callback is None:
+        return 200
+    try:
+        status_queue.record(found.redis, report.callback)  # a worker applies it, in a batch
+    except (RedisError, OSError) as error:
+        log.warning("status callback applied here: Redis unavailable (%s)", type(error).__name__)
+        apply_status_callbacks(found, [report.callback])
+    return 200
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What one status callback says."""
+
+    sid: str
+    # The first report of a TwiML reply whose id we asked for, to delete it at Twilio.
+    redact: bool
+    # None: not a send we track (an unknown delivery, a status we do not use).
+    callback: StatusCallback | None
+
+
+def read_status_report(
+    settings: Settings, form: MultiDict[str, str], args: MultiDict[str, str]
+) -> StatusReport | None:
+    """The report in a status callback's fields (``args``: its URL's query), or None
+    without the MessageSid and MessageStatus every callback has (a 400)."""
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    raw_status = form.get("MessageStatus") or form.get("SmsStatus")
     if sid is None or raw_status is None or not MESSAGE_SID.match(sid):
-        abort(400, "MessageSid and MessageStatus are required")
-    return sid, raw_status
+        return None
+    redact = args.get("redact") == "1" and redaction_delay(settings) is not None
+    return StatusReport(sid, redact, None if redact else _callback(form, args, sid, raw_status))
 
 
-def reply_to_redact(settings: Settings) -> bool:
-    """Whether this callback reports a TwiML reply whose id we asked for, to delete it."""
-    return request.args.get("redact") == "1" and redaction_delay(settings) is not None
-
-
-def status_callback(sid: str, raw_status: str) -> StatusCallback | None:
-    """The callback this request reports, or None for one we do not track (an unknown
-    delivery, a status we do not use)."""
-    delivery_id = request.args.get("delivery", "")
+def _callback(
+    form: MultiDict[str, str], args: MultiDict[str, str], sid: str, raw_status: str
+) -> StatusCallback | None:
+    delivery_id = args.get("delivery", "")
     try:
         callback_status = CallbackStatus(raw_status.strip().lower())
     except ValueError:
         return None
     if not CALLBACK_KEY.match(delivery_id):
         return None
-    code = request.form.get("ErrorCode", "").strip()
-    to = request.form.get("To", "")
+    code = form.get("ErrorCode", "").strip()
+    to = form.get("To", "")
     return StatusCallback(
         delivery_id,
         sid,
@@ -453,30 +501,3 @@ def status_callback(sid: str, raw_status: str) -> StatusCallback | None:
         int(code) if ERROR_CODE.match(code) else None,
         channel=("whatsapp" if to.startswith(WHATSAPP) else "sms") if to else None,
     )
-
-
-@bp.post("/status")
-def status() -> Response:
-    """Twilio's status callback for a message we sent, naming its Delivery in the URL.
-
-    Signed like the inbound webhook. Anything we cannot place (an unknown delivery, a
-    status we do not track) is answered 200 so that Twilio does not retry it; replays and
-    out-of-order callbacks change nothing (see ``broadcast.record_callback``).
-    """
-    found = services()
-    if not signature_is_valid(found):
-        abort(403)
-    sid, raw_status = read_status()
-    if reply_to_redact(found.settings):
-        # A TwiML reply's first report: its id, which only this callback tells us.
-        _schedule_redaction(found, sid, redaction.SETTLE)
-        return Response(status=200)
-    callback = status_callback(sid, raw_status)
-    if callback is None:
-        return Response(status=200)
-    try:
-        status_queue.record(found.redis, callback)  # a worker applies it, in a batch
-    except (RedisError, OSError) as error:
-        log.warning("status callback applied here: Redis unavailable (%s)", type(error).__name__)
-        apply_status_callbacks(found, [callback])
-    return Response(status=200)
