@@ -150,7 +150,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         return
     given = os.environ.get("TEST_DATABASE_URL", "")
     if not given.startswith("postgresql"):
-        pytest.skip("the suite runs against SQLite only (TEST_DATABASE_URL)")
+        pytest.skip("only on PostgreSQL: the suite runs against SQLite (TEST_DATABASE_URL)")
     suite = make_url(given)
     name = f"{suite.database}_migration_{os.getpid()}"
     server = Database(suite.render_as_string(hide_password=False))
