@@ -341,8 +341,10 @@ def row_versions(target: Stack) -> int | None:
 
 
 def delivery_ids(target: Stack, alert_id: int) -> set[str]:
+    """The alert's deliveries, by the key their StatusCallback URLs carry."""
     with target.services.database.session() as session:
-        return set(session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id)))
+        ids = session.scalars(select(Delivery.id).where(Delivery.alert_id == alert_id))
+        return {broadcast.callback_key(delivery_id) for delivery_id in ids}
 
 
 # --- workers ---------------------------------------------------------------------------------

@@ -93,13 +93,14 @@ def report(
     total: int,
 ) -> None:
     with target.services.database.session() as session:
-        own_deliveries = set(
-            session.scalars(
+        own_deliveries = {
+            broadcast.callback_key(delivery_id)
+            for delivery_id in session.scalars(
                 select(Delivery.id).where(
                     Delivery.alert_id == alert_id, Delivery.subscriber_id.between(*own_ids)
                 )
             )
-        )
+        }
     records = fake.records()
     own_times = [r.at for r in records if r.delivery in own_deliveries]
     other_times = [r.at for r in records if r.delivery not in own_deliveries]
