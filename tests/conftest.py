@@ -61,6 +61,7 @@ def quick_password_hashing() -> Iterator[None]:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     given = os.environ.get("TEST_REDIS_URL")
     if given:
+        _refuse_strangers(given)
         yield given
         return
     embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
@@ -70,6 +71,27 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Their Redis going away is intended here, so their retries are not news.
     logging.getLogger("socketio.server").disabled = True
     embedded.stop()
+
+
+def _refuse_strangers(url: str) -> None:
+    """Before the first test, nothing of this run is connected to the test database: a
+    client there is a worker left by an earlier run (killed, cut short), which would take
+    this run's jobs with that run's code and settings and fail tests at random."""
+    with connect(url) as client:
+        ours = client.client_id()
+        number = int(client.connection_pool.connection_kwargs.get("db", 0))
+        strangers = [
+            found
+            for found in client.client_list()
+            if int(found.get("db", -1)) == number and int(found["id"]) != ours
+        ]
+    if strangers:
+        doing = ", ".join(sorted({found.get("cmd", "?") for found in strangers}))
+        raise pytest.UsageError(
+            f"{len(strangers)} other client(s) of Redis db {number} (doing: {doing}), "
+            "probably workers left by an earlier run: stop them, or choose another db "
+            "in TEST_REDIS_URL"
+        )
 
 
 @pytest.fixture(scope="session")
