@@ -13,6 +13,7 @@ from dispatch.services import Services, install
 from rapidresponse.config import Settings
 from web import local_time
 from web.extensions import csrf, socketio
+from web.live_reread import ConditionalReread
 from web.security import add_security_headers
 from web.status_webhook import StatusWebhook
 
@@ -73,7 +74,11 @@ def create_app(
         logger=False,
         engineio_logger=False,
     )
-    # Outermost: a status callback passes nothing else (see web.status_webhook).
+    from web.board import shared_live
+
+    # Outermost: a status callback, or a board's re-read of what it shows already, passes
+    # nothing else (see web.status_webhook and web.live_reread).
+    app.wsgi_app = ConditionalReread(app.wsgi_app, app, services, shared_live)  # type: ignore[method-assign]
     app.wsgi_app = StatusWebhook(app.wsgi_app, services)  # type: ignore[method-assign]
     return app
 

@@ -65,11 +65,19 @@ from rapidresponse.models import (
 from rapidresponse.next_step import timing
 from rapidresponse.staff import Permission
 from web.alert_plan import rest_units, send_plan
-from web.auth import requires, signed_in
+from web.auth import is_background_refresh, requires, signed_in
 from web.context import services
 from web.inputs import row_id
 from web.refusal import refusal
-from web.shared_render import RETRY_AFTER_SECONDS, Busy, RenderGate, SharedRender
+from web.shared_render import (
+    LIVE_CACHE_CONTROL,
+    RETRY_AFTER_SECONDS,
+    Busy,
+    RenderGate,
+    SharedRender,
+    sent_tag,
+    shape_tag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +124,19 @@ def busy(_error: Busy) -> ResponseReturnValue:
 def live() -> ResponseReturnValue:
     # The same for every board in one language (no form, no token): one render serves all;
     # an area changed here is drawn at once (elsewhere: within the render's 5 s).
-    return shared_live.get(
+    html = shared_live.get(
         f"{get_locale()}:{changes_made_here()}",
         live_version(services().redis),
         lambda: render_template("board/_live.html", **_board_context()),
     )
+    # A board's own re-read (not one after a person's touch, which must reach the
+    # session) whose tag is current is told so; most are, before Flask (web.live_reread).
+    tag = shape_tag(html)
+    unchanged = is_background_refresh() and sent_tag(request.headers.get("If-None-Match")) == tag
+    response = Response(None if unchanged else html, status=304 if unchanged else 200)
+    response.set_etag(tag)
+    response.headers["Cache-Control"] = LIVE_CACHE_CONTROL
+    return response
 
 
 def _board_context() -> dict[str, Any]:

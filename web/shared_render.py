@@ -12,21 +12,31 @@ broadcast 5-6x and the webhooks with it. Now:
 - ``RenderGate``: at most ``RENDERS_AT_ONCE`` renders per web process; a re-read that
   cannot get a turn within ``TURN_WAIT_SECONDS`` is answered 503 with Retry-After, and
   board.js shows "Busy, retrying…" and backs off. The webhooks' threads stay free.
+- ``shape_tag``: each render's ETag, a hash of the fragment with its broadcast counts
+  left out. The counts reach every board on the socket (``alert_progress``, drawn in
+  place by board.js), so a board whose tag is current has the record: its re-read is
+  answered 304 before Flask (``web.live_reread``). A hint that changes nothing but
+  counts (a broadcast's progress, every second) then costs each board a few bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from werkzeug.http import parse_etags
+
 RENDERS_AT_ONCE = 4
 TURN_WAIT_SECONDS = 2.0
 MAX_AGE_SECONDS = 5.0
 RETRY_AFTER_SECONDS = 2
 MAX_KEYS = 16  # renders kept: a few languages, and the keys of past area changes
+LIVE_CACHE_CONTROL = "no-store"  # the fragment is the record; no cache keeps it
 
 
 class Busy(Exception):
@@ -50,11 +60,40 @@ class RenderGate:
             self._turns.release()
 
 
+# The broadcast counts in a progress bar (board/_macros.html ``progress_bar``): the
+# meter, the percentage and each ``data-count`` number.
+_COUNTS = (
+    (re.compile(r'<progress max="\d+" value="\d+"'), '<progress max="#" value="#"'),
+    (re.compile(r'data-percent="\d+">\d+%'), 'data-percent="#">#%'),
+    (re.compile(r'(data-count="[a-z]+">)\d+'), r"\g<1>#"),
+)
+
+
+def shape_tag(html: str) -> str:
+    """The fragment's ETag: what a board shows, but for the counts the socket brings.
+    Unguessable without the fragment, so a 304 tells nobody anything they lack."""
+    shape = html
+    for numbers, placeholder in _COUNTS:
+        shape = numbers.sub(placeholder, shape)
+    return hashlib.sha256(shape.encode()).hexdigest()[:32]
+
+
+def sent_tag(if_none_match: str | None) -> str | None:
+    """The one tag a board's If-None-Match names (board.js sends its fragment's), or None
+    for anything else: no header, several tags, or "*" (which proves nothing held)."""
+    sent = parse_etags(if_none_match)
+    tags = sent.as_set()
+    if sent.star_tag or len(tags) != 1:
+        return None
+    return next(iter(tags))
+
+
 @dataclass(frozen=True)
 class _Made:
     version: int
     at: float
     html: str
+    tag: str
 
 
 class SharedRender:
@@ -85,12 +124,19 @@ class SharedRender:
             with self._gate.turn():
                 html = render()
             with self._guard:
-                self._made[key] = _Made(version, time.monotonic(), html)
+                self._made[key] = _Made(version, time.monotonic(), html, shape_tag(html))
                 while len(self._made) > MAX_KEYS:  # keys a past area change left behind
                     del self._made[next(iter(self._made))]
             return html
         finally:
             lock.release()
+
+    def unchanged(self, tag: str, version: int) -> bool:
+        """Whether a render current at ``version`` has the ETag ``tag``: the board that
+        holds it needs nothing more than what its socket brings."""
+        with self._guard:
+            made = [m for m in self._made.values() if m.tag == tag and m.version == version]
+        return any(time.monotonic() - m.at < self._max_age for m in made)
 
     def _fresh(self, key: str, version: int) -> str | None:
         made = self._made.get(key)

@@ -17,10 +17,17 @@ from playwright.sync_api import Page, Route, expect
 from sqlalchemy import select
 
 from dispatch.alerts import draft_for_incident
+from dispatch.live import LivePublisher
 from rapidresponse import broadcast
 from rapidresponse.areas import find_area
 from rapidresponse.models import Alert, AlertStatus, Responder, StaffRole
-from tests.browser.conftest import TIMEOUT_MS, Live, sign_in, wait_until_connected
+from tests.browser.conftest import (
+    TIMEOUT_MS,
+    Live,
+    no_sideways_scroll,
+    sign_in,
+    wait_until_connected,
+)
 from tests.dispatch.test_alerts import confirmed_incident
 from tests.dispatch.test_verification_e2e import ANA, REPORTERS, SIGHTINGS
 from tests.factories import add_many_subscribers, add_on_shift_responder
@@ -336,3 +343,39 @@ def test_the_map_outlines_load_as_an_image_the_page_allows(
     assert drawn > 0.8 * frame > 0
     assert refused == []
     page.screenshot(path=artifacts / f"board-map-{width}.png", full_page=True)
+
+
+@pytest.mark.parametrize(
+    ("lang", "width", "connected"), [("en", 1280, "Live"), ("es", 375, "En vivo")]
+)
+def test_a_hint_that_changes_nothing_shown_costs_a_304_and_the_next_change_is_drawn(
+    page: Page, live: Live, lang: str, width: int, connected: str
+) -> None:
+    """The board's re-read names the fragment it shows (its ETag): a hint that changed
+    nothing it shows is answered 304 and the page stays as it is; a report then arriving
+    is read whole and drawn, without a reload."""
+    page.set_viewport_size({"width": width, "height": 900})
+    sign_in(page, live.services, add_account(live.services, StaffRole.DISPATCHER))
+    page.goto(f"/board?lang={lang}")
+    wait_until_connected(page)
+    board = page.locator("#live")
+    expect(board).to_have_attribute("data-synced", re.compile(r"^[0-9]+$"))
+    expect(page.locator("#connection")).to_contain_text(connected)
+    page.evaluate("window.__marker = 1")
+    before = board.inner_html()
+
+    with page.expect_response(
+        lambda r: r.url.endswith("/board/live") and r.status == 304, timeout=TIMEOUT_MS
+    ) as unchanged:
+        LivePublisher(live.services.redis_url).emit("incident_updated", {"incident_id": 999})
+    asked = unchanged.value.request.headers
+    assert asked.get("if-none-match") == unchanged.value.headers["etag"]
+    assert asked.get("x-board-refresh") == "background"
+    expect(board).to_have_attribute("data-synced", re.compile(r"^[0-9]+$"))
+    assert board.inner_html() == before
+
+    assert live.text(REPORTERS[0], SIGHTINGS[0]) is not None
+    expect(board.locator("li.incident-card")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(board.locator("li.incident-card")).to_contain_text("Cully")
+    no_sideways_scroll(page)
+    assert page.evaluate("window.__marker") == 1

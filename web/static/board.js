@@ -71,6 +71,12 @@
   var busyPause = 0;
   var inFlight = false;
   var again = false;
+  // The ETag of the fragment shown: a re-read that hears 304 has the record already (the
+  // counts of a broadcast come on the socket and are drawn in place, see showProgress).
+  var shownTag = null;
+  // Whether the next re-read must bring the whole fragment: on (re)connection and the
+  // half-minute read, in case an event was lost on the way.
+  var whole = true;
   // Re-reads the page does by itself must not keep the session alive: the idle timeout
   // is for the person. Only a re-read after they touched the page counts as activity.
   var touched = false;
@@ -140,9 +146,13 @@
     if (inFlight) { again = true; return; }
     inFlight = true;
     var headers = { "Accept": "text/html" };
-    if (!touched) { headers["X-Board-Refresh"] = "background"; }
+    if (!touched) {
+      headers["X-Board-Refresh"] = "background";
+      if (shownTag && !whole) { headers["If-None-Match"] = shownTag; }
+    }
     touched = false;
-    fetch(url, { credentials: "same-origin", headers: headers, redirect: "manual" })
+    whole = false;
+    fetch(url, { credentials: "same-origin", headers: headers, redirect: "manual", cache: "no-store" })
       .then(function (response) {
         if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
           window.location.reload();  // signed out or revoked: the server shows the way in
@@ -153,10 +163,16 @@
           return null;
         }
         if (response.status === 503) { backOff(response); return null; }
-        if (response.ok && busyPause) {
+        var answered = response.ok || response.status === 304;
+        if (answered && busyPause) {
           busyPause = 0;
           show(socket.connected ? "connected" : "disconnected");
         }
+        if (response.status === 304) {  // what is shown is the record
+          live.setAttribute("data-synced", String(Date.now()));
+          return null;
+        }
+        if (response.ok) { shownTag = response.headers.get("ETag"); }
         return response.ok ? response.text() : null;
       })
       .then(function (html) {
@@ -214,7 +230,7 @@
     reconnectionDelayMax: 30000,  // a busy or restarting server is not hammered
     randomizationFactor: 0.5
   });
-  socket.on("connect", function () { show("connected"); refresh(); });
+  socket.on("connect", function () { show("connected"); whole = true; refresh(); });
   socket.on("disconnect", function (reason) {
     show("disconnected");
     soon();  // a seal, or a restart: the re-read says which
@@ -229,7 +245,7 @@
     soon();
   });
   // A quiet board still re-reads now and then: ages move on, and a lost event is found.
-  window.setInterval(soon, 30000);
+  window.setInterval(function () { whole = true; soon(); }, 30000);
   // For the browser tests (and a curious dispatcher's console): the socket, to cut it.
   window.rrBoard = { socket: socket };
 }());
