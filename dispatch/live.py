@@ -35,6 +35,10 @@ def live_events_manager(
 # Counts the hints ever published: a board render made while it read N is still the
 # record while it reads N (see web/shared_render.py).
 LIVE_VERSION_KEY = "rr:live-version"
+# Each hint carries the count it made, so that a board that heard it asks for a render
+# at least that new, which one render serves to every board, rather than for the newest
+# (a render per hint, when reports arrive many a second).
+VERSION_FIELD = "live_version"
 
 
 class LivePublisher:
@@ -47,8 +51,8 @@ class LivePublisher:
     def emit(self, event: str, data: dict[str, Any], room: str | None = None) -> None:
         # Before the hint: a board that hears it re-reads, and must not get a render
         # made before the change.
-        self._redis.incr(LIVE_VERSION_KEY)
-        self._manager.emit(event, data, namespace="/", room=room)
+        version = int(self._redis.incr(LIVE_VERSION_KEY))
+        self._manager.emit(event, {**data, VERSION_FIELD: version}, namespace="/", room=room)
 
 
 def live_version(redis: Redis) -> int | None:

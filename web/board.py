@@ -72,9 +72,11 @@ from web.refusal import refusal
 from web.shared_render import (
     LIVE_CACHE_CONTROL,
     RETRY_AFTER_SECONDS,
+    VERSION_HEADER,
     Busy,
     RenderGate,
     SharedRender,
+    heard_version,
     sent_tag,
     shape_tag,
 )
@@ -123,11 +125,15 @@ def busy(_error: Busy) -> ResponseReturnValue:
 @requires(Permission.VIEW_BOARD)
 def live() -> ResponseReturnValue:
     # The same for every board in one language (no form, no token): one render serves all;
-    # an area changed here is drawn at once (elsewhere: within the render's 5 s).
+    # an area changed here is drawn at once (elsewhere: within the render's 5 s). A board
+    # that heard a hint takes any render made since; one that did not, the newest.
+    newest = live_version(services().redis)
+    heard = heard_version(request.headers.get(VERSION_HEADER))
     html = shared_live.get(
         f"{get_locale()}:{changes_made_here()}",
-        live_version(services().redis),
+        newest if heard is None or newest is None else min(heard, newest),
         lambda: render_template("board/_live.html", **_board_context()),
+        newest,
     )
     # A board's own re-read (not one after a person's touch, which must reach the
     # session) whose tag is current is told so; most are, before Flask (web.live_reread).

@@ -7,8 +7,9 @@ same cores. Most of them find what the board already shows: the hint was a broad
 progress, whose counts the socket brings and board.js draws in place.
 
 So board.js sends the ETag of the fragment it shows (``web.shared_render.shape_tag``:
-the fragment without its counts), and here, before Flask, a re-read is answered
-``304 Not Modified`` when that tag belongs to the render current at the latest hint.
+the fragment without its counts) and the hint it heard (``X-Live-Version``), and here,
+before Flask, a re-read is answered ``304 Not Modified`` when that tag belongs to a
+render made since that hint.
 Checked here, without the database: the session cookie's signature (a staff browser),
 and that the re-read is the board's own (a person's touch goes through Flask, where it
 keeps their session alive). The tag names one language's render: a board whose person
@@ -33,10 +34,17 @@ from dispatch.live import live_version
 from dispatch.services import Services
 from web.auth import BACKGROUND_HEADER, TOKEN_KEY
 from web.security import security_headers
-from web.shared_render import LIVE_CACHE_CONTROL, SharedRender, sent_tag
+from web.shared_render import (
+    LIVE_CACHE_CONTROL,
+    VERSION_HEADER,
+    SharedRender,
+    heard_version,
+    sent_tag,
+)
 
 LIVE_PATH = "/board/live"
 _BACKGROUND_KEY = "HTTP_" + BACKGROUND_HEADER.upper().replace("-", "_")
+_VERSION_KEY = "HTTP_" + VERSION_HEADER.upper().replace("-", "_")
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -81,7 +89,8 @@ class ConditionalReread:
         tag = sent_tag(environ.get("HTTP_IF_NONE_MATCH"))
         if tag is None or not self.signed_in(environ):
             return None
-        version = live_version(self.services.redis)
+        # The hint the board heard: any render made since will do (no Redis round trip).
+        version = heard_version(environ.get(_VERSION_KEY)) or live_version(self.services.redis)
         if version is None or not self.shared.unchanged(tag, version):
             return None
         return tag

@@ -7,11 +7,17 @@ served apart:
 - **web** processes (``WEB_PROCESSES``, one per core is right) answer the webhooks, the
   report form, the pages and the board's re-reads; they refuse ``/socket.io/``;
 - one **sockets** process holds the boards' sockets, up to ``MAX_SOCKETS`` (refusing
-  more with "busy": the browser retries later), and serves nothing else.
+  more with "busy": the browser retries later), and answers the boards' re-reads of
+  ``/board/live`` (``LIVE_PATH``), and nothing else. Each hint makes every open board
+  re-read; served by the web processes, those re-reads (and the renders behind them)
+  took the CPU and threads of the processes the hotline needs: with 200 boards the
+  hotline's p99 went from 0.7 to 2.1-3.2 s. Served here, 1.1 s (bench webtier).
 
-Browsers find the sockets at ``SOCKET_URL``: a reverse proxy routing ``/socket.io/`` to
-the sockets process (docker-compose ships one), or its own port (``rapidresponse web``
-without a proxy, the demo). Events reach every sockets process through Redis.
+Browsers find the sockets at ``SOCKET_URL``: a reverse proxy routing ``/socket.io/`` and
+``/board/live`` to the sockets process (docker-compose ships one), or its own port
+(``rapidresponse web`` without a proxy, the demo), which the board's page then reads
+its fragment from too, across origins (``board_reads_across_origins``). Events reach
+every sockets process through Redis.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
@@ -30,9 +37,15 @@ from rapidresponse.keyring import Keyring
 from web.board_live import MAX_SOCKETS
 
 WEB_THREADS = 64  # per web process: webhooks and pages; sockets are not served here
-# A thread per socket, and some to refuse the ones past MAX_SOCKETS and to answer /healthz.
-SOCKET_THREADS = MAX_SOCKETS + 16
+# A thread per socket, and some to refuse the ones past MAX_SOCKETS, to answer /healthz
+# and the boards' re-reads (most a 304 in well under a millisecond).
+SOCKET_THREADS = MAX_SOCKETS + 64
 SOCKET_PATH = "/socket.io/"
+LIVE_PATH = "/board/live"
+# What board.js sends with a re-read, and may read of the answer, across origins.
+LIVE_REQUEST_HEADERS = "X-Board-Refresh, If-None-Match, X-Live-Version"
+LIVE_ANSWER_HEADERS = "ETag, X-Sealed, Retry-After"
+PREFLIGHT_MAX_AGE = "600"  # seconds a browser may skip asking again
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -62,15 +75,59 @@ def without_sockets(app: WsgiApp) -> WsgiApp:
 
 
 def only_sockets(app: WsgiApp) -> WsgiApp:
-    """The sockets process's app: the board's socket and /healthz, nothing else."""
+    """The sockets process's app: the board's socket, its re-reads and /healthz, nothing
+    else."""
 
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO", ""))
-        if path.startswith(SOCKET_PATH) or path == "/healthz":
+        if path.startswith(SOCKET_PATH) or path in (LIVE_PATH, "/healthz"):
             return app(environ, start_response)
         return _not_here(start_response, b"This is the socket server.\n")
 
     return serve
+
+
+def board_reads_across_origins(app: WsgiApp, public_url: str) -> WsgiApp:
+    """CORS for ``/board/live``, for the page at ``public_url`` only: without a proxy the
+    sockets process has a port of its own, so the board's page (from the web processes'
+    port) reads its fragment here across origins. Credentials go with it: the session
+    cookie is SameSite=Lax, and another port of the same host is the same site. Any
+    other origin gets no CORS headers, so its scripts can read nothing."""
+    allowed = _origin_of(public_url)
+    granted = [
+        ("Access-Control-Allow-Origin", allowed),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Vary", "Origin"),
+    ]
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        mine = environ.get("HTTP_ORIGIN") == allowed
+        if environ.get("PATH_INFO") != LIVE_PATH or not mine:
+            return app(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "OPTIONS":
+            start_response(
+                "204 No Content",
+                [
+                    *granted,
+                    ("Access-Control-Allow-Methods", "GET"),
+                    ("Access-Control-Allow-Headers", LIVE_REQUEST_HEADERS),
+                    ("Access-Control-Max-Age", PREFLIGHT_MAX_AGE),
+                ],
+            )
+            return [b""]
+
+        def with_cors(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+            extra = [*granted, ("Access-Control-Expose-Headers", LIVE_ANSWER_HEADERS)]
+            return start_response(status, [*headers, *extra], *rest)
+
+        return app(environ, with_cors)
+
+    return serve
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class WebServer(BaseApplication):  # type: ignore[misc]
@@ -108,7 +165,9 @@ class WebServer(BaseApplication):  # type: ignore[misc]
             app: WsgiApp = SealableApp(settings, self._ready_app, role).start()
         else:
             app = self._ready_app(settings, None)
-        return only_sockets(app) if self.sockets else without_sockets(app)
+        if self.sockets:
+            return board_reads_across_origins(only_sockets(app), settings.public_url)
+        return without_sockets(app)
 
     def _ready_app(self, settings: Settings, keyring: Keyring | None) -> WsgiApp:
         from web import create_app

@@ -8,7 +8,10 @@ broadcast 5-6x and the webhooks with it. Now:
 - ``SharedRender``: the fragment rendered for one board is served to every board of the
   same language until the record changes (a hint is published: ``live_version``) or
   ``MAX_AGE_SECONDS`` pass (ages on the page move on). One render at a time per
-  language: the others wait for it instead of doing the same work.
+  language: the others wait for it instead of doing the same work. A board re-reading
+  after a hint says which (``X-Live-Version``, the count the hint carried): any render
+  made since serves it, so that reports arriving many a second do not make every
+  re-read wait for a render of its own.
 - ``RenderGate``: at most ``RENDERS_AT_ONCE`` renders per web process; a re-read that
   cannot get a turn within ``TURN_WAIT_SECONDS`` is answered 503 with Retry-After, and
   board.js shows "Busy, retrying…" and backs off. The webhooks' threads stay free.
@@ -78,6 +81,18 @@ def shape_tag(html: str) -> str:
     return hashlib.sha256(shape.encode()).hexdigest()[:32]
 
 
+VERSION_HEADER = "X-Live-Version"
+_VERSION = re.compile(r"[1-9][0-9]{0,17}")
+
+
+def heard_version(value: str | None) -> int | None:
+    """The hint a board's re-read answers (``X-Live-Version``), or None: not sent, or
+    not a count."""
+    if value is None or not _VERSION.fullmatch(value):
+        return None
+    return int(value)
+
+
 def sent_tag(if_none_match: str | None) -> str | None:
     """The one tag a board's If-None-Match names (board.js sends its fragment's), or None
     for anything else: no header, several tags, or "*" (which proves nothing held)."""
@@ -106,8 +121,16 @@ class SharedRender:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, key: str, version: int | None, render: Callable[[], str]) -> str:
-        """The render for ``key`` at ``version`` (None: unknown, so render afresh)."""
+    def get(
+        self,
+        key: str,
+        version: int | None,
+        render: Callable[[], str],
+        newest: int | None = None,
+    ) -> str:
+        """A render for ``key`` made at ``version`` or later (None: unknown, so render
+        afresh). A new render is kept as made at ``newest``, the version read before it
+        began (by default ``version``)."""
         if version is None:
             with self._gate.turn():
                 return render()
@@ -124,7 +147,8 @@ class SharedRender:
             with self._gate.turn():
                 html = render()
             with self._guard:
-                self._made[key] = _Made(version, time.monotonic(), html, shape_tag(html))
+                made_at = version if newest is None else max(newest, version)
+                self._made[key] = _Made(made_at, time.monotonic(), html, shape_tag(html))
                 while len(self._made) > MAX_KEYS:  # keys a past area change left behind
                     del self._made[next(iter(self._made))]
             return html
@@ -132,15 +156,36 @@ class SharedRender:
             lock.release()
 
     def unchanged(self, tag: str, version: int) -> bool:
-        """Whether a render current at ``version`` has the ETag ``tag``: the board that
-        holds it needs nothing more than what its socket brings."""
+        """Whether the render made at ``version`` or later has the ETag ``tag``: the
+        board that holds it needs nothing more than what its socket brings.
+
+        Right after a hint every board asks at once, and the first one's request renders
+        anew: the others wait here for that render (as they would in the app, but
+        without its cost), then compare. None rendering: False, and the app renders."""
         with self._guard:
-            made = [m for m in self._made.values() if m.tag == tag and m.version == version]
-        return any(time.monotonic() - m.at < self._max_age for m in made)
+            keys = [key for key, made in self._made.items() if made.tag == tag]
+        for key in keys:
+            if self._current(key, tag, version):
+                return True
+            lock = self._lock_of(key)
+            if lock.locked() and lock.acquire(timeout=TURN_WAIT_SECONDS):
+                lock.release()  # that render is made (or failed): look again
+                if self._current(key, tag, version):
+                    return True
+        return False
+
+    def _current(self, key: str, tag: str, version: int) -> bool:
+        made = self._made.get(key)
+        return (
+            made is not None
+            and made.tag == tag
+            and made.version >= version
+            and time.monotonic() - made.at < self._max_age
+        )
 
     def _fresh(self, key: str, version: int) -> str | None:
         made = self._made.get(key)
-        if made is None or made.version != version:
+        if made is None or made.version < version:
             return None
         return made.html if time.monotonic() - made.at < self._max_age else None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Response, expect
 
 from tests.browser.conftest import TIMEOUT_MS
 from tests.demo_process import running_demo
@@ -146,7 +146,10 @@ def walk_the_first_hour(demo: Demo, page: Page, board: Page, artifacts: Path) ->
     board.fill("#code", demo.totp().now())
     board.click("#code-form button[type=submit]")
     board.wait_for_url(re.compile(r"/board$"))
-    # Live: its socket is served by the demo's own socket process, on another port.
+    # Live: its socket is served by the demo's own socket process, on another port, and
+    # so are the board's re-reads of its fragment (across origins, with CORS).
+    reads: list[Response] = []
+    board.on("response", lambda r: reads.append(r) if r.url.endswith("/board/live") else None)
     expect(board.locator("#connection")).to_have_attribute("data-state", "connected")
     card = board.locator("li.incident-card")
     expect(card).to_have_count(1)
@@ -162,6 +165,9 @@ def walk_the_first_hour(demo: Demo, page: Page, board: Page, artifacts: Path) ->
     assert code in phone.send(f"{code} VOY")
     assert "CONFIRM" in phone.send(f"{code} CONFIRMO 3 camionetas en la 42")
     expect(card).to_have_attribute("data-state", "confirmed")
+    web_port = urllib.parse.urlsplit(demo.url).port
+    assert reads and web_port not in {urllib.parse.urlsplit(r.url).port for r in reads}
+    assert all(r.status in (200, 304) for r in reads)
 
     # 6. Approve the drafted alert; watch it be sent, then delivered, to 3 subscribers.
     alert_card = board.locator("li.alert-card")

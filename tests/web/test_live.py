@@ -69,6 +69,7 @@ def test_an_event_published_by_a_worker_reaches_a_connected_board(
                 continue
     finally:
         board.disconnect()
+    assert event.pop("live_version") > 0  # the hint's count: boards ask for a render since
     assert event == {"alert_id": 7, "sent": 3, "pending": 2}
 
 
@@ -105,6 +106,7 @@ def test_a_broadcast_pushes_its_progress_from_the_workers(
     finally:
         board.disconnect()
 
+    assert all(data.pop("live_version") > 0 for _name, data in seen)  # each hint's count
     progress = [data for name, data in seen if name == "alert_progress"]
     assert progress[0]["alert_id"] == alert_id and progress[0]["pending"] == 1200
     assert progress[-1] == {

@@ -170,3 +170,53 @@ def test_the_tag_leaves_out_the_counts_and_nothing_else() -> None:
     assert one == shape_tag(bar.format(total=30, done=30, pc=100, extra=""))
     assert one != shape_tag(bar.format(total=30, done=30, pc=100, extra="<li>K7P2</li>"))
     assert one != shape_tag(bar.format(total=30, done=3, pc=10, extra="").replace("4", "5"))
+
+
+def test_a_board_that_heard_a_hint_takes_any_render_made_since(
+    dispatcher: FlaskClient, services: Services, world: World
+) -> None:
+    """Reports arriving many a second publish many hints; each board asks for a render
+    at least as new as the hint it heard, so one render serves them all."""
+    renders: list[int] = []
+    real = board_module._board_context
+
+    def counted() -> dict[str, object]:
+        renders.append(1)
+        return real()
+
+    tag = tag_of(dispatcher)
+    heard_by_the_board = 0
+    for n in range(3):
+        hint(services, "incident_updated", {"incident_id": n})
+        heard_by_the_board = int(services.redis.get("rr:live-version") or 0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(board_module, "_board_context", counted)
+        conditional = {
+            **BACKGROUND,
+            "If-None-Match": tag,
+            "X-Live-Version": str(heard_by_the_board),
+        }
+        assert dispatcher.get("/board/live", headers=conditional).status_code == 304
+        assert len(renders) == 1  # a render since the hint, made once
+        hint(services, "incident_updated", {"incident_id": 9})  # one the board has not heard
+        again = dispatcher.get("/board/live", headers=conditional)
+        assert again.status_code == 304 and len(renders) == 1  # the render still serves it
+        whole = dispatcher.get("/board/live", headers=BACKGROUND)
+        assert whole.status_code == 200 and len(renders) == 2  # a whole read: the newest
+
+
+@pytest.mark.parametrize("sent", ["0", "-3", "12abc", "9" * 40, ""])
+def test_a_heard_version_that_is_no_count_is_ignored(
+    dispatcher: FlaskClient, world: World, sent: str
+) -> None:
+    tag = tag_of(dispatcher)
+    conditional = {**BACKGROUND, "If-None-Match": tag, "X-Live-Version": sent}
+    assert dispatcher.get("/board/live", headers=conditional).status_code == 304
+
+
+def test_a_heard_version_from_the_future_is_the_newest(
+    dispatcher: FlaskClient, world: World
+) -> None:
+    tag = tag_of(dispatcher)
+    conditional = {**BACKGROUND, "If-None-Match": tag, "X-Live-Version": "999999999"}
+    assert dispatcher.get("/board/live", headers=conditional).status_code == 304  # by the app

@@ -143,6 +143,52 @@ def test_the_board_page_names_the_socket_server_and_may_connect_to_it(
     assert served.socket_url.replace("http://", "ws://") in connect.split()
 
 
+def test_the_board_re_reads_its_fragment_from_the_socket_process(
+    served: Served, app: Flask, services: Services
+) -> None:
+    """Each hint makes every board re-read: those re-reads go to the socket process,
+    across origins from the page's port, with CORS for the page's origin only."""
+    cookie = session_cookie(app, services)
+    page = requests.get(served.url + "/board", headers=cookie, timeout=5)
+    assert f'data-live-url="{served.socket_url}/board/live"' in page.text
+    ours = {**cookie, "Origin": served.url, "X-Board-Refresh": "background"}
+    live = requests.get(served.socket_url + "/board/live", headers=ours, timeout=5)
+    assert live.status_code == 200 and 'class="board' in live.text
+    assert live.headers["Access-Control-Allow-Origin"] == served.url
+    assert live.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "ETag" in live.headers["Access-Control-Expose-Headers"]
+    again = requests.get(
+        served.socket_url + "/board/live",
+        headers={**ours, "If-None-Match": live.headers["ETag"]},
+        timeout=5,
+    )
+    assert again.status_code == 304
+    assert again.headers["Access-Control-Allow-Origin"] == served.url
+    asked = {
+        "Origin": served.url,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "x-board-refresh,if-none-match,x-live-version",
+    }
+    preflight = requests.options(served.socket_url + "/board/live", headers=asked, timeout=5)
+    assert preflight.status_code == 204
+    allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert {"x-board-refresh", "if-none-match", "x-live-version"} <= {
+        name.strip() for name in allowed.split(",")
+    }
+    # Another site's page: no CORS headers, so its scripts read nothing.
+    theirs = {**cookie, "Origin": "http://elsewhere.example"}
+    foreign = requests.get(served.socket_url + "/board/live", headers=theirs, timeout=5)
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+    # Signed out: refused there as on the web processes.
+    nobody = requests.get(
+        served.socket_url + "/board/live",
+        headers={"Origin": served.url},
+        timeout=5,
+        allow_redirects=False,
+    )
+    assert nobody.status_code in (302, 401)
+
+
 def test_past_its_limit_a_socket_process_says_busy(
     monkeypatch: pytest.MonkeyPatch, app: Flask, services: Services
 ) -> None:

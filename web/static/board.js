@@ -77,6 +77,9 @@
   // Whether the next re-read must bring the whole fragment: on (re)connection and the
   // half-minute read, in case an event was lost on the way.
   var whole = true;
+  // The newest hint heard (each carries the count of hints published, live_version): a
+  // render made since it has what it announced, and the server serves one to all boards.
+  var heard = 0;
   // Re-reads the page does by itself must not keep the session alive: the idle timeout
   // is for the person. Only a re-read after they touched the page counts as activity.
   var touched = false;
@@ -149,10 +152,13 @@
     if (!touched) {
       headers["X-Board-Refresh"] = "background";
       if (shownTag && !whole) { headers["If-None-Match"] = shownTag; }
+      if (heard && !whole) { headers["X-Live-Version"] = String(heard); }
     }
     touched = false;
     whole = false;
-    fetch(url, { credentials: "same-origin", headers: headers, redirect: "manual", cache: "no-store" })
+    // The board's own fragment may come from the socket server's port: the session
+    // cookie goes there too ("include"; the server allows only our page's origin).
+    fetch(url, { credentials: "include", headers: headers, redirect: "manual", cache: "no-store" })
       .then(function (response) {
         if (response.type === "opaqueredirect" || response.status === 401 || response.status === 403) {
           window.location.reload();  // signed out or revoked: the server shows the way in
@@ -208,6 +214,7 @@
     again = true;  // the record moved on without us: read it once the pause is over
   }
 
+  // Draws an alert's counts in its bars; whether the board has any (else it re-reads).
   function showProgress(data) {
     var bars = live.querySelectorAll('.progress[data-alert-id="' + data.alert_id + '"]');
     Array.prototype.forEach.call(bars, function (bar) {
@@ -222,6 +229,7 @@
         if (number && typeof data[field] === "number") { number.textContent = String(data[field]); }
       });
     });
+    return bars.length > 0;
   }
 
   var socket = io(socketUrl, {
@@ -241,7 +249,10 @@
     soon();  // each retry (spaced by the back-off above) also asks the page: sealed?
   });
   socket.onAny(function (event, data) {
-    if (event === "alert_progress" && data) { showProgress(data); }
+    if (data && typeof data.live_version === "number") { heard = Math.max(heard, data.live_version); }
+    // A broadcast's progress, every second while it goes out: its numbers are all that
+    // changed, drawn here. Only an alert this board has no bar for yet is read.
+    if (event === "alert_progress" && data && showProgress(data)) { return; }
     soon();
   });
   // A quiet board still re-reads now and then: ages move on, and a lost event is found.
