@@ -201,10 +201,12 @@ class Board:
     unchanged: int = 0  # re-reads answered 304: the board had the record already
     bars: frozenset[int] = frozenset()  # the alerts whose progress bar the fragment has
     heard: int = 0  # the newest hint's live_version, sent back as board.js does
+    events: int = 0  # every event this board's socket brought
 
     def hear(self, event: str, data: object = None) -> None:
         """As board.js: any event makes a re-read, but an alert's progress for a bar the
         board shows, which it draws in place."""
+        self.events += 1
         fields = data if isinstance(data, dict) else {}
         self.heard = max(self.heard, int(fields.get("live_version", 0)))
         if event == "alert_progress" and fields.get("alert_id") in self.bars:
@@ -257,8 +259,10 @@ def boards(target: Stack, server: WebServer, label: str) -> None:
             reader.start()
         hints = threading.Thread(target=publish_hints, args=(target, audience, stop))
         hints.start()
+        listening = time.monotonic()
         with broadcast_in_background(target, audience, beside_boards):
             busy = hotline(server.port, texts[::-1], 50)
+        listened = time.monotonic() - listening
         stop.set()
         hints.join()
         for reader in readers:
@@ -270,6 +274,8 @@ def boards(target: Stack, server: WebServer, label: str) -> None:
     note(f"{label}: board re-reads refused (busy) or cut off: {len(failed)}")
     unchanged = sum(board.unchanged for board in opened)
     note(f"{label}: re-reads answered 304 (the board had the record): {unchanged:,}")
+    per_board = sum(board.events for board in opened) / len(opened) / listened
+    note(f"{label}: events each board's socket brought: {per_board:.1f}/s")
     ratio = beside_boards[0] / alone[0]
     line(
         f"{label} broadcast of {BROADCAST_RECIPIENTS:,}: no board / {len(opened)} boards",
