@@ -101,7 +101,8 @@ def test_the_web_spool_survives_a_restart(compose: dict[str, Any]) -> None:
 
 def test_the_proxy_sends_the_boards_sockets_to_their_own_process(compose: dict[str, Any]) -> None:
     """Open boards must never hold the threads the hotline needs (issue: 64 open boards
-    took the hotline down): /socket.io/ goes to the socket process, the rest to web."""
+    took the hotline down), nor take their CPU with re-reads: /socket.io/ and
+    /board/live go to the socket process, the rest to web."""
     web = compose["services"]["web"]
     command = web["command"]
     assert command[command.index("--port") + 1] == "5000"
@@ -110,7 +111,7 @@ def test_the_proxy_sends_the_boards_sockets_to_their_own_process(compose: dict[s
     proxy = compose["services"]["proxy"]
     assert "./deploy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
     caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
-    assert "@sockets path /socket.io/*" in caddyfile
+    assert "@sockets path /socket.io/* /board/live\n" in caddyfile
     assert "reverse_proxy @sockets web:5001" in caddyfile
     assert "reverse_proxy web:5000" in caddyfile
     assert "SOCKET_URL" not in web["environment"]  # the page's own origin: the proxy
