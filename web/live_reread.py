@@ -2,23 +2,24 @@
 
 Every hint makes every open board re-read its fragment: 200 boards and a hint a second
 are 200 requests a second, each through Flask's routing, its session check (a database
-query) and its hooks, about 2 ms of a web process's CPU, taken from the hotline on the
-same cores. Most of them find what the board already shows: the hint was a broadcast's
-progress, whose counts the socket brings and board.js draws in place.
+query) and its hooks, about 2 ms of CPU. Most of them find what the board already
+shows: the hint changed nothing it shows, or only a broadcast's counts, which the socket
+brings and board.js draws in place.
 
 So board.js sends the ETag of the fragment it shows (``web.shared_render.shape_tag``:
 the fragment without its counts) and the hint it heard (``X-Live-Version``), and here,
 before Flask, a re-read is answered ``304 Not Modified`` when that tag belongs to a
-render made since that hint.
-Checked here, without the database: the session cookie's signature (a staff browser),
-and that the re-read is the board's own (a person's touch goes through Flask, where it
-keeps their session alive). The tag names one language's render: a board whose person
-chose another language meanwhile reloads, and reads the new one whole. A 304 carries
-nothing: it tells a browser that the fragment
-it holds, and proved it holds by its hash, is still the one to show; a session ended
-meanwhile is found by the next re-read that has something new, and its socket is closed
-at once anyway (``web.board_live.disconnect_session``). Anything else, and every tag
-not current, goes to the app, which renders (once per hint and language) or refuses.
+render made since that hint. Checked here, without the database: the session cookie's
+signature (a staff browser), and that the re-read is the board's own (a person's touch
+goes through Flask, where it keeps their session alive). The tag names one language's
+render: a board whose person chose another language meanwhile reloads, and reads the
+new one whole.
+
+A 304 carries nothing: it tells a browser that the fragment it holds, and proved it
+holds by its hash, is still the one to show. A session ended meanwhile is found by the
+next re-read that has something new, and its socket is closed at once anyway
+(``web.board_live.disconnect_session``). Anything else, and every tag not current, goes
+to the app, which renders (once per hint and language) or refuses.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Flask-SocketIO's threading mode holds a thread for each open socket. Served toge
 served apart:
 
 - **web** processes (``WEB_PROCESSES``, one per core is right) answer the webhooks, the
-  report form, the pages and the board's re-reads; they refuse ``/socket.io/``;
+  report form and the pages; they refuse ``/socket.io/``;
 - one **sockets** process holds the boards' sockets, up to ``MAX_SOCKETS`` (refusing
   more with "busy": the browser retries later), and answers the boards' re-reads of
   ``/board/live`` (``LIVE_PATH``), and nothing else. Each hint makes every open board
@@ -35,13 +35,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from rapidresponse.config import Settings
 from rapidresponse.keyring import Keyring
 from web.board_live import MAX_SOCKETS
+from web.live_reread import LIVE_PATH
 
 WEB_THREADS = 64  # per web process: webhooks and pages; sockets are not served here
 # A thread per socket, and some to refuse the ones past MAX_SOCKETS, to answer /healthz
 # and the boards' re-reads (most a 304 in well under a millisecond).
 SOCKET_THREADS = MAX_SOCKETS + 64
 SOCKET_PATH = "/socket.io/"
-LIVE_PATH = "/board/live"
 # What board.js sends with a re-read, and may read of the answer, across origins.
 LIVE_REQUEST_HEADERS = "X-Board-Refresh, If-None-Match, X-Live-Version"
 LIVE_ANSWER_HEADERS = "ETag, X-Sealed, Retry-After"
