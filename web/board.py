@@ -78,7 +78,6 @@ from web.shared_render import (
     SharedRender,
     heard_version,
     sent_tag,
-    shape_tag,
 )
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ def live() -> ResponseReturnValue:
     # that heard a hint takes any render made since; one that did not, the newest.
     newest = live_version(services().redis)
     heard = heard_version(request.headers.get(VERSION_HEADER))
-    html = shared_live.get(
+    made = shared_live.rendered(
         f"{get_locale()}:{changes_made_here()}",
         newest if heard is None or newest is None else min(heard, newest),
         lambda: render_template("board/_live.html", **_board_context()),
@@ -137,10 +136,10 @@ def live() -> ResponseReturnValue:
     )
     # A board's own re-read (not one after a person's touch, which must reach the
     # session) whose tag is current is told so; most are, before Flask (web.live_reread).
-    tag = shape_tag(html)
-    unchanged = is_background_refresh() and sent_tag(request.headers.get("If-None-Match")) == tag
-    response = Response(None if unchanged else html, status=304 if unchanged else 200)
-    response.set_etag(tag)
+    sent = sent_tag(request.headers.get("If-None-Match"))
+    unchanged = is_background_refresh() and sent == made.tag
+    response = Response(None if unchanged else made.html, status=304 if unchanged else 200)
+    response.set_etag(made.tag)
     response.headers["Cache-Control"] = LIVE_CACHE_CONTROL
     return response
 

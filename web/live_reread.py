@@ -24,11 +24,12 @@ to the app, which renders (once per hint and language) or refuses.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
-from itsdangerous import BadSignature
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.http import parse_cookie
 
 from dispatch.live import live_version
@@ -42,12 +43,11 @@ from web.shared_render import (
     heard_version,
     sent_tag,
 )
+from web.wsgi import WsgiApp
 
 LIVE_PATH = "/board/live"
 _BACKGROUND_KEY = "HTTP_" + BACKGROUND_HEADER.upper().replace("-", "_")
 _VERSION_KEY = "HTTP_" + VERSION_HEADER.upper().replace("-", "_")
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class ConditionalReread:
@@ -100,7 +100,7 @@ class ConditionalReread:
         """A session cookie this app signed, naming a staff session."""
         app = self.flask_app
         cookie = parse_cookie(environ).get(app.config["SESSION_COOKIE_NAME"])
-        serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+        serializer = self._serializer
         if not cookie or serializer is None:
             return False
         try:
@@ -110,3 +110,9 @@ class ConditionalReread:
         except BadSignature:
             return False
         return isinstance(data, dict) and bool(data.get(TOKEN_KEY))
+
+    @functools.cached_property
+    def _serializer(self) -> URLSafeTimedSerializer | None:
+        """Flask's own, made once (at the first re-read: the app is configured by then)."""
+        app = self.flask_app
+        return app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined,no-any-return]

@@ -52,10 +52,10 @@ from web.sms import (
     request_is_signed,
     twiml,
 )
+from web.wsgi import WsgiApp
 
 log = logging.getLogger(__name__)
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 START_WAIT_SECONDS = 5.0
 KEYLESS = frozenset(
     {Keyword.HELP, Keyword.RIGHTS}

@@ -36,6 +36,7 @@ from rapidresponse.config import Settings
 from rapidresponse.keyring import Keyring
 from web.board_live import MAX_SOCKETS
 from web.live_reread import LIVE_PATH
+from web.wsgi import WsgiApp
 
 WEB_THREADS = 64  # per web process: webhooks and pages; sockets are not served here
 # A thread per socket, and some to refuse the ones past MAX_SOCKETS, to answer /healthz
@@ -47,8 +48,6 @@ LIVE_REQUEST_HEADERS = "X-Board-Refresh, If-None-Match, X-Live-Version"
 LIVE_ANSWER_HEADERS = "ETag, X-Sealed, Retry-After"
 PREFLIGHT_MAX_AGE = "600"  # seconds a browser may skip asking again
 log = logging.getLogger(__name__)
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def _read_areas(services: Any) -> None:

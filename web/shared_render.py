@@ -104,11 +104,17 @@ def sent_tag(if_none_match: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class _Made:
+class Rendered:
+    """A render of the fragment, with its ETag, and when and at which version made."""
+
     version: int
     at: float
     html: str
     tag: str
+
+    @classmethod
+    def now(cls, version: int, html: str) -> Rendered:
+        return cls(version, time.monotonic(), html, shape_tag(html))
 
 
 class SharedRender:
@@ -117,7 +123,7 @@ class SharedRender:
     def __init__(self, gate: RenderGate, max_age: float = MAX_AGE_SECONDS) -> None:
         self._gate = gate
         self._max_age = max_age
-        self._made: dict[str, _Made] = {}
+        self._made: dict[str, Rendered] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -128,12 +134,22 @@ class SharedRender:
         render: Callable[[], str],
         newest: int | None = None,
     ) -> str:
+        """The html of ``rendered``."""
+        return self.rendered(key, version, render, newest).html
+
+    def rendered(
+        self,
+        key: str,
+        version: int | None,
+        render: Callable[[], str],
+        newest: int | None = None,
+    ) -> Rendered:
         """A render for ``key`` made at ``version`` or later (None: unknown, so render
         afresh). A new render is kept as made at ``newest``, the version read before it
         began (by default ``version``)."""
         if version is None:
             with self._gate.turn():
-                return render()
+                return Rendered.now(0, render())
         found = self._fresh(key, version)
         if found is not None:
             return found
@@ -146,12 +162,12 @@ class SharedRender:
                 return found
             with self._gate.turn():
                 html = render()
+            made = Rendered.now(version if newest is None else max(newest, version), html)
             with self._guard:
-                made_at = version if newest is None else max(newest, version)
-                self._made[key] = _Made(made_at, time.monotonic(), html, shape_tag(html))
+                self._made[key] = made
                 while len(self._made) > MAX_KEYS:  # keys a past area change left behind
                     del self._made[next(iter(self._made))]
-            return html
+            return made
         finally:
             lock.release()
 
@@ -175,19 +191,15 @@ class SharedRender:
         return False
 
     def _current(self, key: str, tag: str, version: int) -> bool:
-        made = self._made.get(key)
-        return (
-            made is not None
-            and made.tag == tag
-            and made.version >= version
-            and time.monotonic() - made.at < self._max_age
-        )
+        made = self._fresh(key, version)
+        return made is not None and made.tag == tag
 
-    def _fresh(self, key: str, version: int) -> str | None:
+    def _fresh(self, key: str, version: int) -> Rendered | None:
+        """The kept render of ``key``, if made at ``version`` or later and young enough."""
         made = self._made.get(key)
         if made is None or made.version < version:
             return None
-        return made.html if time.monotonic() - made.at < self._max_age else None
+        return made if time.monotonic() - made.at < self._max_age else None
 
     def _lock_of(self, key: str) -> threading.Lock:
         with self._guard:

@@ -79,9 +79,13 @@ def signature_is_valid(found: Services) -> bool:
 
 def request_is_signed(settings: Settings) -> bool:
     """Whether this request carries Twilio's signature for our own URL."""
-    query = request.query_string.decode("latin-1")
-    url = settings.public_url + request.path + (f"?{query}" if query else "")
+    url = webhook_url(settings, request.path, request.query_string.decode("latin-1"))
     return is_signed(settings, url, request.form, request.headers.get("X-Twilio-Signature", ""))
+
+
+def webhook_url(settings: Settings, path: str, query: str) -> str:
+    """The URL Twilio signed: ours as it knows it (PUBLIC_URL), whatever proxy is between."""
+    return settings.public_url + path + (f"?{query}" if query else "")
 
 
 def is_signed(settings: Settings, url: str, form: MultiDict[str, str], signature: str) -> bool:

@@ -20,7 +20,8 @@ from werkzeug.datastructures import MultiDict
 
 from dispatch.services import Services
 from web.security import security_headers
-from web.sms import answer_status_callback
+from web.sms import answer_status_callback, webhook_url
+from web.wsgi import WsgiApp
 
 STATUS_PATH = "/sms/status"
 MAX_BODY = 64 * 1024  # as the app's MAX_CONTENT_LENGTH: a callback is a few hundred bytes
@@ -35,8 +36,6 @@ STATUS_LINES = {
 }
 
 log = logging.getLogger(__name__)
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class TooLarge(Exception):
@@ -72,7 +71,7 @@ class StatusWebhook:
         except ValueError:  # more fields than any callback has, or a broken length
             return 400
         query = str(environ.get("QUERY_STRING", ""))
-        url = self.services.settings.public_url + STATUS_PATH + (f"?{query}" if query else "")
+        url = webhook_url(self.services.settings, STATUS_PATH, query)
         try:
             return answer_status_callback(
                 self.services,

@@ -20,7 +20,7 @@ from rapidresponse.models import StaffRole
 from tests.web.staff_helpers import add_account, sign_in
 from web import board as board_module
 from web import shared_render
-from web.shared_render import Busy, RenderGate, SharedRender
+from web.shared_render import Busy, Rendered, RenderGate, SharedRender
 
 
 def slow_render(calls: list[int], seconds: float = 0.2) -> str:
@@ -121,11 +121,11 @@ def test_two_boards_share_the_render_until_a_hint_is_published(
 def test_a_busy_board_is_told_when_to_come_back(
     two_dispatchers: list[FlaskClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def busy() -> str:
+    def busy() -> Rendered:
         raise Busy
 
     class Full(SharedRender):
-        def get(self, *_args: object) -> str:
+        def rendered(self, *_args: object) -> Rendered:  # type: ignore[override]
             return busy()
 
     monkeypatch.setattr(board_module, "shared_live", Full(RenderGate()))
