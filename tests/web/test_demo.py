@@ -75,7 +75,10 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
     # Its own process group, so that Ctrl-C can be sent the way a terminal sends it: to
     # every process in the foreground group at once.
     demo = subprocess.Popen(
-        [sys.executable, "-m", "web.cli", "demo", "--port", str(port)],
+        # Its socket port chosen free too: the default (port + 1) may be any other
+        # process's on a busy CI machine (the default is tested beside a taken port below).
+        [sys.executable, "-m", "web.cli", "demo", "--port", str(port)]
+        + ["--socket-port", str(free_port())],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -83,7 +86,7 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
     )
     try:
         while healthz(f"http://127.0.0.1:{port}/healthz") != 200:
-            assert demo.poll() is None, "the demo exited"
+            assert demo.poll() is None, "the demo exited:\n" + (tmp_path / "demo.log").read_text()
             assert time.monotonic() - started < HEALTHY_WITHIN_SECONDS, "not healthy in time"
             time.sleep(0.25)
         running = descendants(demo.pid)

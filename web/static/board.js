@@ -74,6 +74,7 @@
   // The ETag of the fragment shown: a re-read that hears 304 has the record already (the
   // counts of a broadcast come on the socket and are drawn in place, see showProgress).
   var shownTag = null;
+  var shownHtml = null;
   // Whether the next re-read must bring the whole fragment: on (re)connection and the
   // half-minute read, in case an event was lost on the way.
   var whole = true;
@@ -145,6 +146,14 @@
     }
   }
 
+  // Whether a fragment draws what the board shows already (the page's first drawing is
+  // the server's too, so the read at connection usually changes nothing).
+  function sameAsShown(html) {
+    var parsed = document.createElement("template");
+    parsed.innerHTML = html;
+    return parsed.innerHTML === live.innerHTML;
+  }
+
   function refresh() {
     if (inFlight) { again = true; return; }
     inFlight = true;
@@ -182,7 +191,12 @@
         return response.ok ? response.text() : null;
       })
       .then(function (html) {
-        if (html !== null) {
+        // The same fragment again (a whole read, or a render for another board's
+        // hint) is not drawn again: a click on a button being replaced would be lost.
+        if (html !== null && (html === shownHtml || sameAsShown(html))) {
+          live.setAttribute("data-synced", String(Date.now()));
+        } else if (html !== null) {
+          shownHtml = html;
           var typed = keepTyped();
           live.innerHTML = html;
           putBack(typed);
