@@ -20,7 +20,7 @@ from dispatch.pacer import Pacer, make_pacer, make_whatsapp_pacer
 from dispatch.redis_conn import EmbeddedRedis, connect
 from dispatch.reporter_keys import ReporterKeys
 from dispatch.senders import OptOutGuard, make_sender
-from dispatch.spool import Spool
+from dispatch.spool import Spool, StorageBreaker
 from dispatch.volatile import RememberedLanguages, SeenMessages, VolatileStore, open_volatile
 from rapidresponse.config import ConfigError, Settings
 from rapidresponse.crypto import BlindIndex
@@ -49,6 +49,8 @@ class Services:
     pacer: Pacer | None = None  # None: SEND_RATE=unlimited
     whatsapp_pacer: Pacer | None = None  # WHATSAPP_SEND_RATE, the WhatsApp sender's own
     areas: AreaCatalog = field(default_factory=AreaCatalog, repr=False)
+    # Whether the webhook should wait for the database or spool at once (web/sms.py).
+    storage: StorageBreaker = field(default_factory=StorageBreaker, repr=False)
     embedded_redis: EmbeddedRedis | None = field(default=None, repr=False)
     volatile_store: VolatileStore | None = field(default=None, repr=False)
 

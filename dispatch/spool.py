@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +47,46 @@ class SpooledText:
     latitude: float | None = None
     longitude: float | None = None
     channel: str = "sms"  # or "whatsapp" (ReportChannel's value)
+
+
+class StorageBreaker:
+    """Whether the database takes texts, as this process last found it.
+
+    A text the database could not take within its budget (a lock held by a migration,
+    a database away) held a web thread for up to two lock waits. The web process has
+    few threads (see ``web.server.WEB_THREADS``): if every text waited as long, texts
+    would queue behind each other past the 15 s Twilio waits and be lost. Once one
+    text has failed, the others go straight to the spool while a single text at a time
+    (the probe) tries the database; the first one stored closes the breaker.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failing = False
+        self._probing = False
+
+    def may_try(self) -> bool:
+        """Whether this text should try the database (False: spool it now). A True
+        while failing makes this thread the probe: report how it went with ``tried``."""
+        with self._lock:
+            if not self._failing:
+                return True
+            if self._probing:
+                return False
+            self._probing = True
+            return True
+
+    def tried(self, *, stored: bool | None) -> None:
+        """How a text's try went: stored, not (the database could not take it), or
+        None (it failed for a reason of its own, which says nothing of the database)."""
+        with self._lock:
+            if stored is not None:
+                self._failing = not stored
+            self._probing = False
+
+    @property
+    def failing(self) -> bool:
+        return self._failing
 
 
 class Spool:

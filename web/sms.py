@@ -113,15 +113,34 @@ def inbound() -> Response:
     redact = redaction_delay(found.settings) is not None
     # The reply's id reaches us only in its status callback: redact=1 asks for it.
     action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
+    if not found.storage.may_try():  # another text is finding out whether it is back
+        return twiml(spool_text(found, phone, body, sid, location, channel), action)
     try:
         # Once stored, Twilio may forget the message: asked in the same transaction.
         reply = handle_within_budget(found, phone, body, location, sid if redact else None, channel)
     except STORAGE_DOWN as error:
+        found.storage.tried(stored=False)
         log.error("inbound text kept in the spool: database unavailable (%s)", type(error).__name__)
-        kept = SpooledText(phone, body, sid, *coordinates(location), channel=channel.value)
-        found.spool.keep(kept)
-        return twiml(kept_reply(body), action)  # redaction is scheduled once it is stored
+        return twiml(spool_text(found, phone, body, sid, location, channel), action)
+    except BaseException:
+        found.storage.tried(stored=None)  # says nothing about the database
+        raise
+    found.storage.tried(stored=True)
     return twiml(reply.text if reply is not None else None, action)
+
+
+def spool_text(
+    found: Services,
+    phone: str,
+    body: str,
+    sid: str,
+    location: Location | None,
+    channel: ReportChannel,
+) -> str | None:
+    """Keep a text the database cannot take now; what to answer it. Its redaction at
+    Twilio is scheduled once it is stored."""
+    found.spool.keep(SpooledText(phone, body, sid, *coordinates(location), channel=channel.value))
+    return kept_reply(body)
 
 
 def read_inbound(region: str) -> tuple[str, str, str, Location | None, ReportChannel]:

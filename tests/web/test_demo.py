@@ -77,8 +77,7 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
     demo = subprocess.Popen(
         # Its socket port chosen free too: the default (port + 1) may be any other
         # process's on a busy CI machine (the default is tested beside a taken port below).
-        [sys.executable, "-m", "web.cli", "demo", "--port", str(port)]
-        + ["--socket-port", str(free_port())],
+        [sys.executable, "-m", "web.cli", "demo", "--port", str(port), *socket_port()],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -137,6 +136,10 @@ def test_demo_comes_up_healthy_and_stops_cleanly(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert not [pid for pid in running if alive(pid)], "processes left running"
     assert not (tmp_path / "instance" / "redis" / "redis.sock").exists()
+
+
+def socket_port() -> list[str]:
+    return ["--socket-port", str(free_port())]
 
 
 def password_of(banner: str) -> str | None:

@@ -18,6 +18,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from dispatch.services import Services
+from dispatch.spool import StorageBreaker
 from rapidresponse.db import Database
 from tests.twilio_fake import FakeTwilio
 from tests.web.sms_helpers import ALICE, new_sid, send, twiml_message
@@ -77,6 +78,58 @@ def test_texts_during_a_20_second_lock_are_answered_kept_and_stored(
     assert sorted(m.to for m in late) == sorted(number(n) for n in range(5))
     assert twilio_services.spool.waiting() == []
     assert not list(twilio_services.settings.shred_keys_path.glob("spool-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.sends_through_api
+def test_after_one_text_met_the_lock_the_others_are_kept_at_once_while_one_tries(
+    sms_app: Flask, twilio_services: Services, fake: FakeTwilio
+) -> None:
+    """A web process has few threads: texts that each waited the whole budget would
+    queue behind each other past Twilio's 15 s. Once one has failed, one text at a time
+    tries the database and the others are kept in the spool at once."""
+    holding = threading.Event()
+    holder = threading.Thread(
+        target=hold_the_database, args=(twilio_services.database, HOLD_SECONDS, holding)
+    )
+    holder.start()
+    assert holding.wait(10)
+    status, answer, took = text_at(sms_app, number(0), "ICE at NE 42nd in Cully, token-0")
+    assert status == 200 and answer is not None and answer.startswith(KEPT_EN)
+    assert took >= sms.LOCK_WAIT_MS / 1000  # this one waited for the lock
+
+    bodies = [f"ICE agents at SE 82nd in Lents, token-{n}" for n in range(1, 21)]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        results = list(pool.map(lambda n: text_at(sms_app, number(n), bodies[n - 1]), range(1, 21)))
+    for status, answer, _took in results:
+        assert status == 200 and answer is not None and answer.startswith(KEPT_EN)
+    waited = [took for _, _, took in results if took >= sms.LOCK_WAIT_MS / 1000]
+    assert len(waited) <= 1, "only the probe waits for the lock"
+    assert len(twilio_services.spool.waiting()) == 21
+    holder.join()
+
+    # The lock is gone: the next text tries, is stored and answered as usual, and the
+    # texts after it go to the database again.
+    for n in (30, 31):
+        status, answer, _took = text_at(sms_app, number(n), f"ICE at Foster Rd, token-{n}")
+        assert status == 200 and answer is not None and answer.startswith("Report ")
+    assert not twilio_services.storage.failing
+    assert len(twilio_services.spool.waiting()) == 21
+    assert sms.store_spooled(twilio_services) == 21
+    expected = ["ICE at NE 42nd in Cully, token-0", *bodies]
+    expected += [f"ICE at Foster Rd, token-{n}" for n in (30, 31)]
+    assert sorted(decrypted_reports(twilio_services)) == sorted(expected)
+
+
+def test_a_text_that_fails_for_a_reason_of_its_own_does_not_hold_the_probe() -> None:
+    breaker = StorageBreaker()
+    breaker.tried(stored=False)  # the database could not take a text
+    assert breaker.may_try()  # this text is the probe ...
+    assert not breaker.may_try()  # ... and meanwhile the others are kept
+    breaker.tried(stored=None)  # the probe hit a bug of its own: nothing learned
+    assert breaker.failing and breaker.may_try()  # the next text probes
+    breaker.tried(stored=True)
+    assert not breaker.failing and breaker.may_try() and breaker.may_try()
 
 
 @pytest.mark.sends_through_api
