@@ -60,10 +60,12 @@ class ReporterKeys:
         current = self._window(timestamp)
         self._forget_dead_keys(timestamp)
         try:
-            keys = [
-                self._known_key(current, create=True),
-                self._known_key(current - 1, create=False),
-            ]
+            keys = [self._known_key(current, create=True)]
+            # The previous window's key is read only while it lives: once its afterlife
+            # is over, Redis has destroyed it, and asking again for every text costs a
+            # round trip for nothing.
+            if self.expiry(current - 1) > timestamp:
+                keys.append(self._known_key(current - 1, create=False))
         except (RedisError, OSError) as error:
             log.warning("reporter keys unavailable (%s)", error.__class__.__name__)
             return ()
