@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -253,3 +254,15 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), revision)
+
+
+def insert_ignoring_duplicates(
+    session: Session, model: Any, values: dict[str, Any], unique: Any
+) -> postgresql.Insert | sqlite.Insert:
+    """``INSERT … ON CONFLICT (unique) DO NOTHING`` in the session's dialect (both speak
+    it): a row another transaction inserted first is no error, and nothing is inserted."""
+    if session.get_bind().dialect.name == "postgresql":
+        return (
+            postgresql.insert(model).values(values).on_conflict_do_nothing(index_elements=[unique])
+        )
+    return sqlite.insert(model).values(values).on_conflict_do_nothing(index_elements=[unique])

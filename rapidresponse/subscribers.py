@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import delete, inspect, select, update
+from sqlalchemy.orm import Session, defer, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from rapidresponse import announcements, drills, reconfirm, whatsapp
 from rapidresponse.commands import Command, Keyword
 from rapidresponse.crypto import BlindIndex, FieldCipher, Purpose
+from rapidresponse.db import insert_ignoring_duplicates
 from rapidresponse.directory import AreaDirectory, Place, Resolution
 from rapidresponse.languages import guess as guess_language
 from rapidresponse.messages import join_names, text
@@ -44,6 +45,8 @@ from rapidresponse.wording import wording_of
 
 # The STOP confirmation must follow the STOP; a late one is not sent at all.
 CONFIRMATION_WINDOW = timedelta(minutes=10)
+# What a new subscriber row is inserted with (all but its id).
+SUBSCRIBER_FIELDS = tuple(field for field in inspect(Subscriber).column_attrs if field.key != "id")
 
 
 class ReplyKind(str, enum.Enum):
@@ -312,13 +315,24 @@ class SubscriberDesk:
             whatsapp_status=SubscriberStatus.NO_CONSENT,
             phone_sealed=self.cipher.encrypt(phone, Purpose.SUBSCRIBER_PHONE),
         )
-        whatsapp.set_status_on(subscriber, channel, status, utcnow())
-        try:
-            with self.session.begin_nested():
-                self.session.add(subscriber)
-        except IntegrityError:
+        now = utcnow()
+        whatsapp.set_status_on(subscriber, channel, status, now)
+        subscriber.created_at = subscriber.updated_at = now
+        values = {column.key: getattr(subscriber, column.key) for column in SUBSCRIBER_FIELDS}
+        # One statement, where a savepoint around the ORM's insert took three: the
+        # webhook's JOIN is the hotline's commonest text.
+        new_id = self.session.scalar(
+            insert_ignoring_duplicates(
+                self.session, Subscriber, values, Subscriber.phone_index
+            ).returning(Subscriber.id)
+        )
+        if new_id is None:
             self._rows.pop(key, None)  # someone else's row: read it again before trusting
             return None
+        subscriber.id = new_id
+        set_committed_value(subscriber, "subscriptions", [])
+        make_transient_to_detached(subscriber)  # as if read: every field is what was stored
+        self.session.add(subscriber)
         self._rows[key] = subscriber
         return subscriber
 
