@@ -87,7 +87,13 @@ def after_intake(services: Services, intake: Intake) -> None:
     if intake.new_incident:
         incident_opened(services, intake.incident_id)
     else:
-        incident_touched(services, intake.incident_id)
+        # Many reports a second on a raid morning: one hint per half second suffices.
+        quietly(
+            lambda: services.live.emit_coalesced(
+                "incident_updated", {"incident_id": intake.incident_id}
+            ),
+            intake.incident_id,
+        )
         if intake.placed_now:  # an unplaced incident now has a place: find responders
             quietly(
                 lambda: enqueue(

@@ -8,6 +8,9 @@ record from the server.
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 from typing import Any
 
 import socketio
@@ -16,7 +19,13 @@ from redis.exceptions import RedisError
 
 from dispatch.redis_conn import connect
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CHANNEL = "rapidresponse"
+# A hint repeated within this is sent once more at its end, not each time (see
+# LivePublisher.emit_coalesced).
+COALESCE_MS = 500
+COALESCE_PREFIX = "rr:hint:"
 
 
 def live_events_manager(
@@ -53,6 +62,33 @@ class LivePublisher:
         # made before the change.
         version = int(self._redis.incr(LIVE_VERSION_KEY))
         self._manager.emit(event, {**data, VERSION_FIELD: version}, namespace="/", room=room)
+
+    def emit_coalesced(
+        self, event: str, data: dict[str, Any], window_ms: int = COALESCE_MS
+    ) -> None:
+        """``emit``, but the same hint (event and data) at most once per window across
+        every process, and once more at the end of a window in which it was repeated.
+
+        The hotline's reports touch the same few incidents many times a second on a raid
+        morning; each hint went to every open board, and each board re-read. A board
+        needs to hear that an incident changed, not how often: the first hint goes at
+        once, the repeats within ``window_ms`` become one more at its end (made after
+        them, so the board's re-read finds them all).
+        """
+        key = COALESCE_PREFIX + event + ":" + json.dumps(data, sort_keys=True)
+        if self._redis.set(key, 1, nx=True, px=window_ms):
+            self.emit(event, data)
+        elif self._redis.set(key + ":again", 1, nx=True, px=window_ms):
+            later = threading.Timer(window_ms / 1000, self._again, (key, event, data, window_ms))
+            later.daemon = True
+            later.start()
+
+    def _again(self, key: str, event: str, data: dict[str, Any], window_ms: int) -> None:
+        try:
+            self._redis.set(key, 1, px=window_ms)  # a repeat right after waits its turn too
+            self.emit(event, data)
+        except (RedisError, OSError) as error:  # the board's half-minute re-read catches up
+            log.warning("a repeated hint was not sent (%s)", error.__class__.__name__)
 
 
 def live_version(redis: Redis) -> int | None:
