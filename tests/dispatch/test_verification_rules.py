@@ -304,9 +304,13 @@ def test_the_reporter_key_lives_in_the_volatile_redis_for_one_window_and_the_fol
     # The same number hashes alike within the window; no number in the hash.
     assert first[0] == keys.hashes("+15035550142")[0]
     assert "5035550142" not in first[0]
-    # Another window's key: another hash, and the previous window's comes second.
-    later = keys.hashes("+15035550142", datetime.now(UTC) + timedelta(seconds=window_seconds))
+    # Another window's key: another hash, and the previous window's comes second while
+    # its afterlife lasts (a follow-up across the boundary); after that, alone.
+    next_window = (window + 1) * window_seconds
+    later = keys.hashes("+15035550142", datetime.fromtimestamp(next_window + 60, UTC))
     assert later[0] != first[0] and later[1] == first[0]
+    past = keys.hashes("+15035550142", datetime.fromtimestamp(deadline + 1, UTC))
+    assert past == later[:1]
 
 
 def test_a_responder_out_on_another_incident_is_not_paged(
