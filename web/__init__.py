@@ -15,7 +15,7 @@ from web import local_time
 from web.extensions import csrf, socketio
 from web.live_reread import ConditionalReread
 from web.security import add_security_headers
-from web.status_webhook import StatusWebhook
+from web.webhooks import TwilioWebhooks
 
 
 class RowId(IntegerConverter):
@@ -76,10 +76,10 @@ def create_app(
     )
     from web.board import shared_live
 
-    # Outermost: a status callback, or a board's re-read of what it shows already, passes
-    # nothing else (see web.status_webhook and web.live_reread).
+    # Outermost: Twilio's webhooks, or a board's re-read of what it shows already, pass
+    # nothing else (see web.webhooks and web.live_reread).
     app.wsgi_app = ConditionalReread(app.wsgi_app, app, services, shared_live)  # type: ignore[method-assign]
-    app.wsgi_app = StatusWebhook(app.wsgi_app, services)  # type: ignore[method-assign]
+    app.wsgi_app = TwilioWebhooks(app.wsgi_app, services)  # type: ignore[method-assign]
     return app
 
 
@@ -98,7 +98,6 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
         people,
         report,
         simulator,
-        sms,
         whatsapp_templates,
         wording,
     )
@@ -116,10 +115,8 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     del board_live  # imported for its socket handlers
     app.register_blueprint(home.bp)
     app.register_blueprint(health.bp)
-    app.register_blueprint(sms.bp)
     app.register_blueprint(report.bp)
     report.init_babel(app)
     errors.register(app)
-    csrf.exempt(sms.bp)  # Twilio cannot send a CSRF token; its signature is checked instead
     if settings.sms_backend == "simulator" and not settings.is_production:
         app.register_blueprint(simulator.bp)

@@ -1,4 +1,5 @@
-"""Twilio's webhooks: ``POST /sms/inbound`` (answered with TwiML) and ``POST /sms/status``.
+"""Twilio's webhooks: ``POST /sms/inbound`` (answered with TwiML) and ``POST /sms/status``,
+both served before Flask by ``web.webhooks``.
 
 Fails closed: a missing or wrong ``X-Twilio-Signature`` (computed over PUBLIC_URL + path
 and every parameter received) is a 403 and touches nothing. A replayed MessageSid is
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, request
+from flask import Response, abort, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -46,11 +47,8 @@ from rapidresponse.models import ReportChannel, utcnow
 from rapidresponse.phones import InvalidPhoneNumber, normalize
 from rapidresponse.reports import intake_rules
 from rapidresponse.subscribers import Reply, ReplyKind
-from web.context import services
 
 log = logging.getLogger(__name__)
-
-bp = Blueprint("sms", __name__, url_prefix="/sms")
 
 PHOTO_ONLY = "(sent a photo with no text; photos are not kept)"
 LOCATION_ONLY = "(shared a location with no text)"
@@ -63,18 +61,23 @@ SPOOL_DRAIN_SECONDS = 5.0
 STORAGE_DOWN = (OperationalError, InterfaceError, SQLAlchemyTimeoutError)
 WHATSAPP = "whatsapp:"
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+TWIML_TYPE = "application/xml"
+
+
+class BadInbound(ValueError):
+    """Not a message Twilio sends: a field every message has is missing or wrong."""
 
 
 def twiml(message: str | None, action: str | None = None) -> Response:
     """A TwiML answer; ``action`` is where Twilio reports the reply's status."""
+    return Response(twiml_text(message, action), mimetype=TWIML_TYPE)
+
+
+def twiml_text(message: str | None, action: str | None = None) -> str:
     answer = MessagingResponse()
     if message:
         answer.message(message, action=action)
-    return Response(str(answer), mimetype="application/xml")
-
-
-def signature_is_valid(found: Services) -> bool:
-    return request_is_signed(found.settings)
+    return str(answer)
 
 
 def request_is_signed(settings: Settings) -> bool:
@@ -101,32 +104,42 @@ def _validator(token: str) -> RequestValidator:
     return RequestValidator(token)
 
 
-@bp.post("/inbound")
-def inbound() -> Response:
-    found = services()
-    if not signature_is_valid(found):
-        abort(403)
-    sid, phone, body, location, channel = read_inbound(found.settings.phone_region)
+def answer_inbound(
+    found: Services, url: str, form: MultiDict[str, str], signature: str
+) -> tuple[int, str]:
+    """Twilio's webhook for a text that came in (``form``, posted to ``url``): the HTTP
+    status to answer, and with a 200 the TwiML. Served by ``web.webhooks``, before Flask.
+
+    A missing or wrong signature is a 403 and touches nothing; a request without the
+    fields every message has is a 400; a replay is answered with nothing and changes
+    nothing. The text is stored and answered in one transaction, or kept in the spool.
+    """
+    if not is_signed(found.settings, url, form, signature):
+        return 403, ""
+    try:
+        sid, phone, body, location, channel = inbound_fields(form, found.settings.phone_region)
+    except BadInbound:
+        return 400, ""
     if not found.seen_messages.first_time(sid):
         log.info("ignored a replayed inbound message")
-        return twiml(None)
+        return 200, twiml_text(None)
     redact = redaction_delay(found.settings) is not None
     # The reply's id reaches us only in its status callback: redact=1 asks for it.
     action = f"{found.settings.public_url}/sms/status?redact=1" if redact else None
     if not found.storage.may_try():  # another text is finding out whether it is back
-        return twiml(spool_text(found, phone, body, sid, location, channel), action)
+        return 200, twiml_text(spool_text(found, phone, body, sid, location, channel), action)
     try:
         # Once stored, Twilio may forget the message: asked in the same transaction.
         reply = handle_within_budget(found, phone, body, location, sid if redact else None, channel)
     except STORAGE_DOWN as error:
         found.storage.tried(stored=False)
         log.error("inbound text kept in the spool: database unavailable (%s)", type(error).__name__)
-        return twiml(spool_text(found, phone, body, sid, location, channel), action)
+        return 200, twiml_text(spool_text(found, phone, body, sid, location, channel), action)
     except BaseException:
         found.storage.tried(stored=None)  # says nothing about the database
         raise
     found.storage.tried(stored=True)
-    return twiml(reply.text if reply is not None else None, action)
+    return 200, twiml_text(reply.text if reply is not None else None, action)
 
 
 def spool_text(
@@ -144,20 +157,34 @@ def spool_text(
 
 
 def read_inbound(region: str) -> tuple[str, str, str, Location | None, ReportChannel]:
-    """The inbound text this request carries: its id, who wrote, its words, its place and
-    channel. A request without them is answered 400 here."""
-    sid, sender = request.form.get("MessageSid"), request.form.get("From")
-    location = twilio_location(request.form)
-    body = inbound_text(request.form, location)
+    """``inbound_fields`` of this Flask request (the sealed app's); a 400 without them."""
+    try:
+        return inbound_fields(request.form, region)
+    except BadInbound as error:
+        abort(400, str(error))
+
+
+def inbound_fields(
+    form: Mapping[str, str], region: str
+) -> tuple[str, str, str, Location | None, ReportChannel]:
+    """The inbound text ``form`` carries: its id, who wrote, its words, its place and
+    channel.
+
+    Raises:
+        BadInbound: without them.
+    """
+    sid, sender = form.get("MessageSid"), form.get("From")
+    location = twilio_location(form)
+    body = inbound_text(form, location)
     if sid is None or sender is None or body is None or not MESSAGE_SID.match(sid):
-        abort(400, "MessageSid, From and Body are required")
+        raise BadInbound("MessageSid, From and Body are required")
     # WhatsApp comes through the same webhook as "whatsapp:+1503...": the same person as
     # the number, on another channel (answered there; its STOP is not an SMS STOP).
     channel = ReportChannel.WHATSAPP if sender.startswith(WHATSAPP) else ReportChannel.SMS
     try:
-        phone = sender_identity(request.form, channel, region)
+        phone = sender_identity(form, channel, region)
     except InvalidPhoneNumber:
-        abort(400, "From is not a phone number we can answer")
+        raise BadInbound("From is not a phone number we can answer") from None
     return sid, phone, body, location, channel
 
 
@@ -456,7 +483,7 @@ def answer_status_callback(
     signature: str,
 ) -> int:
     """Twilio's status callback for a message we sent, naming its Delivery in the URL
-    (``args``): the HTTP status to answer. Served by ``web.status_webhook``, before Flask.
+    (``args``): the HTTP status to answer. Served by ``web.webhooks``, before Flask.
 
     Signed like the inbound webhook. Anything we cannot place (an unknown delivery, a
     status we do not track) is answered 200 so that Twilio does not retry it; replays and

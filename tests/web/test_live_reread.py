@@ -36,8 +36,8 @@ def fresh_renders(monkeypatch: pytest.MonkeyPatch, app: Flask) -> None:
 
 
 def _middleware(app: Flask) -> object:
-    status_webhook = app.wsgi_app
-    return status_webhook.app  # type: ignore[attr-defined]
+    webhooks = app.wsgi_app
+    return webhooks.app  # type: ignore[attr-defined]
 
 
 @pytest.fixture

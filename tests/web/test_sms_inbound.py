@@ -41,6 +41,7 @@ from tests.web.sms_helpers import (
     sign,
     twiml_message,
 )
+from tests.web.test_access import assert_security_headers
 
 
 def subscriber(services: Services, number: str) -> Subscriber | None:
@@ -553,8 +554,11 @@ def test_a_non_utf8_byte_is_refused(sms_app: Flask, twilio_services: Services) -
     assert areas_of(twilio_services, ALICE) in ({}, {"cully": "pending"})  # at most offered
 
 
-def test_a_get_is_not_allowed(sms_app: Flask) -> None:
-    assert sms_app.test_client().get("/sms/inbound").status_code == 405
+@pytest.mark.parametrize("path", ["/sms/inbound", "/sms/status"])
+def test_a_get_is_not_allowed(sms_app: Flask, path: str) -> None:
+    response = sms_app.test_client().get(path)
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert_security_headers(response)
 
 
 def test_without_an_auth_token_every_webhook_is_refused(
