@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" codec error handler)
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from dispatch.services import Services
@@ -40,6 +41,7 @@ STATUS_LINES = {
     405: "405 Method Not Allowed",
     413: "413 Content Too Large",
     500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
 }
 EMPTY_TYPE = "text/plain; charset=utf-8"
 
@@ -76,6 +78,7 @@ class TwilioWebhooks:
             ("Content-Type", content_type if payload else EMPTY_TYPE),
             ("Content-Length", str(len(payload))),
             *([("Allow", "POST")] if code == 405 else []),
+            *([("Retry-After", "5")] if code == 503 else []),
             *security_headers(self.services.settings),
         ]
         start_response(STATUS_LINES[code], headers)
@@ -119,6 +122,10 @@ class TwilioWebhooks:
         url = webhook_url(self.services.settings, path, str(environ.get("QUERY_STRING", "")))
         try:
             return answer(url, form, str(environ.get("HTTP_X_TWILIO_SIGNATURE", "")))
+        except SQLAlchemyError as error:  # refused, not away (that is spooled): rolled back
+            # The type only: SQLAlchemy's message quotes the statement and its parameters.
+            log.error("database error %s on POST %s", type(error).__name__, path)
+            return 503, ""
         except Exception as error:  # a webhook answers; the log says what
             # The type only: an exception's text could carry a number or a message.
             log.error("%s not handled (%s)", path, type(error).__name__)

@@ -7,6 +7,7 @@ Twilio-compatible server, so a test can also check that nothing reached it.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from datetime import timedelta
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from dispatch.senders import SendError
 from dispatch.services import Services
@@ -42,6 +44,7 @@ from tests.web.sms_helpers import (
     twiml_message,
 )
 from tests.web.test_access import assert_security_headers
+from web import sms
 
 
 def subscriber(services: Services, number: str) -> Subscriber | None:
@@ -780,3 +783,35 @@ def test_a_coordinators_wording_of_a_rights_answer_is_what_the_hotline_says(
     alice.text("LANG EN")
     english = alice.text("RIGHTS HOME")
     assert english is not None and english.startswith("At home:")  # English: the catalog's
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (IntegrityError("INSERT … '+15035550101'", None, Exception(ALICE)), 503),
+        (RuntimeError(f"could not answer {ALICE}"), 500),
+    ],
+)
+def test_a_failure_is_answered_and_its_log_names_no_number(
+    sms_app: Flask,
+    twilio_services: Services,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    status: int,
+) -> None:
+    """A database that refuses a write (not one that is away: that text is spooled) is a
+    503 to retry; anything else a 500. Either way the log says the error's type only."""
+
+    def broken(*_: object, **__: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(sms, "handle_within_budget", broken)
+    with caplog.at_level(logging.INFO):
+        response = send(sms_app.test_client(), valid_params())
+    assert response.status_code == status  # type: ignore[attr-defined]
+    if status == 503:
+        assert response.headers["Retry-After"] == "5"  # type: ignore[attr-defined]
+    assert type(failure).__name__ in caplog.text
+    assert ALICE not in caplog.text and ALICE[2:] not in caplog.text
+    assert not twilio_services.storage.failing  # a refusal says nothing of a lock
