@@ -56,6 +56,9 @@ class LivePublisher:
     def __init__(self, redis_url: str, channel: str | None = None) -> None:
         self._manager = live_events_manager(redis_url, channel, write_only=True)
         self._redis = connect(redis_url)
+        self._later: set[threading.Timer] = set()  # repeated hints to send at a window's end
+        self._later_lock = threading.Lock()
+        self._closed = False
 
     def emit(self, event: str, data: dict[str, Any], room: str | None = None) -> None:
         # Before the hint: a board that hears it re-reads, and must not get a render
@@ -79,16 +82,35 @@ class LivePublisher:
         if self._redis.set(key, 1, nx=True, px=window_ms):
             self.emit(event, data)
         elif self._redis.set(key + ":again", 1, nx=True, px=window_ms):
-            later = threading.Timer(window_ms / 1000, self._again, (key, event, data, window_ms))
+            later = threading.Timer(
+                window_ms / 1000, lambda: self._again(later, key, event, data, window_ms)
+            )
             later.daemon = True
+            with self._later_lock:
+                if self._closed:
+                    return
+                self._later.add(later)
             later.start()
 
-    def _again(self, key: str, event: str, data: dict[str, Any], window_ms: int) -> None:
+    def _again(
+        self, later: threading.Timer, key: str, event: str, data: dict[str, Any], window_ms: int
+    ) -> None:
+        with self._later_lock:
+            self._later.discard(later)
         try:
             self._redis.set(key, 1, px=window_ms)  # a repeat right after waits its turn too
             self.emit(event, data)
         except (RedisError, OSError) as error:  # the board's half-minute re-read catches up
             log.warning("a repeated hint was not sent (%s)", error.__class__.__name__)
+
+    def close(self) -> None:
+        """Drop the repeated hints not sent yet (their boards re-read within 30 s)."""
+        with self._later_lock:
+            self._closed = True
+            pending, self._later = self._later, set()
+        for later in pending:
+            later.cancel()
+        self._redis.close()
 
 
 def live_version(redis: Redis) -> int | None:

@@ -117,6 +117,7 @@ class Services:
             return self.areas.refresh(session)
 
     def close(self) -> None:
+        self.live.close()
         self.redis.close()
         self.volatile.close()
         self.database.dispose()

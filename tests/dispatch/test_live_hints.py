@@ -69,3 +69,13 @@ def test_a_repeat_right_after_the_trailing_hint_waits_its_turn(
     time.sleep(WINDOW_MS / 1000 * 1.5)
     first.emit_coalesced("incident_updated", hint, WINDOW_MS)  # a quiet spell later: at once
     assert len(first.sent) == 4
+
+
+def test_closing_drops_the_repeats_not_sent_yet(publishers: list[Recording]) -> None:
+    first, _ = publishers
+    hint = {"incident_id": 12}
+    first.emit_coalesced("incident_updated", hint, WINDOW_MS)
+    first.emit_coalesced("incident_updated", hint, WINDOW_MS)  # to be sent at the end
+    first.close()  # a process (or a test's services) going away
+    time.sleep(WINDOW_MS / 1000 * 1.5)
+    assert len(first.sent) == 1
