@@ -52,27 +52,52 @@ class TooLarge(Exception):
     pass
 
 
+# What a webhook decides from its signed request: the status, and the body to answer.
+Handler = Callable[[Services, str, MultiDict[str, str], MultiDict[str, str], str], tuple[int, str]]
+
+
+def _inbound(
+    services: Services, url: str, form: MultiDict[str, str], _args: object, signature: str
+) -> tuple[int, str]:
+    return answer_inbound(services, url, form, signature)
+
+
+def _status(
+    services: Services,
+    url: str,
+    form: MultiDict[str, str],
+    args: MultiDict[str, str],
+    signature: str,
+) -> tuple[int, str]:
+    return answer_status_callback(services, url, form, args, signature), ""
+
+
+# Each webhook's handler, and the type of what it answers with.
+WEBHOOKS: dict[str, tuple[Handler, str]] = {
+    INBOUND_PATH: (_inbound, TWIML_TYPE),
+    STATUS_PATH: (_status, EMPTY_TYPE),
+}
+
+
 class TwilioWebhooks:
     """WSGI middleware: Twilio's webhooks here, everything else to ``app``."""
 
     def __init__(self, app: WsgiApp, services: Services) -> None:
         self.app = app
         self.services = services
-        self._answers: dict[str, Callable[[dict[str, Any]], tuple[int, str, str]]] = {
-            INBOUND_PATH: self.inbound,
-            STATUS_PATH: self.status,
-        }
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        answer = self._answers.get(str(environ.get("PATH_INFO")))
-        if answer is None:
+        path = str(environ.get("PATH_INFO"))
+        webhook = WEBHOOKS.get(path)
+        if webhook is None:
             return self.app(environ, start_response)
+        handler, content_type = webhook
         if environ.get("REQUEST_METHOD") != "POST":
-            code, body, content_type = 405, "", EMPTY_TYPE
+            code, body = 405, ""
         else:
-            code, body, content_type = answer(environ)
+            code, body = self.answer(environ, path, handler)
         payload = body.encode()
         headers = [
             ("Content-Type", content_type if payload else EMPTY_TYPE),
@@ -84,44 +109,19 @@ class TwilioWebhooks:
         start_response(STATUS_LINES[code], headers)
         return [payload]
 
-    def inbound(self, environ: dict[str, Any]) -> tuple[int, str, str]:
-        """A text that came in: its TwiML answer."""
-        code, twiml = self._answer(
-            environ,
-            INBOUND_PATH,
-            lambda url, form, signature: answer_inbound(self.services, url, form, signature),
-        )
-        return code, twiml, TWIML_TYPE
-
-    def status(self, environ: dict[str, Any]) -> tuple[int, str, str]:
-        """A status callback for a message we sent: no body."""
-        query = str(environ.get("QUERY_STRING", ""))
-        args = MultiDict(parse_qsl(query, keep_blank_values=True))
-        code, _ = self._answer(
-            environ,
-            STATUS_PATH,
-            lambda url, form, signature: (
-                answer_status_callback(self.services, url, form, args, signature),
-                "",
-            ),
-        )
-        return code, "", EMPTY_TYPE
-
-    def _answer(
-        self,
-        environ: dict[str, Any],
-        path: str,
-        answer: Callable[[str, MultiDict[str, str], str], tuple[int, str]],
-    ) -> tuple[int, str]:
+    def answer(self, environ: dict[str, Any], path: str, handler: Handler) -> tuple[int, str]:
         try:
             form = read_form(environ)
         except TooLarge:
             return 413, ""
         except ValueError:  # more fields than Twilio sends, or a broken length
             return 400, ""
-        url = webhook_url(self.services.settings, path, str(environ.get("QUERY_STRING", "")))
+        query = str(environ.get("QUERY_STRING", ""))
+        url = webhook_url(self.services.settings, path, query)
+        args = MultiDict(parse_qsl(query, keep_blank_values=True))
+        signature = str(environ.get("HTTP_X_TWILIO_SIGNATURE", ""))
         try:
-            return answer(url, form, str(environ.get("HTTP_X_TWILIO_SIGNATURE", "")))
+            return handler(self.services, url, form, args, signature)
         except SQLAlchemyError as error:  # refused, not away (that is spooled): rolled back
             # The type only: SQLAlchemy's message quotes the statement and its parameters.
             log.error("database error %s on POST %s", type(error).__name__, path)
